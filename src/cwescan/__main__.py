@@ -1,0 +1,3 @@
+from cwescan.cli import main
+
+main()

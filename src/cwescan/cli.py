@@ -1,0 +1,38 @@
+"""The `cwescan` command. Each command lives in its own module, which adds itself to the app
+through a ``register(app)`` function; this file only assembles them."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+app = typer.Typer(
+    name="cwescan",
+    help="Find security weaknesses (CWEs) in Python code, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+COMMAND_MODULES = [
+    "cwescan.scan_cli",  # cwescan scan
+    "cwescan.data.cli",  # cwescan data split
+    "cwescan.evaluate.cli",  # cwescan eval
+    "cwescan.train.cli",  # cwescan train slm|encoder
+    "cwescan.bench.cli",  # cwescan bench
+    "cwescan.fuzz_cli",  # cwescan fuzz
+]
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(_name)
+    except ModuleNotFoundError as e:  # a command not built yet
+        if e.name is None or not _name.startswith(e.name):
+            raise
+        continue
+    _module.register(app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""Training: recipes are YAML data, one trainer per model kind."""
