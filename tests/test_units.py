@@ -25,9 +25,9 @@ def test_units_have_exact_spans_and_module_rest():
     by_name = {u.qualname: u for u in src.units}
     assert set(by_name) == {"module", "A.m", "f"}
     m = by_name["A.m"]
-    assert (m.start_line, m.end_line) == (9, 14)
+    assert (m.start_line, m.end_line) == (9, 13)
     assert m.code.splitlines()[0].strip() == "@staticmethod"
-    assert by_name["f"].start_line == 17
+    assert by_name["f"].start_line == 16
     module = by_name["module"]
     assert "import os" in module.code and "return inner" not in module.code
     assert len(module.code.splitlines()) == len(SRC.splitlines())
