@@ -30,7 +30,7 @@ def test_units_have_exact_spans_and_module_rest():
     assert by_name["f"].start_line == 16
     module = by_name["module"]
     assert "import os" in module.code and "return inner" not in module.code
-    assert len(module.code.splitlines()) == len(SRC.splitlines())
+    assert len(module.code.split("\n")) == len(SRC.splitlines())
 
 
 def test_syntax_error_gives_one_module_unit_and_reason():
