@@ -1,0 +1,150 @@
+"""SARIF 2.1.0 as GitHub code scanning reads it.
+
+One rule per static rule id, and one per (model detector, CWE) for model findings
+("SLM-CWE-89"), since a model has no fixed rules. Tags carry the zero-padded CWE
+("external/cwe/cwe-089") and ``security-severity`` the CVSS-like score GitHub uses to rank
+alerts. ``partialFingerprints.primaryLocationLineHash`` hashes the flagged code plus a per-file
+occurrence counter, so alerts survive edits that move lines.
+"""
+
+from __future__ import annotations
+
+import json
+
+from cwescan import __version__
+from cwescan import cwe as cwe_catalog
+from cwescan.findings import Finding
+from cwescan.scanner import MODEL_DETECTORS, Reported, Report
+
+SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+INFORMATION_URI = "https://github.com/cwescan/cwescan"
+LEVELS = {"critical": "error", "high": "error", "medium": "warning", "low": "note"}
+PROBLEM_SEVERITY = {"error": "error", "warning": "warning", "note": "recommendation"}
+SRCROOT = "%SRCROOT%"
+
+
+def precision(confidence: float) -> str:
+    if confidence >= 0.9:
+        return "very-high"
+    if confidence >= 0.7:
+        return "high"
+    if confidence >= 0.4:
+        return "medium"
+    return "low"
+
+
+def rule_id(f: Finding) -> str:
+    source = f.extra.get("source_detector", f.detector)
+    if source in MODEL_DETECTORS:
+        return f"{source.upper()}-{f.cwe}"
+    return f.rule_id
+
+
+def _cwe_tag(cwe: str) -> str:
+    return f"external/cwe/cwe-{int(cwe.split('-')[1]):03d}"
+
+
+def _rule(rid: str, results: list[Reported]) -> dict:
+    f = results[0].finding
+    cwe_name = cwe_catalog.name(f.cwe)
+    number = f.cwe.split("-")[1]
+    source = f.extra.get("source_detector", f.detector)
+    if source in MODEL_DETECTORS:
+        name = f"{source}/{cwe_name}"
+        short = f"{cwe_name} ({f.cwe}), found by the {source} model"
+        full = (f"The {source} model judged this code to contain {f.cwe}: {cwe_name}. "
+                "Model findings carry a confidence; review the flagged lines.")
+    else:
+        name = f.title or cwe_name
+        short = f"{f.title} ({f.cwe})" if f.title else f"{cwe_name} ({f.cwe})"
+        full = f"{f.title}. {f.cwe}: {cwe_name}." if f.title else f"{f.cwe}: {cwe_name}."
+    url = f"https://cwe.mitre.org/data/definitions/{number}.html"
+    help_text = (f"{short}.\n\n{full}\n\nSee {url}.\n"
+                 "Suppress a reviewed finding with `# cwescan: ignore[{cwe}]` on the flagged "
+                 "statement.".replace("{cwe}", f.cwe))
+    help_md = (f"**{short}**\n\n{full}\n\nSee [{f.cwe}]({url}).\n\n"
+               f"Suppress a reviewed finding with `# cwescan: ignore[{f.cwe}]` on the flagged statement.")
+    return {
+        "id": rid,
+        "name": "".join(part.capitalize() for part in
+                        "".join(c if c.isalnum() else " " for c in name).split()) or rid,
+        "shortDescription": {"text": short},
+        "fullDescription": {"text": full},
+        "helpUri": url,
+        "help": {"text": help_text, "markdown": help_md},
+        "defaultConfiguration": {"level": LEVELS[f.severity]},
+        "properties": {
+            "tags": ["security", _cwe_tag(f.cwe)],
+            "security-severity": f"{cwe_catalog.security_severity(f.cwe):.1f}",
+            "precision": precision(max(r.finding.confidence for r in results)),
+            "problem.severity": PROBLEM_SEVERITY[LEVELS[f.severity]],
+        },
+    }
+
+
+def _location(path: str, start: int | None = None, end: int | None = None) -> dict:
+    loc: dict = {"artifactLocation": {"uri": path, "uriBaseId": SRCROOT}}
+    if start is not None:
+        loc["region"] = {"startLine": max(1, start), "endLine": max(1, end or start)}
+    return {"physicalLocation": loc}
+
+
+def sarif_dict(report: Report) -> dict:
+    by_rule: dict[str, list[Reported]] = {}
+    for r in report.findings:
+        by_rule.setdefault(rule_id(r.finding), []).append(r)
+    rule_ids = sorted(by_rule)
+    index = {rid: i for i, rid in enumerate(rule_ids)}
+    results = []
+    for r in report.findings:
+        f = r.finding
+        rid = rule_id(f)
+        results.append({
+            "ruleId": rid,
+            "ruleIndex": index[rid],
+            "level": LEVELS[f.severity],
+            "message": {"text": f"{f.title}: {f.message}" if f.title else f.message},
+            "locations": [_location(f.path, f.start_line, f.end_line)],
+            "partialFingerprints": {"primaryLocationLineHash": r.line_hash},
+            "properties": {
+                "cwe": f.cwe,
+                "confidence": round(f.confidence, 4),
+                "severity": f.severity,
+                "detectors": f.extra.get("detectors", {f.detector: round(f.confidence, 4)}),
+                "fingerprint": r.fingerprint,
+            },
+        })
+    notifications = [{
+        "level": "note" if n.scanned else "warning",
+        "message": {"text": f"{n.path}: {'partly scanned' if n.scanned else 'skipped'} "
+                            f"({n.reason}): {n.message}"},
+        "descriptor": {"id": n.reason},
+        "locations": [_location(n.path)],
+        "properties": {"reason": n.reason, "scanned": n.scanned},
+    } for n in report.notices]
+    return {
+        "$schema": SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "cwescan",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "informationUri": INFORMATION_URI,
+                "rules": [_rule(rid, by_rule[rid]) for rid in rule_ids],
+            }},
+            "invocations": [{
+                "executionSuccessful": True,
+                "toolExecutionNotifications": notifications,
+            }],
+            "originalUriBaseIds": {SRCROOT: {"uri": report.base.as_uri().rstrip("/") + "/"}},
+            "results": results,
+            "columnKind": "unicodeCodePoints",
+            "properties": {"stats": report.stats,
+                           "unusedSuppressions": report.unused_suppressions},
+        }],
+    }
+
+
+def render_sarif(report: Report) -> str:
+    return json.dumps(sarif_dict(report), indent=2, ensure_ascii=False) + "\n"

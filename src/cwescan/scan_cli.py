@@ -1,0 +1,214 @@
+"""`cwescan scan`: scan Python files and report weaknesses.
+
+Exit codes: 0 when no remaining finding is at or above ``--fail-on`` (default high), 1 when one
+is, 2 on a usage error, a bad config or baseline, or an internal error.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import time
+from pathlib import Path
+
+import click
+import typer
+
+from cwescan import config as config_mod
+from cwescan import output
+from cwescan.scanner import (
+    MODEL_DETECTORS,
+    ScanOptions,
+    create_detectors,
+    default_detectors,
+    scan,
+)
+from cwescan.suppress import BaselineError, load_baseline, write_baseline
+from cwescan.walk import find_base
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _err(message: str) -> None:
+    typer.echo(f"cwescan: {message}", err=True)
+
+
+def _choice(value: str | None, options: tuple[str, ...], flag: str) -> str | None:
+    if value is None:
+        return None
+    if value.lower() not in options:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(options)}", param_hint=flag)
+    return value.lower()
+
+
+def scan_command(
+    paths: list[Path] = typer.Argument(..., help="Files or folders to scan."),
+    detector: list[str] = typer.Option(
+        None, "--detector", "-d",
+        help="Detector to run (repeatable, or comma separated): static, bandit, slm, encoder. "
+             "Default: config, else static + slm when the shipped model is present, else static."),
+    fmt: str = typer.Option(None, "--format", "-f", help="text | json | jsonl | sarif (default text)."),
+    output_file: Path = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
+    fail_on: str = typer.Option(None, "--fail-on",
+                                help="Exit 1 when a finding at or above this severity remains: "
+                                     "low | medium | high | critical | none (default high)."),
+    min_confidence: float = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+                                         help="Hide findings below this confidence (default 0)."),
+    baseline: Path = typer.Option(None, "--baseline", help="Hide findings recorded in this baseline file."),
+    write_baseline_to: Path = typer.Option(None, "--write-baseline",
+                                           help="Record the current findings as a baseline file."),
+    exclude: list[str] = typer.Option(None, "--exclude", help="Glob to leave out (repeatable, .gitignore syntax)."),
+    precision: str = typer.Option(None, "--precision", help="Model detectors: fp32 | bf16 | int8 | int4."),
+    max_file_size: str = typer.Option(None, "--max-file-size", help="Skip larger files (bytes or e.g. 5MB)."),
+    file_timeout: float = typer.Option(None, "--file-timeout", min=0.0,
+                                       help="Seconds of static analysis per file (default 20; 0 = no bound)."),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0,
+                             help="Worker processes for the static stage (0 = automatic)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
+) -> None:
+    """Scan Python files for security weaknesses (CWEs)."""
+    fmt = _choice(fmt, config_mod.FORMATS, "--format")
+    fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
+    precision = _choice(precision, config_mod.PRECISIONS, "--precision")
+    try:
+        code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
+                    write_baseline_to, exclude, precision, max_file_size, file_timeout, jobs, quiet)
+    except (typer.Exit, click.ClickException, KeyboardInterrupt):
+        raise
+    except (config_mod.ConfigError, BaselineError, FileNotFoundError) as e:
+        _err(f"error: {e}")
+        code = EXIT_ERROR
+    except Exception as e:  # an internal error must not look like "no findings"
+        _err(f"internal error: {type(e).__name__}: {e}")
+        code = EXIT_ERROR
+    raise typer.Exit(code)
+
+
+def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
+         exclude, precision, max_file_size, file_timeout, jobs, quiet) -> int:
+    for p in paths:
+        if not p.exists() and not p.is_symlink():
+            raise FileNotFoundError(f"no such file or folder: {p}")
+    base = find_base(paths)
+    roots = [p.resolve() if p.resolve().is_dir() else p.resolve().parent for p in paths]
+    cfg = config_mod.load(min(roots, key=lambda r: len(r.parts)))
+
+    names, note = _detector_names(detector, cfg)
+    fmt = fmt or cfg.format
+    fail_on = fail_on or cfg.fail_on
+    options = ScanOptions(
+        detectors=names,
+        exclude=[*cfg.exclude, *(exclude or [])],
+        precision=precision or cfg.precision,
+        max_file_size=config_mod.parse_size(max_file_size) if max_file_size else cfg.max_file_size,
+        file_timeout=cfg.file_timeout if file_timeout is None else file_timeout,
+        min_confidence=cfg.min_confidence if min_confidence is None else min_confidence,
+        baseline=load_baseline(baseline or cfg.baseline) if (baseline or cfg.baseline) else None,
+        jobs=jobs,
+        base=base,
+    )
+
+    detectors = _create(names, options.precision, explicit=note is None)
+    if not detectors:
+        raise config_mod.ConfigError("no detector could be started")
+    if not quiet:
+        ran = ", ".join(d.name for d in detectors)
+        _err(f"detectors: {ran}" + (f" ({note})" if note else ""))
+    options.detectors = [d.name for d in detectors]
+
+    started = time.monotonic()
+    with _progress(enabled=not quiet and sys.stderr.isatty()) as hook:
+        report = scan(paths, options, detectors=detectors, progress=hook)
+    elapsed = time.monotonic() - started
+
+    if write_baseline_to:
+        write_baseline(write_baseline_to, [r.to_dict() for r in report.all_findings])
+        if not quiet:
+            _err(f"wrote baseline of {len(report.all_findings)} findings to {write_baseline_to}")
+
+    if output_file:
+        buffer = io.StringIO()
+        output.write(report, fmt, buffer, color=False)
+        output_file.write_text(buffer.getvalue(), encoding="utf-8")
+    else:
+        output.write(report, fmt, sys.stdout)
+        sys.stdout.flush()
+
+    failing = report.failing(fail_on)
+    if not quiet:
+        s = report.stats
+        rate = s["files_scanned"] / elapsed if elapsed > 0 else 0.0
+        _err(f"{s['findings']} findings, {len(failing)} at or above --fail-on {fail_on}; "
+             f"{s['files_scanned']} files in {elapsed:.1f} s ({rate:.0f} files/s)")
+    return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _detector_names(cli: list[str] | None, cfg: config_mod.Config) -> tuple[list[str], str | None]:
+    """Detector names and, for the automatic choice, a note saying why (None when chosen)."""
+    requested = [n.strip().lower() for item in (cli or []) for n in item.split(",") if n.strip()]
+    if requested:
+        return list(dict.fromkeys(requested)), None
+    if cfg.detectors:
+        return list(dict.fromkeys(n.lower() for n in cfg.detectors)), None
+    names, why = default_detectors()
+    return names, why or "default"
+
+
+def _create(names: list[str], precision: str | None, explicit: bool):
+    """Detectors asked for by name must start; of the default set, one that fails to start is
+    left out with a note."""
+    from cwescan.detectors import REGISTRY
+
+    out = []
+    for name in names:
+        if name not in REGISTRY:
+            raise config_mod.ConfigError(f"unknown detector {name!r}; choose from {', '.join(REGISTRY)}")
+        try:
+            out.extend(create_detectors([name], precision))
+        except Exception as e:
+            if explicit or name not in MODEL_DETECTORS:
+                raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e
+            _err(f"detector {name} left out: {type(e).__name__}: {e}")
+    return out
+
+
+class _progress:
+    """A rich progress bar on stderr (files done/total, rate, ETA), or nothing."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.tasks: dict[str, int] = {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
+                                   TaskProgressColumn, TextColumn, TimeRemainingColumn)
+        from rich.text import Text
+
+        class RateColumn(ProgressColumn):
+            def render(self, task):
+                speed = task.finished_speed or task.speed
+                return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TaskProgressColumn(), RateColumn(), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=True)
+        self.bar.__enter__()
+        return self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(stage, total=total)
+        self.bar.update(self.tasks[stage], completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan_command)

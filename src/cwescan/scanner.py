@@ -1,0 +1,390 @@
+"""The scan pipeline: paths -> files -> units -> detectors -> merged findings -> report.
+
+1. ``walk.discover`` lists the Python files; ``walk.read_source`` reads each one safely.
+2. Each file is parsed into units (``units.parse_source``) and the fast detectors (static,
+   Bandit) run on it under a per-file time bound, in worker processes with ``jobs > 1``.
+3. Model detectors (slm, encoder) get the units of all files in large batches.
+4. Findings are merged per (path, line, CWE family), filtered by confidence, inline
+   suppressions and the baseline, fingerprinted and sorted into a :class:`Report`.
+
+Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from cwescan import detectors as detector_registry
+from cwescan.detectors.base import Detector
+from cwescan.findings import Finding, severity_rank
+from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
+from cwescan.units import SourceFile, Unit, parse_source
+from cwescan.walk import DEFAULT_MAX_FILE_SIZE, Candidate, Notice, discover, read_source
+
+MODEL_DETECTORS = ("slm", "encoder")  # batched across files; they take precision=
+MODEL_BATCH_UNITS = 256  # units handed to a model detector per call
+PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
+
+
+def slm_available() -> tuple[bool, str]:
+    """Whether the shipped SLM can run here, and if not, why."""
+    artifact = Path(__file__).parent / "models" / "slm"
+    if not artifact.is_dir():
+        return False, f"no shipped model at {artifact}"
+    try:
+        found = importlib.util.find_spec("cwescan.detectors.slm") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return False, "cwescan.detectors.slm is not installed"
+    return True, ""
+
+
+def default_detectors() -> tuple[list[str], str]:
+    """["static", "slm"] when the shipped SLM is present, else ["static"]; plus a note."""
+    ok, why = slm_available()
+    if ok:
+        return ["static", "slm"], ""
+    return ["static"], f"slm not used: {why}"
+
+
+def create_detectors(names: Sequence[str], precision: str | None = None) -> list[Detector]:
+    out = []
+    for name in names:
+        opts = {"precision": precision} if precision and name in MODEL_DETECTORS else {}
+        out.append(detector_registry.create(name, **opts))
+    return out
+
+
+# --- per-file stage -----------------------------------------------------------------------
+
+class FileTimeout(BaseException):
+    """Raised by the alarm; a BaseException so detectors' ``except Exception`` cannot eat it."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupt the block after ``seconds`` (main thread on POSIX only; else no bound)."""
+    if (not seconds or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise FileTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class FileResult:
+    relpath: str
+    text: str | None  # None: skipped
+    notices: list[Notice] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    n_units: int = 0
+    suppressions: FileSuppressions | None = None
+    source: SourceFile | None = None  # kept in-process only, for the model detectors
+
+
+def _parse_notice(relpath: str, error: str) -> Notice:
+    deep = error.startswith(("RecursionError", "MemoryError")) or "too many nested" in error
+    if deep:
+        return Notice(relpath, "too-deep", f"nesting too deep to parse ({error}); "
+                      "static rules skipped, models read the text")
+    return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
+
+
+def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
+              keep_source: bool) -> FileResult:
+    """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
+    read = read_source(cand.abspath, cand.relpath, max_size)
+    result = FileResult(cand.relpath, read.text)
+    if read.notice is not None:
+        result.notices.append(read.notice)
+    if read.text is None:
+        return result
+    try:
+        with time_limit(timeout):
+            src = parse_source(cand.relpath, read.text)
+    except FileTimeout:
+        result.notices.append(Notice(cand.relpath, "timeout", f"parsing took over {timeout:g} s"))
+        result.suppressions = FileSuppressions.build(cand.relpath, read.text, None)
+        return result
+    if src.error and read.text.strip():
+        result.notices.append(_parse_notice(cand.relpath, src.error))
+    result.n_units = len(src.units)
+    for det in fast:
+        try:
+            with time_limit(timeout):
+                result.findings.extend(det.detect(src.units))
+        except FileTimeout:
+            result.notices.append(Notice(
+                cand.relpath, "timeout", f"{det.name}: over {timeout:g} s on this file (--file-timeout)"))
+        except (RecursionError, MemoryError) as e:
+            result.notices.append(Notice(cand.relpath, "too-deep",
+                                         f"{det.name}: {type(e).__name__} on deeply nested code"))
+        except Exception as e:  # one detector's bug must not lose the rest of the scan
+            result.notices.append(Notice(cand.relpath, "detector-error",
+                                         f"{det.name} failed: {type(e).__name__}: {e}"))
+    try:
+        result.suppressions = FileSuppressions.build(cand.relpath, read.text, src.tree)
+    except RecursionError:
+        result.suppressions = FileSuppressions.build(cand.relpath, read.text, None)
+    if keep_source:
+        result.source = src
+    return result
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(names: list[str], max_size: int, timeout: float) -> None:
+    _WORKER["fast"] = create_detectors(names)
+    _WORKER["args"] = (max_size, timeout)
+
+
+def _scan_in_worker(cand: Candidate) -> FileResult:
+    max_size, timeout = _WORKER["args"]
+    return scan_file(cand, _WORKER["fast"], max_size, timeout, keep_source=False)
+
+
+# --- merging and the report ---------------------------------------------------------------
+
+def merge(findings: Sequence[Finding]) -> list[Finding]:
+    """One finding per (path, start line, CWE family): the most confident one's fields, with
+    ``detector`` naming every detector that agreed ("slm+static") and ``extra["detectors"]``
+    keeping each one's confidence."""
+    groups: dict[tuple, list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.path, f.start_line, f.family), []).append(f)
+    merged = []
+    for group in groups.values():
+        best = max(group, key=lambda f: (f.confidence, severity_rank(f.severity),
+                                         f.detector, f.rule_id, -f.end_line))
+        per_detector: dict[str, float] = {}
+        for f in group:
+            for name in f.detector.split("+"):
+                per_detector[name] = max(per_detector.get(name, 0.0), round(f.confidence, 4))
+        extra = dict(best.extra)
+        extra["source_detector"] = best.detector  # whose rule and message are shown
+        extra["detectors"] = dict(sorted(per_detector.items()))
+        merged.append(Finding(
+            path=best.path, start_line=best.start_line, end_line=best.end_line, cwe=best.cwe,
+            rule_id=best.rule_id, title=best.title, message=best.message,
+            confidence=best.confidence, severity=best.severity,
+            detector="+".join(sorted(per_detector)), extra=extra))
+    return sorted(merged, key=Finding.sort_key)
+
+
+@dataclass
+class Reported:
+    """A finding as reported, with its identities across edits."""
+
+    finding: Finding
+    fingerprint: str  # baseline identity: path, CWE family, flagged code
+    line_hash: str  # SARIF primaryLocationLineHash: content hash + per-file occurrence
+    snippet: str = ""  # the first flagged line, for the text report
+
+    def to_dict(self) -> dict:
+        d = self.finding.verdict()
+        d["fingerprint"] = self.fingerprint
+        d["detectors"] = self.finding.extra.get("detectors", {self.finding.detector: d["confidence"]})
+        return d
+
+
+@dataclass
+class Report:
+    base: Path  # paths are relative to this folder
+    detectors: list[str]
+    findings: list[Reported]  # what remains after confidence, suppression and baseline
+    notices: list[Notice]
+    unused_suppressions: list[dict]
+    stats: dict
+    all_findings: list[Reported] = field(default_factory=list)  # before the baseline
+
+    def failing(self, fail_on: str) -> list[Reported]:
+        if fail_on == "none":
+            return []
+        threshold = severity_rank(fail_on)
+        return [r for r in self.findings if severity_rank(r.finding.severity) >= threshold]
+
+
+@dataclass
+class ScanOptions:
+    detectors: list[str]
+    exclude: list[str] = field(default_factory=list)
+    precision: str | None = None
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    file_timeout: float = 20.0
+    min_confidence: float = 0.0
+    baseline: Counter | None = None
+    jobs: int = 0  # 0: automatic
+    base: Path | None = None  # report paths relative to this; default walk.find_base
+
+
+ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def scan(paths: Sequence[Path], options: ScanOptions,
+         detectors: Sequence[Detector] | None = None,
+         progress: ProgressHook | None = None) -> Report:
+    """Scan ``paths``. ``detectors`` may be given ready-made; else ``options.detectors`` are
+    created through the registry."""
+    from cwescan.walk import find_base
+
+    paths = [Path(p) for p in paths]
+    base = (options.base or find_base(paths)).resolve()
+    ready_made = detectors is not None
+    if detectors is None:
+        detectors = create_detectors(options.detectors, options.precision)
+    fast = [d for d in detectors if d.name not in MODEL_DETECTORS]
+    models = [d for d in detectors if d.name in MODEL_DETECTORS]
+
+    candidates, notices = discover(paths, base, options.exclude)
+    results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
+                              progress=progress, ready_made=ready_made)
+    notices = list(notices)
+    raw: list[Finding] = []
+    for r in results:
+        notices.extend(r.notices)
+        raw.extend(r.findings)
+    if models:
+        raw.extend(_run_model_stage(results, models, notices, progress))
+
+    texts = {r.relpath: r.text for r in results if r.text is not None}
+    sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
+    merged = merge(raw)
+    kept, low, suppressed = [], 0, 0
+    for f in merged:
+        if f.confidence < options.min_confidence:
+            low += 1
+            continue
+        s = sups.get(f.path)
+        if s is not None and s.hide(f) is not None:
+            suppressed += 1
+            continue
+        kept.append(f)
+    reported = _fingerprint(kept, texts)
+    hidden = (apply_baseline([r.fingerprint for r in reported], options.baseline)
+              if options.baseline else [False] * len(reported))
+    visible = [r for r, h in zip(reported, hidden) if not h]
+    unused = [u for path in sorted(sups) for u in sups[path].unused()]
+
+    notices.sort(key=lambda n: (n.path, n.reason, n.message))
+    stats = _stats(results, notices, visible, [d.name for d in detectors],
+                   low=low, suppressed=suppressed, baselined=sum(hidden))
+    return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported)
+
+
+def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
+                    keep_source: bool, progress: ProgressHook | None,
+                    ready_made: bool) -> list[FileResult]:
+    total = len(candidates)
+    jobs = options.jobs or (min(os.cpu_count() or 1, 8) if total >= PARALLEL_MIN_FILES else 1)
+    # Detectors handed in ready-made (tests, benchmarks) cannot be rebuilt in workers.
+    if ready_made:
+        jobs = 1
+    results: list[FileResult] = []
+    if jobs <= 1 or total < 2:
+        for i, cand in enumerate(candidates):
+            results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
+                                     keep_source))
+            if progress:
+                progress("files", i + 1, total)
+        return results
+    names = [d.name for d in fast]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
+                             initializer=_init_worker,
+                             initargs=(names, options.max_file_size, options.file_timeout)) as pool:
+        for i, r in enumerate(pool.map(_scan_in_worker, candidates, chunksize=4)):
+            results.append(r)
+            if progress:
+                progress("files", i + 1, total)
+    return results
+
+
+def _run_model_stage(results: list[FileResult], models: list[Detector], notices: list[Notice],
+                     progress: ProgressHook | None) -> list[Finding]:
+    units: list[Unit] = []
+    for r in results:
+        if r.text is None:
+            continue
+        src = r.source or parse_source(r.relpath, r.text)
+        if not r.n_units:
+            r.n_units = len(src.units)
+        units.extend(u for u in src.units if u.code.strip())
+    out: list[Finding] = []
+    total = len(units) * len(models)
+    done = 0
+    for det in models:
+        for i in range(0, len(units), MODEL_BATCH_UNITS):
+            batch = units[i:i + MODEL_BATCH_UNITS]
+            try:
+                out.extend(det.detect(batch))
+            except Exception as e:  # keep the rest of the scan; name the files it missed
+                for path in sorted({u.path for u in batch}):
+                    notices.append(Notice(path, "detector-error",
+                                          f"{det.name} failed: {type(e).__name__}: {e}"))
+            done += len(batch)
+            if progress:
+                progress(f"{det.name} units", done, total)
+    return out
+
+
+def _fingerprint(findings: list[Finding], texts: dict[str, str]) -> list[Reported]:
+    """Baseline fingerprints and SARIF line hashes; the occurrence counter tells apart
+    identical code flagged twice in one file, like GitHub's own fingerprints."""
+    out = []
+    seen: Counter = Counter()
+    lines_of: dict[str, list[str]] = {}
+    for f in findings:
+        lines = lines_of.setdefault(f.path, texts.get(f.path, "").split("\n"))
+        h = content_hash(lines, f.start_line, f.end_line)
+        seen[(f.path, f.family, h)] += 1
+        first = lines[f.start_line - 1].strip() if 0 < f.start_line <= len(lines) else ""
+        out.append(Reported(f, fingerprint(f, lines), f"{h}:{seen[(f.path, f.family, h)]}",
+                            first[:160]))
+    return out
+
+
+def _stats(results: list[FileResult], notices: list[Notice], visible: list[Reported],
+           detectors: list[str], *, low: int, suppressed: int, baselined: int) -> dict:
+    skipped_paths = {n.path for n in notices if not n.scanned}
+    partial_paths = {n.path for n in notices if n.scanned and n.reason != "empty"}
+    by_detector: Counter = Counter()
+    for r in visible:
+        for name in r.finding.extra.get("detectors", {r.finding.detector: 0}):
+            by_detector[name] += 1
+    by_severity = Counter(r.finding.severity for r in visible)
+    by_cwe = Counter(r.finding.cwe for r in visible)
+    return {
+        "detectors": list(detectors),
+        "files_scanned": sum(1 for r in results if r.text is not None),
+        "files_skipped": len(skipped_paths),
+        "files_partial": len(partial_paths),
+        "units": sum(r.n_units for r in results),
+        "findings": len(visible),
+        "by_detector": dict(sorted(by_detector.items())),
+        "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if by_severity[s]},
+        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: int(kv[0].split("-")[1]))),
+        "suppressed": suppressed,
+        "baselined": baselined,
+        "below_min_confidence": low,
+    }
