@@ -129,12 +129,17 @@ _PAIR_SUFFIX = re.compile(r":(vul|fix|vuln|fixed|before|after|bad|good)$")
 _AUGMENTED = re.compile(r"(?:^|/)(CWE-\d+)/(?:p_)?(\w+)\.py$")
 
 
+def pair_key(record_id: str) -> str | None:
+    """'sven:train/cwe-022.jsonl#1:vul' and '...#1:fix' share the key 'sven:train/cwe-022.jsonl#1'."""
+    return _PAIR_SUFFIX.sub("", record_id) if _PAIR_SUFFIX.search(record_id) else None
+
+
 def leakage_keys(rec: Record) -> set[str]:
     """Keys that must not be split across parts. Derived from ``id`` and ``origin`` so any
     source in the same format gets them; a key shared by two records links them."""
     keys: set[str] = set()
-    if _PAIR_SUFFIX.search(rec.id):
-        keys.add("pair:" + _PAIR_SUFFIX.sub("", rec.id))
+    if pair_key(rec.id):
+        keys.add("pair:" + pair_key(rec.id))
     origin = rec.origin or ""
     for cve in _CVE.findall(origin + " " + rec.id):
         keys.add("cve:" + cve.upper())

@@ -1,0 +1,1 @@
+"""`cwescan eval`: one code path for every number the project states about detectors."""

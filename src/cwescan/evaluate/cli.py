@@ -1,0 +1,100 @@
+"""`cwescan eval`: score detectors side by side on labelled records."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+MODEL_DETECTORS = {"slm", "encoder"}  # take precision= and device= options
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def eval_cmd(
+    records: list[Path] = typer.Option(None, "--records", help="JSONL file or folder of *.jsonl (repeatable)."),
+    split: str = typer.Option(None, help="Part of the committed split: test, validation or train (default: test)."),
+    detector: list[str] = typer.Option(["static"], "--detector", help="static, bandit, slm, encoder (repeatable)."),
+    precision: str = typer.Option(None, help="Model detectors: fp32, bf16, int8 or int4."),
+    device: str = typer.Option(None, help="Model detectors: cpu or cuda."),
+    out: Path = typer.Option(Path("out/eval"), help="Folder for metrics.json, report.md and the plots."),
+    limit: int = typer.Option(0, help="Evaluate a deterministic sample of N records (0: all)."),
+    perturb: bool = typer.Option(False, help="Also measure verdict flips under semantics-preserving rewrites."),
+    batch_size: int = typer.Option(64, help="Records per detector call."),
+    update_doc: Path = typer.Option(None, help="Rewrite the eval-table block of this markdown file (e.g. docs/EVALUATION.md)."),
+) -> None:
+    """Evaluate detectors on labelled records: binary, ranking, CWE-typed, line, pairwise and
+    calibration metrics, per source and per CWE."""
+    from cwescan.data.records import DataError, default_data_dir, load_records
+    from cwescan.data.split import load_part, manifest_hash
+    from cwescan.detectors import REGISTRY, create
+    from cwescan.evaluate.report import main_table, update_doc as rewrite_doc, write_outputs
+    from cwescan.evaluate.runner import run_detector, sample
+
+    if records and split:
+        _fail("give --records or --split, not both")
+    unknown = [d for d in detector if d not in REGISTRY]
+    if unknown:
+        _fail(f"unknown detector {unknown[0]!r}; choose from {', '.join(REGISTRY)}")
+    meta: dict = {"command": "cwescan eval " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "cwescan eval"}
+    try:
+        if records:
+            recs = load_records(records)
+            meta["input"] = ", ".join(str(p) for p in records)
+        else:
+            part = split or "test"
+            recs = load_part(part)
+            meta["input"] = f"the {part} part of the split ({default_data_dir()})"
+            meta["split"] = part
+            meta["manifest_hash"] = manifest_hash()
+    except DataError as e:
+        _fail(str(e))
+    recs = sample(recs, limit or None)
+    if not recs:
+        _fail("no records to evaluate")
+    meta["records"] = len(recs)
+
+    perturbations = None
+    if perturb:
+        try:
+            from cwescan.evaluate.perturb import PERTURBATIONS
+        except ModuleNotFoundError:
+            _fail("--perturb needs cwescan.evaluate.perturb (PERTURBATIONS), which is not available yet")
+        perturbations = PERTURBATIONS
+
+    runs = {}
+    t_all = time.perf_counter()
+    for name in dict.fromkeys(detector):  # each once, in the order given
+        options = {}
+        if name in MODEL_DETECTORS:
+            options = {k: v for k, v in (("precision", precision), ("device", device)) if v}
+        try:
+            det = create(name, **options)
+        except KeyError as e:
+            _fail(str(e.args[0]))
+        except ModuleNotFoundError as e:
+            _fail(f"detector {name!r} is not available: {e}")
+        run = run_detector(name, det, recs, batch_size, perturbations)
+        runs[name] = run
+        typer.echo(
+            f"{name}: {len(recs)} records in {run.seconds:.1f} s "
+            f"({len(recs) / max(run.seconds, 1e-9):.1f} records/s)" + (f", {run.errors} errors" if run.errors else ""),
+            err=True,
+        )
+    meta["seconds"] = round(time.perf_counter() - t_all, 2)
+    written = write_outputs(recs, runs, meta, out)
+    typer.echo(main_table(runs))
+    typer.echo(f"total {meta['seconds']:.1f} s; wrote " + ", ".join(str(p) for p in written))
+    if update_doc:
+        rewrite_doc(update_doc, runs, meta)
+        typer.echo(f"updated the eval table in {update_doc}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
