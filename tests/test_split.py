@@ -200,6 +200,11 @@ def test_committed_split_has_no_leaks():
     assert not straddling, list(straddling.items())[:3]
     # duplicates were removed: no normalised code occurs twice
     assert all(len(v) == 1 for k, v in groups.items() if k.startswith("norm:"))
+    # similar code (Jaccard >= 0.7 on 5-token shingles) stays on one side
+    ids = sorted(part_of)
+    sets = [shingles(code_tokens(records[i].code)) for i in ids]
+    crossing = [(ids[a], ids[b]) for a, b in similar_pairs(sets, 0.7) if part_of[ids[a]] != part_of[ids[b]]]
+    assert not crossing, crossing[:3]
     # every sven/safecoder twin whose both halves survived is complete on one side
     pairs = [v for k, v in groups.items() if k.startswith("pair:")]
     assert sum(len(v) == 2 for v in pairs) > 300

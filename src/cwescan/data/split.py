@@ -11,8 +11,8 @@ Steps (all deterministic: no randomness except a fixed-seed MinHash, ordering by
    vulnerable/fixed twin: both are kept and linked.
 3. Leakage groups: union-find over the kept records, linking records that share a pair id
    (``...#6:vul`` / ``...#6:fix``), a fixing commit hash, a CVE id, a file of a project
-   (``repo:path``), a variant family (SecLLMHolmes' augmented copies of one base file), or are
-   twins by similarity.
+   (``repo:path``), a variant family (SecLLMHolmes' augmented copies of one base file), or whose
+   code is similar (Jaccard >= ``RELATED``, which includes twins found by similarity).
 4. Whole groups are assigned to parts, largest first (ties by sha256 of the group's ids), each to
    the part with the largest unfilled share of its 70/15/15 target for of the group's strata: (source, label) and the CWE
    family of its records.
@@ -38,6 +38,7 @@ PARTS = ("train", "validation", "test")
 TARGET = {"train": 0.70, "validation": 0.15, "test": 0.15}
 NEAR_DUP = 0.9  # Jaccard of 5-token shingles at or above which same-label records are duplicates
 TWIN = 0.7  # Jaccard at or above which opposite-label records are treated as vulnerable/fixed twins
+RELATED = 0.7  # Jaccard at or above which any two kept records stay on the same side
 SPLIT_DIR_ENV = "CWESCAN_SPLITS"
 
 
@@ -210,12 +211,15 @@ def build_split(records: list[Record]) -> SplitResult:
         else:
             by_norm[h] = i
     twins: list[tuple[int, int]] = []
-    for (i, j), _jac in similar_pairs(sh, min(NEAR_DUP, TWIN)).items():
+    related: list[tuple[int, int]] = []
+    for (i, j), jac in similar_pairs(sh, min(NEAR_DUP, TWIN, RELATED)).items():
         same_label = records[i].vulnerable == records[j].vulnerable
-        if same_label and _jac >= NEAR_DUP:
+        if same_label and jac >= NEAR_DUP:
             dup.union(i, j)
-        elif not same_label and normalized[i] != normalized[j]:
+        elif not same_label and jac >= TWIN and normalized[i] != normalized[j]:
             twins.append((i, j))
+        elif jac >= RELATED:
+            related.append((i, j))
     kept = [False] * n
     conflicts, dups = [], []
     for members in dup.groups():
@@ -242,6 +246,9 @@ def build_split(records: list[Record]) -> SplitResult:
         if kept[i] and kept[j]:
             groups_uf.union(i, j)
             twin_links += 1
+    for i, j in related:
+        if kept[i] and kept[j]:
+            groups_uf.union(i, j)
     groups = [g for g in groups_uf.groups() if kept[g[0]]]
 
     # 4. greedy stratified assignment of whole groups
@@ -353,7 +360,7 @@ def write_split(result: SplitResult, out_dir: str | os.PathLike) -> dict:
         "leakage_groups": result.n_groups,
         "largest_group": result.largest_group,
         "twin_links_by_similarity": result.twin_links,
-        "settings": {"near_dup_jaccard": NEAR_DUP, "twin_jaccard": TWIN, "target": TARGET},
+        "settings": {"near_dup_jaccard": NEAR_DUP, "twin_jaccard": TWIN, "related_jaccard": RELATED, "target": TARGET},
         "sources": sources,
     }
     (out / "SPLIT.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n", encoding="utf-8")
