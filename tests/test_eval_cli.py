@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -169,3 +170,13 @@ def test_eval_command_errors_are_clear(tmp_path, keyword_registry):
     assert r.exit_code == 2 and "bad.jsonl:2" in r.output
     r = CliRunner().invoke(app, ["eval", "--records", str(bad), "--detector", "nope"])
     assert r.exit_code == 2 and "unknown detector" in r.output
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "datasets").is_dir(), reason="no data")
+def test_eval_on_a_sample_of_the_split(tmp_path, keyword_registry):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["eval", "--split", "test", "--limit", "40", "--detector", "keyword", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "metrics.json").read_text())["meta"]
+    assert meta["records"] == 40 and meta["split"] == "test" and len(meta["manifest_hash"]) == 64
+    assert meta["command"] == "cwescan eval --split test --detector keyword --limit 40"

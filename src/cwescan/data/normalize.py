@@ -40,9 +40,14 @@ def code_tokens(code: str) -> list[str]:
         return _ROUGH_TOKEN.findall(stripped)
 
 
+def join_tokens(tokens: list[str]) -> str:
+    """The normalised form of a token list: concatenated with every whitespace character removed."""
+    return re.sub(r"\s+", "", "".join(tokens))
+
+
 def normalize_code(code: str) -> str:
     """Comments, blank lines and every whitespace character removed."""
-    return re.sub(r"\s+", "", "".join(code_tokens(code)))
+    return join_tokens(code_tokens(code))
 
 
 def normalized_hash(code: str) -> str:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from cwescan import cwe as cwe_catalog
-from cwescan.data.normalize import code_tokens, shingles
+from cwescan.data.normalize import code_tokens, join_tokens, shingles
 from cwescan.data.records import DataError, Record, default_data_dir, load_records, repo_root
 
 PARTS = ("train", "validation", "test")
@@ -196,7 +196,7 @@ def build_split(records: list[Record]) -> SplitResult:
     records = sorted(records, key=lambda r: r.id)
     n = len(records)
     tokens = [code_tokens(r.code) for r in records]
-    normalized = ["".join(t).replace(" ", "") for t in tokens]
+    normalized = [join_tokens(t) for t in tokens]
     sh = [shingles(t) for t in tokens]
     keys = [leakage_keys(r) for r in records]
     has_pair = [any(k.startswith("pair:") for k in ks) for ks in keys]

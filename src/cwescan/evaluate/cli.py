@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 import time
 from pathlib import Path
 
@@ -42,7 +41,14 @@ def eval_cmd(
     unknown = [d for d in detector if d not in REGISTRY]
     if unknown:
         _fail(f"unknown detector {unknown[0]!r}; choose from {', '.join(REGISTRY)}")
-    meta: dict = {"command": "cwescan eval " + shlex.join(sys.argv[2:]) if len(sys.argv) > 2 else "cwescan eval"}
+    # the command as given, rebuilt from the options so reports say how to reproduce them
+    argv = [a for p in records or [] for a in ("--records", str(p))]
+    argv += ["--split", split] if split else []
+    argv += [a for d in detector for a in ("--detector", d)]
+    for flag, value in (("--precision", precision), ("--device", device), ("--limit", limit or None)):
+        argv += [flag, str(value)] if value else []
+    argv += ["--perturb"] if perturb else []
+    meta: dict = {"command": shlex.join(["cwescan", "eval", *argv])}
     try:
         if records:
             recs = load_records(records)
