@@ -1,8 +1,8 @@
 """Find the Python files to scan and read them safely.
 
 Discovery honours ``.gitignore`` files, ``exclude`` globs and a list of folders nobody wants
-scanned (virtualenvs, caches, build output). It never follows a symlink out of the scan root
-and never loops. A path named on the command line is always scanned: excludes only prune what
+scanned (virtualenvs, caches, build output). It never follows a symlink (one out of the tree
+would leave it, one inside points at files found anyway), so it never loops. A path named on the command line is always scanned: excludes only prune what
 is found beneath it.
 
 Reading never raises: a file that cannot be scanned comes back as a :class:`Notice` with a
@@ -126,7 +126,7 @@ class _Ignore:
             spec = None
             try:
                 lines = (folder / ".gitignore").read_text(encoding="utf-8", errors="replace")
-                spec = pathspec.PathSpec.from_lines("gitwildmatch", lines.splitlines())
+                spec = pathspec.GitIgnoreSpec.from_lines(lines.splitlines())
             except OSError:
                 pass
             self._gitignores[folder] = spec
@@ -184,9 +184,9 @@ def discover(
         # Excludes that cover the named path itself do not apply below it: naming a path
         # asks for it to be scanned.
         active = [p for p in patterns
-                  if not pathspec.PathSpec.from_lines("gitwildmatch", [p]).match_file(
+                  if not pathspec.GitIgnoreSpec.from_lines([p]).match_file(
                       _rel(root, base) + ("/" if root.is_dir() else ""))]
-        ignore = _Ignore(base, pathspec.PathSpec.from_lines("gitwildmatch", active) if active else None)
+        ignore = _Ignore(base, pathspec.GitIgnoreSpec.from_lines(active) if active else None)
         if not root.is_dir():
             rel = _rel(root, base)
             if given.is_symlink() and not given.exists():
@@ -227,21 +227,26 @@ def _walk_dir(root: Path, base: Path, ignore: _Ignore, skip_dirs: tuple[str, ...
         for entry in entries:
             path = Path(entry.path)
             rel = _rel(path, base)
-            target = path
             if entry.is_symlink():
+                # Links are never followed: one inside the tree points at files found anyway
+                # (and could loop), one outside would leave the tree.
                 try:
                     target = path.resolve(strict=True)
                 except (OSError, RuntimeError):  # broken or looping link
                     if entry.name.endswith(".py"):
                         yield None, Notice(rel, "broken-symlink", "broken or looping symlink")
                     continue
-                if not _is_within(target, root):
-                    if entry.name.endswith(".py") or target.is_dir():
-                        yield None, Notice(rel, "symlink-outside-root",
-                                           f"symlink points outside the scanned tree: {target}")
+                points_to_dir = target.is_dir()
+                if points_to_dir and any(fnmatch.fnmatch(entry.name, pat) for pat in skip_dirs):
                     continue
+                if ignore.ignored(path, points_to_dir, gi_dirs):
+                    continue
+                if not _is_within(target, root) and (entry.name.endswith(".py") or points_to_dir):
+                    yield None, Notice(rel, "symlink-outside-root",
+                                       f"symlink points outside the scanned tree: {target}")
+                continue
             try:
-                is_dir = target.is_dir()
+                is_dir = entry.is_dir(follow_symlinks=False)
             except OSError:
                 is_dir = False
             if is_dir:
@@ -252,10 +257,8 @@ def _walk_dir(root: Path, base: Path, ignore: _Ignore, skip_dirs: tuple[str, ...
                 subdirs.append(path)
                 continue
             if not (entry.name.endswith(".py") or entry.name.endswith(".pyw")
-                    or ("." not in entry.name and _is_script(target))):
+                    or ("." not in entry.name and _is_script(path))):
                 continue
-            if entry.is_symlink():
-                continue  # a link to a file inside the tree: the file itself is found directly
             if ignore.ignored(path, False, gi_dirs):
                 continue
             yield Candidate(path, rel), None
@@ -305,13 +308,9 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
         return ReadResult(None, Notice(relpath, "too-large", "over the size limit"), size)
     if not data.strip():
         return ReadResult("", Notice(relpath, "empty", "empty file: nothing to scan"), size)
-    if b"\0" in data:
-        if _looks_binary(data):
-            return ReadResult(None, Notice(relpath, "binary", "binary content, not Python source"), size)
-        first_nul = data.index(b"\0")
-        return ReadResult(None, Notice(
-            relpath, "nul-byte", f"source holds NUL bytes (first at byte {first_nul}); "
-            "Python itself refuses such a file"), size)
+    has_nul = b"\0" in data
+    if has_nul and _looks_binary(data):
+        return ReadResult(None, Notice(relpath, "binary", "binary content, not Python source"), size)
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as e:  # unknown codec in the coding line, or BOM/cookie conflict
@@ -319,9 +318,16 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
     try:
         text = data.decode(encoding)
     except (UnicodeDecodeError, LookupError) as e:
+        if has_nul:  # NUL bytes and not text: some binary format
+            return ReadResult(None, Notice(relpath, "binary", "binary content, not Python source"), size)
         return ReadResult(None, Notice(
             relpath, "undecodable",
             f"not valid {encoding} (declare the encoding with a PEP 263 coding line): {e}"), size)
+    if has_nul:
+        first_nul = data.index(b"\0")
+        return ReadResult(None, Notice(
+            relpath, "nul-byte", f"source holds NUL bytes (first at byte {first_nul}); "
+            "Python itself refuses such a file"), size)
     if text.startswith("\ufeff"):
         text = text[1:]
     # Universal newlines, as Python reads source: line numbers then match the AST's.
@@ -330,8 +336,8 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
 
 
 def _looks_binary(data: bytes) -> bool:
-    """Many control bytes in the head mean binary; a stray NUL in text does not."""
+    """Many control bytes (besides NUL) in the head mean binary; a stray NUL in text does not."""
     head = data[:8192]
-    text_bytes = set(range(32, 127)) | {9, 10, 12, 13} | set(range(128, 256))
+    text_bytes = set(range(32, 127)) | {0, 9, 10, 12, 13} | set(range(128, 256))
     control = sum(1 for b in head if b not in text_bytes)
     return control / max(1, len(head)) > 0.05
