@@ -19,6 +19,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -155,8 +156,16 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
 _WORKER: dict = {}
 
 
-def _init_worker(names: list[str], max_size: int, timeout: float) -> None:
-    _WORKER["fast"] = create_detectors(names)
+def _init_worker(targets: list[str], max_size: int, timeout: float) -> None:
+    """Build the fast detectors in a worker from their registry targets ("module:callable"),
+    resolved in the parent so detectors registered at run time work too."""
+    import importlib
+
+    fast = []
+    for target in targets:
+        module, attr = target.split(":")
+        fast.append(getattr(importlib.import_module(module), attr)())
+    _WORKER["fast"] = fast
     _WORKER["args"] = (max_size, timeout)
 
 
@@ -235,7 +244,7 @@ class ScanOptions:
     file_timeout: float = 20.0
     min_confidence: float = 0.0
     baseline: Counter | None = None
-    jobs: int = 0  # 0: automatic
+    jobs: int = 0  # 0: automatic (worker processes from PARALLEL_MIN_FILES files on)
     base: Path | None = None  # report paths relative to this; default walk.find_base
 
 
@@ -251,7 +260,6 @@ def scan(paths: Sequence[Path], options: ScanOptions,
 
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
-    ready_made = detectors is not None
     if detectors is None:
         detectors = create_detectors(options.detectors, options.precision)
     fast = [d for d in detectors if d.name not in MODEL_DETECTORS]
@@ -259,7 +267,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
 
     candidates, notices = discover(paths, base, options.exclude)
     results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
-                              progress=progress, ready_made=ready_made)
+                              progress=progress)
     notices = list(notices)
     raw: list[Finding] = []
     for r in results:
@@ -294,12 +302,11 @@ def scan(paths: Sequence[Path], options: ScanOptions,
 
 
 def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
-                    keep_source: bool, progress: ProgressHook | None,
-                    ready_made: bool) -> list[FileResult]:
+                    keep_source: bool, progress: ProgressHook | None) -> list[FileResult]:
     total = len(candidates)
     jobs = options.jobs or (min(os.cpu_count() or 1, 8) if total >= PARALLEL_MIN_FILES else 1)
-    # Detectors handed in ready-made (tests, benchmarks) cannot be rebuilt in workers.
-    if ready_made:
+    # Workers rebuild the fast detectors from the registry with default options.
+    if not fast or not all(d.name in detector_registry.REGISTRY for d in fast):
         jobs = 1
     results: list[FileResult] = []
     if jobs <= 1 or total < 2:
@@ -309,14 +316,24 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
             if progress:
                 progress("files", i + 1, total)
         return results
-    names = [d.name for d in fast]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"),
-                             initializer=_init_worker,
-                             initargs=(names, options.max_file_size, options.file_timeout)) as pool:
-        for i, r in enumerate(pool.map(_scan_in_worker, candidates, chunksize=4)):
-            results.append(r)
-            if progress:
-                progress("files", i + 1, total)
+    targets = [detector_registry.REGISTRY[d.name] for d in fast]
+    # spawn, not fork: the parent may hold model threads or open files a fork would copy.
+    try:
+        with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
+                                 initializer=_init_worker,
+                                 initargs=(targets, options.max_file_size, options.file_timeout)) as pool:
+            for r in pool.map(_scan_in_worker, candidates, chunksize=4):
+                results.append(r)
+                if progress:
+                    progress("files", len(results), total)
+    except BrokenProcessPool:
+        # A worker died (a crash in C code on some file): finish in this process, where
+        # every failure is caught per file.
+        pass
+    for cand in candidates[len(results):]:
+        results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout, keep_source))
+        if progress:
+            progress("files", len(results), total)
     return results
 
 

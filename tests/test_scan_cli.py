@@ -1,0 +1,174 @@
+"""`cwescan scan`: exit codes, config, merging of detectors, determinism, formats, workers."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cwescan.cli import app
+from cwescan.detectors import REGISTRY
+from cwescan.detectors.base import Detector
+from cwescan.findings import Finding
+from cwescan.scanner import merge
+
+
+class _CallDetector(Detector):
+    """Flags calls by name: a small real detector for pipeline tests."""
+
+    calls: dict = {}  # called name -> (cwe, severity, confidence)
+
+    def detect(self, units):
+        out = []
+        for u in units:
+            if u.kind != "module" or u.node is None:
+                continue
+            for n in ast.walk(u.node):
+                if isinstance(n, ast.Call):
+                    called = getattr(n.func, "id", getattr(n.func, "attr", ""))
+                    if called in self.calls:
+                        cwe, sev, conf = self.calls[called]
+                        out.append(Finding(u.path, n.lineno, n.end_lineno, cwe, f"{self.name}-{called}",
+                                           f"{called} call", f"{called}() flagged by {self.name}",
+                                           conf, sev, self.name))
+        return out
+
+
+class EvalDetector(_CallDetector):
+    name = "t_eval"
+    calls = {"eval": ("CWE-95", "critical", 0.9), "md5": ("CWE-328", "medium", 0.6)}
+
+
+class ExecDetector(_CallDetector):
+    name = "t_exec"
+    calls = {"eval": ("CWE-94", "critical", 0.7), "random": ("CWE-330", "low", 0.3)}
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "t_eval", f"{__name__}:EvalDetector")
+    monkeypatch.setitem(REGISTRY, "t_exec", f"{__name__}:ExecDetector")
+
+
+def make_tree(root: Path, n_extra: int = 0) -> Path:
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "views.py").write_text("import hashlib\n\n\ndef h(x):\n    return hashlib.md5(x)\n\n\n"
+                                           "eval(input())\n")
+    (root / "app" / "util.py").write_text("import random\n\nTOKEN = random()\n")
+    (root / "clean.py").write_text("def add(a, b):\n    return a + b\n")
+    for i in range(n_extra):
+        (root / "app" / f"gen_{i:03d}.py").write_text(f"eval('{i}')\n" if i % 7 == 0 else f"x = {i}\n")
+    return root
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["scan", *map(str, args)])
+
+
+def test_exit_codes_follow_fail_on(tmp_path):
+    root = make_tree(tmp_path)
+    assert invoke(root, "-d", "t_eval", "-q").exit_code == 1  # default fail-on high; eval is critical
+    assert invoke(root / "clean.py", "-d", "t_eval", "-q").exit_code == 0
+    assert invoke(root / "app" / "util.py", "-d", "t_exec", "-q").exit_code == 0  # only a low finding
+    assert invoke(root / "app" / "util.py", "-d", "t_exec", "-q", "--fail-on", "low").exit_code == 1
+    assert invoke(root, "-d", "t_eval", "-q", "--fail-on", "none").exit_code == 0
+    assert invoke(root, "-d", "t_eval", "-q", "--min-confidence", "0.95").exit_code == 0
+
+
+def test_usage_and_internal_errors_exit_2(tmp_path):
+    root = make_tree(tmp_path)
+    r = invoke(root, "--format", "xml")
+    assert r.exit_code == 2 and "xml" in r.output
+    r = invoke(root, "-d", "nope", "-q")
+    assert r.exit_code == 2 and "unknown detector" in r.stderr
+    r = invoke(tmp_path / "missing", "-d", "t_eval")
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    r = invoke(root, "-d", "t_eval", "-q", "--output", tmp_path)  # a folder: cannot write
+    assert r.exit_code == 2 and "error" in r.stderr
+
+
+def test_findings_merged_per_line_and_cwe_family(tmp_path):
+    root = make_tree(tmp_path)
+    r = invoke(root, "-d", "t_eval", "-d", "t_exec", "-f", "json", "-q", "--fail-on", "none")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    by_line = {(f["path"], f["line_number"]): f for f in doc["findings"]}
+    evil = by_line[("app/views.py", 8)]
+    # CWE-95 (0.9) and CWE-94 (0.7) are one family: one finding, the surer one's fields
+    assert evil["detector"] == "t_eval+t_exec" and evil["cwe"] == "CWE-95" and evil["confidence"] == 0.9
+    assert evil["detectors"] == {"t_eval": 0.9, "t_exec": 0.7}
+    assert len(doc["findings"]) == 3
+    assert doc["stats"]["by_detector"] == {"t_eval": 2, "t_exec": 2}
+    assert doc["stats"]["detectors"] == ["t_eval", "t_exec"]
+
+
+def test_merge_keeps_different_families_apart():
+    a = Finding("a.py", 3, 3, "CWE-89", "R1", "t", "m", 0.5, "high", "static")
+    b = Finding("a.py", 3, 3, "CWE-78", "R2", "t", "m", 0.9, "high", "slm")
+    c = Finding("a.py", 3, 4, "CWE-564", "SLM", "t", "m", 0.8, "high", "slm")
+    merged = merge([a, b, c])
+    assert [(f.cwe, f.detector) for f in merged] == [("CWE-78", "slm"), ("CWE-564", "slm+static")]
+    assert merged[1].extra["detectors"] == {"slm": 0.8, "static": 0.5}
+
+
+def test_json_is_byte_identical_across_scans_and_workers(tmp_path):
+    root = make_tree(tmp_path, n_extra=30)
+    outputs = []
+    for jobs in ("1", "1", "2"):
+        r = invoke(root, "-d", "t_eval", "-d", "t_exec", "-f", "json", "-q", "--jobs", jobs)
+        assert r.exit_code == 1, r.output
+        outputs.append(r.stdout)
+    assert outputs[0] == outputs[1] == outputs[2]
+    doc = json.loads(outputs[0])
+    assert doc["stats"]["files_scanned"] == 33
+    paths = [(f["path"], f["line_number"], f["cwe"]) for f in doc["findings"]]
+    assert paths == sorted(paths)
+    assert "time" not in outputs[0]
+
+
+def test_config_from_pyproject_and_cli_overrides(tmp_path):
+    root = make_tree(tmp_path)
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n\n[tool.cwescan]\ndetectors = ["t_exec"]\nfail-on = "critical"\n'
+        'exclude = ["app/views.py"]\nformat = "json"\n')
+    r = invoke(root, "-q")
+    assert r.exit_code == 0, r.output  # only util.py's low finding: below critical
+    doc = json.loads(r.stdout)
+    assert doc["stats"]["detectors"] == ["t_exec"] and doc["stats"]["files_scanned"] == 2
+    assert invoke(root, "-q", "--fail-on", "low").exit_code == 1
+    r = invoke(root, "-q", "-d", "t_eval", "--exclude", "app/util.py", "-f", "jsonl")
+    records = [json.loads(x) for x in r.stdout.splitlines()]
+    assert records[-1]["kind"] == "stats" and records[-1]["files_scanned"] == 1
+
+
+def test_bad_config_exits_2(tmp_path):
+    root = make_tree(tmp_path)
+    (root / "pyproject.toml").write_text('[tool.cwescan]\nfail_on = "sometimes"\n')
+    r = invoke(root, "-q")
+    assert r.exit_code == 2 and "fail-on" in r.stderr
+    (root / "pyproject.toml").write_text('[tool.cwescan]\nexclud = ["x"]\n')
+    r = invoke(root, "-q")
+    assert r.exit_code == 2 and "unknown key" in r.stderr
+
+
+def test_text_output_file_and_stderr_notes(tmp_path):
+    root = make_tree(tmp_path)
+    out = tmp_path / "report.txt"
+    r = invoke(root, "-d", "t_eval", "--output", out)
+    assert r.exit_code == 1
+    assert r.stdout == ""
+    assert "detectors: t_eval" in r.stderr
+    text = out.read_text()
+    assert "app/views.py" in text and "CWE-95" in text and "eval(input())" in text
+    assert "\x1b[" not in text  # no colour codes in a file
+    assert "2 findings" in text
+
+
+def test_output_formats_agree(tmp_path):
+    root = make_tree(tmp_path)
+    docs = {fmt: invoke(root, "-d", "t_eval", "-q", "-f", fmt).stdout for fmt in ("json", "jsonl", "sarif")}
+    n_json = len(json.loads(docs["json"])["findings"])
+    n_jsonl = sum(json.loads(x)["kind"] == "finding" for x in docs["jsonl"].splitlines())
+    n_sarif = len(json.loads(docs["sarif"])["runs"][0]["results"])
+    assert n_json == n_jsonl == n_sarif == 2
