@@ -1,0 +1,135 @@
+"""SARIF 2.1.0 output: valid against the official schema, GitHub's properties, and
+fingerprints that survive lines shifting."""
+
+import ast
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from typer.testing import CliRunner
+
+from cwescan.cli import app
+from cwescan.detectors import REGISTRY
+from cwescan.detectors.base import Detector
+from cwescan.findings import Finding
+
+SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+VULNAPP = Path(__file__).resolve().parents[1] / "examples" / "vulnapp"
+
+
+class CallDetector(Detector):
+    """Flags a few dangerous calls by name, like a static rule set would."""
+
+    name = "t_calls"
+    CALLS = {"eval": ("CWE-95", "critical"), "loads": ("CWE-502", "critical"),
+             "md5": ("CWE-328", "medium"), "choice": ("CWE-330", "low")}
+
+    def detect(self, units):
+        out = []
+        for u in units:
+            if u.node is None:
+                continue
+            for n in ast.walk(u.node):
+                if isinstance(n, ast.Call):
+                    called = getattr(n.func, "id", getattr(n.func, "attr", ""))
+                    if called in self.CALLS and (u.kind == "function" or n.lineno not in _function_lines(u)):
+                        cwe, sev = self.CALLS[called]
+                        out.append(Finding(u.path, n.lineno, n.end_lineno, cwe, f"TC-{called}", f"{called} call",
+                                           f"{called}() on possibly untrusted data", 0.75, sev, self.name))
+        return out
+
+
+def _function_lines(unit):
+    return {i for n in ast.walk(unit.node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for i in range(n.lineno, n.end_lineno + 1)}
+
+
+class FakeModel(Detector):
+    """A model-like detector (named "slm" so the pipeline batches it like one): it reports
+    each function whose code mentions ``request`` as CWE-20 with the unit's span."""
+
+    name = "slm"
+
+    def detect(self, units):
+        return [Finding(u.path, u.start_line, u.end_line, "CWE-20", "SLM", "model verdict",
+                        "the model judged this function vulnerable", 0.66, "medium", "slm")
+                for u in units if u.kind == "function" and "request" in u.code]
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch):
+    monkeypatch.setitem(REGISTRY, "t_calls", f"{__name__}:CallDetector")
+    monkeypatch.setitem(REGISTRY, "t_model", f"{__name__}:FakeModel")
+
+
+def sarif(*args) -> dict:
+    r = CliRunner().invoke(app, ["scan", *map(str, args), "-f", "sarif", "-q", "--fail-on", "none"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    return json.loads(r.stdout)
+
+
+def validate(doc: dict) -> None:
+    jsonschema.Draft4Validator(SCHEMA, format_checker=jsonschema.FormatChecker()).validate(doc)
+
+
+def test_sarif_of_the_demo_app_is_valid_with_static_and_model_rules():
+    doc = sarif(VULNAPP, "-d", "t_calls", "-d", "t_model")
+    validate(doc)
+    run = doc["runs"][0]
+    rules = run["tool"]["driver"]["rules"]
+    ids = [r["id"] for r in rules]
+    assert "SLM-CWE-20" in ids and "TC-eval" in ids
+    for i, result in enumerate(run["results"]):
+        rule = rules[result["ruleIndex"]]
+        assert rule["id"] == result["ruleId"]
+        loc = result["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"]["uriBaseId"] == "%SRCROOT%"
+        assert not loc["artifactLocation"]["uri"].startswith("/")
+        assert (VULNAPP.parents[1] / loc["artifactLocation"]["uri"]).is_file()
+        assert result["partialFingerprints"]["primaryLocationLineHash"]
+    by_id = {r["id"]: r for r in rules}
+    assert by_id["TC-eval"]["properties"]["tags"] == ["security", "external/cwe/cwe-095"]
+    assert by_id["TC-eval"]["properties"]["security-severity"] == "9.8"
+    assert by_id["TC-eval"]["properties"]["precision"] == "high"
+    assert by_id["TC-md5"]["properties"]["tags"][1] == "external/cwe/cwe-328"
+    levels = {r["ruleId"]: r["level"] for r in run["results"]}
+    assert levels["TC-eval"] == "error" and levels["TC-md5"] == "warning" and levels["TC-choice"] == "note"
+    assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"].startswith("file://")
+    assert run["invocations"][0]["executionSuccessful"] is True
+
+
+def test_schema_rejects_a_broken_document():
+    doc = sarif(VULNAPP, "-d", "t_calls")
+    doc["runs"][0]["results"][0]["level"] = "fatal"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
+
+
+def hashes(root: Path) -> list[tuple[int, str]]:
+    doc = sarif(root, "-d", "t_calls")
+    return [(r["locations"][0]["physicalLocation"]["region"]["startLine"],
+             r["partialFingerprints"]["primaryLocationLineHash"]) for r in doc["runs"][0]["results"]]
+
+
+def test_line_hash_survives_lines_inserted_above(tmp_path):
+    body = "def f(data):\n    return eval(data)\n\n\ndef g(data):\n    return eval(data)\n"
+    (tmp_path / "a.py").write_text("import os\n\n" + body)
+    before = hashes(tmp_path)
+    (tmp_path / "a.py").write_text("import os\nimport sys\n\n# a comment\nX = 1\n\n" + body)
+    after = hashes(tmp_path)
+    assert [line for line, _ in after] == [line + 4 for line, _ in before]
+    assert [h for _, h in after] == [h for _, h in before]
+    # identical flagged code twice in a file: same content hash, told apart by the counter
+    (h1, c1), (h2, c2) = (h.split(":") for _, h in before)
+    assert h1 == h2 and (c1, c2) == ("1", "2")
+
+
+def test_line_hash_changes_when_the_flagged_code_changes(tmp_path):
+    (tmp_path / "a.py").write_text("x = eval(data)\n")
+    before = hashes(tmp_path)
+    (tmp_path / "a.py").write_text("x = eval(other)\n")
+    changed = hashes(tmp_path)
+    assert changed[0][1] != before[0][1]
+    (tmp_path / "a.py").write_text("x  =  eval(other)   \n")  # whitespace only: same hash
+    assert hashes(tmp_path) == changed
