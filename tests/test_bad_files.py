@@ -164,3 +164,12 @@ def test_unreadable_file(tmp_path):
         # root reads through chmod 000; /proc/self/mem is a regular file whose read fails
         r = read_source(Path("/proc/self/mem"), "mem.py")
     assert r.text is None and r.notice.reason == "unreadable"
+
+
+def test_form_feeds_crlf_and_line_separators_keep_line_numbers(tmp_path, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "evalcall", f"{__name__}:EvalCallDetector")
+    (tmp_path / "odd.py").write_bytes("import os\r\n\x0c\r\ns = 'a\u2028b\x85c'\r\n\r\n\r\ndef f(x):\r\n    return eval(x)\r\n".encode())
+    r = CliRunner().invoke(app, ["scan", str(tmp_path), "-d", "evalcall", "-f", "json", "-q"])
+    doc = json.loads(r.stdout)
+    assert [(f["path"], f["line_number"]) for f in doc["findings"]] == [("odd.py", 7)]
+    assert doc["skipped"] == []

@@ -23,7 +23,7 @@ class SourceFile:
 
     @property
     def lines(self) -> list[str]:
-        return self.text.splitlines()
+        return split_lines(self.text)
 
 
 @dataclass
@@ -62,6 +62,15 @@ def _function_nodes(tree: ast.Module):
     yield from visit(tree, "")
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines as Python numbers them: only newlines end a line. str.splitlines() also splits
+    at form feeds and Unicode line separators, which would shift every later line number."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def node_span(node: ast.AST) -> tuple[int, int]:
     """Lines of a def including its decorators."""
     start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
@@ -72,7 +81,7 @@ def parse_source(path: str, text: str) -> SourceFile:
     """Parse ``text`` and split it into units. A file that does not parse gets a single module
     unit over the whole text (models can still read it) and ``error`` says why."""
     src = SourceFile(path=path, text=text)
-    lines = text.splitlines()
+    lines = split_lines(text)
     n = max(1, len(lines))
     try:
         src.tree = ast.parse(text, filename=path)
