@@ -173,3 +173,8 @@ def test_form_feeds_crlf_and_line_separators_keep_line_numbers(tmp_path, monkeyp
     doc = json.loads(r.stdout)
     assert [(f["path"], f["line_number"]) for f in doc["findings"]] == [("odd.py", 7)]
     assert doc["skipped"] == []
+    from cwescan.units import parse_source
+
+    text = read_source(tmp_path / "odd.py", "odd.py").text
+    f = next(u for u in parse_source("odd.py", text).units if u.qualname == "f")
+    assert f.code.split("\n") == ["def f(x):", "    return eval(x)"]
