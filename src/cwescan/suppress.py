@@ -68,7 +68,12 @@ def _comments(text: str) -> list[tuple[int, str]]:
                 if "#" in line]
 
 
+_MARKER_RE = re.compile(r"cwescan|nosec", re.IGNORECASE)
+
+
 def parse_directives(text: str) -> list[Directive]:
+    if not _MARKER_RE.search(text):  # most files: skip tokenizing
+        return []
     out = []
     for line, comment in _comments(text):
         m = _CWESCAN_RE.search(comment)
@@ -124,8 +129,10 @@ class FileSuppressions:
 
     @classmethod
     def build(cls, path: str, text: str, tree: ast.AST | None) -> FileSuppressions:
-        n = text.count("\n") + 1
-        return cls(path, parse_directives(text), statement_lines(tree, n))
+        directives = parse_directives(text)
+        # statement spans only matter where there is something to match against them
+        spans = statement_lines(tree, text.count("\n") + 1) if directives else []
+        return cls(path, directives, spans)
 
     def hide(self, finding: Finding) -> Directive | None:
         """The directive that hides ``finding`` (marking it used), or None."""
