@@ -1,7 +1,7 @@
 """`cwescan scan`: scan Python files and report weaknesses.
 
 Exit codes: 0 when no remaining finding is at or above ``--fail-on`` (default high), 1 when one
-is, 2 on a usage error, a bad config or baseline, or an internal error.
+is, 2 on a usage error, a bad config or baseline, or an internal error; 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ from cwescan.suppress import BaselineError, load_baseline, write_baseline
 from cwescan.walk import find_base
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C: never mistaken for "findings"
+
+
+class ReportWriteError(OSError):
+    """The report or baseline could not be written where asked."""
 
 
 def _err(message: str) -> None:
@@ -73,9 +78,12 @@ def scan_command(
     try:
         code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
                     write_baseline_to, exclude, precision, max_file_size, file_timeout, jobs, quiet)
-    except (typer.Exit, click.ClickException, KeyboardInterrupt):
+    except (typer.Exit, click.ClickException):
         raise
-    except (config_mod.ConfigError, BaselineError, FileNotFoundError) as e:
+    except KeyboardInterrupt:
+        _err("interrupted")
+        code = EXIT_INTERRUPTED
+    except (config_mod.ConfigError, BaselineError, FileNotFoundError, ReportWriteError) as e:
         _err(f"error: {e}")
         code = EXIT_ERROR
     except Exception as e:  # an internal error must not look like "no findings"
@@ -121,15 +129,23 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         report = scan(paths, options, detectors=detectors, progress=hook)
     elapsed = time.monotonic() - started
 
+    if not quiet and not report.stats["files_scanned"] and not report.notices:
+        _err("no Python files found under " + ", ".join(map(str, paths)))
     if write_baseline_to:
-        write_baseline(write_baseline_to, [r.to_dict() for r in report.all_findings])
+        try:
+            write_baseline(write_baseline_to, [r.to_dict() for r in report.all_findings])
+        except OSError as e:
+            raise ReportWriteError(f"cannot write baseline {write_baseline_to}: {e.strerror or e}") from e
         if not quiet:
             _err(f"wrote baseline of {len(report.all_findings)} findings to {write_baseline_to}")
 
     if output_file:
         buffer = io.StringIO()
         output.write(report, fmt, buffer, color=False)
-        output_file.write_text(buffer.getvalue(), encoding="utf-8")
+        try:
+            output_file.write_text(buffer.getvalue(), encoding="utf-8")
+        except OSError as e:
+            raise ReportWriteError(f"cannot write report {output_file}: {e.strerror or e}") from e
     else:
         output.write(report, fmt, sys.stdout)
         sys.stdout.flush()
