@@ -1,3 +1,5 @@
 from cwescan.cli import main
 
-main()
+# Guarded: worker processes (spawn) import this module and must not run the CLI again.
+if __name__ == "__main__":
+    main()
