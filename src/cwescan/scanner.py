@@ -131,7 +131,8 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     if src.error and read.text.strip():
         result.notices.append(_parse_notice(cand.relpath, src.error))
     result.n_units = len(src.units)
-    for det in fast:
+    # Static detectors need the AST; a file that does not parse is left to the models.
+    for det in (fast if src.tree is not None else ()):
         try:
             with time_limit(timeout):
                 result.findings.extend(det.detect(src.units))
