@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import os
+import re
 import stat
 import tokenize
 from collections.abc import Iterable, Iterator
@@ -28,7 +29,7 @@ DEFAULT_SKIP_DIRS = (
     ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules",
     "*.egg-info",
 )
-DEFAULT_MAX_FILE_SIZE = 5 * 1024 * 1024
+DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes
 
 # reason code -> True when the file is still (partly) scanned
 REASONS = {
@@ -313,8 +314,12 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
         return ReadResult(None, Notice(relpath, "binary", "binary content, not Python source"), size)
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-    except SyntaxError as e:  # unknown codec in the coding line, or BOM/cookie conflict
-        return ReadResult(None, Notice(relpath, "undecodable", f"bad encoding declaration: {e}"), size)
+    except SyntaxError as e:
+        if _CODING_RE.search(b"\n".join(data.split(b"\n", 2)[:2])):
+            message = f"bad encoding declaration: {e}"  # unknown codec, or BOM/cookie conflict
+        else:
+            message = "not valid UTF-8 and no PEP 263 coding line"
+        return ReadResult(None, Notice(relpath, "undecodable", message), size)
     try:
         text = data.decode(encoding)
     except (UnicodeDecodeError, LookupError) as e:
@@ -322,7 +327,8 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
             return ReadResult(None, Notice(relpath, "binary", "binary content, not Python source"), size)
         return ReadResult(None, Notice(
             relpath, "undecodable",
-            f"not valid {encoding} (declare the encoding with a PEP 263 coding line): {e}"), size)
+            f"not valid {encoding}: {e.reason} at byte {e.start}"
+            if isinstance(e, UnicodeDecodeError) else f"unknown encoding {encoding}"), size)
     if has_nul:
         first_nul = data.index(b"\0")
         return ReadResult(None, Notice(
@@ -333,6 +339,9 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
     # Universal newlines, as Python reads source: line numbers then match the AST's.
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return ReadResult(text, None, size)
+
+
+_CODING_RE = re.compile(rb"^[ \t\f]*#.*?coding[:=]", re.MULTILINE)
 
 
 def _looks_binary(data: bytes) -> bool:
