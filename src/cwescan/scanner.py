@@ -96,7 +96,8 @@ def time_limit(seconds: float):
 @dataclass
 class FileResult:
     relpath: str
-    text: str | None  # None: skipped
+    text: str | None  # None: skipped, or dropped once nothing needs it (see ``scanned``)
+    scanned: bool = False
     notices: list[Notice] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     n_units: int = 0
@@ -113,10 +114,10 @@ def _parse_notice(relpath: str, error: str) -> Notice:
 
 
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
-              keep_source: bool) -> FileResult:
+              keep_source: bool, keep_text: bool = True) -> FileResult:
     """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
     read = read_source(cand.abspath, cand.relpath, max_size)
-    result = FileResult(cand.relpath, read.text)
+    result = FileResult(cand.relpath, read.text, scanned=read.text is not None)
     if read.notice is not None:
         result.notices.append(read.notice)
     if read.text is None:
@@ -151,13 +152,15 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
         result.suppressions = FileSuppressions.build(cand.relpath, read.text, None)
     if keep_source:
         result.source = src
+    if not keep_text and not result.findings:
+        result.text = None  # only fingerprints of findings need it: keeps big scans small
     return result
 
 
 _WORKER: dict = {}
 
 
-def _init_worker(targets: list[str], max_size: int, timeout: float) -> None:
+def _init_worker(targets: list[str], max_size: int, timeout: float, keep_text: bool) -> None:
     """Build the fast detectors in a worker from their registry targets ("module:callable"),
     resolved in the parent so detectors registered at run time work too."""
     import importlib
@@ -167,12 +170,12 @@ def _init_worker(targets: list[str], max_size: int, timeout: float) -> None:
         module, attr = target.split(":")
         fast.append(getattr(importlib.import_module(module), attr)())
     _WORKER["fast"] = fast
-    _WORKER["args"] = (max_size, timeout)
+    _WORKER["args"] = (max_size, timeout, keep_text)
 
 
 def _scan_in_worker(cand: Candidate) -> FileResult:
-    max_size, timeout = _WORKER["args"]
-    return scan_file(cand, _WORKER["fast"], max_size, timeout, keep_source=False)
+    max_size, timeout, keep_text = _WORKER["args"][:3]
+    return scan_file(cand, _WORKER["fast"], max_size, timeout, keep_source=False, keep_text=keep_text)
 
 
 # --- merging and the report ---------------------------------------------------------------
@@ -313,7 +316,7 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     if jobs <= 1 or total < 2:
         for i, cand in enumerate(candidates):
             results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
-                                     keep_source))
+                                     keep_source, keep_text=keep_source))
             if progress:
                 progress("files", i + 1, total)
         return results
@@ -322,7 +325,8 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     try:
         with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
                                  initializer=_init_worker,
-                                 initargs=(targets, options.max_file_size, options.file_timeout)) as pool:
+                                 initargs=(targets, options.max_file_size, options.file_timeout,
+                                           keep_source)) as pool:
             for r in pool.map(_scan_in_worker, candidates, chunksize=4):
                 results.append(r)
                 if progress:
@@ -332,7 +336,8 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
         # every failure is caught per file.
         pass
     for cand in candidates[len(results):]:
-        results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout, keep_source))
+        results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
+                                 keep_source, keep_text=keep_source))
         if progress:
             progress("files", len(results), total)
     return results
@@ -394,7 +399,7 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
     by_cwe = Counter(r.finding.cwe for r in visible)
     return {
         "detectors": list(detectors),
-        "files_scanned": sum(1 for r in results if r.text is not None),
+        "files_scanned": sum(1 for r in results if r.scanned),
         "files_skipped": len(skipped_paths),
         "files_partial": len(partial_paths),
         "units": sum(r.n_units for r in results),
