@@ -10,6 +10,7 @@ occurrence counter, so alerts survive edits that move lines.
 from __future__ import annotations
 
 import json
+import sys
 
 from cwescan import __version__
 from cwescan import cwe as cwe_catalog
@@ -46,11 +47,12 @@ def _cwe_tag(cwe: str) -> str:
 
 def _rule(rid: str, results: list[Reported]) -> dict:
     f = results[0].finding
+    cwes = sorted({r.finding.cwe for r in results}, key=lambda c: int(c.split("-")[1]))
     cwe_name = cwe_catalog.name(f.cwe)
-    number = f.cwe.split("-")[1]
+    url = f"https://cwe.mitre.org/data/definitions/{f.cwe.split('-')[1]}.html"
     source = f.extra.get("source_detector", f.detector)
     if source in MODEL_DETECTORS:
-        name = f"{source}/{cwe_name}"
+        name = f"{source} {cwe_name}"
         short = f"{cwe_name} ({f.cwe}), found by the {source} model"
         full = (f"The {source} model judged this code to contain {f.cwe}: {cwe_name}. "
                 "Model findings carry a confidence; review the flagged lines.")
@@ -58,28 +60,37 @@ def _rule(rid: str, results: list[Reported]) -> dict:
         name = f.title or cwe_name
         short = f"{f.title} ({f.cwe})" if f.title else f"{cwe_name} ({f.cwe})"
         full = f"{f.title}. {f.cwe}: {cwe_name}." if f.title else f"{f.cwe}: {cwe_name}."
-    url = f"https://cwe.mitre.org/data/definitions/{number}.html"
-    help_text = (f"{short}.\n\n{full}\n\nSee {url}.\n"
-                 "Suppress a reviewed finding with `# cwescan: ignore[{cwe}]` on the flagged "
-                 "statement.".replace("{cwe}", f.cwe))
-    help_md = (f"**{short}**\n\n{full}\n\nSee [{f.cwe}]({url}).\n\n"
-               f"Suppress a reviewed finding with `# cwescan: ignore[{f.cwe}]` on the flagged statement.")
+    body = full
+    doc = _rule_doc(rid)
+    if doc:  # a static rule's docstring is its documentation
+        full, body = doc[0] or full, doc[1]
+    suppress = f"Suppress a reviewed finding with `# cwescan: ignore[{f.cwe}]` on the flagged statement."
     return {
         "id": rid,
-        "name": "".join(part.capitalize() for part in
-                        "".join(c if c.isalnum() else " " for c in name).split()) or rid,
+        "name": "".join(w.capitalize() for w in "".join(c if c.isalnum() else " " for c in name).split()) or rid,
         "shortDescription": {"text": short},
         "fullDescription": {"text": full},
         "helpUri": url,
-        "help": {"text": help_text, "markdown": help_md},
+        "help": {"text": f"{body}\n\n{f.cwe}: {cwe_name} ({url})\n\n{suppress}",
+                 "markdown": f"{body}\n\n[{f.cwe}: {cwe_name}]({url})\n\n{suppress}"},
         "defaultConfiguration": {"level": LEVELS[f.severity]},
         "properties": {
-            "tags": ["security", _cwe_tag(f.cwe)],
-            "security-severity": f"{cwe_catalog.security_severity(f.cwe):.1f}",
+            "tags": ["security", *(_cwe_tag(c) for c in cwes)],
+            "security-severity": f"{max(cwe_catalog.security_severity(c) for c in cwes):.1f}",
             "precision": precision(max(r.finding.confidence for r in results)),
             "problem.severity": PROBLEM_SEVERITY[LEVELS[f.severity]],
         },
     }
+
+
+def _rule_doc(rid: str) -> tuple[str, str] | None:
+    """(summary, documentation) of a static rule, when the static detector ran in this
+    process (it is not imported just for this)."""
+    static = sys.modules.get("cwescan.detectors.static")
+    rule = getattr(static, "RULES", {}).get(rid) if static else None
+    if rule is None or not rule.doc:
+        return None
+    return rule.summary, rule.doc
 
 
 def _location(path: str, start: int | None = None, end: int | None = None) -> dict:
