@@ -1,0 +1,103 @@
+"""What a rule sees besides its node: the file, imports, the enclosing function and data flow."""
+
+from __future__ import annotations
+
+import ast
+
+from cwescan.detectors.static import bandit_bridge
+from cwescan.detectors.static.registry import Hit
+from cwescan.detectors.static.taint import CONSTANT, TAINTED, UNKNOWN, Analyzer, Flow, dotted
+
+
+class Context:
+    def __init__(self, path: str, tree: ast.Module) -> None:
+        self.path = path
+        self.tree = tree
+        self.imports: set[str] = set()  # module names imported, as Bandit records them
+        self.aliases: dict[str, str] = {}  # local name -> qualified name, as Bandit records them
+        self.func: ast.AST | None = None  # the enclosing function of the node being checked
+        self.funcs: list[ast.AST] = []  # enclosing functions, outermost first
+        self.stmt: ast.stmt | None = None  # the statement holding the node being checked
+        self._analyzer: Analyzer | None = None
+
+    # -- imports and names -------------------------------------------------------------------
+
+    def add_import(self, node: ast.Import | ast.ImportFrom) -> None:
+        module = getattr(node, "module", None)
+        for alias in node.names:
+            if isinstance(node, ast.ImportFrom) and module:
+                self.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
+                self.imports.add(f"{module}.{alias.name}")
+            else:
+                if alias.asname:
+                    self.aliases[alias.asname] = alias.name
+                self.imports.add(alias.name)
+
+    def imported(self, prefix: str) -> bool:
+        return any(m == prefix or m.startswith(prefix + ".") for m in self.imports)
+
+    def qualname(self, call: ast.Call) -> str | None:
+        """``hashlib.md5`` for ``from hashlib import md5; md5(...)``; None when not a dotted name."""
+        name = dotted(call.func)
+        if name is None:
+            return None
+        head, _, rest = name.partition(".")
+        head = self.aliases.get(head, head)
+        return f"{head}.{rest}" if rest else head
+
+    # -- data flow ----------------------------------------------------------------------------
+
+    @property
+    def analyzer(self) -> Analyzer:
+        if self._analyzer is None:
+            self._analyzer = Analyzer(self.tree, self.qualname)
+        return self._analyzer
+
+    def flow(self, expr: ast.AST | None) -> Flow:
+        if expr is None:
+            return Flow(CONSTANT)
+        return self.analyzer.flow(expr, self.func)
+
+    def sink(self, node: ast.AST, expr: ast.AST | None, kind: str, sink: str, *,
+             flag_unknown: bool = True, need_built: bool = False, what: str = "") -> Hit | None:
+        """The usual taint verdict for ``expr`` reaching ``sink``: a hit with the source's
+        confidence when tainted, a medium one when untraced (if ``flag_unknown``), none when
+        constant or sanitised for ``kind``. ``need_built``: only flag values built by string
+        formatting (f-string, +, %, format, join), e.g. SQL text."""
+        flow = self.flow(expr)
+        level = flow.level_for(kind)
+        if level == CONSTANT or (need_built and not flow.built):
+            return None
+        if level == UNKNOWN and not flag_unknown:
+            return None
+        message = flow.explain(sink)
+        if what:
+            message = f"{what}: {message}"
+        if level == TAINTED:
+            return Hit(node, message, flow.confidence)
+        return Hit(node, message, flow.confidence, lower_severity=True)
+
+    # -- Bandit ------------------------------------------------------------------------------
+
+    def bandit(self, test_id: str, call: ast.Call):
+        return bandit_bridge.run_test(test_id, call, self.imports, self.aliases, self.path)
+
+
+def kwarg(call: ast.Call, name: str) -> ast.AST | None:
+    for k in call.keywords:
+        if k.arg == name:
+            return k.value
+    return None
+
+
+def arg(call: ast.Call, index: int, name: str | None = None) -> ast.AST | None:
+    """Positional argument ``index`` or keyword ``name``."""
+    if len(call.args) > index and not isinstance(call.args[index], ast.Starred):
+        return call.args[index]
+    return kwarg(call, name) if name else None
+
+
+def is_const(node: ast.AST | None, value=...) -> bool:
+    if not isinstance(node, ast.Constant):
+        return False
+    return value is ... or node.value is value or node.value == value and type(node.value) is type(value)

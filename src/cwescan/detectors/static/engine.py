@@ -1,0 +1,141 @@
+"""One AST walk per file, dispatching each node to the rules registered for its type.
+
+Call rules are indexed by the last name of the callee (``execute`` for ``cur.execute(...)``),
+so a call costs one dict lookup unless some rule cares about that name. A rule that raises is
+counted in ``StaticDetector.errors`` and skipped for that node; the walk goes on.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from cwescan.detectors.base import Detector
+from cwescan.detectors.static import rules as _rules  # noqa: F401  (registers the rules)
+from cwescan.detectors.static.context import Context
+from cwescan.detectors.static.registry import RULES, Hit, Rule
+from cwescan.detectors.static.taint import last_name
+from cwescan.findings import SEVERITIES, Finding
+from cwescan.units import SourceFile, Unit
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+_SKIP = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
+
+
+class RuleIndex:
+    def __init__(self, rules: Iterable[Rule]) -> None:
+        self.by_type: dict[type, list[Rule]] = {}
+        self.calls_by_name: dict[str, list[Rule]] = {}
+        self.calls_any: list[Rule] = []
+        for r in rules:
+            if r.node_type is ast.Call and r.calls is not None:
+                for name in r.calls:
+                    self.calls_by_name.setdefault(name, []).append(r)
+            elif r.node_type is ast.Call:
+                self.calls_any.append(r)
+            else:
+                types = r.node_type if isinstance(r.node_type, tuple) else (r.node_type,)
+                for t in types:
+                    self.by_type.setdefault(t, []).append(r)
+
+    def for_node(self, node: ast.AST) -> list[Rule]:
+        if type(node) is ast.Call:
+            named = self.calls_by_name.get(last_name(node.func))
+            if named:
+                return named + self.calls_any if self.calls_any else named
+            return self.calls_any
+        return self.by_type.get(type(node), [])
+
+
+def _lower(severity: str) -> str:
+    return SEVERITIES[max(0, SEVERITIES.index(severity) - 1)]
+
+
+def check_tree(path: str, tree: ast.Module, index: RuleIndex, errors: Counter) -> list[Finding]:
+    ctx = Context(path, tree)
+    findings: list[Finding] = []
+    seen: set[tuple[str, int]] = set()
+    stack: list[tuple[ast.AST, ast.stmt | None, tuple]] = [(tree, None, ())]
+    while stack:
+        node, stmt, funcs = stack.pop()
+        t = type(node)
+        if t is ast.Import or t is ast.ImportFrom:
+            ctx.add_import(node)
+        rules = index.for_node(node)
+        if rules:
+            ctx.func = funcs[-1] if funcs else None
+            ctx.funcs = list(funcs)
+            ctx.stmt = stmt
+            for r in rules:
+                try:
+                    for hit in r.check(node, ctx):
+                        f = _finding(path, r, hit, stmt)
+                        key = (r.id, f.start_line)
+                        if key not in seen:
+                            seen.add(key)
+                            findings.append(f)
+                except RecursionError:
+                    errors[r.id] += 1
+                except Exception:  # a rule's bug must not stop the walk
+                    errors[r.id] += 1
+        if isinstance(node, ast.stmt):
+            stmt = node
+        if t in _FUNCS:
+            funcs = (*funcs, node)
+        children = [c for c in ast.iter_child_nodes(node) if not isinstance(c, _SKIP)]
+        for child in reversed(children):
+            stack.append((child, stmt, funcs))
+    return findings
+
+
+def _finding(path: str, r: Rule, hit: Hit, stmt: ast.stmt | None) -> Finding:
+    # the flagged statement; for a compound one (with/if/for...) only the flagged node's lines
+    span = stmt if stmt is not None and not hasattr(stmt, "body") else hit.node
+    if hit.node is not None and getattr(hit.node, "lineno", None) and not (
+            span.lineno <= hit.node.lineno <= (span.end_lineno or span.lineno)):
+        span = hit.node
+    start = span.lineno
+    return Finding(
+        path=path, start_line=start, end_line=max(start, span.end_lineno or start),
+        cwe=hit.cwe or r.cwe, rule_id=r.id, title=r.title, message=hit.message,
+        confidence=round(hit.confidence, 4),
+        severity=_lower(r.severity) if hit.lower_severity else r.severity, detector="static")
+
+
+class StaticDetector(Detector):
+    """AST rules with a light intraprocedural data flow (see ``docs/RULES.md``).
+
+    Options: ``select`` (rule ids or prefixes to run, default all), ``ignore`` (ids or prefixes
+    to skip).
+    """
+
+    name = "static"
+
+    def __init__(self, select: Sequence[str] | None = None, ignore: Sequence[str] = (), **_options) -> None:
+        chosen = [r for r in RULES.values()
+                  if (not select or any(r.id.startswith(s) for s in select))
+                  and not any(r.id.startswith(s) for s in ignore)]
+        self.rules = chosen
+        self.index = RuleIndex(chosen)
+        self.errors: Counter = Counter()  # rule id -> exceptions caught
+
+    def check_source(self, src: SourceFile) -> list[Finding]:
+        if src.tree is None:
+            return []
+        return check_tree(src.path, src.tree, self.index, self.errors)
+
+    def detect(self, units: Sequence[Unit]) -> list[Finding]:
+        files: dict[int, SourceFile] = {}
+        wanted: dict[int, list[Unit]] = {}
+        for u in units:
+            files.setdefault(id(u.file), u.file)
+            wanted.setdefault(id(u.file), []).append(u)
+        out: list[Finding] = []
+        for key, src in files.items():
+            found = self.check_source(src)
+            spans = wanted[key]
+            if len(spans) != len(src.units):  # only some units of this file were asked for
+                found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
+            out.extend(found)
+        return sorted(out, key=Finding.sort_key)

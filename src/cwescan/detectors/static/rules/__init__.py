@@ -1,0 +1,11 @@
+"""Rule modules, one per kind of weakness; importing this package registers every rule."""
+
+from cwescan.detectors.static.rules import (  # noqa: F401
+    crypto,
+    deserialization,
+    files,
+    injection,
+    resources,
+    secrets,
+    web,
+)

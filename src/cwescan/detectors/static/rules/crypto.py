@@ -1,0 +1,226 @@
+"""Cryptography: weak hashes (CWE-328), broken ciphers (CWE-327), weak randomness (CWE-330/338)
+and disabled certificate checks (CWE-295).
+
+CWS328 runs Bandit's B324 (hashlib md5/sha1/``new("md5")`` unless ``usedforsecurity=False``) and
+adds the ``cryptography``/PyCryptodome hash classes and a higher confidence when a password is
+hashed. The cipher, randomness and TLS rules are our own: Bandit's B311 flags every ``random``
+call (CWS330 only those making secrets), and its B501 covers requests/httpx only (CWS295 covers
+any client's ``verify=False``).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+
+from cwescan.detectors.static.bandit_bridge import CONFIDENCE
+from cwescan.detectors.static.context import Context, arg, is_const
+from cwescan.detectors.static.registry import Hit, rule
+
+_SECRETISH = re.compile(r"(?i)(passw|pwd|secret|token|nonce|salt|otp|csrf|api_?key|session_?(id|key)|"
+                        r"private_?key|reset|captcha|credential|(^|_)auth($|_)|(^|_)(key|pin|iv)($|_))")
+_WEAK_HASH_CLASSES = {"MD5", "SHA1", "MD4", "MD2"}
+
+
+@rule("CWS328", cwe="CWE-328", title="Weak hash (MD5/SHA-1)", severity="medium",
+      calls={"md5", "sha1", "md4", "new", "MD5", "SHA1", "MD4", "MD2", "crypt", "mksalt"},
+      bandit=("B324",))
+def weak_hash(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """MD5, SHA-1 (or MD4/MD2) used where a strong hash is needed.
+
+    **What.** ``hashlib.md5``/``sha1``/``new("md5")`` without ``usedforsecurity=False`` and
+    weak ``crypt`` methods (Bandit's B324 decides these), ``cryptography``'s ``hashes.MD5()``/
+    ``SHA1()``, PyCryptodome ``MD5.new()``.
+
+    **Why.** Collisions for both are practical; for passwords any fast hash is brute-forced
+    (CWE-328, CWE-916).
+
+    **Confidence.** Bandit's (HIGH: 0.8) for the hashlib calls, 0.6 for the hash classes, 0.9
+    when the hashed value's names say it is a password or secret.
+
+    **Example.**
+
+        digest = hashlib.md5(password.encode()).hexdigest()
+
+    **Fix.** ``hashlib.sha256`` for integrity; ``hashlib.scrypt``/argon2/bcrypt for passwords;
+    ``usedforsecurity=False`` for non-security checksums.
+    """
+    qual = ctx.qualname(call) or ""
+    parts = qual.split(".")
+    if "hashlib" in parts or ("crypt" in parts and parts[-1] in ("crypt", "mksalt")):
+        issue = ctx.bandit("B324", call)
+        if issue is None:
+            return
+        conf, text = CONFIDENCE.get(str(issue.confidence), 0.6), f"{issue.text} (Bandit B324)"
+    elif parts[-1] in _WEAK_HASH_CLASSES and ("hashes" in parts or "cryptography" in qual):
+        conf, text = 0.6, f"{qual}() is a weak hash"
+    elif parts[-1] == "new" and len(parts) >= 2 and parts[-2] in _WEAK_HASH_CLASSES and "Hash" in qual:
+        conf, text = 0.6, f"{qual}() is a weak hash"
+    else:
+        return
+    data = arg(call, 1, "data") if parts[-1] == "new" else arg(call, 0, "data")
+    names = " ".join(n.id for n in ast.walk(data) if isinstance(n, ast.Name)) if data is not None else ""
+    if _SECRETISH.search(names) or (ctx.func is not None and "passw" in getattr(ctx.func, "name", "").lower()):
+        conf, text = 0.9, f"a password or secret is hashed with a fast, weak hash: {text}"
+    yield Hit(call, text, conf)
+
+
+_WEAK_CIPHERS = {"DES", "DES3", "ARC4", "ARC2", "Blowfish", "XOR", "CAST", "TripleDES", "RC4", "IDEA",
+                 "SEED", "CAST5"}
+
+
+@rule("CWS327", cwe="CWE-327", title="Broken or risky cipher", severity="medium",
+      calls={"new", "ARC4", "TripleDES", "Blowfish", "IDEA", "CAST5", "SEED", "ECB", "Cipher", "DES"})
+def weak_cipher(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A broken cipher (DES, 3DES, RC4, Blowfish, ...) or the ECB mode.
+
+    **What.** PyCryptodome/PyCrypto ``DES``/``DES3``/``ARC4``/``ARC2``/``Blowfish``/``XOR``
+    ``.new()``, any ``.new(key, X.MODE_ECB)``, ``cryptography``'s ``algorithms.ARC4``/
+    ``TripleDES``/``Blowfish``/``IDEA``/``CAST5``/``SEED`` and ``modes.ECB()``.
+
+    **Why.** These ciphers have small keys or blocks or known biases; ECB encrypts equal blocks
+    to equal output and leaks patterns (CWE-327).
+
+    **Example.**
+
+        cipher = DES.new(key, DES.MODE_ECB)
+
+    **Fix.** AES-GCM or ChaCha20-Poly1305 (``cryptography``'s ``AESGCM``), never ECB.
+    """
+    qual = ctx.qualname(call) or ""
+    parts = qual.split(".")
+    last = parts[-1]
+    if last == "new" and len(parts) >= 2 and parts[-2] in _WEAK_CIPHERS and "Cipher" in qual:
+        yield Hit(call, f"{parts[-2]} is a broken cipher ({qual}())", 0.8)
+        return
+    if last == "new" and any(isinstance(a, ast.Attribute) and a.attr == "MODE_ECB"
+                             for a in [*call.args, *(k.value for k in call.keywords)]):
+        yield Hit(call, f"ECB mode leaks patterns of the plaintext ({qual}())", 0.8)
+        return
+    if last in _WEAK_CIPHERS and ("algorithms" in parts or "cryptography" in qual):
+        yield Hit(call, f"{last} is a broken or legacy cipher ({qual}())", 0.8)
+    elif last == "ECB" and ("modes" in parts or "cryptography" in qual):
+        yield Hit(call, "ECB mode leaks patterns of the plaintext", 0.8)
+
+
+_RANDOM_FUNCS = {"random", "randint", "choice", "choices", "randrange", "getrandbits", "sample",
+                 "shuffle", "uniform", "randbytes"}
+
+
+@rule("CWS330", cwe="CWE-338", title="Predictable random values used for a secret",
+      severity="medium", calls=_RANDOM_FUNCS)
+def weak_random(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """The ``random`` module makes a token, password, key, salt or nonce.
+
+    **What.** ``random.random/randint/choice/choices/randrange/getrandbits/sample/randbytes``
+    (module functions or a ``random.Random()`` instance) in a function, assignment or return
+    whose names say it makes a secret (token, password, secret, key, salt, nonce, otp, csrf,
+    session id, reset code, pin). Other uses of ``random`` (simulations, jitter, shuffling test
+    data) are not flagged.
+
+    **Why.** ``random`` is a Mersenne Twister: 624 outputs reveal its state and every future
+    value, so tokens made with it can be predicted (CWE-330/338).
+
+    **Example.**
+
+        def reset_token():
+            return "".join(random.choice(ALPHABET) for _ in range(32))
+
+    **Fix.** ``secrets.token_urlsafe()``, ``secrets.choice``, ``secrets.randbelow``.
+    """
+    qual = ctx.qualname(call) or ""
+    if not (qual.startswith("random.") or qual in _RANDOM_FUNCS and ctx.imported("random")):
+        return
+    if qual.startswith("random.SystemRandom"):
+        return
+    names = []
+    if ctx.func is not None:
+        names.append(getattr(ctx.func, "name", ""))
+    stmt = ctx.stmt
+    if isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        names += [ast.unparse(t) for t in targets]
+    elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        names += [k.arg or "" for k in stmt.value.keywords]
+    context = " ".join(names)
+    if _SECRETISH.search(context):
+        yield Hit(call, f"{qual}() is predictable but makes a secret here ({context.strip()})", 0.75)
+
+
+@rule("CWS295", cwe="CWE-295", title="TLS certificate verification disabled", severity="high",
+      node=ast.keyword)
+def tls_verify_disabled(kw: ast.keyword, ctx: Context) -> Iterator[Hit]:
+    """An HTTP or TLS call told not to check certificates.
+
+    **What.** ``verify=False`` (requests, httpx and look-alikes), ``cert_reqs=ssl.CERT_NONE`` /
+    ``"CERT_NONE"``, ``check_hostname=False``, ``ssl=False`` passed to a call.
+
+    **Why.** Anyone on the network path can impersonate the server and read or change the
+    traffic (CWE-295).
+
+    **Example.**
+
+        requests.get(url, verify=False)
+
+    **Fix.** Leave verification on; for a private CA pass ``verify="/path/ca.pem"``.
+    """
+    value = kw.value
+    if kw.arg == "verify" and is_const(value, False):
+        yield Hit(kw, "verify=False turns off certificate checks", 0.8)
+    elif kw.arg in ("cert_reqs", "verify_mode") and "CERT_NONE" in ast.unparse(value):
+        yield Hit(kw, f"{kw.arg}=CERT_NONE turns off certificate checks", 0.8)
+    elif kw.arg == "check_hostname" and is_const(value, False):
+        yield Hit(kw, "check_hostname=False accepts certificates for any host", 0.6)
+
+
+@rule("CWS295B", cwe="CWE-295", title="Unverified TLS context", severity="high",
+      calls={"_create_unverified_context", "_create_stdlib_context", "_https_verify_certificates"})
+def unverified_context(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """An SSL context that skips certificate checks.
+
+    **What.** ``ssl._create_unverified_context()``, ``ssl._create_stdlib_context()`` used as a
+    client context, ``ssl._https_verify_certificates(False)``.
+
+    **Why.** Connections made with it accept any certificate (CWE-295).
+
+    **Example.**
+
+        urllib.request.urlopen(url, context=ssl._create_unverified_context())
+
+    **Fix.** ``ssl.create_default_context()``.
+    """
+    qual = ctx.qualname(call) or ""
+    if not qual.startswith("ssl."):
+        return
+    if qual.endswith("_https_verify_certificates") and not is_const(arg(call, 0, "enable"), False):
+        return
+    yield Hit(call, f"{qual}() does not verify certificates", 0.8)
+
+
+@rule("CWS295C", cwe="CWE-295", title="Certificate checks switched off on a context",
+      severity="high", node=ast.Assign)
+def context_verification_off(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
+    """An SSL context's checks switched off by assignment.
+
+    **What.** ``context.verify_mode = ssl.CERT_NONE`` or ``context.check_hostname = False``.
+
+    **Why.** The context then accepts any certificate, or one for any host (CWE-295).
+
+    **Example.**
+
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+
+    **Fix.** Keep the defaults of ``ssl.create_default_context()``; load a private CA with
+    ``load_verify_locations``.
+    """
+    for t in node.targets:
+        if not isinstance(t, ast.Attribute):
+            continue
+        if t.attr == "verify_mode" and "CERT_NONE" in ast.unparse(node.value):
+            yield Hit(node, "verify_mode = CERT_NONE turns off certificate checks", 0.8)
+        elif t.attr == "check_hostname" and is_const(node.value, False):
+            yield Hit(node, "check_hostname = False accepts certificates for any host", 0.6)
+

@@ -1,0 +1,136 @@
+"""Hard-coded credentials (CWE-798).
+
+Our own rather than Bandit's B105/B106: Bandit flags any string assigned to a password-like
+name, including ``""``, ``"changeme"``, ``"<password>"`` and prompts such as ``"Password: "``;
+these rules skip empty values, placeholders, prompts, templates and names that are about a
+secret rather than being one (``PASSWORD_FIELD``, ``token_url``), and also catch well-known token
+formats (AWS, GitHub, Slack, Stripe, private keys) whatever the variable is called.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+
+from cwescan.detectors.static.context import Context
+from cwescan.detectors.static.registry import Hit, rule
+
+_SECRET_NAME = re.compile(r"(?i)(passw(or)?d|passwd|passphrase|(^|_)pwd$|(^|_)pass$|secret|token|api_?key|"
+                          r"apikey|access_?key|private_?key|signing_?key|encryption_?key|auth_?key|"
+                          r"credentials?$|client_secret)")
+_ABOUT_A_SECRET = re.compile(r"(?i)(_|^)(field|label|name|names|url|uri|file|path|dir|type|types|len|"
+                             r"length|prompt|header|param|regex|pattern|re|env|var|key_name|endpoint|"
+                             r"format|fmt|template|policy|hint|help|msg|message|error|required|"
+                             r"expires?|expiry|ttl|timeout|count|max|min|id|column|attr|kind|mode|"
+                             r"char|chars|hash|hasher|algorithm|algo|validator|reset|changed|check|"
+                             r"prefix|suffix|sep|separator|placeholder|widget|style|class|cls)$")
+_PLACEHOLDER = re.compile(r"(?i)^(none|null|nil|true|false|changeme|change_?me|password|passwd|secret|"
+                          r"token|your[_\- ].*|my[_\- ].*|example.*|dummy|placeholder|todo|fixme|tbd|"
+                          r"redacted|hidden|\**|x+|\.+|-+|test|foo|bar|abc|123|1234|12345|"
+                          r"not[_\- ]?set|unset|empty|default|required|\*\*\*.*)$")
+_KNOWN_TOKENS = re.compile(r"(AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[abpr]-[A-Za-z0-9-]{10,}|"
+                           r"sk_live_[A-Za-z0-9]{16,}|-----BEGIN( RSA| EC| DSA| OPENSSH)? PRIVATE KEY-----|"
+                           r"AIza[0-9A-Za-z_\-]{35})")
+
+
+def _secret_value(value: ast.AST) -> str | None:
+    """The literal if it could be a real secret, else None."""
+    if not (isinstance(value, ast.Constant) and isinstance(value.value, (str, bytes))):
+        return None
+    text = value.value.decode("latin-1") if isinstance(value.value, bytes) else value.value
+    stripped = text.strip()
+    if len(stripped) < 4 or _PLACEHOLDER.match(stripped):
+        return None
+    if any(c in stripped for c in " \n\t") and not _KNOWN_TOKENS.search(stripped):
+        return None  # prompts, messages, SQL: not a credential
+    if stripped.startswith(("<", "${", "{{", "%(", "$")) or "{" in stripped and "}" in stripped:
+        return None  # template or placeholder
+    if stripped.startswith(("http://", "https://", "/", "./")):
+        return None
+    return stripped
+
+
+def _confidence(name: str, text: str) -> float:
+    if _KNOWN_TOKENS.search(text):
+        return 0.9
+    mixed = sum([any(c.isdigit() for c in text), any(c.isalpha() for c in text),
+                 any(not c.isalnum() for c in text)])
+    return 0.8 if len(text) >= 8 and mixed >= 2 else 0.55
+
+
+def _suspicious(name: str) -> bool:
+    last = name.rsplit(".", 1)[-1]
+    return bool(_SECRET_NAME.search(last)) and not _ABOUT_A_SECRET.search(last)
+
+
+def _assign_pairs(node: ast.AST):
+    if isinstance(node, ast.Assign):
+        for t in node.targets:
+            yield t, node.value
+    else:
+        yield node.target, node.value
+
+
+@rule("CWS798", cwe="CWE-798", title="Hard-coded credential", severity="high",
+      node=(ast.Assign, ast.AnnAssign))
+def hardcoded_secret(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
+    """A password, secret, token or key written as a string literal in the code.
+
+    **What.** A non-empty string literal assigned to a name, attribute or key whose name says it
+    is a credential (``password``, ``secret``, ``token``, ``api_key``, ``private_key``...), or a
+    string in a well-known token format (AWS ``AKIA...``, GitHub ``ghp_...``, Slack ``xox...``,
+    Stripe ``sk_live_...``, a PEM private key) whatever the name. Empty values, placeholders
+    (``"changeme"``, ``"<password>"``, ``"xxx"``), prompts and templates are skipped, and so are
+    names about a secret rather than holding one (``PASSWORD_FIELD``, ``token_url``).
+
+    **Why.** Everyone with the code (or the package, or the repository history) has the
+    credential, and it cannot be rotated without a release (CWE-798/259).
+
+    **Example.**
+
+        API_KEY = "sk_live_51H8xQ2eZvKYlo2C9a8b7c6d5e4f3g2h1"
+
+    **Fix.** Read it at run time: ``os.environ["API_KEY"]``, a secrets manager, a config file
+    outside the repository.
+    """
+    for target, value in _assign_pairs(node):
+        if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+            name = str(target.slice.value)
+        elif isinstance(target, (ast.Name, ast.Attribute)):
+            name = ast.unparse(target)
+        else:
+            continue
+        text = _secret_value(value)
+        if text is None:
+            continue
+        if _suspicious(name) or _KNOWN_TOKENS.search(text):
+            yield Hit(node, f"`{name}` holds a hard-coded credential", _confidence(name, text))
+            return
+
+
+@rule("CWS798B", cwe="CWE-798", title="Hard-coded credential passed as an argument", severity="high",
+      node=(ast.keyword, ast.Dict))
+def hardcoded_secret_argument(node: ast.AST, ctx: Context) -> Iterator[Hit]:
+    """A credential literal passed as ``password=``/``token=``... or stored under such a dict key.
+
+    **What.** ``connect(user="app", password="s3cr3t!")``, ``{"api_key": "abcd1234..."}``, with
+    the same name and value filters as CWS798.
+
+    **Why.** Same as CWS798: the credential ships with the code (CWE-798).
+
+    **Example.**
+
+        db = psycopg2.connect(host=HOST, user="app", password="Tr0ub4dor&3")
+
+    **Fix.** Pass a value read from the environment or a secrets store.
+    """
+    if isinstance(node, ast.keyword):
+        pairs = [(node.arg, node.value)] if node.arg else []
+    else:
+        pairs = [(k.value, v) for k, v in zip(node.keys, node.values)
+                 if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    for name, value in pairs:
+        text = _secret_value(value)
+        if text is not None and (_suspicious(name) or _KNOWN_TOKENS.search(text)):
+            yield Hit(value, f"`{name}` is given a hard-coded credential", _confidence(name, text))

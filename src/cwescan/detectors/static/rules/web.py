@@ -1,0 +1,272 @@
+"""Web: XSS (CWE-79), open redirect (CWE-601), SSRF (CWE-918), CSRF (CWE-352).
+
+Our own rules except CWS079C, which calls Bandit's B701 (jinja2 autoescape) as is: Bandit
+has no taint-aware XSS, redirect, SSRF or CSRF check.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+
+from cwescan.detectors.static.bandit_bridge import CONFIDENCE
+from cwescan.detectors.static.context import Context, arg, is_const, kwarg
+from cwescan.detectors.static.registry import Hit, rule
+from cwescan.detectors.static.taint import TAINTED, Flow, last_name
+
+_HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*[^<>]*>|<\s*[a-zA-Z]+\b")
+_WEB_SOURCES = ("request", "route-param", "upload", "input")
+
+
+@rule("CWS079", cwe="CWE-79", title="Untrusted data marked safe as HTML", severity="high",
+      calls={"Markup", "mark_safe", "render_template_string", "SafeString", "format_html_join"})
+def markup_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """Non-constant text declared safe HTML, or rendered as a template.
+
+    **What.** ``markupsafe.Markup(x)``, Django ``mark_safe(x)``/``SafeString(x)`` and Flask
+    ``render_template_string(x)`` where ``x`` is not a constant.
+
+    **Why.** Marking text safe turns off auto-escaping: a ``<script>`` in it runs in the
+    victim's browser (CWE-79). A template string from user data is also template injection.
+
+    **Confidence.** High for request data, parameters, ``input()``; medium when untraced; none
+    for constants or values passed through ``escape()``.
+
+    **Example.**
+
+        return Markup("<b>%s</b>" % request.args["name"])
+
+    **Fix.** Let the template engine escape: ``render_template("page.html", name=name)``; or
+    ``Markup("<b>{}</b>").format(name)``, which escapes ``name``.
+    """
+    value = arg(call, 0, "source") or arg(call, 0, "s")
+    if value is None or isinstance(value, ast.Constant):
+        return
+    hit = ctx.sink(call, value, "html", f"{ast.unparse(call.func)}()",
+                   what="text marked safe HTML from a non-constant value")
+    if hit:
+        yield hit
+
+
+def _html_literal(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Constant) and isinstance(n.value, str) and _HTML.search(n.value)
+               for n in ast.walk(node))
+
+
+def _string_building(node: ast.AST) -> bool:
+    return isinstance(node, (ast.JoinedStr, ast.BinOp)) or (
+        isinstance(node, ast.Call) and last_name(node.func) in ("format", "join"))
+
+
+@rule("CWS079B", cwe="CWE-79", title="HTML built from request data", severity="high",
+      node=ast.Return, calls=None)
+def html_from_request(ret: ast.Return, ctx: Context) -> Iterator[Hit]:
+    """A function returns an HTML string built from request data without escaping.
+
+    **What.** ``return f"<h1>Hello {name}!</h1>"`` (or ``+``, ``%``, ``.format``), directly or
+    through a variable, where a request field, a routed view's URL parameter or ``input()``
+    reaches the string, inside a function (typically a view: its return value is the response).
+
+    **Why.** The browser parses the value as markup: a ``<script>`` or an ``onerror=`` handler
+    in it runs in the page (reflected XSS, CWE-79).
+
+    **Confidence.** Request data only (plain parameters are too often library code building
+    HTML from trusted values); ``escape()``/``html.escape()`` on the value clears it.
+
+    **Example.**
+
+        name = request.args.get("name", "world")
+        return f"<h1>Hello {name}!</h1>"
+
+    **Fix.** ``escape(name)`` (markupsafe / ``html.escape``) or render a template.
+    """
+    value = ret.value
+    if value is None or ctx.func is None:
+        return
+    if isinstance(value, ast.Name):
+        flow = ctx.flow(value)
+        if not flow.built:
+            return
+        if not any(_html_literal(n.value) for n in ast.walk(ctx.func)
+                   if isinstance(n, (ast.Assign, ast.AugAssign)) and _targets(n, value.id)):
+            return
+    elif not (_string_building(value) and _html_literal(value)):
+        return
+    else:
+        flow = ctx.flow(value)
+    if flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
+        yield Hit(ret, flow.explain("an HTML response"), flow.confidence)
+
+
+def _targets(node, name: str) -> bool:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return any(isinstance(t, ast.Name) and t.id == name for t in targets)
+
+
+@rule("CWS079C", cwe="CWE-79", title="Jinja2 autoescape disabled", severity="high",
+      calls={"Environment"}, bandit=("B701",))
+def jinja_autoescape(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A Jinja2 ``Environment`` without HTML auto-escaping (delegates to Bandit B701).
+
+    **What.** ``jinja2.Environment(...)`` with ``autoescape=False`` or without ``autoescape``
+    (Jinja2's default is off). Bandit's B701 does this check; this rule runs it and reports it
+    under CWE-79.
+
+    **Why.** Every ``{{ value }}`` is inserted raw into the HTML (CWE-79).
+
+    **Example.**
+
+        env = jinja2.Environment(loader=FileSystemLoader("templates"))
+
+    **Fix.** ``Environment(..., autoescape=select_autoescape())``.
+    """
+    issue = ctx.bandit("B701", call)
+    if issue is not None:
+        yield Hit(call, f"{issue.text} (Bandit {issue.test_id or 'B701'})",
+                  CONFIDENCE.get(str(issue.confidence), 0.6))
+
+
+_REDIRECTS = {"redirect", "HttpResponseRedirect", "HttpResponsePermanentRedirect",
+              "RedirectResponse"}
+
+
+@rule("CWS601", cwe="CWE-601", title="Redirect to a URL from untrusted data", severity="medium",
+      calls=_REDIRECTS)
+def open_redirect(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A redirect target taken from the request.
+
+    **What.** Flask/Werkzeug ``redirect(x)``, Django ``HttpResponseRedirect(x)``/``redirect(x)``,
+    Starlette ``RedirectResponse(x)`` where ``x`` comes from request data or a parameter and was
+    not checked against allowed hosts.
+
+    **Why.** A link to your site that forwards to ``https://evil.example`` makes phishing
+    believable (CWE-601).
+
+    **Confidence.** Tainted targets only. ``url_for()``/``reverse()`` targets are safe; an
+    ``if`` that compares the URL's host with an allow-list (``url_has_allowed_host_and_scheme``,
+    ``netloc in ALLOWED``) and overwrites or rejects it clears the taint.
+
+    **Example.**
+
+        return redirect(request.args.get("next", "/"))
+
+    **Fix.** Check ``urlparse(target).netloc`` against an allow-list (Django:
+    ``url_has_allowed_host_and_scheme``), else redirect to a fixed page.
+    """
+    target = arg(call, 0, "location") or kwarg(call, "url") or kwarg(call, "redirect_to")
+    if target is None or isinstance(target, ast.Constant):
+        return
+    hit = ctx.sink(call, target, "redirect", f"{ast.unparse(call.func)}()", flag_unknown=False)
+    if hit:
+        yield hit
+
+
+_HTTP_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "request", "stream",
+               "urlopen", "Request", "fetch"}
+_HTTP_MODULES = ("requests", "httpx", "urllib.request", "urllib2", "urllib3", "aiohttp",
+                 "six.moves.urllib")
+_CLIENTISH = re.compile(r"(?i)(session|client|http|requests)")
+
+
+@rule("CWS918", cwe="CWE-918", title="Server-side request to a URL from untrusted data",
+      severity="high", calls=_HTTP_VERBS)
+def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """The server fetches a URL that untrusted data chooses.
+
+    **What.** ``requests.get/post/...(url)``, ``httpx``, ``urllib.request.urlopen``/``Request``,
+    ``urllib3``, or ``.get(url)`` on a session/client object, where a request field, a routed
+    view's URL parameter, ``input()`` or a parameter reaches the URL.
+
+    **Why.** The attacker makes the server call internal services (cloud metadata at
+    169.254.169.254, admin ports, ``file://``), CWE-918.
+
+    **Confidence.** Tainted URLs only. A host allow-list check that rejects other URLs (``if
+    urlparse(url).hostname not in ALLOWED: raise``) clears the taint.
+
+    **Example.**
+
+        url = request.args.get("url")
+        return requests.get(url, timeout=5).text
+
+    **Fix.** Parse the URL and allow only known hosts and schemes; never forward raw URLs.
+    """
+    qual = ctx.qualname(call) or ""
+    func = call.func
+    if qual.startswith(_HTTP_MODULES):
+        pass
+    elif isinstance(func, ast.Attribute) and _CLIENTISH.search(ast.unparse(func.value)[-40:]):
+        pass
+    else:
+        return
+    name = last_name(func)
+    url = arg(call, 1, "url") if name == "request" else arg(call, 0, "url")
+    if url is None or isinstance(url, ast.Constant):
+        return
+    flow: Flow = ctx.flow(url)
+    if flow.level_for("url") == TAINTED:
+        yield Hit(call, flow.explain(f"{ast.unparse(func)}()"), flow.confidence)
+
+
+@rule("CWS352", cwe="CWE-352", title="CSRF protection disabled for a view", severity="high",
+      node=(ast.FunctionDef, ast.AsyncFunctionDef))
+def csrf_exempt(func: ast.FunctionDef, ctx: Context) -> Iterator[Hit]:
+    """A view exempted from CSRF protection.
+
+    **What.** Django ``@csrf_exempt`` or Flask-WTF ``@csrf.exempt`` on a view.
+
+    **Why.** Another site can make a logged-in user's browser submit this request (change a
+    password, transfer money) with the user's cookies (CWE-352).
+
+    **Example.**
+
+        @csrf_exempt
+        def transfer(request): ...
+
+    **Fix.** Remove the exemption and send the CSRF token with the form or the ``X-CSRFToken``
+    header; exempt only endpoints that authenticate without cookies (API tokens).
+    """
+    for dec in func.decorator_list:
+        target = dec.func if isinstance(dec, ast.Call) else dec
+        name = ast.unparse(target)
+        if name.endswith("csrf_exempt") or name.endswith("csrf.exempt"):
+            yield Hit(dec, f"view `{func.name}` is exempt from CSRF protection ({name})", 0.7)
+
+
+_CSRF_SETTINGS = {"WTF_CSRF_ENABLED", "CSRF_ENABLED", "WTF_CSRF_CHECK_DEFAULT"}
+
+
+@rule("CWS352B", cwe="CWE-352", title="CSRF protection switched off", severity="high",
+      node=ast.Assign)
+def csrf_disabled(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
+    """CSRF protection switched off in settings or a form.
+
+    **What.** ``WTF_CSRF_ENABLED = False`` (module setting, ``app.config[...]`` or
+    ``app.config.update``), ``csrf = False`` in a WTForms ``class Meta``.
+
+    **Why.** Forms then accept cross-site submissions (CWE-352).
+
+    **Example.**
+
+        app.config["WTF_CSRF_ENABLED"] = False
+
+    **Fix.** Keep CSRF on outside tests (set it in the test configuration only).
+    """
+    if not is_const(node.value, False):
+        return
+    for t in node.targets:
+        if isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant):
+            name = str(t.slice.value)
+        elif isinstance(t, (ast.Name, ast.Attribute)):
+            name = t.id if isinstance(t, ast.Name) else t.attr
+        else:
+            continue
+        if name in _CSRF_SETTINGS or name == "csrf" and _in_meta(node, ctx):
+            yield Hit(node, f"`{name}` set to False disables CSRF protection", 0.75)
+
+
+def _in_meta(node: ast.AST, ctx: Context) -> bool:
+    for cls in ast.walk(ctx.tree):
+        if isinstance(cls, ast.ClassDef) and cls.name == "Meta" and node in cls.body:
+            return True
+    return False

@@ -1,0 +1,481 @@
+"""A light intraprocedural data flow: where may the value reaching a sink come from?
+
+Each function is read once, statement by statement in source order, the first time a rule asks
+about it. Every assignment records what the assigned name holds from that line on:
+
+* ``tainted``: data an attacker may control: a function parameter (route handler parameters
+  are URL segments), a ``request.*`` field (Flask/Django: args, form, values, json, GET, POST,
+  cookies, headers, data, files...), ``input()``, ``sys.argv``, ``os.environ``/``os.getenv``;
+  taint follows assignments, f-strings, concatenation, ``%``, ``.format()``, ``join``, containers,
+  method calls on tainted values and calls that take tainted arguments.
+* ``constant``: built only from literals and module-level constants, or passed through a
+  sanitiser (``int()``, ``float()``, ``bool()``, ``len()``; ``shlex.quote`` for commands,
+  ``secure_filename``/``os.path.basename`` for paths, ``escape`` for HTML, ...).
+* ``unknown``: anything else (the result of some call, an attribute of ``self``...).
+
+Assignments inside branches and loops join with what the name held before (taint wins), so
+``if x: v = "default"`` does not hide the tainted ``v`` of the other path. A validation guard,
+an ``if`` that compares a tainted value (``in``/``==``/``startswith``/``commonpath``/an
+``is_safe``-like call...) and then leaves (raise/return/abort) or overwrites the value, marks that
+value and the names it came from as checked from there on. This is deliberately simple: no
+inter-procedural flow, no aliasing, no field sensitivity.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass, field, replace
+
+TAINTED, UNKNOWN, CONSTANT = 2, 1, 0
+LEVEL_NAMES = {TAINTED: "tainted", UNKNOWN: "unknown", CONSTANT: "constant"}
+
+# Source kinds and the confidence that a sink reached by them is exploitable.
+SOURCE_CONFIDENCE = {
+    "request": 0.9,  # an HTTP request field
+    "route-param": 0.85,  # a parameter of a routed view function (a URL segment)
+    "input": 0.85,  # input(), sys.argv
+    "upload": 0.9,  # a file uploaded by the client (or its client-chosen name)
+    "parameter": 0.75,  # a plain function parameter: tainted if the caller passes user data
+    "environment": 0.65,  # os.environ: set by whoever runs the program
+}
+UNKNOWN_CONFIDENCE = 0.5
+
+REQUEST_FIELDS = {
+    "args", "form", "values", "json", "data", "files", "cookies", "headers", "GET", "POST",
+    "COOKIES", "FILES", "META", "body", "query_params", "query_string", "path", "full_path",
+    "url", "base_url", "view_args", "stream", "environ", "params", "match_info", "text",
+    "get_json", "get_data", "content", "raw_post_data", "REQUEST",
+}
+REQUEST_OBJECTS = {"request", "req", "flask.request"}
+
+# name (last component) -> kinds of sink it makes safe; "*" = every kind
+SANITIZERS: dict[str, frozenset[str]] = {
+    "int": frozenset("*"), "float": frozenset("*"), "bool": frozenset("*"),
+    "len": frozenset("*"), "UUID": frozenset("*"), "hexdigest": frozenset("*"),
+    "urlencode": frozenset("*"),
+    "quote": frozenset({"command", "url-path"}),  # shlex.quote / pipes.quote
+    "escape": frozenset({"html"}), "escape_html": frozenset({"html"}),
+    "clean": frozenset({"html"}), "sanitize": frozenset({"html"}),
+    "secure_filename": frozenset({"path", "upload"}),
+    "basename": frozenset({"path", "upload"}),
+    "get_valid_filename": frozenset({"path", "upload"}),
+    "url_for": frozenset({"redirect", "url"}), "reverse": frozenset({"redirect", "url"}),
+    "literal_eval": frozenset({"code"}),
+    "escape_string": frozenset({"sql"}), "mogrify": frozenset(),
+}
+# calls whose test in an ``if`` is a validation of the value they look at
+VALIDATOR_WORDS = ("valid", "allowed", "safe", "check", "verify", "is_relative_to", "commonpath",
+                   "startswith", "endswith", "match", "fullmatch", "isalnum", "isdigit",
+                   "isidentifier", "isdecimal", "isnumeric", "isascii", "whitelist", "allowlist",
+                   "url_has_allowed_host_and_scheme", "is_safe_url")
+LEAVE_CALLS = {"abort", "exit", "_exit", "fail", "Http404", "HttpResponseBadRequest"}
+
+
+@dataclass(frozen=True)
+class Flow:
+    """What an expression may hold."""
+
+    level: int
+    source: str = ""  # source kind, a key of SOURCE_CONFIDENCE
+    origin: str = ""  # "parameter `term`", "request.args", ...
+    how: str = ""  # "an f-string", "concatenation", ...
+    var: str = ""  # the last variable the value went through
+    line: int = 0  # where that variable was assigned
+    safe_for: frozenset[str] = frozenset()  # sink kinds a sanitiser on the way made it safe for
+    chain: frozenset[str] = frozenset()  # variables the value went through
+    built: bool = False  # made by string building (f-string, +, %, format, join)
+
+    def level_for(self, kind: str | None) -> int:
+        if kind and self.level == TAINTED and ("*" in self.safe_for or kind in self.safe_for):
+            return CONSTANT
+        return self.level
+
+    @property
+    def confidence(self) -> float:
+        if self.level == TAINTED:
+            return SOURCE_CONFIDENCE.get(self.source, 0.7)
+        return UNKNOWN_CONFIDENCE if self.level == UNKNOWN else 0.0
+
+    def explain(self, sink: str) -> str:
+        """E.g. "parameter `term` reaches conn.execute() through concatenation into `query` (line 14)"."""
+        if self.level == TAINTED:
+            text = f"{self.origin} reaches {sink}"
+        elif self.level == UNKNOWN:
+            text = f"a value not traced to a constant reaches {sink}"
+        else:
+            text = f"a constant reaches {sink}"
+        if self.how:
+            text += f" through {self.how}"
+        if self.var:
+            text += f" via `{self.var}` (line {self.line})"
+        return text
+
+
+CONST = Flow(CONSTANT)
+UNKNOWN_FLOW = Flow(UNKNOWN)
+
+
+def join(flows, how: str = "") -> Flow:
+    """The strongest of several flows (taint wins); ``how`` names the building operation."""
+    best: Flow | None = None
+    safe: frozenset[str] | None = None
+    chain: frozenset[str] = frozenset()
+    built = False
+    for f in flows:
+        chain |= f.chain
+        built = built or f.built
+        if best is None or f.level > best.level:
+            best = f
+        if f.level == TAINTED:
+            safe = f.safe_for if safe is None else safe & f.safe_for
+    if best is None:
+        return CONST
+    if best.level == CONSTANT:
+        return CONST
+    return replace(best, how=how or best.how, chain=chain, built=built or bool(how),
+                   safe_for=safe if safe is not None else best.safe_for)
+
+
+def dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
+def last_name(func: ast.AST) -> str:
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    if isinstance(func, ast.Name):
+        return func.id
+    return ""
+
+
+def _is_request(node: ast.AST) -> bool:
+    """``request`` / ``self.request`` / ``flask.request``."""
+    name = dotted(node)
+    return name is not None and (name in REQUEST_OBJECTS or name.endswith(".request"))
+
+
+def request_field(node: ast.AST) -> str | None:
+    """"request.args" when ``node`` is ``request.args`` (or deeper, e.g. request.args.get)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        if isinstance(node, ast.Attribute) and node.attr in REQUEST_FIELDS and _is_request(node.value):
+            return f"request.{node.attr}"
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return None
+
+
+@dataclass
+class Scope:
+    """Per-name flow events of one function (or the module), in line order."""
+
+    events: dict[str, list[tuple[int, Flow]]] = field(default_factory=dict)
+    parent: Scope | None = None
+
+    def add(self, name: str, line: int, flow: Flow, conditional: bool) -> None:
+        events = self.events.setdefault(name, [])
+        if conditional and events:
+            flow = join([events[-1][1], flow], how=flow.how)
+        events.append((line, flow))
+
+    def lookup(self, name: str, line: int) -> Flow | None:
+        events = self.events.get(name)
+        if events:
+            found = None
+            for at, flow in events:
+                if at >= line:
+                    break
+                found = flow
+            if found is not None:
+                return found
+            # used before its first assignment in this scope (loops): take the first
+            return events[0][1]
+        return self.parent.lookup(name, 1 << 30) if self.parent is not None else None
+
+
+class Analyzer:
+    """Answers "what may this expression hold here?" for one file."""
+
+    def __init__(self, tree: ast.Module, resolve) -> None:
+        self.resolve = resolve  # callee qualname resolver of the file (aliases)
+        self.module = Scope()
+        self.scopes: dict[int, Scope] = {}
+        self.routes: set[int] = set()
+        self._build(tree.body, self.module, None, 0)
+
+    # -- public ----------------------------------------------------------------------------
+
+    def flow(self, expr: ast.AST, func: ast.AST | None) -> Flow:
+        scope = self.scope_of(func)
+        try:
+            return self._eval(expr, scope, getattr(expr, "lineno", 1 << 30), 0)
+        except RecursionError:
+            return UNKNOWN_FLOW
+
+    def scope_of(self, func: ast.AST | None) -> Scope:
+        if func is None:
+            return self.module
+        scope = self.scopes.get(id(func))
+        if scope is None:
+            scope = Scope(parent=self.module)
+            self._params(func, scope)
+            self._build(func.body, scope, func, 0)
+            self.scopes[id(func)] = scope
+        return scope
+
+    # -- building scopes --------------------------------------------------------------------
+
+    def _params(self, func, scope: Scope) -> None:
+        routed = any(_is_route_decorator(d) for d in func.decorator_list)
+        a = func.args
+        params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
+        params += [p for p in (a.vararg, a.kwarg) if p is not None]
+        for p in params:
+            if p.arg in ("self", "cls", "request", "req"):
+                continue
+            if routed:
+                f = Flow(TAINTED, "route-param", f"URL parameter `{p.arg}`", chain=frozenset({p.arg}))
+            else:
+                f = Flow(TAINTED, "parameter", f"parameter `{p.arg}`", chain=frozenset({p.arg}))
+            scope.add(p.arg, func.lineno, f, False)
+
+    def _build(self, body, scope: Scope, func, depth: int) -> None:
+        for stmt in body:
+            self._stmt(stmt, scope, depth)
+
+    def _assign(self, target, flow: Flow, scope: Scope, line: int, depth: int) -> None:
+        if isinstance(target, ast.Name):
+            named = replace(flow, var=target.id, line=line, chain=flow.chain | {target.id}) \
+                if flow.level else flow
+            scope.add(target.id, line, named, depth > 0)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for t in target.elts:
+                self._assign(t, flow, scope, line, depth)
+        elif isinstance(target, ast.Starred):
+            self._assign(target.value, flow, scope, line, depth)
+        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and flow.level == TAINTED:
+            # d["k"] = tainted: the container now holds taint
+            scope.add(target.value.id, line, flow, True)
+
+    def _stmt(self, stmt, scope: Scope, depth: int) -> None:
+        line = stmt.lineno
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            scope.add(stmt.name, line, UNKNOWN_FLOW, depth > 0)
+            if isinstance(stmt, ast.ClassDef) and scope is self.module:
+                self._build(stmt.body, scope, None, depth + 1)  # class attributes live with the module
+            return
+        if isinstance(stmt, ast.Assign):
+            flow = self._eval(stmt.value, scope, line, 0)
+            for t in stmt.targets:
+                self._assign(t, flow, scope, stmt.end_lineno or line, depth)
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            self._assign(stmt.target, self._eval(stmt.value, scope, line, 0), scope,
+                         stmt.end_lineno or line, depth)
+        elif isinstance(stmt, ast.AugAssign):
+            flow = self._eval(stmt.value, scope, line, 0)
+            if isinstance(stmt.target, ast.Name):
+                old = scope.lookup(stmt.target.id, line) or UNKNOWN_FLOW
+                how = "concatenation" if isinstance(stmt.op, ast.Add) else ""
+                self._assign(stmt.target, join([old, flow], how), scope, stmt.end_lineno or line, 0)
+        elif isinstance(stmt, ast.Expr):
+            self._mutation(stmt.value, scope, line)
+        elif isinstance(stmt, (ast.For, ast.AsyncFor)):
+            self._assign(stmt.target, self._eval(stmt.iter, scope, line, 0), scope, line, depth + 1)
+            self._build(stmt.body, scope, None, depth + 1)
+            self._build(stmt.orelse, scope, None, depth + 1)
+        elif isinstance(stmt, ast.While):
+            self._build(stmt.body, scope, None, depth + 1)
+            self._build(stmt.orelse, scope, None, depth + 1)
+        elif isinstance(stmt, ast.If):
+            self._build(stmt.body, scope, None, depth + 1)
+            self._build(stmt.orelse, scope, None, depth + 1)
+            self._guard(stmt, scope)
+        elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+            for item in stmt.items:
+                if item.optional_vars is not None:
+                    self._assign(item.optional_vars, self._eval(item.context_expr, scope, line, 0),
+                                 scope, line, depth)
+            self._build(stmt.body, scope, None, depth)
+        elif isinstance(stmt, (ast.Try, getattr(ast, "TryStar", ast.Try))):
+            self._build(stmt.body, scope, None, depth + 1)
+            for h in stmt.handlers:
+                self._build(h.body, scope, None, depth + 1)
+            self._build(stmt.orelse, scope, None, depth + 1)
+            self._build(stmt.finalbody, scope, None, depth)
+        elif isinstance(stmt, ast.Match):
+            for case in stmt.cases:
+                self._build(case.body, scope, None, depth + 1)
+
+    def _mutation(self, call, scope: Scope, line: int) -> None:
+        """``items.append(tainted)`` taints ``items``."""
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name)
+                and call.func.attr in ("append", "extend", "insert", "update", "add", "write")):
+            flow = join(self._eval(a, scope, line, 0) for a in call.args)
+            if flow.level == TAINTED:
+                scope.add(call.func.value.id, line, replace(flow, var=call.func.value.id, line=line), True)
+
+    def _guard(self, stmt: ast.If, scope: Scope) -> None:
+        """An ``if`` that validates tainted values and leaves or overwrites them marks them checked."""
+        if not _validation_test(stmt.test):
+            return
+        line = stmt.lineno
+        checked: set[str] = set()
+        for n in ast.walk(stmt.test):
+            if isinstance(n, ast.Name):
+                f = scope.lookup(n.id, line)
+                if f is not None and f.level == TAINTED:
+                    checked |= f.chain | {n.id}
+        if not checked:
+            return
+        assigned = {t.id for s in stmt.body for t in _assigned_names(s)}
+        if not (_leaves(stmt.body) or _leaves(stmt.orelse) or assigned & checked):
+            return
+        after = (stmt.end_lineno or line)
+        for name in checked:
+            f = scope.lookup(name, after + 1)
+            if f is not None and f.level == TAINTED:
+                scope.events.setdefault(name, []).append(
+                    (after, replace(f, safe_for=frozenset("*"))))
+
+    # -- evaluating expressions --------------------------------------------------------------
+
+    def _eval(self, node, scope: Scope, line: int, depth: int) -> Flow:
+        if depth > 40:
+            return UNKNOWN_FLOW
+        d = depth + 1
+        ev = self._eval
+        if isinstance(node, ast.Constant):
+            return CONST
+        if isinstance(node, ast.Name):
+            f = scope.lookup(node.id, line)
+            if f is None:
+                return UNKNOWN_FLOW  # imported or builtin name
+            return f
+        if isinstance(node, ast.JoinedStr):
+            parts = [ev(v.value, scope, line, d) for v in node.values if isinstance(v, ast.FormattedValue)]
+            return join(parts, "an f-string")
+        if isinstance(node, ast.BinOp):
+            how = {ast.Add: "concatenation", ast.Mod: "%-formatting"}.get(type(node.op), "")
+            return join([ev(node.left, scope, line, d), ev(node.right, scope, line, d)], how)
+        if isinstance(node, ast.Attribute):
+            field_name = request_field(node)
+            if field_name:
+                kind = "upload" if field_name in ("request.files", "request.FILES") else "request"
+                return Flow(TAINTED, kind, field_name, chain=frozenset())
+            base = ev(node.value, scope, line, d)
+            if base.level == TAINTED and node.attr == "filename" and base.source == "upload":
+                return replace(base, origin="the client-chosen upload filename")
+            return base if base.level == TAINTED else UNKNOWN_FLOW
+        if isinstance(node, ast.Subscript):
+            name = dotted(node.value)
+            if name in ("os.environ", "environ"):
+                return Flow(TAINTED, "environment", "environment variable")
+            if name == "sys.argv":
+                return Flow(TAINTED, "input", "command-line argument (sys.argv)")
+            return ev(node.value, scope, line, d)
+        if isinstance(node, ast.Call):
+            return self._call(node, scope, line, d)
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            return join(ev(e, scope, line, d) for e in node.elts)
+        if isinstance(node, ast.Dict):
+            return join(ev(e, scope, line, d) for e in [*node.keys, *node.values] if e is not None)
+        if isinstance(node, ast.IfExp):
+            return join([ev(node.body, scope, line, d), ev(node.orelse, scope, line, d)])
+        if isinstance(node, ast.BoolOp):
+            return join(ev(v, scope, line, d) for v in node.values)
+        if isinstance(node, ast.Compare) or (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)):
+            return CONST  # a boolean
+        if isinstance(node, ast.UnaryOp):
+            return ev(node.operand, scope, line, d)
+        if isinstance(node, (ast.Starred, ast.NamedExpr, ast.Await, ast.FormattedValue)):
+            return ev(node.value, scope, line, d)
+        if isinstance(node, (ast.ListComp, ast.SetComp, ast.GeneratorExp)):
+            return join([ev(node.elt, scope, line, d)] + [ev(g.iter, scope, line, d) for g in node.generators])
+        return UNKNOWN_FLOW
+
+    def _call(self, node: ast.Call, scope: Scope, line: int, d: int) -> Flow:
+        func = node.func
+        name = last_name(func)
+        qual = self.resolve(node) or ""
+        ev = self._eval
+        # sources
+        if qual in ("input", "raw_input"):
+            return Flow(TAINTED, "input", "input()")
+        if qual in ("os.getenv", "os.environ.get", "getenv", "environ.get"):
+            return Flow(TAINTED, "environment", "environment variable")
+        field_name = request_field(func)
+        if field_name:
+            kind = "upload" if field_name in ("request.files", "request.FILES") else "request"
+            return Flow(TAINTED, kind, field_name)
+        args = [ev(a, scope, line, d) for a in node.args]
+        args += [ev(k.value, scope, line, d) for k in node.keywords]
+        # sanitisers
+        kinds = SANITIZERS.get(name)
+        if kinds is not None:
+            inner = join(args)
+            if "*" in kinds or inner.level != TAINTED:
+                return CONST if "*" in kinds else inner
+            return replace(inner, safe_for=inner.safe_for | kinds)
+        receiver = ev(func.value, scope, line, d) if isinstance(func, ast.Attribute) else UNKNOWN_FLOW
+        if name == "format" and isinstance(func, ast.Attribute):
+            return join([receiver, *args], "str.format()")
+        if name == "join" and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Constant):
+            return join([receiver, *args], "str.join()")
+        if name == "join" and qual.endswith("path.join"):
+            return join(args, "os.path.join()")
+        flow = join([receiver, *args])
+        if flow.level == TAINTED:
+            return flow
+        if name in ("str", "bytes", "repr", "strip", "lower", "upper", "encode", "decode") and flow.level == CONSTANT:
+            return CONST
+        return UNKNOWN_FLOW
+
+
+def _is_route_decorator(dec: ast.AST) -> bool:
+    """@app.route(...), @bp.get(...), @router.post(...), @api_view..."""
+    target = dec.func if isinstance(dec, ast.Call) else dec
+    name = last_name(target)
+    return name in ("route", "get", "post", "put", "delete", "patch", "api_view", "websocket",
+                    "view_config", "expose") and isinstance(target, ast.Attribute) or name == "api_view"
+
+
+def _validation_test(test: ast.AST) -> bool:
+    for n in ast.walk(test):
+        if isinstance(n, ast.Compare):
+            for op, right in zip(n.ops, n.comparators):
+                if isinstance(op, (ast.In, ast.NotIn)):
+                    return True
+                if isinstance(op, (ast.Eq, ast.NotEq)) and not (
+                        isinstance(right, ast.Constant) and right.value in (None, "", 0)):
+                    return True
+        elif isinstance(n, ast.Call):
+            name = last_name(n.func).lower()
+            if any(w in name for w in VALIDATOR_WORDS):
+                return True
+    return False
+
+
+def _leaves(body) -> bool:
+    if not body:
+        return False
+    last = body[-1]
+    if isinstance(last, (ast.Raise, ast.Return, ast.Continue, ast.Break)):
+        return True
+    return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+            and last_name(last.value.func) in LEAVE_CALLS)
+
+
+def _assigned_names(stmt):
+    if isinstance(stmt, ast.Assign):
+        for t in stmt.targets:
+            if isinstance(t, ast.Name):
+                yield t
+    elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and isinstance(stmt.target, ast.Name):
+        yield stmt.target
