@@ -1,0 +1,93 @@
+"""EncoderDetector on a tiny random artifact: scores, findings, precisions, and refusal of a
+tampered weight file."""
+
+import json
+
+import pytest
+
+from cwescan.artifacts import ArtifactError
+from cwescan.detectors import create
+from cwescan.units import parse_source
+from encoder_helpers import tiny_artifact
+
+CODE = '''import os
+
+
+def run(user):
+    os.system("ls " + user)
+
+
+def add(a, b):
+    return a + b
+''' + "\n".join(f"X{i} = {i} * 2 + {i}" for i in range(40)) + "\n"
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    return tiny_artifact(tmp_path_factory.mktemp("enc"))
+
+
+@pytest.fixture(scope="module")
+def units():
+    return parse_source("app.py", CODE).units
+
+
+def test_scores_are_probabilities_per_unit(artifact, units):
+    det = create("encoder", model_path=artifact)
+    scores = det.score(units)
+    assert len(scores) == len(units)
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    # the module unit is longer than one 32-token window: it was windowed, not cut
+    assert det.windows_scored > len(units)
+    assert det.score([]) == []
+
+
+def test_threshold_zero_reports_every_unit_inside_its_span(artifact, units):
+    det = create("encoder", model_path=artifact, threshold=0.0)
+    findings = det.detect(units)
+    assert len(findings) == len(units)
+    for f, u in zip(findings, units):
+        assert f.detector == "encoder" and f.path == "app.py"
+        assert u.start_line <= f.start_line <= u.end_line
+        assert f.cwe in ("CWE-78", "CWE-89")  # "other" is never reported as a CWE
+    assert create("encoder", model_path=artifact, threshold=1.01).detect(units) == []
+
+
+def test_blank_units_score_zero(artifact):
+    src = parse_source("blank.py", "\n\n   \n")
+    det = create("encoder", model_path=artifact, threshold=0.0)
+    assert det.score(src.units) == [0.0] * len(src.units)
+    assert det.detect(src.units) == []
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_lower_precisions_stay_close_to_fp32(artifact, units, precision):
+    ref = create("encoder", model_path=artifact).score(units)
+    got = create("encoder", model_path=artifact, precision=precision).score(units)
+    assert max(abs(a - b) for a, b in zip(ref, got)) < 0.05
+
+
+def test_threshold_comes_from_config(tmp_path):
+    d = tiny_artifact(tmp_path, threshold=0.37)
+    assert create("encoder", model_path=d).threshold == pytest.approx(0.37)
+
+
+def test_tampered_weights_are_refused(tmp_path):
+    d = tiny_artifact(tmp_path)
+    weights = sorted(d.glob("model-*.safetensors"))[0]
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="does not match"):
+        create("encoder", model_path=d)
+
+
+def test_unlisted_artifact_is_refused(tmp_path):
+    d = tiny_artifact(tmp_path)
+    card = json.loads((d / "card.json").read_text())
+    card["files"] = {}
+    (d / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ArtifactError):
+        create("encoder", model_path=d)
+    with pytest.raises(ArtifactError):
+        create("encoder", model_path=tmp_path / "missing")
