@@ -180,3 +180,17 @@ def test_eval_on_a_sample_of_the_split(tmp_path, keyword_registry):
     meta = json.loads((out / "metrics.json").read_text())["meta"]
     assert meta["records"] == 40 and meta["split"] == "test" and len(meta["manifest_hash"]) == 64
     assert meta["command"] == "cwescan eval --split test --detector keyword --limit 40"
+
+
+def test_eval_command_with_perturbations(tmp_path, keyword_registry):
+    from cwescan.evaluate.perturb import PERTURBATIONS
+
+    data = tmp_path / "recs.jsonl"
+    data.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in RECORDS))
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["eval", "--records", str(data), "--detector", "keyword", "--perturb", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    effects = json.loads((out / "metrics.json").read_text())["detectors"]["keyword"]["perturbation"]
+    assert set(effects) == set(PERTURBATIONS)
+    assert all(0 <= v["applicable"] <= len(RECORDS) and v["flips"] <= v["applicable"] for v in effects.values())
+    assert "Robustness" in (out / "report.md").read_text()

@@ -34,7 +34,7 @@ def eval_cmd(
     from cwescan.data.split import load_part, manifest_hash
     from cwescan.detectors import REGISTRY, create
     from cwescan.evaluate.report import main_table, update_doc as rewrite_doc, write_outputs
-    from cwescan.evaluate.runner import run_detector, sample
+    from cwescan.evaluate.runner import perturbed_variants, run_detector, sample
 
     if records and split:
         _fail("give --records or --split, not both")
@@ -56,7 +56,8 @@ def eval_cmd(
         else:
             part = split or "test"
             recs = load_part(part)
-            meta["input"] = f"the {part} part of the split ({default_data_dir()})"
+            meta["input"] = f"the {part} part of the split"
+            meta["data_dir"] = str(default_data_dir())
             meta["split"] = part
             meta["manifest_hash"] = manifest_hash()
     except DataError as e:
@@ -72,7 +73,7 @@ def eval_cmd(
             from cwescan.evaluate.perturb import PERTURBATIONS
         except ModuleNotFoundError:
             _fail("--perturb needs cwescan.evaluate.perturb (PERTURBATIONS), which is not available yet")
-        perturbations = PERTURBATIONS
+        perturbations = perturbed_variants(recs, PERTURBATIONS)  # once, shared by the detectors
 
     runs = {}
     t_all = time.perf_counter()

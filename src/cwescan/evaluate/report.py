@@ -128,9 +128,12 @@ def render_markdown(records: Sequence[Record], runs: dict[str, DetectorRun], met
     if any(run.perturbation for run in runs.values()):
         out += ["## Robustness to semantics-preserving rewrites", ""]
         rows = []
-        for d in names:
-            for kind, v in runs[d].perturbation.items():
-                rows.append([kind, d, v["applicable"], v["flip_rate"], v["vuln_to_safe"], v["vuln_to_safe_rate"]])
+        kinds = sorted({k for d in names for k in runs[d].perturbation})
+        for kind in kinds:
+            for d in names:
+                v = runs[d].perturbation.get(kind)
+                if v:
+                    rows.append([kind, d, v["applicable"], v["flip_rate"], v["vuln_to_safe"], v["vuln_to_safe_rate"]])
         out += [
             _table(["perturbation", "detector", "applicable records", "verdict flip rate", "vuln→safe flips",
                     "vuln→safe rate (of caught)"], rows),

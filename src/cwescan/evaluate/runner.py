@@ -148,16 +148,13 @@ def compute_metrics(records: Sequence[Record], preds: Sequence[Prediction]) -> d
 Perturbation = Callable[[str], "str | None"]
 
 
-def perturbation_effects(
-    detector: Detector,
-    records: Sequence[Record],
-    base: Sequence[Prediction],
-    perturbations: dict[str, Perturbation],
-    batch_size: int = 64,
-) -> dict[str, dict]:
-    """Per perturbation kind: on the records it applies to (returns changed code), how often the
-    binary verdict flips, and how often a flagged truly-vulnerable record becomes unflagged."""
-    out = {}
+Variants = dict[str, tuple[list[int], list[Record]]]  # kind -> (record indices, rewritten records)
+
+
+def perturbed_variants(records: Sequence[Record], perturbations: dict[str, Perturbation]) -> Variants:
+    """Each kind's rewrite of every record it applies to (returns changed code); computed once
+    and shared by all detectors. Labelled lines are dropped: a rewrite may move them."""
+    out: Variants = {}
     for kind, fn in sorted(perturbations.items()):
         idx, variants = [], []
         for i, r in enumerate(records):
@@ -168,7 +165,22 @@ def perturbation_effects(
             if code is not None and code != r.code:
                 idx.append(i)
                 variants.append(Record(r.id, r.source, code, r.vulnerable, r.cwes, [], r.license, r.origin))
-        preds = predict(detector, variants, batch_size)
+        out[kind] = (idx, variants)
+    return out
+
+
+def perturbation_effects(
+    detector: Detector,
+    records: Sequence[Record],
+    base: Sequence[Prediction],
+    variants: Variants,
+    batch_size: int = 64,
+) -> dict[str, dict]:
+    """Per perturbation kind: on the records it applies to, how often the binary verdict flips,
+    and how often a flagged truly-vulnerable record becomes unflagged (vuln -> safe)."""
+    out = {}
+    for kind, (idx, recs) in variants.items():
+        preds = predict(detector, recs, batch_size)
         flips = sum(p.flagged != base[i].flagged for i, p in zip(idx, preds, strict=True))
         caught = [k for k, i in enumerate(idx) if records[i].vulnerable and base[i].flagged]
         lost = sum(not preds[k].flagged for k in caught)
@@ -197,8 +209,10 @@ def run_detector(
     detector: Detector,
     records: Sequence[Record],
     batch_size: int = 64,
-    perturbations: dict[str, Perturbation] | None = None,
+    perturbations: dict[str, Perturbation] | Variants | None = None,
 ) -> DetectorRun:
+    """Predictions and metrics of one detector; ``perturbations`` are rewrite functions or
+    their precomputed ``perturbed_variants``."""
     t0 = time.perf_counter()
     preds = predict(detector, records, batch_size)
     run = DetectorRun(name=name, predictions=preds, seconds=time.perf_counter() - t0)
@@ -208,6 +222,9 @@ def run_detector(
         "records_per_s": round(len(records) / run.seconds, 2) if run.seconds > 0 else None,
     }
     if perturbations:
-        run.perturbation = perturbation_effects(detector, records, preds, perturbations, batch_size)
+        variants = perturbations
+        if any(callable(v) for v in perturbations.values()):
+            variants = perturbed_variants(records, perturbations)
+        run.perturbation = perturbation_effects(detector, records, preds, variants, batch_size)
         run.metrics["perturbation"] = run.perturbation
     return run
