@@ -61,6 +61,14 @@ class ScoringDetector(KeywordDetector):
         return [0.3 for _ in units]
 
 
+class OnePassDetector(ScoringDetector):
+    """A model-like detector that computes findings and scores in one pass."""
+
+    def detect_and_score(self, units: Sequence[Unit]) -> tuple[list[Finding], list[float]]:
+        findings = self.detect(units)
+        return findings, [0.4 for _ in units]
+
+
 SQL_VUL = 'def q(db, name):\n    db.execute("SELECT %s" % name)\n'
 SQL_FIX = 'def q(db, name):\n    db.execute("SELECT ?", (name,))\n'
 RECORDS = [
@@ -102,6 +110,13 @@ def test_native_score_is_used_and_detect_runs_once_per_batch():
     preds = predict(det, RECORDS, batch_size=100)
     assert det.detect_calls == 1 and det.score_calls == 1
     assert {p.id: p.score for p in preds}["t:a#1:fix"] == 0.3
+
+
+def test_detect_and_score_is_one_call_per_batch():
+    det = OnePassDetector()
+    preds = predict(det, RECORDS, batch_size=100)
+    assert det.detect_calls == 1 and det.score_calls == 0
+    assert {p.id: p.score for p in preds}["t:a#1:fix"] == 0.4 and preds[0].flagged
 
 
 def test_a_failing_record_costs_only_itself():

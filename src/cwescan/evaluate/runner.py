@@ -8,7 +8,9 @@ its units go to the detector in batches (``detect`` is called once per batch of 
 - score: P(vulnerable) = the maximum over the record's units of ``detector.score``. For a
   detector that keeps the base class's ``score`` (derived from findings) the runner derives it
   from the same findings instead of calling ``detect`` a second time; detectors with a native
-  ``score`` (the models) have it called once per batch as well;
+  ``score`` (the models) have it called once per batch as well, or, when the detector offers
+  ``detect_and_score(units) -> (findings, scores)``, that one call gives both (a model then
+  runs once per batch instead of twice);
 - predicted CWE: the CWE of the most confident finding (ties: earliest line, then CWE id);
 - predicted lines: the start lines of all findings.
 """
@@ -75,8 +77,13 @@ def _record_prediction(record: Record, findings: list[Finding], unit_scores: lis
 def _predict_batch(detector: Detector, records: Sequence[Record]) -> list[Prediction]:
     files = [parse_source(r.id, r.code) for r in records]
     units = [u for f in files for u in f.units]
-    findings = detector.detect(units)
-    scores = detector.score(units) if has_native_score(detector) else None
+    both = getattr(detector, "detect_and_score", None)
+    if callable(both):
+        findings, scores = both(units)
+        scores = list(scores)
+    else:
+        findings = detector.detect(units)
+        scores = detector.score(units) if has_native_score(detector) else None
     by_path: dict[str, list[Finding]] = {r.id: [] for r in records}
     for f in findings:
         if f.path in by_path:
