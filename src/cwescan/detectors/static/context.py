@@ -56,7 +56,7 @@ class Context:
     def flow(self, expr: ast.AST | None) -> Flow:
         if expr is None:
             return Flow(CONSTANT)
-        return self.analyzer.flow(expr, self.func)
+        return self.analyzer.flow(expr, self.funcs)
 
     def sink(self, node: ast.AST, expr: ast.AST | None, kind: str, sink: str, *,
              flag_unknown: bool = True, need_built: bool = False, what: str = "") -> Hit | None:

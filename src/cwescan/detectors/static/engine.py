@@ -106,16 +106,18 @@ def _finding(path: str, r: Rule, hit: Hit, stmt: ast.stmt | None) -> Finding:
 class StaticDetector(Detector):
     """AST rules with a light intraprocedural data flow (see ``docs/RULES.md``).
 
-    Options: ``select`` (rule ids or prefixes to run, default all), ``ignore`` (ids or prefixes
-    to skip).
+    Options: ``select`` (rule ids such as "CWS089", or CWEs such as "CWE-22", to run; default
+    all), ``ignore`` (rule ids or CWEs to skip).
     """
 
     name = "static"
 
     def __init__(self, select: Sequence[str] | None = None, ignore: Sequence[str] = (), **_options) -> None:
+        def matches(r: Rule, keys) -> bool:
+            return any(k == r.id or k.upper() == r.cwe for k in keys)
+
         chosen = [r for r in RULES.values()
-                  if (not select or any(r.id.startswith(s) for s in select))
-                  and not any(r.id.startswith(s) for s in ignore)]
+                  if (not select or matches(r, select)) and not matches(r, ignore)]
         self.rules = chosen
         self.index = RuleIndex(chosen)
         self.errors: Counter = Counter()  # rule id -> exceptions caught

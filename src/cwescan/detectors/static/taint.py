@@ -34,7 +34,8 @@ SOURCE_CONFIDENCE = {
     "request": 0.9,  # an HTTP request field
     "route-param": 0.85,  # a parameter of a routed view function (a URL segment)
     "input": 0.85,  # input(), sys.argv
-    "upload": 0.9,  # a file uploaded by the client (or its client-chosen name)
+    "upload": 0.9,  # a file uploaded by the client
+    "upload-name": 0.9,  # the filename the client gave its upload
     "parameter": 0.75,  # a plain function parameter: tainted if the caller passes user data
     "environment": 0.65,  # os.environ: set by whoever runs the program
 }
@@ -68,6 +69,10 @@ VALIDATOR_WORDS = ("valid", "allowed", "safe", "check", "verify", "is_relative_t
                    "startswith", "endswith", "match", "fullmatch", "isalnum", "isdigit",
                    "isidentifier", "isdecimal", "isnumeric", "isascii", "whitelist", "allowlist",
                    "url_has_allowed_host_and_scheme", "is_safe_url")
+_PURE = {"str", "bytes", "repr", "format", "strip", "lstrip", "rstrip", "lower", "upper", "encode",
+         "decode", "replace", "join", "dedent", "tuple", "list", "sorted", "chr", "ord", "hex", "abs",
+         "min", "max", "round", "title", "capitalize", "zfill", "ljust", "rjust", "center",
+         "dumps"}
 LEAVE_CALLS = {"abort", "exit", "_exit", "fail", "Http404", "HttpResponseBadRequest"}
 
 
@@ -211,28 +216,35 @@ class Analyzer:
 
     # -- public ----------------------------------------------------------------------------
 
-    def flow(self, expr: ast.AST, func: ast.AST | None) -> Flow:
-        scope = self.scope_of(func)
+    def flow(self, expr: ast.AST, funcs: list[ast.AST]) -> Flow:
+        """What ``expr`` may hold; ``funcs`` are its enclosing functions, outermost first."""
         try:
+            scope = self.scope_of(funcs)
             return self._eval(expr, scope, getattr(expr, "lineno", 1 << 30), 0)
         except RecursionError:
             return UNKNOWN_FLOW
 
-    def scope_of(self, func: ast.AST | None) -> Scope:
-        if func is None:
+    def scope_of(self, funcs: list[ast.AST]) -> Scope:
+        """The scope of the innermost function; names it does not assign are looked up in the
+        enclosing functions (closures), then the module."""
+        if not funcs:
             return self.module
+        func = funcs[-1]
         scope = self.scopes.get(id(func))
         if scope is None:
-            scope = Scope(parent=self.module)
+            scope = Scope(parent=self.scope_of(funcs[:-1]))
             self._params(func, scope)
-            self._build(func.body, scope, func, 0)
+            if isinstance(func, ast.Lambda):
+                pass  # its body is one expression, evaluated where a rule asks
+            else:
+                self._build(func.body, scope, func, 0)
             self.scopes[id(func)] = scope
         return scope
 
     # -- building scopes --------------------------------------------------------------------
 
     def _params(self, func, scope: Scope) -> None:
-        routed = any(_is_route_decorator(d) for d in func.decorator_list)
+        routed = any(_is_route_decorator(d) for d in getattr(func, "decorator_list", ()))
         a = func.args
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
         params += [p for p in (a.vararg, a.kwarg) if p is not None]
@@ -269,6 +281,12 @@ class Analyzer:
             scope.add(stmt.name, line, UNKNOWN_FLOW, depth > 0)
             if isinstance(stmt, ast.ClassDef) and scope is self.module:
                 self._build(stmt.body, scope, None, depth + 1)  # class attributes live with the module
+            return
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            for alias in stmt.names:  # modules and imported definitions: code, not data
+                name = alias.asname or alias.name.split(".")[0]
+                if name != "*":
+                    scope.add(name, line, CONST, depth > 0)
             return
         if isinstance(stmt, ast.Assign):
             flow = self._eval(stmt.value, scope, line, 0)
@@ -371,7 +389,7 @@ class Analyzer:
                 return Flow(TAINTED, kind, field_name, chain=frozenset())
             base = ev(node.value, scope, line, d)
             if base.level == TAINTED and node.attr == "filename" and base.source == "upload":
-                return replace(base, origin="the client-chosen upload filename")
+                return replace(base, source="upload-name", origin="the client-chosen upload filename")
             return base if base.level == TAINTED else UNKNOWN_FLOW
         if isinstance(node, ast.Subscript):
             name = dotted(node.value)
@@ -423,7 +441,7 @@ class Analyzer:
             if "*" in kinds or inner.level != TAINTED:
                 return CONST if "*" in kinds else inner
             return replace(inner, safe_for=inner.safe_for | kinds)
-        receiver = ev(func.value, scope, line, d) if isinstance(func, ast.Attribute) else UNKNOWN_FLOW
+        receiver = ev(func.value, scope, line, d) if isinstance(func, ast.Attribute) else CONST
         if name == "format" and isinstance(func, ast.Attribute):
             return join([receiver, *args], "str.format()")
         if name == "join" and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Constant):
@@ -433,8 +451,8 @@ class Analyzer:
         flow = join([receiver, *args])
         if flow.level == TAINTED:
             return flow
-        if name in ("str", "bytes", "repr", "strip", "lower", "upper", "encode", "decode") and flow.level == CONSTANT:
-            return CONST
+        if name in _PURE and flow.level == CONSTANT:
+            return CONST  # a pure function of constants
         return UNKNOWN_FLOW
 
 

@@ -139,5 +139,5 @@ def unrestricted_upload(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if target is None:
         return
     flow = ctx.flow(target)
-    if flow.level_for("upload") == TAINTED and "filename" in flow.origin:
+    if flow.level_for("upload") == TAINTED and flow.source == "upload-name":
         yield Hit(call, flow.explain(f"{ast.unparse(call.func)}()"), 0.85)

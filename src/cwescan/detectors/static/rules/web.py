@@ -16,7 +16,7 @@ from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.taint import TAINTED, Flow, last_name
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*[^<>]*>|<\s*[a-zA-Z]+\b")
-_WEB_SOURCES = ("request", "route-param", "upload", "input")
+_WEB_SOURCES = ("request", "route-param", "upload", "upload-name", "input")
 
 
 @rule("CWS079", cwe="CWE-79", title="Untrusted data marked safe as HTML", severity="high",
