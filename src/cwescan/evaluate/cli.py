@@ -87,6 +87,8 @@ def eval_cmd(
             _fail(str(e.args[0]))
         except ModuleNotFoundError as e:
             _fail(f"detector {name!r} is not available: {e}")
+        except Exception as e:  # noqa: BLE001 - e.g. a model not trained yet or failing its hash check
+            _fail(f"cannot load detector {name!r}: {type(e).__name__}: {e}")
         run = run_detector(name, det, recs, batch_size, perturbations)
         runs[name] = run
         typer.echo(
