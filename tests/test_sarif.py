@@ -133,3 +133,35 @@ def test_line_hash_changes_when_the_flagged_code_changes(tmp_path):
     assert changed[0][1] != before[0][1]
     (tmp_path / "a.py").write_text("x  =  eval(other)   \n")  # whitespace only: same hash
     assert hashes(tmp_path) == changed
+
+
+def check_demo_sarif(doc: dict) -> None:
+    validate(doc)
+    run = doc["runs"][0]
+    assert len(run["results"]) >= 12
+    rules = {r["id"]: r for r in run["tool"]["driver"]["rules"]}
+    for result in run["results"]:
+        rule = rules[result["ruleId"]]
+        assert rule["properties"]["tags"][0] == "security"
+        assert all(t.startswith("external/cwe/cwe-") and len(t.rsplit("-", 1)[1]) >= 3
+                   for t in rule["properties"]["tags"][1:])
+        assert rule["help"]["markdown"] and rule["fullDescription"]["text"]
+
+
+def test_sarif_of_the_demo_app_with_the_static_rules():
+    doc = sarif(VULNAPP, "-d", "static")
+    check_demo_sarif(doc)
+    rules = {r["id"]: r for r in doc["runs"][0]["tool"]["driver"]["rules"]}
+    # static rules are documented by their docstrings
+    from cwescan.detectors.static import RULES
+
+    assert rules["CWS089"]["help"]["text"].startswith(RULES["CWS089"].doc)
+
+
+@pytest.mark.slow
+def test_sarif_of_the_demo_app_with_the_default_detectors():
+    """Exactly the documented command: default detectors (static, plus the shipped SLM when
+    it is installed)."""
+    r = CliRunner().invoke(app, ["scan", str(VULNAPP), "--format", "sarif", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)
+    check_demo_sarif(json.loads(r.stdout))

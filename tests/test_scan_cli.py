@@ -172,3 +172,27 @@ def test_output_formats_agree(tmp_path):
     n_jsonl = sum(json.loads(x)["kind"] == "finding" for x in docs["jsonl"].splitlines())
     n_sarif = len(json.loads(docs["sarif"])["runs"][0]["results"])
     assert n_json == n_jsonl == n_sarif == 2
+
+
+VULNAPP = Path(__file__).resolve().parents[1] / "examples" / "vulnapp"
+
+
+def test_demo_app_end_to_end_with_the_static_detector():
+    """`cwescan scan examples/vulnapp` with the real static rules finds most of the answer key
+    and stays quiet in the safe functions."""
+    r = CliRunner().invoke(app, ["scan", str(VULNAPP), "-d", "static", "-f", "json", "-q"])
+    assert r.exit_code == 0, (r.output, r.exception)  # the demo's pyproject sets fail-on = "none"
+    doc = json.loads(r.stdout)
+    key = json.loads((VULNAPP / "ANSWERS.json").read_text())
+    prefix = "examples/vulnapp/"
+    found = {(f["path"].removeprefix(prefix), f["line_number"], f["cwe"]) for f in doc["findings"]}
+    from cwescan.cwe import same_family
+
+    hits = [v for v in key["vulnerable"]
+            if any(p == v["path"] and line == v["line"] and same_family(c, v["cwe"]) for p, line, c in found)]
+    false_alarms = [(p, line, c) for p, line, c in found for s in key["safe"]
+                    if p == s["path"] and s["start_line"] <= line <= s["end_line"]]
+    assert len(hits) >= 0.75 * len(key["vulnerable"]), sorted(
+        (v["path"], v["line"], v["cwe"]) for v in key["vulnerable"] if v not in hits)
+    assert len(false_alarms) <= 1, false_alarms
+    assert doc["skipped"] == [] and doc["stats"]["files_scanned"] == 7
