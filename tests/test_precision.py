@@ -1,0 +1,88 @@
+"""apply_precision on a small real model: each precision runs, keeps outputs close to fp32 and
+holds the weights in the promised form; unavailable precisions fail with a clear error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cwescan.precision import PrecisionUnavailable, apply_precision, default_precision  # noqa: E402
+
+
+def _model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.GELU(), torch.nn.Linear(256, 64)).eval()
+
+
+def _rel_err(model, ref_model, x):
+    with torch.inference_mode():
+        y = model(x).float()
+        r = ref_model(x).float()
+    return float((y - r).norm() / r.norm())
+
+
+@pytest.fixture
+def x():
+    torch.manual_seed(1)
+    return torch.randn(16, 128)
+
+
+def test_fp32_and_bf16(x):
+    ref = _model()
+    assert apply_precision(_model(), "fp32")[0].weight.dtype == torch.float32
+    m = apply_precision(_model(), "bf16")
+    assert m[0].weight.dtype == torch.bfloat16
+    with torch.inference_mode():
+        y = m(x.bfloat16()).float()
+        r = ref(x)
+    assert float((y - r).norm() / r.norm()) < 0.02
+
+
+def test_int8_is_dynamic_quantized_linear(x):
+    ref = _model()
+    m = apply_precision(_model(), "int8")
+    assert all("quantized" in type(layer).__module__ for layer in (m[0], m[2]))
+    assert _rel_err(m, ref, x) < 0.05
+
+
+def test_int4_weights_hold_4bit_values(x):
+    ref = _model()
+    m = apply_precision(_model(), "int4")
+    w = m[0].weight
+    assert type(w).__name__ != "Parameter" and hasattr(w, "qdata")
+    assert int(w.qdata.min()) >= -8 and int(w.qdata.max()) <= 7  # int4 range
+    with torch.inference_mode():
+        y = m(x.bfloat16()).float()
+        r = ref(x)
+    err = float((y - r).norm() / r.norm())
+    assert 0.005 < err < 0.25  # really quantized, still the same function
+
+
+def test_unavailable_and_bad_requests():
+    with pytest.raises(PrecisionUnavailable, match="GPU-only"):
+        apply_precision(_model(), "fp16", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(PrecisionUnavailable, match="no CUDA"):
+            apply_precision(_model(), "bf16", "cuda")
+    with pytest.raises(ValueError, match="unknown precision"):
+        apply_precision(_model(), "int3")
+    ints = torch.nn.Linear(4, 4)
+    ints.weight = torch.nn.Parameter(torch.zeros(4, 4, dtype=torch.int32), requires_grad=False)
+    with pytest.raises(PrecisionUnavailable, match="needs a float model"):
+        apply_precision(ints, "bf16")
+
+
+def test_default_precision_reads_the_bench_file(tmp_path):
+    p = tmp_path / "precision.json"
+    assert default_precision("slm", p) == "fp32"  # no file yet
+    p.write_text(json.dumps({"slm": "bf16", "encoder": {"precision": "int8"}, "measured": {}}))
+    assert default_precision("slm", p) == "bf16"
+    assert default_precision("encoder", p) == "int8"
+    assert default_precision("other", p) == "fp32"
+    p.write_text(json.dumps({"slm": "int3"}))
+    assert default_precision("slm", p) == "fp32"  # unknown value: safe default
+    p.write_text("{not json")
+    assert default_precision("slm", p) == "fp32"
