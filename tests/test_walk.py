@@ -39,6 +39,18 @@ def test_gitignore_nested_and_negation(tmp_path):
     assert found(tmp_path) == ["local.py", "sub/keep_pb2.py", "sub/ok.py"]
 
 
+def test_named_folder_that_is_git_ignored_is_scanned(tmp_path):
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, ".gitignore", "/vendor\n*.gen.py\n")
+    write(tmp_path, "vendor/lib/a.py")
+    write(tmp_path, "vendor/lib/b.gen.py")
+    write(tmp_path, "vendor/lib/.gitignore", "skip.py\n")
+    write(tmp_path, "vendor/lib/skip.py")
+    assert found(tmp_path) == []
+    files, _ = discover([tmp_path / "vendor" / "lib"], tmp_path)
+    assert [c.relpath for c in files] == ["vendor/lib/a.py", "vendor/lib/b.gen.py"]
+
+
 def test_exclude_globs_and_named_paths_always_scanned(tmp_path):
     write(tmp_path, "src/a.py")
     write(tmp_path, "tests/fixtures/f.py")

@@ -150,14 +150,14 @@ class _Ignore:
         return verdict
 
 
-def _gitignore_ancestors(folder: Path, base: Path) -> list[Path]:
-    """Folders from the base (or the git root above it) down to ``folder`` whose .gitignore
-    applies to files in ``folder``."""
+def _gitignore_ancestors(folder: Path, base: Path, floor: Path | None = None) -> list[Path]:
+    """Folders from the base (or the git root above it, or ``floor``) down to ``folder``
+    whose .gitignore applies to files in ``folder``."""
     chain = [folder, *folder.parents]
     out = []
     for d in chain:
         out.append(d)
-        if (d / ".git").exists() or d == base:
+        if (d / ".git").exists() or d == base or d == floor:
             break
     return list(reversed(out))
 
@@ -195,7 +195,13 @@ def discover(
             else:
                 files[rel] = Candidate(root, rel)
             continue
-        for cand, notice in _walk_dir(root, base, ignore, skip_dirs, use_gitignore):
+        # A named folder that is itself git-ignored (say, a Python install inside a dotfiles
+        # repository) is scanned: only .gitignore files inside it apply.
+        floor = None
+        if use_gitignore and root != base and ignore.ignored(
+                root, True, _gitignore_ancestors(root.parent, base)):
+            floor = root
+        for cand, notice in _walk_dir(root, base, ignore, skip_dirs, use_gitignore, floor):
             if cand is not None:
                 files.setdefault(cand.relpath, cand)
             if notice is not None:
@@ -205,7 +211,7 @@ def discover(
 
 
 def _walk_dir(root: Path, base: Path, ignore: _Ignore, skip_dirs: tuple[str, ...],
-              use_gitignore: bool) -> Iterator[tuple[Candidate | None, Notice | None]]:
+              use_gitignore: bool, floor: Path | None) -> Iterator[tuple[Candidate | None, Notice | None]]:
     seen_dirs: set[tuple[int, int]] = set()  # (st_dev, st_ino) of real folders: no loops
     stack = [root]
     while stack:
@@ -217,7 +223,7 @@ def _walk_dir(root: Path, base: Path, ignore: _Ignore, skip_dirs: tuple[str, ...
         if (st.st_dev, st.st_ino) in seen_dirs:
             continue
         seen_dirs.add((st.st_dev, st.st_ino))
-        gi_dirs = _gitignore_ancestors(folder, base) if use_gitignore else []
+        gi_dirs = _gitignore_ancestors(folder, base, floor) if use_gitignore else []
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as e:
@@ -315,7 +321,8 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
     try:
         encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
     except SyntaxError as e:
-        if _CODING_RE.search(b"\n".join(data.split(b"\n", 2)[:2])):
+        head = b"\n".join(data.removeprefix(b"\xef\xbb\xbf").split(b"\n", 2)[:2])
+        if _CODING_RE.search(head):
             message = f"bad encoding declaration: {e}"  # unknown codec, or BOM/cookie conflict
         else:
             message = "not valid UTF-8 and no PEP 263 coding line"
