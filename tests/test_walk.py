@@ -63,6 +63,16 @@ def test_exclude_globs_and_named_paths_always_scanned(tmp_path):
     assert [c.relpath for c in files] == ["examples/demo/app.py"]
 
 
+def test_force_exclude_applies_to_named_files(tmp_path):
+    (tmp_path / ".git").mkdir()
+    write(tmp_path, ".gitignore", "gen_*.py\n")
+    named = [write(tmp_path, "src/a.py"), write(tmp_path, "tests/fixtures/f.py"), write(tmp_path, "gen_x.py")]
+    files, _ = discover(named, tmp_path, exclude=["tests/fixtures/**"])
+    assert len(files) == 3
+    files, _ = discover(named, tmp_path, exclude=["tests/fixtures/**"], force_exclude=True)
+    assert [c.relpath for c in files] == ["src/a.py"]
+
+
 def test_symlinks_never_leave_the_tree_and_never_loop(tmp_path):
     outside = tmp_path / "outside"
     write(outside, "secret.py")

@@ -63,6 +63,9 @@ def scan_command(
     write_baseline_to: Path = typer.Option(None, "--write-baseline",
                                            help="Record the current findings as a baseline file."),
     exclude: list[str] = typer.Option(None, "--exclude", help="Glob to leave out (repeatable, .gitignore syntax)."),
+    force_exclude: bool = typer.Option(False, "--force-exclude",
+                                       help="Apply excludes and .gitignore to the paths named here too "
+                                            "(for pre-commit, which names each file)."),
     precision: str = typer.Option(None, "--precision", help="Model detectors: fp32 | bf16 | int8 | int4."),
     max_file_size: str = typer.Option(None, "--max-file-size", help="Skip larger files (bytes or e.g. 5MB)."),
     file_timeout: float = typer.Option(None, "--file-timeout", min=0.0,
@@ -77,7 +80,8 @@ def scan_command(
     precision = _choice(precision, config_mod.PRECISIONS, "--precision")
     try:
         code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
-                    write_baseline_to, exclude, precision, max_file_size, file_timeout, jobs, quiet)
+                    write_baseline_to, exclude, force_exclude, precision, max_file_size,
+                    file_timeout, jobs, quiet)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -93,7 +97,7 @@ def scan_command(
 
 
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
-         exclude, precision, max_file_size, file_timeout, jobs, quiet) -> int:
+         exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet) -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -107,6 +111,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
     options = ScanOptions(
         detectors=names,
         exclude=[*cfg.exclude, *(exclude or [])],
+        force_exclude=force_exclude,
         precision=precision or cfg.precision,
         max_file_size=config_mod.parse_size(max_file_size) if max_file_size else cfg.max_file_size,
         file_timeout=cfg.file_timeout if file_timeout is None else file_timeout,

@@ -266,6 +266,7 @@ class ScanOptions:
     file_timeout: float = 20.0
     min_confidence: float = 0.0
     baseline: Counter | None = None
+    force_exclude: bool = False  # excludes apply to named paths too
     jobs: int = 0  # 0: automatic (worker processes from PARALLEL_MIN_FILES files on)
     base: Path | None = None  # report paths relative to this; default walk.find_base
 
@@ -287,7 +288,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     fast = [d for d in detectors if d.name not in MODEL_DETECTORS]
     models = [d for d in detectors if d.name in MODEL_DETECTORS]
 
-    candidates, notices = discover(paths, base, options.exclude)
+    candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude)
     with fewer_gc_passes():
         results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
                                   progress=progress)

@@ -168,9 +168,11 @@ def discover(
     exclude: Iterable[str] = (),
     skip_dirs: Iterable[str] = DEFAULT_SKIP_DIRS,
     use_gitignore: bool = True,
+    force_exclude: bool = False,
 ) -> tuple[list[Candidate], list[Notice]]:
     """Python files under ``paths`` (sorted, unique) and notices about what was left out on the
-    way (symlinks pointing out of the tree, broken symlinks)."""
+    way (symlinks pointing out of the tree, broken symlinks). With ``force_exclude``, excludes
+    and .gitignore apply to the named paths too (for pre-commit, which names every file)."""
     base = base.resolve()
     skip_dirs = tuple(skip_dirs)
     patterns = [p for p in exclude if p.strip()]
@@ -182,9 +184,14 @@ def discover(
         if not given.exists() and not given.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {given}")
         root = given.resolve()
+        if force_exclude:
+            everything = _Ignore(base, pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None)
+            gi_dirs = _gitignore_ancestors(root.parent, base) if use_gitignore else []
+            if root != base and everything.ignored(root, root.is_dir(), gi_dirs):
+                continue
         # Excludes that cover the named path itself do not apply below it: naming a path
         # asks for it to be scanned.
-        active = [p for p in patterns
+        active = patterns if force_exclude else [p for p in patterns
                   if not pathspec.GitIgnoreSpec.from_lines([p]).match_file(
                       _rel(root, base) + ("/" if root.is_dir() else ""))]
         ignore = _Ignore(base, pathspec.GitIgnoreSpec.from_lines(active) if active else None)
@@ -198,7 +205,7 @@ def discover(
         # A named folder that is itself git-ignored (say, a Python install inside a dotfiles
         # repository) is scanned: only .gitignore files inside it apply.
         floor = None
-        if use_gitignore and root != base and ignore.ignored(
+        if use_gitignore and not force_exclude and root != base and ignore.ignored(
                 root, True, _gitignore_ancestors(root.parent, base)):
             floor = root
         for cand, notice in _walk_dir(root, base, ignore, skip_dirs, use_gitignore, floor):
