@@ -196,3 +196,79 @@ def test_demo_app_end_to_end_with_the_static_detector():
         (v["path"], v["line"], v["cwe"]) for v in key["vulnerable"] if v not in hits)
     assert len(false_alarms) <= 1, false_alarms
     assert doc["skipped"] == [] and doc["stats"]["files_scanned"] == 7
+
+
+class PrecisionModel(Detector):
+    """Stands in for a model detector: reports each line of a function that calls ``eval``,
+    and says in its message which precision it was built with."""
+
+    name = "slm"
+
+    def __init__(self, precision: str = "fp32", device: str = "cpu"):
+        self.precision = precision
+
+    def detect(self, units):
+        out = []
+        for u in units:
+            for i, line in enumerate(u.code.split("\n"), 1):
+                if u.kind == "function" and "eval(" in line:  # the model names the line
+                    out.append(Finding(u.path, u.file_line(i), u.file_line(i), "CWE-95", "SLM",
+                                       "model verdict", f"precision={self.precision}", 0.8,
+                                       "critical", self.name))
+        return out
+
+
+class BrokenModel(Detector):
+    name = "slm"
+
+    def __init__(self, **options):
+        raise RuntimeError("weights missing")
+
+    def detect(self, units):  # pragma: no cover - never built
+        return []
+
+
+def test_precision_reaches_model_detectors_only(tmp_path, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "slm", f"{__name__}:PrecisionModel")
+    (tmp_path / "a.py").write_text("def f(x):\n    return eval(x)\n")
+    r = invoke(tmp_path, "-d", "static,slm", "--precision", "int8", "-f", "json", "-q")
+    assert r.exit_code == 1, (r.output, r.exception)  # static must not be handed precision=
+    doc = json.loads(r.stdout)
+    [f] = doc["findings"]
+    assert f["detector"] == "slm+static" and doc["stats"]["detectors"] == ["static", "slm"]
+    assert f["detectors"]["slm"] == 0.8
+    r = invoke(tmp_path, "-d", "slm", "--precision", "int4", "-f", "json", "-q")
+    assert json.loads(r.stdout)["findings"][0]["explanation"] == "precision=int4"
+
+
+def test_default_detectors_use_the_slm_when_shipped_and_survive_its_failure(tmp_path, monkeypatch):
+    from cwescan import scanner
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    monkeypatch.setattr(scanner, "slm_available", lambda: (True, ""))
+    monkeypatch.setitem(REGISTRY, "slm", f"{__name__}:PrecisionModel")
+    r = invoke(tmp_path, "-f", "json")
+    assert json.loads(r.stdout)["stats"]["detectors"] == ["static", "slm"]
+    assert "detectors: static, slm" in r.stderr
+    monkeypatch.setitem(REGISTRY, "slm", f"{__name__}:BrokenModel")
+    r = invoke(tmp_path, "-f", "json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["stats"]["detectors"] == ["static"]
+    assert "slm left out" in r.stderr and "weights missing" in r.stderr
+    # asked for by name, a detector that cannot start is an error
+    r = invoke(tmp_path, "-d", "slm")
+    assert r.exit_code == 2 and "weights missing" in r.stderr
+    monkeypatch.setattr(scanner, "slm_available", lambda: (False, "no shipped model"))
+    r = invoke(tmp_path, "-f", "json")
+    assert json.loads(r.stdout)["stats"]["detectors"] == ["static"]
+    assert "slm not used: no shipped model" in r.stderr
+
+
+def test_progress_bar_hook_counts_files(tmp_path):
+    from cwescan.scan_cli import _progress
+
+    with _progress(enabled=True) as hook:
+        hook("files", 1, 3)
+        hook("files", 3, 3)
+        hook("slm units", 5, 10)
+    with _progress(enabled=False) as hook:
+        assert hook is None
