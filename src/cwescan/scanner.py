@@ -31,7 +31,14 @@ from cwescan.detectors.base import Detector
 from cwescan.findings import Finding, severity_rank
 from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.units import SourceFile, Unit, parse_source
-from cwescan.walk import DEFAULT_MAX_FILE_SIZE, Candidate, Notice, discover, read_source
+from cwescan.walk import (
+    DEFAULT_MAX_FILE_SIZE,
+    Candidate,
+    Notice,
+    discover,
+    find_base,
+    read_source,
+)
 
 MODEL_DETECTORS = ("slm", "encoder")  # batched across files; they take precision=
 MODEL_BATCH_UNITS = 256  # units handed to a model detector per call
@@ -279,8 +286,6 @@ def scan(paths: Sequence[Path], options: ScanOptions,
          progress: ProgressHook | None = None) -> Report:
     """Scan ``paths``. ``detectors`` may be given ready-made; else ``options.detectors`` are
     created through the registry."""
-    from cwescan.walk import find_base
-
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
     if detectors is None:
@@ -305,14 +310,14 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     merged = merge(raw)
     kept, low, suppressed = [], 0, 0
     for f in merged:
-        if f.confidence < options.min_confidence:
-            low += 1
-            continue
+        # suppressions first, so a directive over a low-confidence finding counts as used
         s = sups.get(f.path)
         if s is not None and s.hide(f) is not None:
             suppressed += 1
-            continue
-        kept.append(f)
+        elif f.confidence < options.min_confidence:
+            low += 1
+        else:
+            kept.append(f)
     reported = _fingerprint(kept, texts)
     hidden = (apply_baseline([r.fingerprint for r in reported], options.baseline)
               if options.baseline else [False] * len(reported))
