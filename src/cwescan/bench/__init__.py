@@ -1,0 +1,1 @@
+"""Benchmarks: programs that measure and print tables (``cwescan bench ...``), not tests."""

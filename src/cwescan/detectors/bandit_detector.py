@@ -1,0 +1,89 @@
+"""Bandit as a peer detector: Bandit's own manager and tests, run as a library on each file's text.
+
+One ``BanditManager`` is built once (loading Bandit's plugins is the slow part) and fed every
+file through its per-file path (``_parse_file``) from memory, so it also works on snippets
+made by ``parse_source(record_id, code)`` that exist on no disk. Each Bandit issue becomes a
+``Finding`` with detector "bandit", the test id as ``rule_id`` (e.g. "B608"), Bandit's CWE, and
+Bandit's confidence word as a probability: LOW 0.4, MEDIUM 0.6, HIGH 0.8 (UNDEFINED 0.3).
+Bandit's severity maps LOW->low, MEDIUM->medium, HIGH->high.
+
+By default B101 (``assert`` used) is skipped, as most projects configure Bandit: it is about
+``python -O`` stripping asserts, not about a weakness in the code's data handling.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+
+from cwescan.detectors.base import Detector
+from cwescan.findings import Finding
+from cwescan.units import SourceFile, Unit
+
+CONFIDENCE = {"LOW": 0.4, "MEDIUM": 0.6, "HIGH": 0.8, "UNDEFINED": 0.3}
+SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high", "UNDEFINED": "low"}
+DEFAULT_SKIPS = ("B101",)
+# Bandit reports a few tests without a CWE (0); these are the weaknesses they are about.
+FALLBACK_CWE = {"B105": "CWE-259", "B106": "CWE-259", "B107": "CWE-259"}
+
+
+class BanditDetector(Detector):
+    """Options: ``tests`` (only these Bandit test ids), ``skips`` (test ids to leave out;
+    default ``("B101",)``)."""
+
+    name = "bandit"
+
+    def __init__(self, tests: Sequence[str] | None = None, skips: Sequence[str] = DEFAULT_SKIPS,
+                 **_options) -> None:
+        from bandit.core import config as b_config
+        from bandit.core import manager as b_manager
+
+        # Bandit logs parse failures and unknown module paths as errors; the scanner reports those.
+        logging.getLogger("bandit").setLevel(logging.CRITICAL)
+        conf = b_config.BanditConfig()
+        self._manager = b_manager.BanditManager(
+            conf, "file", profile={"include": set(tests or ()), "exclude": set(skips)})
+
+    def check_text(self, path: str, text: str) -> list[Finding]:
+        from bandit.core import metrics as b_metrics
+
+        m = self._manager
+        m.results = []
+        m.scores = []
+        m.skipped = []
+        m.metrics = b_metrics.Metrics()  # per-file counters would otherwise pile up
+        m._parse_file(path, io.BytesIO(text.encode("utf-8", "surrogatepass")), [path])
+        out = []
+        for issue in m.results:
+            cwe_id = getattr(issue.cwe, "id", 0) or 0
+            cwe = f"CWE-{cwe_id}" if cwe_id else FALLBACK_CWE.get(issue.test_id, "CWE-703")
+            lines = [n for n in (issue.linerange or []) if isinstance(n, int) and n > 0]
+            start = int(issue.lineno or (lines[0] if lines else 1))
+            end = max([start, *lines])
+            out.append(Finding(
+                path=path, start_line=start, end_line=end, cwe=cwe, rule_id=issue.test_id,
+                title=f"Bandit {issue.test_id}: {issue.test}", message=issue.text,
+                confidence=CONFIDENCE.get(str(issue.confidence), 0.3),
+                severity=SEVERITY.get(str(issue.severity), "low"), detector="bandit"))
+        return out
+
+    def check_source(self, src: SourceFile) -> list[Finding]:
+        if src.tree is None:
+            return []
+        return self.check_text(src.path, src.text)
+
+    def detect(self, units: Sequence[Unit]) -> list[Finding]:
+        files: dict[int, SourceFile] = {}
+        wanted: dict[int, list[Unit]] = {}
+        for u in units:
+            files.setdefault(id(u.file), u.file)
+            wanted.setdefault(id(u.file), []).append(u)
+        out: list[Finding] = []
+        for key, src in files.items():
+            found = self.check_source(src)
+            spans = wanted[key]
+            if len(spans) != len(src.units):
+                found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
+            out.extend(found)
+        return sorted(out, key=Finding.sort_key)
