@@ -439,7 +439,15 @@ def _row_process(spec: RowSpec, records, config: BenchConfig) -> dict:
 def run_row(spec: RowSpec, records, config: BenchConfig) -> dict:
     """One row, in a fresh spawned process when ``config.isolate`` (per-row peak RSS)."""
     if not config.isolate:
-        return _row_process(spec, records, config)
+        row = _row_process(spec, records, config)
+        import gc
+
+        gc.collect()  # free this row's model before the next one loads
+        if spec.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        return row
     import concurrent.futures as cf
     import multiprocessing as mp
 
@@ -772,6 +780,11 @@ def models_command(
         help="Write the measured default precision per model to models/precision.json "
         "(default: yes for a full CPU run that includes fp32).",
     ),
+    isolate: bool = typer.Option(
+        None, "--isolate/--no-isolate",
+        help="One fresh process per row (default on CPU, so peak RSS is per row; GPU rows report "
+        "max_memory_allocated per row instead and run in one process).",
+    ),
     merge: list[Path] = typer.Option(
         None, "--merge", help="Do not measure: merge these bench.json files (later rows win) and render into --out."
     ),
@@ -802,7 +815,7 @@ def models_command(
     bad = [p for p in rows if p not in known]
     if bad:
         raise typer.BadParameter(f"unknown precision(s) {bad}; known: {sorted(known)}", param_hint="--precisions")
-    config = B.BenchConfig(threads=threads, cores=threads)
+    config = B.BenchConfig(threads=threads, cores=threads, isolate=device == "cpu" if isolate is None else isolate)
     if quick:
         config.batches, config.speed_units, config.seconds_per_batch = (1, 8), 16, 3.0
         records = records or 24

