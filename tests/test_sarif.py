@@ -125,6 +125,15 @@ def test_line_hash_survives_lines_inserted_above(tmp_path):
     assert h1 == h2 and (c1, c2) == ("1", "2")
 
 
+def test_uris_are_percent_encoded(tmp_path):
+    (tmp_path / "my app").mkdir()
+    (tmp_path / "my app" / "vüe.py").write_text("eval(x)\n")
+    doc = sarif(tmp_path, "-d", "t_calls")
+    validate(doc)
+    uri = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+    assert uri == "my%20app/v%C3%BCe.py"
+
+
 def test_line_hash_changes_when_the_flagged_code_changes(tmp_path):
     (tmp_path / "a.py").write_text("x = eval(data)\n")
     before = hashes(tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from urllib.parse import quote
 
 from cwescan import __version__
 from cwescan import cwe as cwe_catalog
@@ -94,7 +95,8 @@ def _rule_doc(rid: str) -> tuple[str, str] | None:
 
 
 def _location(path: str, start: int | None = None, end: int | None = None) -> dict:
-    loc: dict = {"artifactLocation": {"uri": path, "uriBaseId": SRCROOT}}
+    # a relative URI reference: spaces and the like percent-encoded, slashes kept
+    loc: dict = {"artifactLocation": {"uri": quote(path, safe="/"), "uriBaseId": SRCROOT}}
     if start is not None:
         loc["region"] = {"startLine": max(1, start), "endLine": max(1, end or start)}
     return {"physicalLocation": loc}
