@@ -98,7 +98,8 @@ def _location(path: str, start: int | None = None, end: int | None = None) -> di
     # a relative URI reference: spaces and the like percent-encoded, slashes kept
     loc: dict = {"artifactLocation": {"uri": quote(path, safe="/"), "uriBaseId": SRCROOT}}
     if start is not None:
-        loc["region"] = {"startLine": max(1, start), "endLine": max(1, end or start)}
+        start = max(1, start)
+        loc["region"] = {"startLine": start, "endLine": max(start, end or start)}
     return {"physicalLocation": loc}
 
 
