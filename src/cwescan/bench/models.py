@@ -85,6 +85,18 @@ def find_module(obj):
     raise TypeError(f"{type(obj).__name__} holds no torch module to benchmark")
 
 
+def _loaded_module(obj):
+    """find_module, after loading a detector that loads its model lazily (on first use)."""
+    try:
+        return find_module(obj)
+    except TypeError:
+        for name in ("_load", "load"):
+            if callable(getattr(obj, name, None)):
+                getattr(obj, name)()
+                return find_module(obj)
+        raise
+
+
 def _linear_like(m) -> bool:
     return isinstance(getattr(m, "in_features", None), int) and isinstance(getattr(m, "out_features", None), int)
 
@@ -266,7 +278,18 @@ class _Row:
             self.scorer.batch_tokens = 1 << 30
 
     def score(self, units) -> list[float]:
+        # a detector's memo of already-scored prompts would turn repeated sweeps into lookups:
+        # every timed call computes
+        cache = getattr(self.scorer, "_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()
         return list(self.scorer.score(units))
+
+
+def _say(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr, flush=True)
 
 
 def peak_rss_mb() -> float:
@@ -310,7 +333,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     scorer = spec.factory(
         spec.precision if native else "fp32", "cpu" if spec.precision.startswith("onnx") else spec.device
     )
-    attr, module = find_module(scorer)
+    attr, module = _loaded_module(scorer)
     meter = Meter()
     extra: dict = {}
     if spec.precision.startswith("onnx"):
@@ -332,6 +355,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         module = bench_convert(module, spec.precision, spec.device)
         setattr(scorer, attr, module)
     out["load_s"] = time.perf_counter() - t0
+    _say(f"  loaded in {out['load_s']:.1f} s; {len(units)} units, sweep over {len(sample)}")
     out["weights_bytes"] = extra.get("onnx_bytes") or weights_bytes(module)
     out.update({k: v for k, v in extra.items() if k != "onnx_bytes"})
     meter.attach(module)
@@ -344,11 +368,11 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     for b in config.batches:
         row.set_batch(b)
         chunks = [sample[i : i + b] for i in range(0, len(sample), b)]
-        row.score(chunks[0])  # warm-up (also the first call's lazy initialisation)
+        row.score(sample[: min(b, 2)])  # warm-up: first call's lazy initialisation, kernel choice
         _sync(spec.device)
         meter.reset()
         done, start = 0, time.perf_counter()
-        for chunk in chunks[1:] if len(chunks) > 1 else chunks:
+        for chunk in chunks:
             t = time.perf_counter()
             row.score(chunk)
             _sync(spec.device)
@@ -358,6 +382,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
             if time.perf_counter() - start >= config.seconds_per_batch:
                 break
         seconds = time.perf_counter() - start
+        _say(f"  batch {b}: {done / seconds:.2f} units/s ({meter.tokens / seconds:.0f} tokens/s)")
         sweep.append(
             {
                 "batch": b,

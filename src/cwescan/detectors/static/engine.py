@@ -29,14 +29,13 @@ class RuleIndex:
         self.calls_by_name: dict[str, list[Rule]] = {}
         self.calls_any: list[Rule] = []
         for r in rules:
-            if r.node_type is ast.Call and r.calls is not None:
-                for name in r.calls:
-                    self.calls_by_name.setdefault(name, []).append(r)
-            elif r.node_type is ast.Call:
-                self.calls_any.append(r)
-            else:
-                types = r.node_type if isinstance(r.node_type, tuple) else (r.node_type,)
-                for t in types:
+            for t in r.node_type if isinstance(r.node_type, tuple) else (r.node_type,):
+                if t is ast.Call and r.calls is not None:
+                    for name in r.calls:
+                        self.calls_by_name.setdefault(name, []).append(r)
+                elif t is ast.Call:
+                    self.calls_any.append(r)
+                else:
                     self.by_type.setdefault(t, []).append(r)
 
     def for_node(self, node: ast.AST) -> list[Rule]:
@@ -79,6 +78,8 @@ def check_tree(path: str, tree: ast.Module, index: RuleIndex, errors: Counter) -
                     errors[r.id] += 1
                 except Exception:  # a rule's bug must not stop the walk
                     errors[r.id] += 1
+        if t is ast.Name or t is ast.Constant:
+            continue  # leaves (about half of all nodes): nothing below them to visit
         if isinstance(node, ast.stmt):
             stmt = node
         if t in _FUNCS:

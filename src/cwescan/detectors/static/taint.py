@@ -45,7 +45,8 @@ REQUEST_FIELDS = {
     "args", "form", "values", "json", "data", "files", "cookies", "headers", "GET", "POST",
     "COOKIES", "FILES", "META", "body", "query_params", "query_string", "path", "full_path",
     "url", "base_url", "view_args", "stream", "environ", "params", "match_info", "text",
-    "get_json", "get_data", "content", "raw_post_data", "REQUEST",
+    "get_json", "get_data", "content", "raw_post_data", "REQUEST", "get", "matchdict", "json_body",
+    "POST", "getlist",
 }
 REQUEST_OBJECTS = {"request", "req", "flask.request"}
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterator
 
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
-from cwescan.detectors.static.context import Context, arg, is_const
+from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 
 _SECRETISH = re.compile(r"(?i)(passw|pwd|secret|token|nonce|salt|otp|csrf|api_?key|session_?(id|key)|"
@@ -224,3 +224,64 @@ def context_verification_off(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
         elif t.attr == "check_hostname" and is_const(node.value, False):
             yield Hit(node, "check_hostname = False accepts certificates for any host", 0.6)
 
+
+
+_WEAK_PROTOCOLS = {"PROTOCOL_SSLv2", "PROTOCOL_SSLv3", "PROTOCOL_SSLv23", "PROTOCOL_TLSv1",
+                   "PROTOCOL_TLSv1_1", "SSLv2_METHOD", "SSLv3_METHOD", "SSLv23_METHOD",
+                   "TLSv1_METHOD", "TLSv1_1_METHOD"}
+
+
+@rule("CWS327B", cwe="CWE-327", title="Broken SSL/TLS protocol version", severity="medium",
+      node=ast.Attribute)
+def weak_tls_version(node: ast.Attribute, ctx: Context) -> Iterator[Hit]:
+    """SSL 2/3 or TLS 1.0/1.1 selected.
+
+    **What.** ``ssl.PROTOCOL_SSLv2``/``SSLv3``/``SSLv23``/``TLSv1``/``TLSv1_1`` and pyOpenSSL's
+    ``SSL.SSLv2_METHOD``/``SSLv3_METHOD``/``TLSv1_METHOD``/``TLSv1_1_METHOD`` wherever they are
+    used (argument, default value, assignment), like Bandit's B502/B503.
+
+    **Why.** These protocol versions have practical attacks (POODLE, BEAST, DROWN) and are
+    disabled by modern peers (CWE-327).
+
+    **Example.**
+
+        ssl.wrap_socket(sock, ssl_version=ssl.PROTOCOL_TLSv1)
+
+    **Fix.** ``ssl.create_default_context()`` (TLS 1.2+), or ``PROTOCOL_TLS_CLIENT`` with
+    ``minimum_version = ssl.TLSVersion.TLSv1_2``.
+    """
+    if node.attr in _WEAK_PROTOCOLS and isinstance(node.ctx, ast.Load):
+        yield Hit(node, f"{ast.unparse(node)} selects a broken protocol version", 0.7)
+
+
+_MIN_BITS = {"RSA": 2048, "DSA": 2048, "rsa": 2048, "dsa": 2048}
+
+
+@rule("CWS326", cwe="CWE-326", title="Key too short", severity="medium",
+      calls={"generate", "generate_private_key", "generate_parameters"})
+def short_key(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """An RSA or DSA key generated with fewer than 2048 bits.
+
+    **What.** PyCryptodome ``RSA.generate(1024)``/``DSA.generate(1024)``, ``cryptography``'s
+    ``rsa.generate_private_key(key_size=1024)``/``dsa.generate_private_key(1024)``, like
+    Bandit's B505.
+
+    **Why.** 1024-bit RSA/DSA is within reach of well-funded attackers (CWE-326).
+
+    **Example.**
+
+        key = RSA.generate(1024)
+
+    **Fix.** 3072 bits (or at least 2048), or an elliptic curve key (Ed25519, P-256).
+    """
+    qual = ctx.qualname(call) or ""
+    parts = qual.split(".")
+    if len(parts) < 2 or parts[-2] not in _MIN_BITS:
+        return
+    size = kwarg(call, "key_size") or kwarg(call, "bits")
+    if size is None:
+        index = 1 if parts[-1] == "generate_private_key" and parts[-2] == "rsa" else 0
+        size = arg(call, index)
+    if isinstance(size, ast.Constant) and isinstance(size.value, int) and size.value < _MIN_BITS[parts[-2]]:
+        yield Hit(call, f"{parts[-2].upper()} key of {size.value} bits (use at least "
+                        f"{_MIN_BITS[parts[-2]]})", 0.8)

@@ -36,7 +36,7 @@ def _sql_text(expr: ast.AST, ctx: Context) -> str:
 
 @rule("CWS089", cwe="CWE-89", title="SQL built from untrusted data", severity="critical",
       calls={"execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query",
-             "mogrify", "extra"})
+             "mogrify", "extra", "RawSQL"})
 def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """SQL text built with string formatting from a non-constant value.
 
@@ -59,11 +59,14 @@ def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **Fix.** Pass values as parameters: ``cur.execute("SELECT * FROM users WHERE name = ?", (name,))``.
     """
+    # (Django's RawSQL is also covered.)
     qual = ctx.qualname(call) or ""
     name = qual.rsplit(".", 1)[-1] if qual else getattr(call.func, "attr", "")
     if name == "text" and not ("sqlalchemy" in qual or ctx.imported("sqlalchemy")):
         return
     if name in ("read_sql", "read_sql_query") and not ("pandas" in qual or qual.startswith("pd.")):
+        return
+    if name == "RawSQL" and not ("django" in qual or ctx.imported("django")):
         return
     sql = arg(call, 0, "sql") or kwarg(call, "query") or kwarg(call, "statement")
     if name == "extra":
@@ -82,6 +85,63 @@ def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         yield hit
 
 
+_SQL_STATEMENT = re.compile(r"(?is)^\W*(select\s.+\sfrom\s|insert\s+into\s|update\s+[\w.\"`\[\]]+\s+set\s|"
+                            r"delete\s+from\s|replace\s+into\s)")
+
+
+def _leading_text(node: ast.AST) -> str:
+    """The literal text a string-building expression starts with."""
+    while True:
+        if isinstance(node, ast.Constant):
+            return node.value if isinstance(node.value, str) else ""
+        if isinstance(node, ast.JoinedStr):
+            return "".join(v.value for v in node.values if isinstance(v, ast.Constant))
+        if isinstance(node, ast.BinOp):
+            node = node.left
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            node = node.func.value
+        else:
+            return ""
+
+
+@rule("CWS089B", cwe="CWE-89", title="SQL statement text built from untrusted data", severity="high",
+      node=(ast.BinOp, ast.JoinedStr, ast.Call), calls={"format"})
+def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
+    """A string that starts like an SQL statement is built from a non-constant value.
+
+    **What.** ``"SELECT ... FROM ..." + x``, ``"UPDATE t SET a = %s" % x``, ``f"DELETE FROM t
+    WHERE id = {x}"``, ``"INSERT INTO ...".format(x)`` wherever it is built, also when it is
+    handed to a helper (``run_query(sql)``) that CWS089 cannot see into. Like Bandit's B608,
+    but with data flow.
+
+    **Why.** The value becomes part of the SQL statement (CWE-89).
+
+    **Confidence.** The source's when a parameter, request field or ``input()`` reaches it,
+    0.45 when the value is not traced; none for constants and ``int()``-cast values.
+
+    **Example.**
+
+        db_helper.run("UPDATE drawings SET approved = 1 WHERE id = " + request.form["id"])
+
+    **Fix.** Build the statement with placeholders and pass the values separately.
+    """
+    if isinstance(node, ast.BinOp) and not isinstance(node.op, (ast.Add, ast.Mod)):
+        return
+    if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
+        return
+    if not _SQL_STATEMENT.match(_leading_text(node)):
+        return
+    flow = ctx.flow(node)
+    level = flow.level_for("sql")
+    if level == 0:
+        return
+    if level == 2:
+        yield Hit(node, flow.explain("SQL statement text"), flow.confidence * 0.95)
+    else:
+        yield Hit(node, "SQL statement text is built from a value not traced to a constant",
+                  0.45, lower_severity=True)
+
+
 _SHELL_CALLS = {"os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4", "popen2.popen2",
                 "commands.getoutput", "commands.getstatusoutput", "subprocess.getoutput",
                 "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
@@ -92,7 +152,10 @@ _SUBPROCESS = {"subprocess.Popen", "subprocess.call", "subprocess.run", "subproc
 
 @rule("CWS078", cwe="CWE-78", title="OS command built from untrusted data", severity="critical",
       calls={"system", "popen", "popen2", "popen3", "popen4", "getoutput", "getstatusoutput",
-             "create_subprocess_shell", "spawn", "Popen", "call", "run", "check_call", "check_output"})
+             "create_subprocess_shell", "spawn", "Popen", "call", "run", "check_call", "check_output",
+             "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe", "spawnl",
+             "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn",
+             "posix_spawnp"})
 def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """A shell runs a command line that is not a constant.
 
@@ -112,13 +175,18 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
         os.system("ping -c 1 " + host)
 
+    Without a shell, untrusted data choosing the *program* (``subprocess.run([cmd[0], ...])``,
+    ``os.execvp(prog, ...)``), a whole command string built from it, or the script of
+    ``["sh", "-c", x]`` is flagged too (taint only).
+
     **Fix.** ``subprocess.run(["ping", "-c", "1", host], check=True)`` (no shell), or
     ``shlex.quote(host)`` when a shell is unavoidable.
     """
     qual = ctx.qualname(call) or ""
-    if qual in _SUBPROCESS:
+    if qual in _SUBPROCESS or qual.startswith(("os.exec", "os.spawn", "os.posix_spawn")):
         shell = kwarg(call, "shell")
         if shell is None or is_const(shell, False) or (isinstance(shell, ast.Constant) and not shell.value):
+            yield from _no_shell(call, qual, ctx)
             return
         command = arg(call, 0, "args")
     elif qual in _SHELL_CALLS:
@@ -168,3 +236,34 @@ def code_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         if qual.endswith("exec") or qual == "compile":
             hit.cwe = "CWE-94"
         yield hit
+
+
+_SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "/bin/sh", "/bin/bash", "cmd", "cmd.exe", "powershell"}
+
+
+def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
+    """subprocess/exec/spawn without a shell: flag untrusted data choosing the program, a
+    command string built from it, or the script given to ``sh -c``."""
+    if qual.startswith(("os.spawn", "os.posix_spawn")):
+        args = call.args[1:] if qual.startswith("os.spawn") else call.args
+    else:
+        args = call.args
+    if not args:
+        return
+    first = args[0]
+    target = None
+    if isinstance(first, (ast.List, ast.Tuple)) and first.elts:
+        elts = first.elts
+        if (len(elts) >= 3 and isinstance(elts[0], ast.Constant) and elts[0].value in _SHELLS
+                and isinstance(elts[1], ast.Constant) and elts[1].value in ("-c", "/c")):
+            target = elts[2]
+        else:
+            target = elts[0]
+    elif qual.startswith(("os.exec", "os.spawn", "os.posix_spawn")) or not isinstance(first, ast.Name) \
+            or ctx.flow(first).built:
+        target = first
+    if target is None or isinstance(target, ast.Constant):
+        return
+    flow = ctx.flow(target)
+    if flow.level_for("command") == 2 and flow.source != "environment":
+        yield Hit(call, flow.explain(f"{qual}() as the program or its script"), flow.confidence * 0.9)

@@ -34,13 +34,21 @@ _KNOWN_TOKENS = re.compile(r"(AKIA[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}|xox[ab
                            r"AIza[0-9A-Za-z_\-]{35})")
 
 
-def _secret_value(value: ast.AST) -> str | None:
-    """The literal if it could be a real secret, else None."""
+_TEMPLATE_ONLY = re.compile(r"^(x+|\**|\.+|-+|<.*>|\$\{.*\}|\{\{.*\}\})$", re.I)
+
+
+def _secret_value(value: ast.AST, used: bool = False) -> str | None:
+    """The literal if it could be a real secret, else None. ``used``: the literal is given
+    to a call or compared with, so even a word like "password" is a working credential there;
+    only empty values and templates are skipped."""
     if not (isinstance(value, ast.Constant) and isinstance(value.value, (str, bytes))):
         return None
     text = value.value.decode("latin-1") if isinstance(value.value, bytes) else value.value
     stripped = text.strip()
-    if len(stripped) < 4 or _PLACEHOLDER.match(stripped):
+    if used:
+        if not stripped or _TEMPLATE_ONLY.match(stripped) or any(c in stripped for c in " \n\t"):
+            return None
+    elif len(stripped) < 4 or _PLACEHOLDER.match(stripped):
         return None
     if any(c in stripped for c in " \n\t") and not _KNOWN_TOKENS.search(stripped):
         return None  # prompts, messages, SQL: not a credential
@@ -131,6 +139,37 @@ def hardcoded_secret_argument(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         pairs = [(k.value, v) for k, v in zip(node.keys, node.values)
                  if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     for name, value in pairs:
-        text = _secret_value(value)
+        text = _secret_value(value, used=isinstance(node, ast.keyword))
         if text is not None and (_suspicious(name) or _KNOWN_TOKENS.search(text)):
-            yield Hit(value, f"`{name}` is given a hard-coded credential", _confidence(name, text))
+            # a placeholder word ("password", "test") passed to a call: real but likely a demo value
+            conf = 0.4 if _PLACEHOLDER.match(text) else _confidence(name, text)
+            yield Hit(value, f"`{name}` is given a hard-coded credential", conf)
+
+
+@rule("CWS798C", cwe="CWE-798", title="Credential checked against a literal", severity="high",
+      node=ast.Compare)
+def hardcoded_secret_check(node: ast.Compare, ctx: Context) -> Iterator[Hit]:
+    """A password or token compared with a string literal.
+
+    **What.** ``if password == "admin":``, ``token != "s3cr3t"`` where one side's name says it
+    is a credential and the other is a non-empty literal.
+
+    **Why.** The accepted credential is in the code: anyone who reads it logs in (CWE-798/259).
+
+    **Example.**
+
+        if password == "admin":
+            return True
+
+    **Fix.** Compare a salted hash from storage with ``hmac.compare_digest``.
+    """
+    if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.NotEq)):
+        return
+    left, right = node.left, node.comparators[0]
+    for named, literal in ((left, right), (right, left)):
+        if isinstance(named, (ast.Name, ast.Attribute)) and _suspicious(ast.unparse(named)):
+            text = _secret_value(literal, used=True)
+            if text is not None and text.lower() not in ("none", "null", "true", "false"):
+                yield Hit(node, f"`{ast.unparse(named)}` is checked against a hard-coded value",
+                          _confidence("", text))
+                return
