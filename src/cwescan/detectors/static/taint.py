@@ -254,6 +254,8 @@ class Analyzer:
                 continue
             if routed:
                 f = Flow(TAINTED, "route-param", f"URL parameter `{p.arg}`", chain=frozenset({p.arg}))
+            elif p.arg == "event" and "handler" in getattr(func, "name", ""):
+                f = Flow(TAINTED, "request", "the Lambda `event`", chain=frozenset({p.arg}))
             else:
                 f = Flow(TAINTED, "parameter", f"parameter `{p.arg}`", chain=frozenset({p.arg}))
             scope.add(p.arg, func.lineno, f, False)

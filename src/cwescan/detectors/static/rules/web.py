@@ -60,13 +60,14 @@ def _string_building(node: ast.AST) -> bool:
 
 
 @rule("CWS079B", cwe="CWE-79", title="HTML built from request data", severity="high",
-      node=ast.Return, calls=None)
-def html_from_request(ret: ast.Return, ctx: Context) -> Iterator[Hit]:
-    """A function returns an HTML string built from request data without escaping.
+      node=(ast.Return, ast.BinOp, ast.JoinedStr, ast.Call), calls={"format"})
+def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
+    """An HTML string is built from request data without escaping.
 
-    **What.** ``return f"<h1>Hello {name}!</h1>"`` (or ``+``, ``%``, ``.format``), directly or
-    through a variable, where a request field, a routed view's URL parameter or ``input()``
-    reaches the string, inside a function (typically a view: its return value is the response).
+    **What.** ``f"<h1>Hello {name}!</h1>"``, ``"<p>" + word + "</p>"``, ``link % text`` (with
+    ``link = '<a href="...%s">'``), ``"<b>{}</b>".format(x)``, or a function returning a variable
+    built that way, where a request field, a routed view's URL parameter, an AWS Lambda
+    ``event`` or ``input()`` reaches the string.
 
     **Why.** The browser parses the value as markup: a ``<script>`` or an ``onerror=`` handler
     in it runs in the page (reflected XSS, CWE-79).
@@ -81,22 +82,39 @@ def html_from_request(ret: ast.Return, ctx: Context) -> Iterator[Hit]:
 
     **Fix.** ``escape(name)`` (markupsafe / ``html.escape``) or render a template.
     """
-    value = ret.value
-    if value is None or ctx.func is None:
+    if ctx.func is None:
         return
-    if isinstance(value, ast.Name):
+    if isinstance(node, ast.Return):
+        value = node.value
+        if not isinstance(value, ast.Name):
+            return  # string building in the return value is checked on its own node
         flow = ctx.flow(value)
-        if not flow.built:
+        if not flow.built or not any(_html_literal(n.value) for n in ast.walk(ctx.func)
+                                     if isinstance(n, (ast.Assign, ast.AugAssign)) and _targets(n, value.id)):
             return
-        if not any(_html_literal(n.value) for n in ast.walk(ctx.func)
-                   if isinstance(n, (ast.Assign, ast.AugAssign)) and _targets(n, value.id)):
-            return
-    elif not (_string_building(value) and _html_literal(value)):
-        return
+        where = "an HTML response"
     else:
-        flow = ctx.flow(value)
+        if isinstance(node, ast.BinOp) and not isinstance(node.op, (ast.Add, ast.Mod)):
+            return
+        if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
+            return
+        if not (_html_literal(node) or _html_names(node, ctx)):
+            return
+        flow = ctx.flow(node)
+        where = "an HTML string"
     if flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
-        yield Hit(ret, flow.explain("an HTML response"), flow.confidence)
+        yield Hit(node, flow.explain(where), flow.confidence)
+
+
+def _html_names(node: ast.AST, ctx: Context) -> bool:
+    """A template variable of the expression (``link % text``) holds an HTML literal."""
+    left = node.left if isinstance(node, ast.BinOp) else (
+        node.func.value if isinstance(node, ast.Call) else None)
+    if not isinstance(left, ast.Name):
+        return False
+    scope = ctx.func if ctx.func is not None else ctx.tree
+    return any(_html_literal(n.value) for n in ast.walk(scope)
+               if isinstance(n, ast.Assign) and _targets(n, left.id))
 
 
 def _targets(node, name: str) -> bool:
