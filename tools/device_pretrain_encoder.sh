@@ -18,7 +18,8 @@ python3 -c "import site, torch, transformers, tokenizers; print(site.getsitepack
 timeout "${LIMIT:-540}" python3 -m cwescan.train.encoder "$RECIPE" "$WORK" auto 2>&1 | tee -a "$OUT/run.log"
 status=${PIPESTATUS[0]}
 mkdir -p "$OUT/pretrained" "$OUT/model"
-cp "$WORK"/encoder-*.safetensors "$OUT/pretrained/" 2>/dev/null
+# the pre-trained body (34 MB) and the classifier (34 MB) together exceed what comes back (64 MB)
+[ "${BRING_PRETRAINED:-0}" = 1 ] && cp "$WORK"/encoder-*.safetensors "$OUT/pretrained/" 2>/dev/null
 cp "$WORK"/model/model-*.safetensors "$OUT/model/" 2>/dev/null
 (cd "$WORK" && tar czf "$OUT/small.tgz" $(ls tokenizer.json *.jsonl *_summary.json model/config.json model/tokenizer.json 2>/dev/null))
 ls -la "$OUT" "$OUT"/* | tee -a "$OUT/run.log"

@@ -98,6 +98,7 @@ class EncoderClassifier(nn.Module):
 
     # --- storage -------------------------------------------------------------------------
     def save(self, directory: str | Path, dtype: torch.dtype = torch.float16) -> list[str]:
+        """float16, float32, or int8 (row-wise int8 matrices, see save_sharded)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "config.json").write_text(self.config.to_json())
@@ -121,16 +122,38 @@ class EncoderClassifier(nn.Module):
             raise ValueError(f"pre-trained weights do not fit (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
+SCALE_SUFFIX = ".int8_row_scale"
+
+
+def quantize_rows(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric int8 per output row: t ~= q * scale[:, None]."""
+    scale = t.float().abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    q = torch.round(t.float() / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return q, scale.to(torch.float16)
+
+
 def save_sharded(state: dict[str, torch.Tensor], directory: Path, stem: str, dtype: torch.dtype) -> list[str]:
     """Write ``state`` as ``<stem>-00001.safetensors``... shards of at most SHARD_BYTES each
-    (a tensor larger than that gets a shard of its own)."""
+    (a tensor larger than that gets a shard of its own).
+
+    ``dtype=torch.int8`` stores every matrix as int8 with a float16 scale per row (weight-only
+    storage compression, half the size of float16; ``load_sharded`` restores floats) and the
+    vectors (biases, LayerNorm) as float16."""
     for old in directory.glob(f"{stem}-*.safetensors"):
         old.unlink()
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
+    tensors: dict[str, torch.Tensor] = {}
     for name in sorted(state):
         t = state[name].detach().to("cpu")
-        t = (t.to(dtype) if t.is_floating_point() else t).contiguous()
+        if dtype == torch.int8 and t.is_floating_point() and t.ndim == 2:
+            tensors[name], tensors[name + SCALE_SUFFIX] = quantize_rows(t)
+        elif t.is_floating_point():
+            tensors[name] = t.to(torch.float16 if dtype == torch.int8 else dtype)
+        else:
+            tensors[name] = t
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
         n = t.numel() * t.element_size()
         if shards[-1] and size + n > SHARD_BYTES:
             shards.append({})
@@ -152,4 +175,7 @@ def load_sharded(directory: str | Path, stem: str) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(load_file(str(f)))
+    for name in [k for k in state if k.endswith(SCALE_SUFFIX)]:
+        base = name[: -len(SCALE_SUFFIX)]
+        state[base] = state[base].float() * state.pop(name).float()[:, None]
     return state

@@ -674,7 +674,7 @@ if __name__ == "__main__":  # python -m cwescan.train.encoder RECIPE OUT [DEVICE
 # --- shipping -------------------------------------------------------------------------------
 
 
-def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: dict | None = None) -> dict:
+def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: dict | None = None, storage: str = "fp16") -> dict:
     """Copy a fine-tuned classifier (``run_dir/model``) into ``dest`` and write its card from the
     run's summaries: where the body came from (our MLM pre-training), what it was fine-tuned on,
     how to reproduce it, and the metrics measured so far."""
@@ -686,9 +686,15 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
     dest.mkdir(parents=True, exist_ok=True)
     for old in dest.glob("model-*.safetensors"):
         old.unlink()
-    for f in sorted((run_dir / "model").iterdir()):
-        if f.suffix in (".safetensors", ".json"):
-            shutil.copy2(f, dest / f.name)
+    import torch
+
+    from cwescan.encoder.model import EncoderClassifier
+
+    if storage not in ("fp16", "int8"):
+        raise ValueError("storage must be fp16 or int8")
+    # re-saved rather than copied: int8 storage halves the repository's weight files
+    EncoderClassifier.load(run_dir / "model").save(dest, torch.int8 if storage == "int8" else torch.float16)
+    shutil.copy2(run_dir / "model" / "tokenizer.json", dest / "tokenizer.json")
     pre = json.loads((run_dir / "pretrain_summary.json").read_text())
     fin = json.loads((run_dir / "finetune_summary.json").read_text())
     cfg = json.loads((dest / "config.json").read_text())
@@ -698,7 +704,7 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
         "base_model": "none: the body was pre-trained from scratch by cwescan (no hub weights)",
         "architecture": {**cfg["shape"], "parameters": pre["parameters"], "heads": ["binary", "cwe_family", "line"],
                          "window_tokens": cfg["window_tokens"], "overlap_tokens": cfg["overlap_tokens"]},
-        "weights_dtype": "float16",
+        "weights_dtype": "int8 matrices with a float16 scale per row, float16 vectors" if storage == "int8" else "float16",
         "pretraining": {
             "objective": "masked language modelling, 15 % of tokens (80/10/10), packed 512-token blocks",
             "corpus": pre["corpus"],
@@ -768,7 +774,8 @@ def write_readme(dest: str | Path) -> None:
         "## Model",
         f"- {a['layers']} layers, hidden {a['hidden']}, {a['heads']} heads, FFN {a['intermediate']}, "
         f"{a['max_positions'] - 2} positions, byte-level BPE vocabulary of {a['vocab_size']}; "
-        f"{a['parameters'] / 1e6:.1f} M body parameters, weights in float16 (safetensors).",
+        f"{a['parameters'] / 1e6:.1f} M body parameters; weights stored as {c['weights_dtype']} (safetensors), "
+        "computed in the precision the detector is asked for (fp32 by default).",
         f"- Heads: binary (vulnerable), CWE family ({', '.join(f['families'])}), per-token line.",
         f"- Units longer than {a['window_tokens']} tokens are cut into overlapping windows of whole lines "
         f"(overlap up to {a['overlap_tokens']} tokens); a unit's score is the max over its windows. Nothing is dropped.",
