@@ -131,6 +131,8 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         return
     if not _SQL_STATEMENT.match(_leading_text(node)):
         return
+    if _reaches_execute(node, ctx):
+        return  # CWS089 reports it where it is executed, with the same flow
     flow = ctx.flow(node)
     level = flow.level_for("sql")
     if level == 0:
@@ -140,6 +142,28 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     else:
         yield Hit(node, "SQL statement text is built from a value not traced to a constant",
                   0.45, lower_severity=True)
+
+
+_EXECUTORS = {"execute", "executemany", "executescript", "raw", "text", "read_sql", "read_sql_query",
+              "mogrify", "RawSQL"}
+
+
+def _reaches_execute(node: ast.AST, ctx: Context) -> bool:
+    """The built string is the SQL argument of an execute-like call that CWS089 flags,
+    directly or through the variable its statement assigns."""
+    scope = ctx.func if ctx.func is not None else ctx.stmt
+    stmt = ctx.stmt
+    names = set()
+    if isinstance(stmt, ast.Assign):
+        names = {t.id for t in stmt.targets if isinstance(t, ast.Name)}
+    for n in ast.walk(scope) if scope is not None else ():
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _EXECUTORS \
+                or isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _EXECUTORS:
+            first = n.args[0] if n.args else None
+            if (first is node or (isinstance(first, ast.Name) and first.id in names)) \
+                    and any(sql_injection(n, ctx)):
+                return True
+    return False
 
 
 _SHELL_CALLS = {"os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4", "popen2.popen2",
