@@ -178,3 +178,52 @@ def test_form_feeds_crlf_and_line_separators_keep_line_numbers(tmp_path, monkeyp
     text = read_source(tmp_path / "odd.py", "odd.py").text
     f = next(u for u in parse_source("odd.py", text).units if u.qualname == "f")
     assert f.code.split("\n") == ["def f(x):", "    return eval(x)"]
+
+
+def test_alarm_inside_the_parser_is_a_timeout_not_a_crash(tmp_path, monkeypatch):
+    """The per-file alarm can go off inside CPython's parser, which may turn it into another
+    error (`cwescan fuzz` saw "SystemError: AST constructor recursion depth mismatch"). Either
+    way the file is reported as timed out, never as a crash."""
+    from cwescan import scanner
+    from cwescan.walk import Candidate
+
+    p = tmp_path / "many.py"
+    p.write_text("x = [1, 2, 3]\n" * 30_000)  # parses in about 0.3 s
+    r = scanner.scan_file(Candidate(p, "many.py"), [], 5_000_000, 0.01, keep_source=False)
+    assert [n.reason for n in r.notices] == ["timeout"], r.notices
+
+    def parser_that_converts_the_alarm(path, text):
+        try:
+            time.sleep(5)
+        except scanner.FileTimeout:
+            raise SystemError("AST constructor recursion depth mismatch (before=156, after=177)")
+
+    monkeypatch.setattr(scanner, "parse_source", parser_that_converts_the_alarm)
+    r = scanner.scan_file(Candidate(p, "many.py"), [], 5_000_000, 0.05, keep_source=False)
+    assert [n.reason for n in r.notices] == ["timeout"], r.notices
+
+
+class AlarmConvertingDetector(Detector):
+    """Like a detector calling into C code that turns the alarm into another exception."""
+
+    name = "converting"
+
+    def detect(self, units):
+        from cwescan.scanner import FileTimeout
+
+        try:
+            time.sleep(5)
+        except FileTimeout:
+            raise SystemError("converted") from None
+        return []
+
+
+def test_alarm_converted_inside_a_detector_is_a_timeout(tmp_path):
+    from cwescan.scanner import scan_file
+    from cwescan.walk import Candidate
+
+    p = tmp_path / "a.py"
+    p.write_text("x = 1\n")
+    r = scan_file(Candidate(p, "a.py"), [AlarmConvertingDetector()], 5_000_000, 0.05, keep_source=False)
+    assert [(n.reason, n.message) for n in r.notices] == [
+        ("timeout", "converting: over 0.05 s on this file (--file-timeout)")]

@@ -96,21 +96,31 @@ def fewer_gc_passes():
         gc.unfreeze()
 
 
+class Alarm:
+    """Whether a :func:`time_limit` went off. The alarm can land inside C code (the parser),
+    which may turn the FileTimeout into another error, e.g. SystemError; this tells them apart."""
+
+    fired = False
+
+
 @contextmanager
 def time_limit(seconds: float):
-    """Interrupt the block after ``seconds`` (main thread on POSIX only; else no bound)."""
+    """Interrupt the block after ``seconds`` (main thread on POSIX only; else no bound).
+    Yields an :class:`Alarm`."""
+    alarm = Alarm()
     if (not seconds or not hasattr(signal, "setitimer")
             or threading.current_thread() is not threading.main_thread()):
-        yield
+        yield alarm
         return
 
     def on_alarm(signum, frame):
+        alarm.fired = True
         raise FileTimeout
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        yield
+        yield alarm
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
@@ -145,39 +155,56 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
         result.notices.append(read.notice)
     if read.text is None:
         return result
+    alarm = Alarm()
     try:
-        with time_limit(timeout):
+        with time_limit(timeout) as alarm:
             src = parse_source(cand.relpath, read.text)
-    except FileTimeout:
-        result.notices.append(Notice(cand.relpath, "timeout", f"parsing took over {timeout:g} s"))
-        result.suppressions = FileSuppressions.build(cand.relpath, read.text, None)
+        if alarm.fired:  # went off inside the parser, which turned it into a parse error
+            raise FileTimeout
+    except (Exception, FileTimeout) as e:
+        result.notices.append(_failure(cand.relpath, "parsing", e, alarm.fired, timeout))
+        result.suppressions = _suppressions(cand.relpath, read.text, None)
         return result
     if src.error and read.text.strip():
         result.notices.append(_parse_notice(cand.relpath, src.error))
     result.n_units = len(src.units)
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
+        alarm = Alarm()
         try:
-            with time_limit(timeout):
-                result.findings.extend(det.detect(src.units))
-        except FileTimeout:
-            result.notices.append(Notice(
-                cand.relpath, "timeout", f"{det.name}: over {timeout:g} s on this file (--file-timeout)"))
-        except (RecursionError, MemoryError) as e:
-            result.notices.append(Notice(cand.relpath, "too-deep",
-                                         f"{det.name}: {type(e).__name__} on deeply nested code"))
-        except Exception as e:  # one detector's bug must not lose the rest of the scan
-            result.notices.append(Notice(cand.relpath, "detector-error",
-                                         f"{det.name} failed: {type(e).__name__}: {e}"))
-    try:
-        result.suppressions = FileSuppressions.build(cand.relpath, read.text, src.tree)
-    except RecursionError:
-        result.suppressions = FileSuppressions.build(cand.relpath, read.text, None)
+            with time_limit(timeout) as alarm:
+                found = det.detect(src.units)
+            result.findings.extend(found)
+        except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
+            result.notices.append(_failure(cand.relpath, det.name, e, alarm.fired, timeout))
+    result.suppressions = _suppressions(cand.relpath, read.text, src.tree)
     if keep_source:
         result.source = src
     if not keep_text and not result.findings:
         result.text = None  # only fingerprints of findings need it: keeps big scans small
     return result
+
+
+def _failure(relpath: str, stage: str, error: BaseException, alarm_fired: bool,
+             timeout: float) -> Notice:
+    """The notice for a parse or detector run that raised."""
+    if alarm_fired or isinstance(error, FileTimeout):
+        return Notice(relpath, "timeout", f"{stage}: over {timeout:g} s on this file (--file-timeout)")
+    if isinstance(error, (RecursionError, MemoryError)):
+        return Notice(relpath, "too-deep", f"{stage}: {type(error).__name__} on deeply nested code")
+    if stage == "parsing":
+        return Notice(relpath, "syntax-error", f"the parser failed: {type(error).__name__}: {error}")
+    return Notice(relpath, "detector-error", f"{stage} failed: {type(error).__name__}: {error}")
+
+
+def _suppressions(relpath: str, text: str, tree) -> FileSuppressions:
+    """Directives of a file; statement spans from the AST when it can be walked."""
+    for t in (tree, None):
+        try:
+            return FileSuppressions.build(relpath, text, t)
+        except (RecursionError, MemoryError, ValueError):
+            continue
+    return FileSuppressions(relpath, [], [])
 
 
 _WORKER: dict = {}
