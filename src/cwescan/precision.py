@@ -17,7 +17,7 @@ LoRA merge) in place and returns it:
   has no CPU kernel (needs the ``mslk`` package or CUDA), so on CPU this uses torchao's
   ``IntxWeightOnlyConfig(weight_dtype=torch.int4)``: weights hold int4 values (stored one per
   int8 byte, with bf16 group scales) and are dequantized inside the matmul. On CUDA it uses
-  ``Int4WeightOnlyConfig`` (tinygemm / tile-packed kernel).
+  ``Int4WeightOnlyConfig`` (tile-packed layout, torch's tinygemm kernel).
 
 A precision that cannot run where it was asked raises ``PrecisionUnavailable`` saying why.
 
@@ -92,7 +92,7 @@ def apply_precision(model, precision: str, device: str = "cpu"):
         if on_cuda:
             q = _quiet_torchao()
             model = model.to(device=device, dtype=torch.bfloat16)
-            q.quantize_(model, q.Int8WeightOnlyConfig())
+            q.quantize_(model, q.Int8WeightOnlyConfig(), filter_fn=gpu_quant_filter)
             return model
         model = model.to(device="cpu", dtype=torch.float32)
         if "fbgemm" in torch.backends.quantized.supported_engines:
@@ -105,7 +105,10 @@ def apply_precision(model, precision: str, device: str = "cpu"):
     q = _quiet_torchao()
     model = model.to(device=device, dtype=torch.bfloat16)
     if on_cuda:
-        q.quantize_(model, q.Int4WeightOnlyConfig(group_size=INT4_GROUP_SIZE))
+        # tile_packed_to_4d runs torch's own tinygemm kernel; torchao's default int4 layout
+        # needs the separate mslk package
+        config = q.Int4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, int4_packing_format="tile_packed_to_4d")
+        q.quantize_(model, config, filter_fn=gpu_quant_filter)
         return model
     try:
         from torchao.quantization.granularity import PerGroup
@@ -120,6 +123,19 @@ def apply_precision(model, precision: str, device: str = "cpu"):
     # lm_head) whose in_features the group size divides gets int4 weights
     q.quantize_(model, config, filter_fn=_int4_filter)
     return model
+
+
+def gpu_quant_filter(module, fqn: str) -> bool:
+    """Linear layers the CUDA kernels take: tiny classifier heads (fewer than 64 outputs) and
+    odd shapes stay in bf16."""
+    import torch
+
+    return (
+        isinstance(module, torch.nn.Linear)
+        and module.out_features >= 64
+        and module.out_features % 16 == 0
+        and module.in_features % 64 == 0
+    )
 
 
 def _int4_filter(module, fqn: str) -> bool:

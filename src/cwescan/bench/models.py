@@ -196,12 +196,16 @@ def _bnb_convert(module, precision: str, device: str):
         raise RuntimeError(f"bitsandbytes is not installed ({e})") from e
     import torch
 
+    from cwescan.precision import gpu_quant_filter
+
     if not device.startswith("cuda"):
         raise RuntimeError("bitsandbytes rows run on CUDA only")
 
+    dtype = torch.float16 if precision == "bnb-int8" else torch.bfloat16
+
     def swap(parent):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear) and child_name != "lm_head":
+            if isinstance(child, torch.nn.Linear) and gpu_quant_filter(child, child_name) and child_name != "lm_head":
                 bias = child.bias is not None
                 if precision == "bnb-int8":
                     new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=bias, has_fp16_weights=False, threshold=6.0)
@@ -212,12 +216,11 @@ def _bnb_convert(module, precision: str, device: str):
                     )
                     new.weight = bnb.nn.Params4bit(child.weight.data.cpu().to(torch.bfloat16), requires_grad=False, quant_type="nf4")
                 if bias:
-                    new.bias = torch.nn.Parameter(child.bias.data.cpu().half(), requires_grad=False)
+                    new.bias = torch.nn.Parameter(child.bias.data.cpu().to(dtype), requires_grad=False)
                 setattr(parent, child_name, new.to(device))
             else:
                 swap(child)
 
-    dtype = torch.float16 if precision == "bnb-int8" else torch.bfloat16
     module = module.to(dtype)
     swap(module)
     return module.to(device)
@@ -225,7 +228,7 @@ def _bnb_convert(module, precision: str, device: str):
 
 def bench_convert(module, precision: str, device: str):
     """Conversions for rows that `cwescan scan` does not offer (GPU backends)."""
-    from cwescan.precision import _quiet_torchao, apply_precision
+    from cwescan.precision import _quiet_torchao, apply_precision, gpu_quant_filter
 
     if precision in ("fp32", "bf16", "fp16", "int8", "int4"):
         return apply_precision(module, precision, device)
@@ -238,9 +241,9 @@ def bench_convert(module, precision: str, device: str):
     q = _quiet_torchao()
     module = module.to(device=device, dtype=torch.bfloat16)
     if precision == "ao-int8dyn":
-        q.quantize_(module, q.Int8DynamicActivationInt8WeightConfig())
+        q.quantize_(module, q.Int8DynamicActivationInt8WeightConfig(), filter_fn=gpu_quant_filter)
     elif precision == "ao-fp8":
-        q.quantize_(module, q.Float8DynamicActivationFloat8WeightConfig())
+        q.quantize_(module, q.Float8DynamicActivationFloat8WeightConfig(), filter_fn=gpu_quant_filter)
     else:
         raise ValueError(f"unknown bench precision {precision!r}")
     return module
@@ -320,6 +323,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
 
     torch.set_num_threads(config.threads)
     out: dict = {"model": spec.model, "precision": spec.precision, "device": spec.device}
+    out["load_average_start"] = os.getloadavg()[0]  # other work on the machine skews CPU rows
     units, owner = _units_of(records)
     sample = _speed_sample(units, config.speed_units)
     on_gpu = spec.device.startswith("cuda")
@@ -439,6 +443,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     except Exception:  # noqa: BLE001 - one class only in a tiny sample
         out["roc_auc"] = None
     out["peak_rss_mb"] = peak_rss_mb()
+    out["load_average_end"] = os.getloadavg()[0]
     if on_gpu:
         out["gpu_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     meter.detach()
@@ -617,6 +622,12 @@ class BenchResult:
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+# OpenMP threads that spin while waiting collapse when other processes share the cores (2
+# threads ran a bf16 forward pass 6x slower than 1 thread on the busy 2-core development
+# machine; passive waiting brought it back). Spawned row processes inherit this.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def run_bench(
