@@ -41,7 +41,8 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Confidence.** Tainted paths only: a path that is merely untraced is too common to flag.
     ``os.path.basename``, ``secure_filename`` and a validation guard (``if not
     path.startswith(root): abort(404)``, ``commonpath`` checks) clear the taint. A plain
-    parameter passed straight to ``open()`` is the caller's choice and is not flagged.
+    parameter passed straight to ``open()`` is the caller's choice and is not flagged; one
+    joined into a path is reported at 0.5, one severity lower.
 
     **Example.**
 
@@ -75,7 +76,10 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return
     if flow.source == "parameter" and not flow.built:
         return
-    yield Hit(call, flow.explain(sink), flow.confidence if flow.source != "parameter" else 0.6)
+    if flow.source == "parameter":  # a library joining its caller's name into a path: often fine
+        yield Hit(call, flow.explain(sink), 0.5, lower_severity=True)
+    else:
+        yield Hit(call, flow.explain(sink), flow.confidence)
 
 
 @rule("CWS022B", cwe="CWE-22", title="Archive extracted without a member filter", severity="high",

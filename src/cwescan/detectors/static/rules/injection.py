@@ -289,5 +289,13 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
     if target is None or isinstance(target, ast.Constant):
         return
     flow = ctx.flow(target)
-    if flow.level_for("command") == 2 and flow.source != "environment":
-        yield Hit(call, flow.explain(f"{qual}() as the program or its script"), flow.confidence * 0.9)
+    if flow.level_for("command") != 2 or flow.source == "environment":
+        return
+    if flow.source == "parameter":
+        # A wrapper running the program its caller names is the caller's choice; flag a
+        # parameter only in a sh -c script or a command string formatted from it.
+        script = isinstance(first, (ast.List, ast.Tuple)) and target is not first.elts[0]
+        formatted = target is first and flow.how in ("an f-string", "%-formatting", "str.format()")
+        if not (script or formatted):
+            return
+    yield Hit(call, flow.explain(f"{qual}() as the program or its script"), flow.confidence * 0.9)
