@@ -160,7 +160,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         s = report.stats
         rate = s["files_scanned"] / elapsed if elapsed > 0 else 0.0
         _err(f"{s['findings']} findings, {len(failing)} at or above --fail-on {fail_on}; "
-             f"{s['files_scanned']} files in {elapsed:.1f} s ({rate:.0f} files/s)")
+             f"{s['files_scanned']} files in {elapsed:.1f} s ({rate:.3g} files/s)")
     return EXIT_FINDINGS if failing else EXIT_CLEAN
 
 
