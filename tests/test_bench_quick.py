@@ -70,7 +70,7 @@ def _records(n=12):
 
 def test_quick_bench_outputs(tmp_path):
     # rows in this process to keep the test fast; test_row_in_own_process covers the isolation
-    config = B.BenchConfig(batches=(1, 4), speed_units=8, seconds_per_batch=1.0, threads=1, cores=1, isolate=False)
+    config = B.BenchConfig(batches=(1, 4), speed_units=8, threads=1, cores=1, isolate=False)
     specs = [B.RowSpec("tiny", p, "cpu", functools.partial(tiny_factory)) for p in ("fp32", "bf16", "int8", "int4", "onnx-int8")]
     result = B.run_bench(specs, _records(), config, quick=True).to_json()
     B.write_outputs(result, tmp_path)
@@ -109,7 +109,7 @@ def test_quick_bench_outputs(tmp_path):
 
 
 def test_row_in_own_process():
-    config = B.BenchConfig(batches=(1, 4), speed_units=8, seconds_per_batch=0.5, threads=1)
+    config = B.BenchConfig(batches=(1, 4), speed_units=8, threads=1)
     ballast = bytearray(400 * 2**20)  # the parent's peak grows; the child's must not include it
     ballast[:: 4096] = b"x" * len(ballast[:: 4096])
     parent = B.peak_rss_mb()
@@ -121,7 +121,7 @@ def test_row_in_own_process():
 
 
 def test_unavailable_row_is_reported_not_fatal():
-    config = B.BenchConfig(batches=(1,), speed_units=4, seconds_per_batch=0.5, threads=1, isolate=False)
+    config = B.BenchConfig(batches=(1,), speed_units=4, threads=1, isolate=False)
     spec = B.RowSpec("tiny", "fp16", "cpu", functools.partial(tiny_factory))
     row = B.run_row(spec, _records(4), config)
     assert row["unavailable"] is True and "GPU-only" in row["error"]

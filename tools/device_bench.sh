@@ -69,7 +69,7 @@ run)
     python3 -c 'from cwescan.bench.cli import bench_app; bench_app()' models --device cuda \
         --models "${MODELS:-slm,encoder}" \
         --precisions "${PRECISIONS:-fp32,fp16,bf16,bnb-int8,bnb-nf4,ao-int8,ao-int8dyn,ao-int4,ao-fp8}" \
-        --batches "${BATCHES:-1,16,64,256}" --speed-units "${SPEED_UNITS:-512}" --seconds-per-batch "${SECONDS_PER_BATCH:-3}" \
+        --batches "${BATCHES:-1,16,64,256}" --speed-units "${SPEED_UNITS:-512}" \
         --records "${RECORDS:-0}" --threads 16 --no-write-default --out "$out" 2>&1 \
         | grep -v -E 'Loading weights|de-quantizing|Failed to load|_pytree' | tee "$out/bench.log"
     ;;

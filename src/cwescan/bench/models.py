@@ -60,8 +60,7 @@ class RowSpec:
 @dataclass
 class BenchConfig:
     batches: tuple[int, ...] = (1, 4, 8, 16, 32)
-    speed_units: int = 64  # units in the batch sweep sample
-    seconds_per_batch: float = 12.0  # time cap per batch size of the sweep
+    speed_units: int = 48  # units in the batch-sweep sample (each batch size scores all of them)
     threads: int = 2
     cores: int = 2  # cores paid for on CPU
     price_cpu_core_hour: float = DEFAULT_PRICE_CPU_CORE_HOUR
@@ -270,15 +269,17 @@ def _speed_sample(units, n: int):
 
 
 class _Row:
-    def __init__(self, scorer, meter: Meter):
-        self.scorer, self.meter = scorer, meter
+    def __init__(self, scorer, meter: Meter, module):
+        self.scorer, self.meter, self.meter_module = scorer, meter, module
 
     def set_batch(self, b: int) -> None:
-        # the detectors batch internally: make their batch the chunk we hand them
+        """Make the detector's own batch ``b`` sequences: the model detectors sort a call's
+        windows by length and batch them internally (as in a scan)."""
         if hasattr(self.scorer, "batch_size"):
             self.scorer.batch_size = b
-        if hasattr(self.scorer, "batch_tokens"):
-            self.scorer.batch_tokens = 1 << 30
+        if hasattr(self.scorer, "batch_tokens"):  # the encoder batches by a token budget
+            config = getattr(self.meter_module, "config", None)
+            self.scorer.batch_tokens = b * int(getattr(config, "window_tokens", 512))
 
     def score(self, units) -> list[float]:
         # a detector's memo of already-scored prompts would turn repeated sweeps into lookups:
@@ -363,36 +364,36 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     out["weights_bytes"] = extra.get("onnx_bytes") or weights_bytes(module)
     out.update({k: v for k, v in extra.items() if k != "onnx_bytes"})
     meter.attach(module)
-    row = _Row(scorer, meter)
+    row = _Row(scorer, meter, module)
     threshold = float(getattr(scorer, "threshold", 0.5))
 
-    # batch sweep on a fixed sample
+    # batch sweep: the same sample at every batch size, handed over in one call (the detector
+    # sorts by length and batches, as a scan does); batch 1 goes unit by unit for latencies
     sweep = []
     latencies: list[float] = []
     for b in config.batches:
         row.set_batch(b)
-        chunks = [sample[i : i + b] for i in range(0, len(sample), b)]
         row.score(sample[: min(b, 2)])  # warm-up: first call's lazy initialisation, kernel choice
         _sync(spec.device)
         meter.reset()
-        done, start = 0, time.perf_counter()
-        for chunk in chunks:
-            t = time.perf_counter()
-            row.score(chunk)
-            _sync(spec.device)
-            if b == 1:
+        start = time.perf_counter()
+        if b == 1:
+            for u in sample:
+                t = time.perf_counter()
+                row.score([u])
+                _sync(spec.device)
                 latencies.append(time.perf_counter() - t)
-            done += len(chunk)
-            if time.perf_counter() - start >= config.seconds_per_batch:
-                break
+        else:
+            row.score(sample)
+            _sync(spec.device)
         seconds = time.perf_counter() - start
-        _say(f"  batch {b}: {done / seconds:.2f} units/s ({meter.tokens / seconds:.0f} tokens/s)")
+        _say(f"  batch {b}: {len(sample) / seconds:.2f} units/s ({meter.tokens / seconds:.0f} tokens/s)")
         sweep.append(
             {
                 "batch": b,
-                "units": done,
+                "units": len(sample),
                 "seconds": seconds,
-                "units_per_s": done / seconds,
+                "units_per_s": len(sample) / seconds,
                 "tokens_per_s": meter.tokens / seconds,
                 "flops_per_s": meter.flops / seconds,
             }
@@ -415,7 +416,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     cpu0 = time.process_time()
     start = time.perf_counter()
     scores: list[float] = []
-    step = max(best["batch"], 1)
+    step = max(256, best["batch"])  # calls of many units, batched inside the detector
     for i in range(0, len(units), step):
         scores.extend(row.score(units[i : i + step]))
     _sync(spec.device)
@@ -807,7 +808,6 @@ def models_command(
     part: str = typer.Option("test", "--part", help="Split part the accuracy is measured on."),
     batches: str = typer.Option(None, "--batches", help="Batch sizes of the sweep, e.g. 1,4,8,16,32."),
     speed_units: int = typer.Option(None, "--speed-units", min=2, help="Units in the batch-sweep sample."),
-    seconds_per_batch: float = typer.Option(None, "--seconds-per-batch", help="Time cap per batch size."),
     threads: int = typer.Option(2, "--threads", min=1, help="torch / ONNX Runtime threads (= cores paid for)."),
     price_cpu: float = typer.Option(None, "--price-per-hour-cpu", help="USD per core-hour (default 0.05)."),
     price_gpu: float = typer.Option(None, "--price-per-hour-gpu", help="USD per GPU-hour (default 2.50)."),
@@ -853,14 +853,12 @@ def models_command(
         raise typer.BadParameter(f"unknown precision(s) {bad}; known: {sorted(known)}", param_hint="--precisions")
     config = B.BenchConfig(threads=threads, cores=threads, isolate=device == "cpu" if isolate is None else isolate)
     if quick:
-        config.batches, config.speed_units, config.seconds_per_batch = (1, 8), 16, 3.0
+        config.batches, config.speed_units = (1, 8), 12
         records = records or 24
     if batches:
         config.batches = tuple(int(b) for b in _csv(batches))
     if speed_units:
         config.speed_units = speed_units
-    if seconds_per_batch:
-        config.seconds_per_batch = seconds_per_batch
     if price_cpu is not None:
         config.price_cpu_core_hour = price_cpu
     if price_gpu is not None:

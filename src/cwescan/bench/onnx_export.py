@@ -194,6 +194,8 @@ def export_int8(
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
+    # like OMP_WAIT_POLICY=PASSIVE for torch: spinning workers collapse on a shared CPU
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     info["onnx_bytes"] = path.stat().st_size
     info["onnx_file"] = path.name
