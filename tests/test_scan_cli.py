@@ -272,3 +272,26 @@ def test_progress_bar_hook_counts_files(tmp_path):
         hook("slm units", 5, 10)
     with _progress(enabled=False) as hook:
         assert hook is None
+
+
+def test_config_values_sizes_and_baseline_path(tmp_path):
+    from cwescan import config
+
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.cwescan]\nmax_file_size = "2MB"\nbaseline = "ci/base.json"\nmin-confidence = 0.25\n'
+        'precision = "INT8"\nfile-timeout = 3\n')
+    sub = tmp_path / "src" / "pkg"
+    sub.mkdir(parents=True)
+    cfg = config.load(sub)  # found upward from the scan root
+    assert cfg.max_file_size == 2_000_000 and cfg.baseline == tmp_path / "ci" / "base.json"
+    assert (cfg.min_confidence, cfg.precision, cfg.file_timeout) == (0.25, "int8", 3.0)
+    assert config.parse_size("512KiB") == 512 * 1024 and config.parse_size(10) == 10
+    with pytest.raises(config.ConfigError):
+        config.parse_size("lots")
+    with pytest.raises(config.ConfigError, match="min-confidence"):
+        config.from_mapping({"min-confidence": 2})
+    # the search stops at the git root: a pyproject above it is not this project's
+    inner = tmp_path / "vendored"
+    (inner / ".git").mkdir(parents=True)
+    assert config.load(inner).source is None
