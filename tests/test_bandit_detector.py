@@ -87,3 +87,9 @@ def test_only_requested_units(detector):
     src = parse_source("u.py", CODE)
     load_unit = [u for u in src.units if u.qualname == "load"]
     assert [f.rule_id for f in detector.detect(load_unit)] == ["B301"]
+
+
+def test_indented_snippet(detector):
+    src = parse_source("record-9", "    def load(self, blob):\n        import pickle\n        return pickle.loads(blob)\n")
+    assert src.tree is None
+    assert ("B301", 3) in {(f.rule_id, f.start_line) for f in detector.detect(src.units)}

@@ -203,3 +203,13 @@ def test_docs_are_generated_from_the_rules():
         assert f"## {r.id}" in out
     committed = Path(__file__).resolve().parents[1] / "docs" / "RULES.md"
     assert committed.read_text() == out, "docs/RULES.md is stale: python -m cwescan.detectors.static --docs > docs/RULES.md"
+
+
+def test_indented_snippets_are_scanned_with_exact_lines():
+    """A method cut out of its class (still indented) does not parse; the detector dedents it."""
+    snippet = "    def run(self, cmd):\n\n        import os\n        os.system('sh -c ' + cmd)\n"
+    src = parse_source("record-9", snippet)
+    assert src.tree is None
+    (f,) = StaticDetector().detect(src.units)
+    assert (f.rule_id, f.start_line) == ("CWS078", 4)
+    assert StaticDetector().detect(parse_source("r", "    def f(:\n        pass\n").units) == []

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from cwescan.detectors.base import Detector
+from cwescan.detectors.static.recover import dedented_text
 from cwescan.findings import Finding
 from cwescan.units import SourceFile, Unit
 
@@ -69,9 +70,11 @@ class BanditDetector(Detector):
         return out
 
     def check_source(self, src: SourceFile) -> list[Finding]:
-        if src.tree is None:
-            return []
-        return self.check_text(src.path, src.text)
+        if src.tree is not None:
+            return self.check_text(src.path, src.text)
+        # a snippet that is only indented (a method cut out of its class): same lines, dedented
+        text = dedented_text(src)
+        return self.check_text(src.path, text) if text is not None else []
 
     def detect(self, units: Sequence[Unit]) -> list[Finding]:
         files: dict[int, SourceFile] = {}
@@ -83,7 +86,7 @@ class BanditDetector(Detector):
         for key, src in files.items():
             found = self.check_source(src)
             spans = wanted[key]
-            if len(spans) != len(src.units):
+            if len(spans) != len(src.units) and src.tree is not None:
                 found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
             out.extend(found)
         return sorted(out, key=Finding.sort_key)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from cwescan.detectors.base import Detector
 from cwescan.detectors.static import rules as _rules  # noqa: F401  (registers the rules)
 from cwescan.detectors.static.context import Context
+from cwescan.detectors.static.recover import tree_of
 from cwescan.detectors.static.registry import RULES, Hit, Rule
 from cwescan.detectors.static.taint import last_name
 from cwescan.findings import SEVERITIES, Finding
@@ -124,9 +125,10 @@ class StaticDetector(Detector):
         self.errors: Counter = Counter()  # rule id -> exceptions caught
 
     def check_source(self, src: SourceFile) -> list[Finding]:
-        if src.tree is None:
+        tree = tree_of(src)  # also parses snippets that are only indented (methods cut out of a class)
+        if tree is None:
             return []
-        return check_tree(src.path, src.tree, self.index, self.errors)
+        return check_tree(src.path, tree, self.index, self.errors)
 
     def detect(self, units: Sequence[Unit]) -> list[Finding]:
         files: dict[int, SourceFile] = {}
@@ -138,7 +140,7 @@ class StaticDetector(Detector):
         for key, src in files.items():
             found = self.check_source(src)
             spans = wanted[key]
-            if len(spans) != len(src.units):  # only some units of this file were asked for
+            if len(spans) != len(src.units) and src.tree is not None:  # only some units were asked for
                 found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
             out.extend(found)
         return sorted(out, key=Finding.sort_key)
