@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cwescan import cwe as cwe_catalog
 from cwescan.artifacts import ArtifactError, model_dir, verify
+from cwescan.codeprep import strip_comments
 from cwescan.detectors.base import Detector
 from cwescan.findings import Finding
 from cwescan.units import Unit
@@ -48,7 +49,10 @@ class EncoderDetector(Detector):
     def _scores(self, units: Sequence[Unit]):
         from cwescan.encoder.infer import score_texts
 
-        scores = score_texts(self.model, self.tokenizer, [u.code for u in units], device=self.device, batch_tokens=self.batch_tokens)
+        # Comments and docstrings are attacker-written prose: without them "# safe: validated"
+        # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.
+        texts = [strip_comments(u.code) for u in units]
+        scores = score_texts(self.model, self.tokenizer, texts, device=self.device, batch_tokens=self.batch_tokens)
         self.windows_scored += sum(s.windows for s in scores)
         return scores
 
