@@ -213,3 +213,10 @@ def test_indented_snippets_are_scanned_with_exact_lines():
     (f,) = StaticDetector().detect(src.units)
     assert (f.rule_id, f.start_line) == ("CWS078", 4)
     assert StaticDetector().detect(parse_source("r", "    def f(:\n        pass\n").units) == []
+
+
+def test_partial_ssrf_ranks_below_a_free_url():
+    head = "import requests\nfrom flask import request\ndef f():\n    u = request.args['u']\n"
+    free = _confidence(head + "    return requests.get(u)\n", "CWS918")
+    path_only = _confidence(head + "    return requests.get('https://api.example.com/' + u)\n", "CWS918")
+    assert free > path_only > 0

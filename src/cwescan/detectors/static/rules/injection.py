@@ -18,6 +18,11 @@ _SQL_WORDS = re.compile(r"(?i)\b(select\s.+\sfrom|insert\s+into|update\s+\S+\s+s
 _DB_RECEIVER = re.compile(r"(?i)(cur|cursor|conn|connection|db|database|session|engine|sql|query|c)$")
 
 
+# bound-parameter markers: a statement that has them passes its values separately, so what is
+# formatted into it is usually an identifier (a table name from configuration)
+_BOUND_PARAMS = re.compile(r"=\s*(\?|\$\d+|:[A-Za-z_]\w*|%\([A-Za-z_]\w*\)s)|\bIN\s*\(\s*\?")
+
+
 def _strings_in(node: ast.AST) -> str:
     return " ".join(n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str))
 
@@ -81,6 +86,8 @@ def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return  # some other .execute(): not a database
     hit = ctx.sink(call, sql, "sql", f"{ast.unparse(call.func)}()", need_built=True,
                    what="SQL text is built from a non-constant value")
+    if hit and hit.lower_severity and _BOUND_PARAMS.search(_sql_text(sql, ctx)):
+        return  # untraced identifier formatted into a statement whose values are bound
     if hit:
         yield hit
 
@@ -117,7 +124,9 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     **Why.** The value becomes part of the SQL statement (CWE-89).
 
     **Confidence.** The source's when a parameter, request field or ``input()`` reaches it,
-    0.45 when the value is not traced; none for constants and ``int()``-cast values.
+    0.45 when the value is not traced; none for constants and ``int()``-cast values, nor for
+    untraced values formatted into a statement that binds its values (``WHERE id = ?``): those
+    are identifiers such as a configured table name.
 
     **Example.**
 
@@ -139,7 +148,7 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         return
     if level == 2:
         yield Hit(node, flow.explain("SQL statement text"), flow.confidence * 0.95)
-    else:
+    elif not _BOUND_PARAMS.search(_strings_in(node)):
         yield Hit(node, "SQL statement text is built from a value not traced to a constant",
                   0.45, lower_severity=True)
 
