@@ -95,6 +95,10 @@ def test_request_data_beats_a_plain_parameter():
                     "def f():\n    os.system('ls ' + request.args['d'])\n")
     param_code = "import os\ndef f(d):\n    os.system('ls ' + d)\n"
     assert _confidence(request_code, "CWS078") > _confidence(param_code, "CWS078")
+    # a Django-style view's parameters after `request` are URL segments
+    view = "import os\ndef view(request, name):\n    return open(os.path.join('/srv', name))\n"
+    helper = "import os\ndef helper(base, name):\n    return open(os.path.join('/srv', name))\n"
+    assert _confidence(view, "CWS022") > _confidence(helper, "CWS022") > 0
 
 
 def test_message_explains_the_flow():

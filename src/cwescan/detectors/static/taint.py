@@ -245,8 +245,11 @@ class Analyzer:
     # -- building scopes --------------------------------------------------------------------
 
     def _params(self, func, scope: Scope) -> None:
-        routed = any(_is_route_decorator(d) for d in getattr(func, "decorator_list", ()))
         a = func.args
+        # a routed view, or a Django-style view taking the request: the other parameters are
+        # URL segments
+        routed = any(_is_route_decorator(d) for d in getattr(func, "decorator_list", ())) or any(
+            p.arg in ("request", "req") for p in a.args[:2])
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
         params += [p for p in (a.vararg, a.kwarg) if p is not None]
         for p in params:
