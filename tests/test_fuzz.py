@@ -121,3 +121,15 @@ def test_cli_saves_crashing_inputs(tmp_path, monkeypatch):
     assert result.exit_code == 1
     saved = sorted((tmp_path / "crashes").glob("*.txt"))
     assert saved and "boom in pre-processing" in saved[0].read_text()
+
+
+def test_shards_cover_every_case_once(tmp_path):
+    """--jobs N runs shard k of N in each process; together they run each case exactly once."""
+    from cwescan.fuzz_cli import merge_summaries, run_fuzz
+
+    parts = [run_fuzz(7, 5, 0.0, 5.0, tmp_path / "crashes", quiet=True, shard=k, shards=2) for k in range(2)]
+    assert [p["cases"] for p in parts] == [4, 3]
+    merged = merge_summaries(parts, seconds=1.0)
+    assert merged["cases"] == 7 and merged["files"] == 9  # one canary per shard
+    assert merged["crashes"] == 0
+    assert sum(merged["kinds"].values()) == 9

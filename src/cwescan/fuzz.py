@@ -343,11 +343,16 @@ def generate(rng: random.Random, seeds: list[bytes], weights: dict[str, float] |
     return kind, MUTATORS[name](rng, seed)
 
 
+def case_at(seed: int, index: int, seeds: list[bytes]) -> Case:
+    """Case ``index`` of the run with ``seed``: depends only on the two (and the seed files)."""
+    return generate(random.Random(f"{seed}:{index}"), seeds)
+
+
 def cases(count: int, seed: int = 0, seeds: list[bytes] | None = None):
-    """``count`` reproducible cases: case i depends only on (seed, i)."""
+    """``count`` reproducible cases."""
     seeds = seeds if seeds is not None else stdlib_seeds(rng=random.Random(seed))
     for i in range(count):
-        yield generate(random.Random(f"{seed}:{i}"), seeds)
+        yield case_at(seed, i, seeds)
 
 
 # --- the harness ----------------------------------------------------------------------------

@@ -48,10 +48,32 @@ def build_harness(file_timeout: float, seeds: list[bytes], quiet: bool = False):
                    file_timeout=file_timeout), notes
 
 
+_BPE_CACHE: dict[int, object] = {}
+
+
 def _small_bpe(seeds: list[bytes]):
+    """A small BPE tokenizer trained on the seed files (cached: training takes seconds)."""
     from cwescan.encoder.tokenizer import train_bpe
 
-    return train_bpe((s.decode("utf-8", errors="replace") for s in seeds[:100]), vocab_size=2000)
+    key = hash(tuple(seeds[:100]))
+    if key not in _BPE_CACHE:
+        _BPE_CACHE[key] = train_bpe((s.decode("utf-8", errors="replace") for s in seeds[:100]), vocab_size=2000)
+    return _BPE_CACHE[key]
+
+
+class _FastTokenizer:
+    """The two methods PromptBuilder uses, straight on a ``tokenizers.Tokenizer``: the same
+    token counts as the transformers wrapper without its per-call overhead, which dominated
+    fuzzing time."""
+
+    def __init__(self, tok):
+        self.tok = tok
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids)
 
 
 def _slm_builder(seeds):
@@ -68,8 +90,8 @@ def _slm_builder(seeds):
         if (shipped / "tokenizer.json").is_file():
             tok = PreTrainedTokenizerFast(tokenizer_file=str(shipped / "tokenizer.json"))
             return PromptBuilder(tok), None
-        tok = PreTrainedTokenizerFast(tokenizer_object=_small_bpe(seeds))
-        return PromptBuilder(tok), "SLM prompts built with a small BPE tokenizer (no shipped SLM tokenizer)"
+        return (PromptBuilder(_FastTokenizer(_small_bpe(seeds))),
+                "SLM prompts built with a small BPE tokenizer (no shipped SLM tokenizer)")
     except Exception as e:  # noqa: BLE001
         return None, f"SLM prompt builder could not start ({type(e).__name__}: {e})"
 
@@ -103,9 +125,10 @@ def canary_case(canary: Path) -> bytes:
 
 
 def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, crash_dir: Path,
-             quiet: bool = False) -> dict:
-    """Run ``count`` cases (or as many as ``time_budget`` seconds allow); return the summary."""
-    from cwescan.fuzz import cases, max_rss_mb, save_crash, stdlib_seeds, write_case
+             quiet: bool = False, shard: int = 0, shards: int = 1) -> dict:
+    """Run cases ``shard, shard + shards, ...`` below ``count`` (or as many as ``time_budget``
+    seconds allow); return the summary. Case i is the same whatever the sharding."""
+    from cwescan.fuzz import case_at, max_rss_mb, save_crash, stdlib_seeds, write_case
     from cwescan.walk import discover
 
     seeds = stdlib_seeds(rng=random.Random(seed))
@@ -120,15 +143,15 @@ def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, cra
     crash_files: list[str] = []
     work = Path(tempfile.mkdtemp(prefix="cwescan-fuzz-"))
     canary = work / "CANARY"
-    stream = cases(count, seed, seeds)
+    indices = list(range(shard, count, shards))
     done = 0
     try:
-        while done < count and (not time_budget or time.monotonic() - started < time_budget):
+        while done < len(indices) and (not time_budget or time.monotonic() - started < time_budget):
             folder = work / f"batch{done // BATCH:05d}"
             folder.mkdir()
             batch: dict[str, tuple[str, bytes]] = {}
-            for i in range(done, min(count, done + BATCH)):
-                kind, data = next(stream)
+            for i in indices[done:done + BATCH]:
+                kind, data = case_at(seed, i, seeds)
                 batch[write_case(folder, i, data).name] = (kind, data)
             (folder / "canary.py").write_bytes(canary_case(canary))
             found, walk_notices = discover([folder], work)
@@ -159,10 +182,10 @@ def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, cra
                 for st, sec in out.stage_seconds.items():
                     if sec > stage_max.get(st, (0.0, ""))[0]:
                         stage_max[st] = (sec, f"{out.name} ({out.kind}, {out.size:,} B)")
-            done = min(count, done + BATCH)
+            done = min(len(indices), done + BATCH)
             shutil.rmtree(folder, ignore_errors=True)
             if not quiet:
-                _err(f"  {done}/{count} cases, {sum(crashes_by_stage.values())} crashes, "
+                _err(f"  {done}/{len(indices)} cases{f' (shard {shard + 1}/{shards})' if shards > 1 else ''}, {sum(crashes_by_stage.values())} crashes, "
                      f"{time.monotonic() - started:.0f} s")
         if canary.exists():
             crashes_by_stage["executed-scanned-code"] += 1
@@ -187,12 +210,53 @@ def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, cra
                     if slowest else "-"),
         "slowest_seconds": slowest.seconds if slowest else 0.0,
         "stage_max": {k: f"{v[0]:.2f} s  {v[1]}" for k, v in sorted(stage_max.items())},
+        "stage_max_raw": stage_max,
         "max_rss_mb": round(max_rss_mb(), 1),
         "seconds": round(time.monotonic() - started, 1),
         "notes": notes,
         "seed": seed,
         "file_timeout": file_timeout,
     }
+
+
+def run_parallel(count: int, seed: int, time_budget: float, file_timeout: float, crash_dir: Path,
+                 jobs: int, quiet: bool = False) -> dict:
+    """``run_fuzz`` in ``jobs`` processes (shards of the case indices), merged."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    started = time.monotonic()
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+        parts = list(pool.map(run_fuzz, *zip(*[
+            (count, seed, time_budget, file_timeout, crash_dir, quiet or k > 0, k, jobs)
+            for k in range(jobs)])))
+    return merge_summaries(parts, time.monotonic() - started)
+
+
+def merge_summaries(parts: list[dict], seconds: float) -> dict:
+    out = dict(parts[0])
+    for key in ("cases", "files", "walked", "scanned", "scanned_with_notice", "skipped_with_reason",
+                "crashes", "units", "windows", "findings"):
+        out[key] = sum(p[key] for p in parts)
+    for key in ("crashes_by_stage", "reasons", "kinds"):
+        total: Counter = Counter()
+        for p in parts:
+            total.update(p[key])
+        out[key] = dict(total.most_common())
+    out["crash_files"] = [f for p in parts for f in p["crash_files"]]
+    slowest = max(parts, key=lambda p: p["slowest_seconds"])
+    out["slowest"], out["slowest_seconds"] = slowest["slowest"], slowest["slowest_seconds"]
+    stage_max: dict = {}
+    for p in parts:
+        for k, v in p["stage_max_raw"].items():
+            if v[0] > stage_max.get(k, (0.0, ""))[0]:
+                stage_max[k] = v
+    out["stage_max_raw"] = stage_max
+    out["stage_max"] = {k: f"{v[0]:.2f} s  {v[1]}" for k, v in sorted(stage_max.items())}
+    out["max_rss_mb"] = max(p["max_rss_mb"] for p in parts)
+    out["seconds"] = round(seconds, 1)
+    out["jobs"] = len(parts)
+    return out
 
 
 def save_crash_raw(crash_dir: Path, name: str, case: tuple[str, bytes], why: str) -> Path:
@@ -209,7 +273,7 @@ def summary_table(s: dict) -> str:
         ("reported with reason", f"{s['skipped_with_reason']:,} skipped, each with a reason"),
         ("crashes", f"{s['crashes']}" + (f"  {s['crashes_by_stage']}" if s["crashes"] else "")),
         ("slowest file", s["slowest"]),
-        ("max RSS", f"{s['max_rss_mb']:,.0f} MB"),
+        ("max RSS", f"{s['max_rss_mb']:,.0f} MB" + (f" (largest of {s['jobs']} processes)" if s.get("jobs", 1) > 1 else "")),
         ("units / model windows", f"{s['units']:,} / {s['windows']:,}"),
         ("time", f"{s['seconds']:,.1f} s (seed {s['seed']}, --file-timeout {s['file_timeout']:g} s)"),
     ]
@@ -231,11 +295,15 @@ def fuzz_command(
                                        help="Per-file, per-stage time bound in seconds (as cwescan scan)."),
     crash_dir: Path = typer.Option(Path("fuzz-crashes"), "--crash-dir",
                                    help="Where crashing inputs are written."),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Processes (each runs a share of the cases)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
 ) -> None:
     """Feed generated and mutated Python files through walking, reading, parsing, the static
     detector and the models' pre-processing; report crashes (0 expected)."""
-    summary = run_fuzz(count, seed, time_budget, file_timeout, crash_dir, quiet)
+    if jobs > 1:
+        summary = run_parallel(count, seed, time_budget, file_timeout, crash_dir, jobs, quiet)
+    else:
+        summary = run_fuzz(count, seed, time_budget, file_timeout, crash_dir, quiet)
     typer.echo(summary_table(summary))
     raise typer.Exit(1 if summary["crashes"] else 0)
 
