@@ -53,6 +53,17 @@ def test_threshold_zero_reports_every_unit_inside_its_span(artifact, units):
     assert create("encoder", model_path=artifact, threshold=1.01).detect(units) == []
 
 
+def test_detect_then_score_runs_the_model_once(artifact, units):
+    det = create("encoder", model_path=artifact, threshold=0.0)
+    findings = det.detect(units)
+    once = det.windows_scored
+    scores = det.score(units)
+    assert det.windows_scored == once
+    assert [f.confidence for f in findings] == pytest.approx(scores)
+    det.score(units[:1])
+    assert det.windows_scored > once
+
+
 def test_blank_units_score_zero(artifact):
     src = parse_source("blank.py", "\n\n   \n")
     det = create("encoder", model_path=artifact, threshold=0.0)

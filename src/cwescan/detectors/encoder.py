@@ -44,7 +44,9 @@ class EncoderDetector(Detector):
         self.model = apply_precision(EncoderClassifier.load(directory), precision, device).eval()
         self.threshold = float(threshold if threshold is not None else self.model.config.threshold)
         self.batch_tokens = batch_tokens
-        self.windows_scored = 0  # total windows, for benchmarks and reports
+        self.windows_scored = 0  # total windows run through the model, for benchmarks and reports
+        self._last_key: list | None = None
+        self._last_scores: list = []
 
     def _scores(self, units: Sequence[Unit]):
         from cwescan.encoder.infer import score_texts
@@ -52,8 +54,14 @@ class EncoderDetector(Detector):
         # Comments and docstrings are attacker-written prose: without them "# safe: validated"
         # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.
         texts = [strip_comments(u.code) for u in units]
+        # callers such as the evaluation run detect() and then score() on the same batch:
+        # the model runs once for both
+        key = [(u.path, u.start_line, text) for u, text in zip(units, texts, strict=True)]
+        if key == self._last_key:
+            return self._last_scores
         scores = score_texts(self.model, self.tokenizer, texts, device=self.device, batch_tokens=self.batch_tokens)
         self.windows_scored += sum(s.windows for s in scores)
+        self._last_key, self._last_scores = key, scores
         return scores
 
     def score(self, units: Sequence[Unit]) -> list[float]:

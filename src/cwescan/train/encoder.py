@@ -445,6 +445,7 @@ def record_family(r, families: list[str]) -> int:
 
 
 def record_items(records, tok, families, window_tokens, overlap_tokens) -> list[Item]:
+    from cwescan.codeprep import strip_comments
     from cwescan.encoder.windows import Window, make_windows
     from cwescan.units import parse_source
 
@@ -452,9 +453,10 @@ def record_items(records, tok, families, window_tokens, overlap_tokens) -> list[
     for r in records:
         wins = []
         for u in parse_source(r.id, r.code).units:
-            if not u.code.strip():
+            code = strip_comments(u.code)  # what the detector feeds the model
+            if not code.strip():
                 continue
-            for w in make_windows(tok, u.code, window_tokens, overlap_tokens):
+            for w in make_windows(tok, code, window_tokens, overlap_tokens):
                 lines = [u.file_line(ln) if ln else 0 for ln in w.lines]
                 wins.append(Window(w.ids, lines, u.file_line(w.first_line), u.file_line(w.last_line)))
         if wins:
@@ -467,11 +469,12 @@ def record_scores(model, tok, records, device) -> list[float]:
     the max over the record's units of the unit score."""
     import torch
 
+    from cwescan.codeprep import strip_comments
     from cwescan.encoder.infer import score_texts
     from cwescan.units import parse_source
 
     files = [parse_source(r.id, r.code) for r in records]
-    texts = [u.code for f in files for u in f.units]
+    texts = [strip_comments(u.code) for f in files for u in f.units]  # as the detector does
     amp = torch.bfloat16 if device == "cuda" else None
     scores = score_texts(model, tok, texts, device=device, autocast_dtype=amp)
     out, k = [], 0
@@ -730,27 +733,26 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
     return write_card(dest, card)
 
 
-def plot_pretrain_log(log_path: str | Path, png_path: str | Path) -> None:
-    """The MLM loss curve (train loss per logged step, held-out loss where evaluated)."""
+def plot_pretrain_logs(runs: dict[str, str | Path], png_path: str | Path) -> None:
+    """MLM loss curves, one colour per run: train loss per logged step (line), held-out loss
+    where evaluated (dots), final held-out masked-token accuracy in the legend."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot([r["tokens_seen"] / 1e6 for r in rows], [r["loss"] for r in rows], lw=1, label="train (batch)")
-    held = [r for r in rows if "heldout_loss" in r]
-    ax.plot([r["tokens_seen"] / 1e6 for r in held], [r["heldout_loss"] for r in held], "o-", label="held-out packages")
-    for r in held[-1:]:
-        ax.annotate(f"masked acc {r['heldout_masked_accuracy']:.1%}", (r["tokens_seen"] / 1e6, r["heldout_loss"]),
-                    textcoords="offset points", xytext=(-90, 25))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (label, log_path), colour in zip(runs.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
+        rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+        held = [r for r in rows if "heldout_loss" in r]
+        acc = f", held-out masked acc {held[-1]['heldout_masked_accuracy']:.1%}" if held else ""
+        ax.plot([r["tokens_seen"] / 1e6 for r in rows], [r["loss"] for r in rows], lw=1, color=colour, label=f"{label}: train{acc}")
+        ax.plot([r["tokens_seen"] / 1e6 for r in held], [r["heldout_loss"] for r in held], "o--", ms=3, color=colour, label=f"{label}: held-out packages")
     ax.set_xlabel("tokens seen (millions)")
     ax.set_ylabel("MLM cross-entropy (nats)")
-    ax.set_yscale("log")
     ax.set_title("cwescan encoder: masked-language-model pre-training")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
@@ -816,3 +818,29 @@ def write_readme(dest: str | Path) -> None:
         "",
     ]
     (dest / "README.md").write_text("\n".join(lines))
+
+
+def select_threshold(model_dir: str | Path, data_dir: str | None = None) -> dict:
+    """Re-choose a shipped classifier's threshold by F1 on the validation part, scoring exactly
+    as the detector does now (e.g. after a change of input preprocessing), and store it in
+    config.json. Returns the validation metrics at the new threshold."""
+    import torch
+
+    from cwescan.data.split import load_part
+    from cwescan.encoder.model import EncoderClassifier
+    from cwescan.encoder.tokenizer import load_tokenizer
+
+    model_dir = Path(model_dir)
+    torch.manual_seed(0)
+    model = EncoderClassifier.load(model_dir)
+    tok = load_tokenizer(model_dir / "tokenizer.json")
+    val = load_part("validation", data_dir=data_dir)
+    y = [int(r.vulnerable) for r in val]
+    scores = record_scores(model, tok, val, "cpu")
+    thr, m = best_threshold(y, scores)
+    m["val_auc"] = auc(y, scores)
+    cfg = json.loads((model_dir / "config.json").read_text())
+    m["previous_threshold"] = cfg["threshold"]
+    cfg["threshold"] = float(thr)
+    (model_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    return m
