@@ -64,6 +64,9 @@ SANITIZERS: dict[str, frozenset[str]] = {
     "url_for": frozenset({"redirect", "url"}), "reverse": frozenset({"redirect", "url"}),
     "literal_eval": frozenset({"code"}),
     "escape_string": frozenset({"sql"}), "mogrify": frozenset(),
+    # in-memory files: their content may be tainted, but they are not paths, URLs or commands
+    "BytesIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
+    "StringIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
 }
 # calls whose test in an ``if`` is a validation of the value they look at
 VALIDATOR_WORDS = ("valid", "allowed", "safe", "check", "verify", "is_relative_to", "commonpath",
