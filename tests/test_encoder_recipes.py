@@ -68,3 +68,43 @@ def test_tiny_pretraining_on_cpu(tmp_path):
     assert (out / "tokenizer.json").is_file() and list(out.glob("encoder-*.safetensors"))
     log = [json.loads(line) for line in (out / "pretrain_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log][:3] == [1, 2, 3] and "heldout_loss" in log[-1]
+
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="labelled data not present")
+def test_tiny_pretrain_finetune_ship_and_detect(tmp_path):
+    """Both stages on CPU with a tiny body and a few records, then ship() and load the result
+    through the detector: the whole path that produced the shipped model."""
+    from encoder_helpers import corpus
+
+    from cwescan.artifacts import verify
+    from cwescan.detectors import create
+    from cwescan.train.encoder import ship, write_readme
+    from cwescan.units import parse_source
+
+    root = tmp_path / "site"
+    for i, text in enumerate(corpus(40)):
+        (root / f"pkg{i % 8}").mkdir(parents=True, exist_ok=True)
+        (root / f"pkg{i % 8}" / f"m{i}.py").write_text(text)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f"name: tiny\nstages: [pretrain, finetune]\npretrain:\n  corpus: {{roots: [{root}], max_mb: 1, holdout_percent: 40, tokenizer_sample_mb: 1}}\n"
+        "  shape: {vocab_size: 400, hidden: 32, layers: 1, heads: 2, intermediate: 64, max_positions: 66}\n"
+        "  block_tokens: 64\n  batch_size: 4\n  max_steps: 2\n  eval_blocks: 4\n"
+        "finetune:\n  window_tokens: 64\n  overlap_tokens: 8\n  epochs: 1\n  limit_records: 24\n  batch_records: 8\n"
+    )
+    out = tmp_path / "run"
+    result = run(recipe, out, device="cpu")
+    sel = result["finetune"]["selected"]
+    assert 0.0 <= sel["f1"] <= 1.0 and result["finetune"]["steps"] == 3
+    dest = tmp_path / "shipped"
+    ship(out, dest, ["cwescan train encoder --recipe r.yaml"], storage="int8")
+    write_readme(dest)
+    card = verify(dest)
+    assert card["threshold"] == pytest.approx(sel["threshold"])
+    assert "pre-trained from scratch" in card["base_model"] and (dest / "README.md").is_file()
+    det = create("encoder", model_path=dest)
+    units = parse_source("a.py", "import os\n\ndef f(x):\n    os.system(x)\n").units
+    assert len(det.score(units)) == len(units)
