@@ -376,6 +376,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         row.score(sample[: min(b, 2)])  # warm-up: first call's lazy initialisation, kernel choice
         _sync(spec.device)
         meter.reset()
+        cpu0 = time.process_time()
         start = time.perf_counter()
         if b == 1:
             for u in sample:
@@ -387,13 +388,20 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
             row.score(sample)
             _sync(spec.device)
         seconds = time.perf_counter() - start
-        _say(f"  batch {b}: {len(sample) / seconds:.2f} units/s ({meter.tokens / seconds:.0f} tokens/s)")
+        cpu_seconds = time.process_time() - cpu0
+        _say(
+            f"  batch {b}: {len(sample) / seconds:.2f} units/s ({meter.tokens / seconds:.0f} tokens/s, "
+            f"{len(sample) / max(cpu_seconds, 1e-9):.2f} units per CPU-second)"
+        )
         sweep.append(
             {
                 "batch": b,
                 "units": len(sample),
                 "seconds": seconds,
                 "units_per_s": len(sample) / seconds,
+                "cpu_seconds": cpu_seconds,
+                # work per core-second: robust to other processes sharing the cores
+                "units_per_cpu_s": len(sample) / cpu_seconds if cpu_seconds > 0 else None,
                 "tokens_per_s": meter.tokens / seconds,
                 "flops_per_s": meter.flops / seconds,
             }
@@ -403,6 +411,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     out["best_batch"] = best["batch"]
     out["best_units_per_s"] = best["units_per_s"]
     out["best_flops_per_s"] = best["flops_per_s"]
+    out["best_units_per_cpu_s"] = max((s["units_per_cpu_s"] or 0.0) for s in sweep)
     one = next((s for s in sweep if s["batch"] == 1), None)
     out["batch1_units_per_s"] = one["units_per_s"] if one else None
     if latencies:
@@ -558,6 +567,8 @@ def derive(rows: list[dict], peaks_by_device: dict[str, dict], config: BenchConf
             r["delta_accuracy"] = r["accuracy"] - base["accuracy"]
             same_device = base["device"] == r["device"]
             r["speedup_vs_fp32"] = r["best_units_per_s"] / base["best_units_per_s"] if same_device else None
+            if same_device and r.get("best_units_per_cpu_s") and base.get("best_units_per_cpu_s"):
+                r["speedup_vs_fp32_cpu_time"] = r["best_units_per_cpu_s"] / base["best_units_per_cpu_s"]
         r["roofline_share"] = roofline_share(r.get("best_flops_per_s"), r["precision"], peaks_by_device.get(r["device"], {}))
         r["cost_per_1k_usd"] = _cost_per_1k(r, config)
 
@@ -638,6 +649,7 @@ def run_bench(
     quick: bool = False,
     progress: Callable[[str], None] = lambda s: None,
     records_info: dict | None = None,
+    on_row: Callable[[BenchResult], None] | None = None,
 ) -> BenchResult:
     from cwescan.bench.roofline import measure_peaks
 
@@ -656,6 +668,8 @@ def run_bench(
         row = run_row(spec, records, config)
         row["row_wall_s"] = time.perf_counter() - t
         result.rows.append(row)
+        if on_row is not None:  # partial results survive a run cut short
+            on_row(result)
         progress(
             f"  -> {row['error']}" if "error" in row else
             f"  -> F1 {row['f1']:.3f}  {row['best_units_per_s']:.1f} units/s (batch {row['best_batch']})"
@@ -698,14 +712,14 @@ def _fmt(v, spec: str = ".1f", none: str = "—") -> str:
 def render_markdown(result: dict) -> str:
     m = result["machine"]
     lines = [
-        "| model | precision | device | F1 | ΔF1 | acc | Δacc | units/s b=1 | units/s best (b) | speed-up | p50 / p95 ms (b=1) "
-        "| peak mem MB | weights MB | load s | roofline | $ / 1k units |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | precision | device | F1 | ΔF1 | acc | Δacc | units/s b=1 | units/s best (b) | speed-up | units per CPU-s "
+        "(speed-up) | p50 / p95 ms (b=1) | peak mem MB | weights MB | load s | roofline | $ / 1k units | load avg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         if "error" in r:
             why = r["error"].splitlines()[0][:140].replace("|", "/")
-            lines.append(f"| {r['model']} | {r['precision']} | {r['device']} | not run: {why} |" + " |" * 12)
+            lines.append(f"| {r['model']} | {r['precision']} | {r['device']} | not run: {why} |" + " |" * 14)
             continue
         mem = r.get("gpu_peak_mb") or r.get("peak_rss_mb")
         lines.append(
@@ -722,12 +736,15 @@ def render_markdown(result: dict) -> str:
                     _fmt(r.get("batch1_units_per_s")),
                     f"{_fmt(r['best_units_per_s'])} ({r['best_batch']})",
                     _fmt(r.get("speedup_vs_fp32"), ".2f") + ("×" if r.get("speedup_vs_fp32") else ""),
+                    f"{_fmt(r.get('best_units_per_cpu_s'), '.2f')} ({_fmt(r.get('speedup_vs_fp32_cpu_time'), '.2f')}×)"
+                    if not r["device"].startswith("cuda") else "—",
                     f"{_fmt(r.get('p50_ms'), '.0f')} / {_fmt(r.get('p95_ms'), '.0f')}",
                     _fmt(mem, ".0f"),
                     _fmt(r["weights_bytes"] / 1e6, ".1f"),
                     _fmt(r["load_s"], ".1f"),
                     _fmt(r.get("roofline_share") and 100 * r["roofline_share"], ".1f") + ("%" if r.get("roofline_share") else ""),
                     _fmt(r.get("cost_per_1k_usd"), ".4f"),
+                    _fmt(r.get("load_average_start"), ".1f"),
                 ]
             )
             + " |"
@@ -875,7 +892,13 @@ def models_command(
     recs = sample(recs, records or None)
     info.update({"n": len(recs), "vulnerable": sum(r.vulnerable for r in recs), "sampled_from_part": bool(records)})
     specs = [B.RowSpec(m, p, device, B.make_factory(m)) for m in _csv(model_names) for p in rows]
-    result = B.run_bench(specs, recs, config, quick=quick, progress=typer.echo, records_info=info).to_json()
+    out.mkdir(parents=True, exist_ok=True)
+
+    def partial(res):
+        (out / "bench.partial.json").write_text(json.dumps(res.to_json(), indent=2, default=str) + "\n")
+
+    result = B.run_bench(specs, recs, config, quick=quick, progress=typer.echo, records_info=info, on_row=partial).to_json()
+    (out / "bench.partial.json").unlink(missing_ok=True)
     B.write_outputs(result, out)
     typer.echo(B.render_markdown(result))
     if write_default is None:
