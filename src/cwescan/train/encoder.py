@@ -705,7 +705,7 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
         "name": "cwescan-encoder",
         "kind": "encoder classifier (RoBERTa, CodeBERTa-small style)",
         "base_model": "none: the body was pre-trained from scratch by cwescan (no hub weights)",
-        "architecture": {**cfg["shape"], "parameters": pre["parameters"], "heads": ["binary", "cwe_family", "line"],
+        "architecture": {**cfg["shape"], "parameters": pre["parameters"], "output_heads": ["binary", "cwe_family", "line"],
                          "window_tokens": cfg["window_tokens"], "overlap_tokens": cfg["overlap_tokens"]},
         "weights_dtype": "int8 matrices with a float16 scale per row, float16 vectors" if storage == "int8" else "float16",
         "pretraining": {
@@ -796,6 +796,13 @@ def write_readme(dest: str | Path) -> None:
         f"{f['train_records']:,} records, {f['train_windows']:,} windows), {f['steps']:,} steps; epoch {sel['epoch']} "
         f"selected on validation ({f['validation_records']} records): F1 {sel['f1']:.3f}, precision "
         f"{sel['precision']:.3f}, recall {sel['recall']:.3f}, AUC {sel['val_auc']:.3f}.",
+        *(
+            [f"3. **Threshold re-selected** on validation when the detector began stripping comments and "
+             f"docstrings before scoring: {f['threshold_reselected']['validation']['previous_threshold']} -> "
+             f"{f['threshold_reselected']['validation']['threshold']} (validation F1 "
+             f"{f['threshold_reselected']['validation']['f1']:.3f}, AUC {f['threshold_reselected']['validation']['val_auc']:.3f})."]
+            if f.get("threshold_reselected") else []
+        ),
         "",
         "Reproduce (the device run does both stages; see docs/ENCODER.md):",
         "",
@@ -812,7 +819,10 @@ def write_readme(dest: str | Path) -> None:
     lines += [
         "",
         "## Limits",
+        "- The pre-trained body is weak: MLM stopped on the early plateau (see docs/ENCODER.md); a longer run should help.",
         "- Trained on ~2.7 k labelled records; it learns surface patterns of those sources and misses what they lack.",
+        "- Recall-heavy: many false positives, e.g. module units that import risky libraries (pickle, lxml, requests)"
+        " and short harmless functions; on test its F1 is only a few points above flagging everything.",
         "- The line head points at one line per unit; the CWE family is a guess among the frequent families.",
         "- card.json lists the SHA-256 of every file; the detector refuses files that do not match.",
         "",
