@@ -1,0 +1,310 @@
+"""The SLM detector: a small causal LM with a shipped LoRA adapter judges each unit.
+
+Load: the adapter folder's card is verified (``cwescan.artifacts.verify``: a changed file is an
+ArtifactError), the base model is loaded (dequantized GGUF, cached as safetensors), the adapter
+is merged into the base weights, then the precision is applied (fp32 | bf16 | int8 | int4).
+
+Modes (same finding fields either way):
+
+- ``score`` (default): one forward pass per window gives P(vulnerable); a unit is flagged when
+  its best window reaches the threshold chosen on validation (card.json); the CWE id and line of
+  a flagged unit are then decoded inside tries of the allowed values (infer.py).
+- ``generate``: the whole JSON answer is produced slot by slot for every window (constrained, so
+  it always parses) and the model's own greedy verdict (P(true) > 0.5) decides; ``stats``
+  counts answers and parses.
+
+Static hints and second opinion: ``detect(units, hints={path: [Finding, ...]})`` (or the option
+``static_findings``) gives static findings inside a unit to the model as hint lines when
+``hints_in_prompt`` is on, and every static finding gets the model's second opinion through
+``second_opinion`` (documented there). The scanner's cross-detector merge can call
+``second_opinion(static_finding, p_slm, slm_cwe, threshold)`` directly with the SLM's unit score.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from cwescan import cwe as cwe_catalog
+from cwescan.artifacts import ArtifactError, model_dir, verify
+from cwescan.detectors.base import Detector
+from cwescan.findings import Finding
+from cwescan.slm import prompt as P
+from cwescan.units import Unit
+
+PRECISIONS = ("fp32", "bf16", "int8", "int4")
+
+
+def second_opinion(static: Finding, p_slm: float, slm_cwe: str | None, threshold: float) -> Finding:
+    """A static finding with the SLM's second opinion folded into its confidence.
+
+    - the model agrees (p_slm >= threshold and its CWE, if any, is in the same family):
+      noisy-OR, ``1 - (1 - p_static) * (1 - p_slm)`` -- two independent signals raise confidence;
+    - otherwise: the plain average ``(p_static + p_slm) / 2`` -- a disagreeing model lowers it,
+      but never drops a static finding (the merge keeps it, ranked lower).
+    """
+    agree = p_slm >= threshold and (slm_cwe is None or cwe_catalog.same_family(slm_cwe, static.cwe))
+    ps = static.confidence
+    combined = 1 - (1 - ps) * (1 - p_slm) if agree else (ps + p_slm) / 2
+    extra = dict(static.extra)
+    extra["slm_second_opinion"] = {
+        "p_vulnerable": round(p_slm, 4),
+        "cwe": slm_cwe,
+        "agrees": agree,
+        "static_confidence": round(ps, 4),
+        "rule": "noisy-or" if agree else "average",
+    }
+    return dataclasses.replace(static, confidence=combined, extra=extra)
+
+
+def apply_precision(model, precision: str):
+    """fp32 | bf16 | int8 | int4 for CPU inference; the benchmark's cwescan.precision wins when present."""
+    try:
+        from cwescan.precision import apply_precision as shared
+    except ImportError:
+        shared = None
+    if shared is not None:
+        return shared(model, precision)
+    import torch
+
+    if precision == "fp32":
+        return model.float()
+    if precision == "bf16":
+        return model.to(torch.bfloat16)
+    if precision == "int8":
+        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
+    if precision == "int4":
+        try:
+            from torchao.quantization import Int4WeightOnlyConfig, quantize_
+
+            model = model.to(torch.bfloat16)
+            quantize_(model, Int4WeightOnlyConfig(group_size=32, int4_packing_format="opaque"))
+            return model
+        except Exception as e:  # noqa: BLE001 - report why int4 is unavailable here
+            raise RuntimeError(f"int4 weight-only quantization is not available on this CPU/torchao: {e}") from None
+    raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+
+
+class SLMDetector(Detector):
+    name = "slm"
+
+    def __init__(
+        self,
+        precision: str = "fp32",
+        device: str = "cpu",
+        mode: str = "score",
+        threshold: float | None = None,
+        model: str | Path | None = None,
+        max_tokens: int | None = None,
+        batch_size: int = 16,
+        static_findings: Iterable[Finding] | None = None,
+        hints_in_prompt: bool = False,
+        **_: object,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        if mode not in ("score", "generate"):
+            raise ValueError("mode must be 'score' or 'generate'")
+        self.precision, self.device, self.mode = precision, device, mode
+        self.batch_size = batch_size
+        self.hints_in_prompt = hints_in_prompt
+        self.static_findings = list(static_findings or [])
+        self.adapter_dir = Path(model) if model else model_dir("slm")
+        if not self.adapter_dir.is_dir():
+            raise ArtifactError(f"{self.adapter_dir}: no SLM adapter here (run `cwescan train slm` or use --detector static)")
+        self.card = verify(self.adapter_dir)
+        self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        self.cwe_vocab = self.card.get("cwe_vocab") or ["CWE-20"]
+        prompt_cfg = self.card.get("prompt", {})
+        self.options = P.PromptOptions(
+            max_tokens=max_tokens or prompt_cfg.get("max_tokens", 1024), callers=prompt_cfg.get("callers", True)
+        )
+        self._model = None
+        self._cache: dict[str, float] = {}
+        self.stats = {"units": 0, "windows": 0, "windowed_units": 0, "truncated_windows": 0,
+                      "with_callers": 0, "hinted_windows": 0, "answers": 0, "parsed": 0}
+
+    # ------------------------------------------------------------ loading
+
+    def _load(self):
+        if self._model is not None:
+            return
+        import torch
+        from peft import PeftModel
+
+        from cwescan.slm import base
+
+        torch.manual_seed(0)
+        base_dir = self.card.get("base_dir")
+        if base_dir:  # a plain checkpoint (tests' tiny models); relative to the adapter folder
+            d = (self.adapter_dir / base_dir).resolve()
+            model, tok, _ = base.load_base(directory=d)
+        else:
+            model, tok, info = base.load_base(self.card.get("base_model", "smollm2-135m"))
+            want = self.card.get("gguf_sha256")
+            if want and info["gguf_sha256"] != want:
+                raise ArtifactError(f"base GGUF sha256 {info['gguf_sha256'][:16]}… is not the one the adapter was trained on ({want[:16]}…)")
+        model = PeftModel.from_pretrained(model, str(self.adapter_dir), is_trainable=False)
+        model = model.merge_and_unload()
+        model.eval()
+        model = apply_precision(model, self.precision)
+        if self.device != "cpu":
+            model = model.to(self.device)
+        self._model, self.tokenizer = model, tok
+        self.builder = P.PromptBuilder(tok, self.options)
+
+    # ------------------------------------------------------------ windows and scores
+
+    def _hints_for(self, unit: Unit, hints: dict[str, list[Finding]]) -> list[P.Hint]:
+        if not self.hints_in_prompt:
+            return []
+        return [
+            P.Hint(f.start_line - unit.start_line + 1, f.cwe, f.title)
+            for f in hints.get(unit.path, [])
+            if unit.start_line <= f.start_line <= unit.end_line
+        ]
+
+    def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
+        out = []
+        for u in units:
+            ws = self.builder.unit_windows(u, self._hints_for(u, hints))
+            out.append(ws)
+        return out
+
+    def _score_windows(self, windows: list[list[P.Window]], cut: float = float("inf")) -> list[list[tuple[float, dict | None]]]:
+        """(P(vulnerable), decoded CWE/line or None) per window; windows reaching ``cut`` get
+        their CWE and line decoded from the same forward pass. Results are cached by prompt, so
+        the evaluation's detect-then-score costs one pass."""
+        from cwescan.slm.infer import score_and_decode
+
+        def ready(w):
+            hit = self._cache.get(w.prompt)
+            return hit is not None and (hit[0] < cut or hit[1] is not None)
+
+        todo = {w.prompt: w for ws in windows for w in ws if not ready(w)}
+        if todo:
+            prompts = sorted(todo)
+            lines = [range(todo[q].first_line, todo[q].last_line + 1) for q in prompts]
+            res = score_and_decode(self._model, self.tokenizer, prompts, cut, self.cwe_vocab, lines,
+                                   self.batch_size, self.device)
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache.update(zip(prompts, res, strict=True))
+        return [[self._cache[w.prompt] for w in ws] for ws in windows]
+
+    def score(self, units: Sequence[Unit]) -> list[float]:
+        """P(vulnerable) per unit: the most suspicious window."""
+        if not units:
+            return []
+        self._load()
+        per = self._score_windows(self._windows(units, self._hint_map(None)))
+        return [max(p for p, _ in s) for s in per]
+
+    def _hint_map(self, hints: dict[str, list[Finding]] | None) -> dict[str, list[Finding]]:
+        merged: dict[str, list[Finding]] = {}
+        for f in self.static_findings:
+            merged.setdefault(f.path, []).append(f)
+        for path, fs in (hints or {}).items():
+            merged.setdefault(path, []).extend(fs)
+        return merged
+
+    # ------------------------------------------------------------ answers
+
+    @staticmethod
+    def answer(p_true: float, details: dict | None) -> dict:
+        """The JSON verdict of one window: vulnerable when its CWE and line were decoded."""
+        if details is None:
+            return P.answer_json(False, None, None, 1 - p_true)
+        return P.answer_json(True, details["cwe"], details["line"], p_true)
+
+    def generate(self, units: Sequence[Unit]) -> list[str]:
+        """The JSON answer text per unit (its most suspicious window), always parseable; the
+        model's own verdict (P(true) > 0.5) decides. ``stats`` counts answers and parses."""
+        from cwescan.slm.infer import parse_answer
+
+        self._load()
+        windows = self._windows(units, self._hint_map(None))
+        out = []
+        for ss in self._score_windows(windows, 0.5):
+            p, det = max(ss, key=lambda t: t[0])
+            text = json.dumps(self.answer(p, det if p >= 0.5 else None))
+            self.stats["answers"] += 1
+            try:
+                parse_answer(text)
+                self.stats["parsed"] += 1
+            except ValueError:
+                pass
+            out.append(text)
+        return out
+
+    def detect(self, units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
+        if not units:
+            return []
+        self._load()
+        hint_map = self._hint_map(hints)
+        windows = self._windows(units, hint_map)
+        cut = 0.5 if self.mode == "generate" else self.threshold
+        scores = self._score_windows(windows, cut)
+        findings: list[Finding] = []
+        unit_view: dict[int, tuple[float, str | None]] = {}
+        for i, (u, ws, ss) in enumerate(zip(units, windows, scores, strict=True)):
+            self.stats["units"] += 1
+            self.stats["windows"] += len(ws)
+            self.stats["windowed_units"] += len(ws) > 1
+            self.stats["truncated_windows"] += sum(w.truncated for w in ws)
+            self.stats["with_callers"] += any(w.callers for w in ws)
+            self.stats["hinted_windows"] += sum(w.hints > 0 for w in ws)
+            k = max(range(len(ss)), key=lambda j: ss[j][0])
+            (p, det), w = ss[k], ws[k]
+            flagged = p >= cut
+            ans = self.answer(p, det if flagged else None)
+            if self.mode == "generate":
+                from cwescan.slm.infer import parse_answer
+
+                self.stats["answers"] += 1
+                parse_answer(json.dumps(ans))  # holds by construction; raises if the template broke
+                self.stats["parsed"] += 1
+            unit_view[i] = (p, ans["type"])
+            if not flagged:
+                continue
+            cwe = ans["type"]
+            line = u.file_line(min(max(ans["line_number"], 1), len(u.code.split("\n"))))
+            findings.append(
+                Finding(
+                    path=u.path,
+                    start_line=line,
+                    end_line=line,
+                    cwe=cwe,
+                    rule_id="SLM",
+                    title=f"{cwe_catalog.name(cwe)} (model)",
+                    message=f"The SLM judges {u.qualname} vulnerable to {cwe} ({cwe_catalog.name(cwe)}) "
+                    f"with P(vulnerable)={p:.2f}, most likely at line {line}.",
+                    confidence=p,
+                    severity=cwe_catalog.severity(cwe),
+                    detector="slm",
+                    extra={
+                        "answer": ans,
+                        "cwe_confidence": round(det["cwe_confidence"], 4),
+                        "unit": u.qualname,
+                        "window": [u.file_line(w.first_line), u.file_line(w.last_line)],
+                        "windows": len(ws),
+                        "truncated": any(x.truncated for x in ws),
+                        "callers_in_context": w.callers,
+                        "mode": self.mode,
+                        "threshold": round(cut, 4),
+                    },
+                )
+            )
+        # second opinion on every static finding inside these units
+        for i, u in enumerate(units):
+            for f in hint_map.get(u.path, []):
+                if u.start_line <= f.start_line <= u.end_line and not (u.kind == "module" and _in_function(f, u)):
+                    p, c = unit_view[i]
+                    findings.append(second_opinion(f, p, c, self.threshold))
+        return sorted(findings, key=Finding.sort_key)
+
+
+def _in_function(f: Finding, module_unit: Unit) -> bool:
+    return any(o.kind == "function" and o.start_line <= f.start_line <= o.end_line for o in module_unit.file.units)

@@ -1,0 +1,1 @@
+"""The small language model behind the SLM detector: base model, prompt format, inference."""

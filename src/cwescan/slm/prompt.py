@@ -1,0 +1,234 @@
+"""The SLM's instruction format: what the model reads and the answer it is trained to write.
+
+Prompt (ChatML, the format SmolLM2-Instruct was tuned with)::
+
+    <|im_start|>user
+    {INSTRUCTION}
+    [Callers of this function (context only, not judged):
+    ...code of callers in the same file...]
+    [Static analysis hints:
+    static analysis flagged line 12: CWE-89 SQL injection]
+    Code:
+       1| def f(x):
+       2|     ...
+    <|im_end|>
+    <|im_start|>assistant
+    {"vulnerability": true, "type": "CWE-89", "line_number": 2}<|im_end|>
+
+Line numbers are 1-based within the unit (a window keeps the unit's numbering). The trained
+answer stops after ``line_number``: ``confidence`` is not generated but filled in from the
+model's own P(vulnerable) (see ``infer.py``), because a confidence the model writes as text is
+not calibrated and costs extra decoding steps.
+
+The answer is tokenised *piece by piece* (fixed template pieces and slot values separately), so
+that training targets and constrained decoding see exactly the same token boundaries.
+
+Windowing: a unit whose numbered code does not fit the token budget is split into overlapping
+windows of whole lines, so no line is dropped; a single line longer than a whole window is cut
+(and counted as a truncation).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cwescan import cwe as cwe_catalog
+from cwescan.units import Unit, split_lines
+
+INSTRUCTION = (
+    "You are a security code reviewer. Decide whether the Python code below contains a security "
+    "vulnerability. Answer in JSON with the keys vulnerability (true or false), type (the CWE id, "
+    "or null) and line_number (the numbered line of the weakness, or null)."
+)
+
+USER_START = "<|im_start|>user\n"
+ASSISTANT_START = "<|im_end|>\n<|im_start|>assistant\n"
+END = "<|im_end|>"
+
+# answer template pieces; slots are filled between them
+A_OPEN = '{"vulnerability":'
+A_TRUE = " true"
+A_FALSE = " false"
+A_TYPE = ', "type": "CWE-'
+A_LINE = '", "line_number": '
+A_CLOSE = "}"
+A_SAFE_REST = ', "type": null, "line_number": null}'
+
+
+@dataclass
+class Window:
+    """One prompt for (part of) one unit."""
+
+    prompt: str
+    first_line: int  # unit-relative line numbers shown in this window
+    last_line: int
+    truncated: bool = False  # a line longer than the whole budget was cut
+    callers: int = 0  # caller functions included as context
+    hints: int = 0
+
+
+@dataclass
+class PromptOptions:
+    max_tokens: int = 1024  # whole prompt + answer budget per window
+    answer_reserve: int = 40  # tokens kept free for the answer
+    overlap_lines: int = 4  # lines repeated between consecutive windows
+    callers: bool = True  # add callers from the same file when the unit fits
+    caller_tokens: int = 384  # at most this many tokens of caller code
+
+
+@dataclass
+class Hint:
+    line: int  # unit-relative
+    cwe: str
+    title: str = ""
+
+
+@dataclass
+class Encoded:
+    """Token ids of one training example."""
+
+    input_ids: list[int]
+    labels: list[int]  # -100 outside the answer
+    meta: dict = field(default_factory=dict)
+
+
+def numbered(lines: Sequence[str], first: int) -> list[str]:
+    return [f"{first + i:>4}| {line}" for i, line in enumerate(lines)]
+
+
+def hint_text(hints: Sequence[Hint]) -> str:
+    if not hints:
+        return ""
+    rows = [f"static analysis flagged line {h.line}: {h.cwe} {h.title or cwe_catalog.name(h.cwe)}" for h in hints]
+    return "Static analysis hints:\n" + "\n".join(rows) + "\n"
+
+
+def _called_name(call: ast.Call) -> str | None:
+    f = call.func
+    if isinstance(f, ast.Name):
+        return f.id
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    return None
+
+
+def callers_of(unit: Unit) -> list[Unit]:
+    """Other function units of the same file that call this unit's function by name."""
+    if unit.kind != "function":
+        return []
+    name = unit.qualname.split(".")[-1]
+    out = []
+    for other in unit.file.units:
+        if other is unit or other.kind != "function" or other.node is None:
+            continue
+        if any(isinstance(n, ast.Call) and _called_name(n) == name for n in ast.walk(other.node)):
+            out.append(other)
+    return out
+
+
+class PromptBuilder:
+    def __init__(self, tokenizer, options: PromptOptions | None = None) -> None:
+        self.tok = tokenizer
+        self.opt = options or PromptOptions()
+        self.overhead = self.count(USER_START + INSTRUCTION + "\nCode:\n" + ASSISTANT_START) + self.opt.answer_reserve
+
+    def count(self, text: str) -> int:
+        return len(self.tok.encode(text, add_special_tokens=False))
+
+    def _prompt(self, code_lines: list[str], context: str, hints: str) -> str:
+        return USER_START + INSTRUCTION + "\n" + context + hints + "Code:\n" + "\n".join(code_lines) + ASSISTANT_START
+
+    def windows(self, code: str, hints: Sequence[Hint] = (), callers: Sequence[str] = ()) -> list[Window]:
+        """Prompts covering every line of ``code`` (unit-relative numbering)."""
+        lines = split_lines(code) or [""]
+        rows = numbered(lines, 1)
+        budget = max(16, self.opt.max_tokens - self.overhead)
+        costs = [self.count(r + "\n") for r in rows]
+        total = sum(costs)
+        if total <= budget:
+            hint_block = hint_text(hints)
+            room = budget - total - self.count(hint_block)
+            if room < 0:
+                hint_block, room = "", budget - total
+            context, used = "", 0
+            if self.opt.callers and callers:
+                parts = []
+                for c in callers:
+                    n = self.count(c + "\n")
+                    if used + n > min(room, self.opt.caller_tokens):
+                        continue
+                    parts.append(c)
+                    used += n
+                if parts:
+                    context = "Callers of this function (context only, not judged):\n" + "\n".join(parts) + "\n"
+            return [
+                Window(
+                    self._prompt(rows, context, hint_block),
+                    1,
+                    len(rows),
+                    callers=len(parts) if context else 0,
+                    hints=len(hints) if hint_block else 0,
+                )
+            ]
+        # overlapping windows of whole lines
+        out: list[Window] = []
+        start = 0
+        while start < len(rows):
+            end, used, truncated = start, 0, False
+            while end < len(rows) and used + costs[end] <= budget:
+                used += costs[end]
+                end += 1
+            if end == start:  # one line longer than the whole budget: cut it
+                ids = self.tok.encode(rows[start], add_special_tokens=False)[: budget - 2]
+                window_rows = [self.tok.decode(ids)]
+                end, truncated = start + 1, True
+            else:
+                window_rows = rows[start:end]
+            in_window = [h for h in hints if start < h.line <= end]
+            hint_block = hint_text(in_window)
+            if self.count(hint_block) + used > budget:
+                hint_block, in_window = "", []
+            out.append(
+                Window(self._prompt(window_rows, "", hint_block), start + 1, end, truncated, hints=len(in_window))
+            )
+            if end >= len(rows):
+                break
+            start = max(start + 1, end - self.opt.overlap_lines)
+        return out
+
+    def unit_windows(self, unit: Unit, hints: Sequence[Hint] = ()) -> list[Window]:
+        callers = [c.code for c in callers_of(unit)] if self.opt.callers else []
+        return self.windows(unit.code, hints, callers)
+
+
+def answer_pieces(vulnerable: bool, cwe: str | None = None, line: int | None = None) -> list[str]:
+    """The answer as template pieces and slot values, in order."""
+    if not vulnerable:
+        return [A_OPEN, A_FALSE, A_SAFE_REST]
+    digits = cwe_catalog.normalize(cwe).split("-", 1)[1] if cwe else "20"  # CWE-20: improper input validation
+    return [A_OPEN, A_TRUE, A_TYPE, digits, A_LINE, str(line if line else 1), A_CLOSE]
+
+
+def encode_pieces(tokenizer, pieces: Sequence[str]) -> list[int]:
+    ids: list[int] = []
+    for p in pieces:
+        ids.extend(tokenizer.encode(p, add_special_tokens=False))
+    return ids
+
+
+def encode_example(tokenizer, prompt: str, vulnerable: bool, cwe: str | None, line: int | None) -> Encoded:
+    """Prompt + answer ids, with the loss masked to the answer (and its end token)."""
+    p = tokenizer.encode(prompt, add_special_tokens=False)
+    a = encode_pieces(tokenizer, answer_pieces(vulnerable, cwe, line)) + tokenizer.encode(END, add_special_tokens=False)
+    return Encoded(p + a, [-100] * len(p) + a)
+
+
+def answer_json(vulnerable: bool, cwe: str | None, line: int | None, confidence: float) -> dict:
+    return {
+        "vulnerability": bool(vulnerable),
+        "type": cwe if vulnerable else None,
+        "line_number": line if vulnerable else None,
+        "confidence": round(float(confidence), 4),
+    }

@@ -1,0 +1,163 @@
+"""The SLM pipeline on a tiny random Llama (SmolLM2's tokenizer, 2 layers, hidden 32): training
+smoke run, adapter save/reload, score and constrained generate, refusal of a tampered adapter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from cwescan.artifacts import ArtifactError
+from cwescan.data.records import Record
+from cwescan.units import parse_source
+
+VULN = [
+    ("def q(db, name):\n    return db.execute(\"SELECT * FROM t WHERE n='%s'\" % name)\n", "CWE-89", 2),
+    ("import os\n\ndef run(cmd):\n    os.system('ls ' + cmd)\n", "CWE-78", 4),
+    ("import pickle\n\ndef load(data):\n    return pickle.loads(data)\n", "CWE-502", 4),
+]
+SAFE = [
+    "def q(db, name):\n    return db.execute('SELECT * FROM t WHERE n=?', (name,))\n",
+    "import subprocess\n\ndef run(cmd):\n    subprocess.run(['ls', cmd], check=True)\n",
+    "import json\n\ndef load(data):\n    return json.loads(data)\n",
+]
+
+
+def records():
+    out = [Record(f"v{i}", "t", c, True, [cwe], [line]) for i, (c, cwe, line) in enumerate(VULN)]
+    out += [Record(f"s{i}", "t", c, False) for i, c in enumerate(SAFE)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from cwescan.slm.base import locate_gguf
+    from cwescan.train.slm import run
+
+    root = tmp_path_factory.mktemp("slm")
+    gguf = locate_gguf("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      tie_word_embeddings=True, initializer_range=0.2, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    LlamaForCausalLM(cfg).save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(
+        f"name: tiny\nbase_dir: {root / 'base'}\nlora_r: 4\nlora_alpha: 8\nlora_dropout: 0.0\n"
+        "target_modules: [q_proj, v_proj, o_proj, up_proj, down_proj]\nepochs: 8\nbatch_size: 8\n"
+        "learning_rate: 0.05\nmax_tokens: 256\nverdict_weight: 3\nseed: 0\n"
+    )
+    card = run(recipe, out=root / "adapter", device="cpu", train_records=records(), validation_records=records())
+    return root, card
+
+
+def test_training_lowers_the_loss_and_writes_a_card(trained):
+    root, card = trained
+    losses = json.loads((root / "adapter" / "logs" / "history.json").read_text())["losses"]
+    assert len(losses) == card["steps"] == 16
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.05
+    assert set(card["files"]) == {"adapter_model.safetensors", "adapter_config.json"}
+    assert card["cwe_vocab"] == ["CWE-78", "CWE-89", "CWE-502"]
+    assert 0.0 <= card["threshold"] <= 1.0 and card["recipe"]["name"] == "tiny"
+
+
+def test_adapter_is_fp16_safetensors_and_reloads(trained):
+    import torch
+
+    from cwescan.artifacts import load_safetensors
+
+    root, _ = trained
+    tensors = load_safetensors(root / "adapter" / "adapter_model.safetensors")
+    assert tensors and all(t.dtype == torch.float16 for t in tensors.values())
+    assert any("lora_B" in k and t.abs().sum() > 0 for k, t in tensors.items())  # trained, not the zero init
+
+
+def units():
+    return [u for i, c in enumerate([v[0] for v in VULN] + SAFE) for u in parse_source(f"f{i}.py", c).units]
+
+
+def test_score_and_generate_always_parse(trained):
+    from cwescan.detectors.slm import SLMDetector
+    from cwescan.slm.infer import parse_answer
+
+    root, _ = trained
+    det = SLMDetector(model=root / "adapter", mode="generate")
+    us = units()
+    scores = det.score(us)
+    assert len(scores) == len(us) and all(0.0 <= s <= 1.0 for s in scores)
+    answers = det.generate(us)
+    assert [parse_answer(a)["vulnerability"] for a in answers] == [s > 0.5 for s in scores]
+    assert det.stats["answers"] == det.stats["parsed"] == len(us)
+
+
+def test_flagged_units_get_a_known_cwe_and_a_line_inside_the_unit(trained):
+    from cwescan.detectors.slm import SLMDetector
+
+    root, card = trained
+    det = SLMDetector(model=root / "adapter", threshold=0.0)  # flag everything: exercise the decoding
+    us = units()
+    findings = det.detect(us)
+    assert len(findings) == len(us)
+    for f in findings:
+        u = next(u for u in us if u.path == f.path and u.start_line <= f.start_line <= u.end_line)
+        assert f.detector == "slm" and f.rule_id == "SLM" and f.cwe in card["cwe_vocab"]
+        assert f.extra["windows"] == 1 and f.extra["truncated"] is False
+    assert det.stats["units"] == len(us)
+
+
+def test_batched_decoding_matches_one_by_one(trained):
+    from cwescan.detectors.slm import SLMDetector
+    from cwescan.slm.infer import score_and_decode
+
+    root, card = trained
+    det = SLMDetector(model=root / "adapter")
+    det._load()
+    ws = [w for u in units() for w in det.builder.unit_windows(u)]
+    lines = [range(w.first_line, w.last_line + 1) for w in ws]
+    prompts = [w.prompt for w in ws]
+    together = score_and_decode(det._model, det.tokenizer, prompts, 0.0, card["cwe_vocab"], lines, batch_size=8)
+    alone = score_and_decode(det._model, det.tokenizer, prompts, 0.0, card["cwe_vocab"], lines, batch_size=1)
+    for (p, a), (q, b) in zip(together, alone):
+        assert p == pytest.approx(q, abs=1e-4)
+        assert (a["cwe"], a["line"]) == (b["cwe"], b["line"])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_lower_precisions_score_close_to_fp32(trained, precision):
+    from cwescan.detectors.slm import SLMDetector
+
+    root, _ = trained
+    us = units()
+    ref = SLMDetector(model=root / "adapter").score(us)
+    got = SLMDetector(model=root / "adapter", precision=precision).score(us)
+    assert max(abs(a - b) for a, b in zip(ref, got)) < 0.1
+
+
+def test_tampered_adapter_is_refused(trained, tmp_path):
+    from cwescan.detectors.slm import SLMDetector
+
+    root, _ = trained
+    bad = tmp_path / "adapter"
+    shutil.copytree(root / "adapter", bad)
+    blob = bytearray((bad / "adapter_model.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (bad / "adapter_model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(ArtifactError, match="does not match"):
+        SLMDetector(model=bad)
+
+
+def test_second_opinion_raises_agreeing_and_lowers_disagreeing_findings():
+    from cwescan.detectors.slm import second_opinion
+    from cwescan.findings import Finding
+
+    f = Finding("a.py", 3, 3, "CWE-89", "CWS101", "SQL", "m", 0.6, "high", "static")
+    up = second_opinion(f, 0.8, "CWE-89", threshold=0.5)
+    down = second_opinion(f, 0.1, None, threshold=0.5)
+    assert up.confidence == pytest.approx(1 - 0.4 * 0.2) and up.extra["slm_second_opinion"]["agrees"]
+    assert down.confidence == pytest.approx(0.35) and not down.extra["slm_second_opinion"]["agrees"]

@@ -1,0 +1,115 @@
+"""SLM instruction format: windowing keeps every line, answers tokenise piece by piece, recipes parse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cwescan.slm import prompt as P
+from cwescan.train.slm import RecipeError, SLMRecipe, load_recipe, record_units
+from cwescan.data.records import Record
+from cwescan.units import parse_source
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    from cwescan.slm.base import locate_gguf
+
+    gguf = locate_gguf("smollm2-135m")
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+def shown_lines(prompt: str) -> list[int]:
+    code = prompt.split("Code:\n", 1)[1].split(P.ASSISTANT_START)[0]
+    return [int(row.split("|", 1)[0]) for row in code.split("\n") if "|" in row]
+
+
+def test_short_unit_is_one_window_with_numbered_lines(tok):
+    b = P.PromptBuilder(tok)
+    [w] = b.windows("def f(x):\n    return eval(x)\n")
+    assert (w.first_line, w.last_line, w.truncated) == (1, 2, False)
+    assert "   1| def f(x):\n   2|     return eval(x)" in w.prompt
+    assert w.prompt.startswith(P.USER_START) and w.prompt.endswith(P.ASSISTANT_START)
+
+
+def test_long_unit_windows_cover_every_line(tok):
+    code = "\n".join(f"value_{i} = compute('{'x' * (i % 17)}', {i})" for i in range(1, 401))
+    b = P.PromptBuilder(tok, P.PromptOptions(max_tokens=256, overlap_lines=3))
+    ws = b.windows(code)
+    assert len(ws) > 5
+    seen = set()
+    for w in ws:
+        lines = shown_lines(w.prompt)
+        assert lines == list(range(w.first_line, w.last_line + 1))
+        assert len(tok.encode(w.prompt, add_special_tokens=False)) <= 256
+        seen.update(lines)
+    assert seen == set(range(1, 401))  # no line dropped
+    assert all(a.last_line >= b.first_line for a, b in zip(ws, ws[1:]))  # windows overlap or touch
+    assert not any(w.truncated for w in ws)
+
+
+def test_overlong_single_line_is_cut_and_counted(tok):
+    code = "a = 1\n" + "b = '" + "z y " * 2000 + "'\nc = 3\n"
+    ws = P.PromptBuilder(tok, P.PromptOptions(max_tokens=200)).windows(code)
+    assert sum(w.truncated for w in ws) == 1
+    assert {ln for w in ws for ln in range(w.first_line, w.last_line + 1)} == {1, 2, 3}
+
+
+def test_callers_are_added_as_context_when_the_unit_fits(tok):
+    src = "def run(q):\n    return db.execute(q)\n\ndef handler(req):\n    return run(req.args['q'])\n"
+    f = parse_source("app.py", src)
+    run_unit = next(u for u in f.units if u.qualname == "run")
+    [w] = P.PromptBuilder(tok).unit_windows(run_unit)
+    assert w.callers == 1 and "def handler(req)" in w.prompt
+    [w2] = P.PromptBuilder(tok, P.PromptOptions(callers=False)).unit_windows(run_unit)
+    assert w2.callers == 0 and "handler" not in w2.prompt
+
+
+def test_hints_name_the_line_and_cwe(tok):
+    [w] = P.PromptBuilder(tok).windows("x = 1\ny = eval(x)\n", hints=[P.Hint(2, "CWE-95", "eval")])
+    assert "static analysis flagged line 2: CWE-95 eval" in w.prompt and w.hints == 1
+
+
+def test_answer_pieces_join_into_json(tok):
+    vul = "".join(P.answer_pieces(True, "CWE-89", 12))
+    assert json.loads(vul) == {"vulnerability": True, "type": "CWE-89", "line_number": 12}
+    safe = "".join(P.answer_pieces(False))
+    assert json.loads(safe) == {"vulnerability": False, "type": None, "line_number": None}
+    enc = P.encode_example(tok, "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n", True, "CWE-89", 3)
+    answer = [t for t, y in zip(enc.input_ids, enc.labels) if y != -100]
+    assert tok.decode(answer).startswith('{"vulnerability": true, "type": "CWE-89", "line_number": 3}')
+    assert enc.labels[0] == -100  # the prompt carries no loss
+
+
+def test_record_units_label_the_unit_holding_the_line():
+    code = "import os\n\ndef safe():\n    return 1\n\ndef bad(cmd):\n    os.system(cmd)\n"
+    rec = Record("r1", "t", code, True, ["CWE-78"], [7])
+    got = {u.qualname: (pos, cwe, line) for u, pos, cwe, line in record_units(rec)}
+    assert got["bad"] == (True, "CWE-78", 2)
+    assert got["safe"][0] is False and got["module"][0] is False
+    unlabeled = Record("r2", "t", code, True, ["CWE-78"], [])
+    got = {u.qualname: (pos, line) for u, pos, _, line in record_units(unlabeled)}
+    assert got["bad"] == (True, None) and got["module"] == (False, None)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("slm-*.yaml")), ids=lambda p: p.name)
+def test_every_slm_recipe_parses(path):
+    r = load_recipe(path)
+    assert r.name == path.stem
+
+
+def test_recipe_rejects_unknown_and_bad_values(tmp_path):
+    with pytest.raises(RecipeError, match="unknown recipe keys: lerning_rate"):
+        SLMRecipe.from_dict({"name": "x", "lerning_rate": 0.1})
+    with pytest.raises(RecipeError, match="method"):
+        SLMRecipe.from_dict({"name": "x", "method": "full"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(RecipeError):
+        load_recipe(bad)
