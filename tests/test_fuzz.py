@@ -110,12 +110,12 @@ def test_cli_short_form(tmp_path):
 
 def test_cli_saves_crashing_inputs(tmp_path, monkeypatch):
     """A stage that raises is counted as a crash and its input is kept for reproduction."""
-    import cwescan.fuzz as fz
+    import cwescan.codeprep as codeprep
 
-    def broken(unit):
+    def broken(code, docstrings=True):
         raise RuntimeError("boom in pre-processing")
 
-    monkeypatch.setattr(fz, "_stripped_lines_kept", broken)
+    monkeypatch.setattr(codeprep, "strip_comments", broken)
     result = CliRunner().invoke(app, ["fuzz", "--count", "5", "--seed", "1", "--quiet",
                                       "--crash-dir", str(tmp_path / "crashes")])
     assert result.exit_code == 1
