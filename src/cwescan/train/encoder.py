@@ -522,6 +522,11 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
     torch.manual_seed(spec.seed)
     if spec.init:
         init = Path(spec.init)
+        if not (init / "tokenizer.json").is_file():
+            raise SystemExit(
+                f"finetune: {init} holds no pre-trained encoder (tokenizer.json); run the pretrain recipe first "
+                "or set finetune.init to a classifier directory such as src/cwescan/models/encoder"
+            )
         tok = load_tokenizer(init / "tokenizer.json")
         summary_path = init / "pretrain_summary.json"
         shape = EncoderShape(**json.loads(summary_path.read_text())["shape"]) if summary_path.is_file() else _shape_from_config(init)
