@@ -1,0 +1,35 @@
+"""End to end with the shipped SLM adapter (loads the real base model: marked slow)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cwescan.units import parse_source
+
+VULNERABLE = (
+    "def find(cursor, name):\n"
+    "    cursor.execute(\"SELECT * FROM users WHERE name = '\" + name + \"'\")\n"
+    "    return cursor.fetchall()\n"
+)
+SAFE = (
+    "def find(cursor, name):\n"
+    "    cursor.execute('SELECT * FROM users WHERE name = %s', (name,))\n"
+    "    return cursor.fetchall()\n"
+)
+
+
+@pytest.mark.slow
+def test_shipped_adapter_ranks_the_injection_above_its_fix():
+    from cwescan.artifacts import model_dir, verify
+    from cwescan.detectors import create
+
+    card = verify(model_dir("slm"))
+    assert card["base_model"] == "smollm2-135m" and card["split_manifest_hash"]
+    det = create("slm")
+    [vul] = [u for u in parse_source("app.py", VULNERABLE).units if u.kind == "function"]
+    [safe] = [u for u in parse_source("app.py", SAFE).units if u.kind == "function"]
+    p_vul, p_safe = det.score([vul, safe])
+    assert p_vul > p_safe
+    findings = det.detect([vul])
+    assert findings and all(f.detector == "slm" and 1 <= f.start_line <= 3 for f in findings)
+    assert findings[0].cwe in card["cwe_vocab"]
