@@ -35,8 +35,19 @@ def no_network(monkeypatch):
             raise NetworkAttempt(f"offline test: {what} refused")
         return fail
 
-    for name in ("connect", "connect_ex", "sendto", "sendmsg", "bind"):
+    for name in ("connect", "connect_ex", "sendto", "sendmsg"):
         monkeypatch.setattr(socket.socket, name, refuse(f"socket.socket.{name}"))
+    # Binding to loopback is how urllib3 probes for IPv6 support at import; it reaches nothing.
+    # A bind to any other address (a listening server) is refused like a connection.
+    real_bind = socket.socket.bind
+
+    def bind(self, address, *args):
+        host = address[0] if isinstance(address, tuple) else address
+        if host in ("127.0.0.1", "::1", "localhost"):
+            return real_bind(self, address, *args)
+        return refuse("socket.socket.bind")(self, address)
+
+    monkeypatch.setattr(socket.socket, "bind", bind)
     for name in ("create_connection", "getaddrinfo", "gethostbyname", "gethostbyname_ex",
                  "gethostbyaddr", "getnameinfo", "create_server"):
         monkeypatch.setattr(socket, name, refuse(f"socket.{name}"))
@@ -57,7 +68,9 @@ def test_patched_socket_really_refuses(no_network):
 @pytest.mark.slow
 def test_default_scan_completes_offline(no_network, tmp_path):
     target = tmp_path / "project"
-    shutil.copytree(DEMO, target)
+    target.mkdir()
+    for name in ("db.py", "fetch.py", "serializers.py"):  # a few files keep the model stage short
+        shutil.copy(DEMO / "vulnapp" / name, target / name)
     (target / "hub.py").write_text(
         "from transformers import AutoModel\n"
         "m = AutoModel.from_pretrained('attacker/model', trust_remote_code=True)\n"
@@ -69,7 +82,7 @@ def test_default_scan_completes_offline(no_network, tmp_path):
     assert no_network == [], f"cwescan tried to reach the network: {no_network}"
     # the default set really ran (the shipped SLM too when it is installed)
     assert f"detectors: {', '.join(names)}" in result.stderr
-    assert '"findings"' in result.stdout
+    assert '"findings"' in result.stdout and '"CWE-89"' in result.stdout  # db.py's SQL injection
 
 
 def test_import_sets_hub_offline():
