@@ -133,3 +133,15 @@ def test_shards_cover_every_case_once(tmp_path):
     assert merged["cases"] == 7 and merged["files"] == 9  # one canary per shard
     assert merged["crashes"] == 0
     assert sum(merged["kinds"].values()) == 9
+
+
+def test_many_functions_do_not_stall_model_preprocessing(tmp_path):
+    """Regression (found by cwescan fuzz): SLM prompts looked up each function's callers by
+    walking every other function, so 3,000 small functions took minutes."""
+    data = b"".join(b"def f%d(a):\n    return f%d(a)\n" % (i, i + 1) for i in range(3000))
+    path = tmp_path / "many.py"
+    path.write_bytes(data)
+    harness, _ = build_harness(file_timeout=20.0, seeds=SEEDS, quiet=True)
+    out = harness.run_file(path, "many.py", "many-functions")
+    assert out.crash is None and out.units == 3000
+    assert not [r for r in out.reasons if r.startswith("timeout")], out.stage_seconds

@@ -114,18 +114,29 @@ def _called_name(call: ast.Call) -> str | None:
     return None
 
 
+def _callers_by_name(file) -> dict[str, list[Unit]]:
+    """Called name -> function units of ``file`` that call it, in file order. Built once per
+    file: asking every unit for its callers by walking every other unit was quadratic, and a
+    hostile file of many small functions stalled the scan (found by `cwescan fuzz`)."""
+    index = file.__dict__.get("_callers_by_name")
+    if index is None:
+        index = {}
+        for other in file.units:
+            if other.kind != "function" or other.node is None:
+                continue
+            called = {_called_name(n) for n in ast.walk(other.node) if isinstance(n, ast.Call)}
+            for name in called - {None}:
+                index.setdefault(name, []).append(other)
+        file.__dict__["_callers_by_name"] = index
+    return index
+
+
 def callers_of(unit: Unit) -> list[Unit]:
     """Other function units of the same file that call this unit's function by name."""
     if unit.kind != "function":
         return []
     name = unit.qualname.split(".")[-1]
-    out = []
-    for other in unit.file.units:
-        if other is unit or other.kind != "function" or other.node is None:
-            continue
-        if any(isinstance(n, ast.Call) and _called_name(n) == name for n in ast.walk(other.node)):
-            out.append(other)
-    return out
+    return [other for other in _callers_by_name(unit.file).get(name, ()) if other is not unit]
 
 
 class PromptBuilder:
