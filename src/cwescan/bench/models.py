@@ -717,14 +717,14 @@ def _fmt(v, spec: str = ".1f", none: str = "—") -> str:
 def render_markdown(result: dict) -> str:
     m = result["machine"]
     lines = [
-        "| model | precision | device | F1 | ΔF1 | acc | Δacc | units/s b=1 | units/s best (b) | speed-up | units per CPU-s "
+        "| model | precision | device | records | F1 | ΔF1 | acc | Δacc | units/s b=1 | units/s best (b) | speed-up | units per CPU-s "
         "(speed-up) | p50 / p95 ms (b=1) | peak mem MB | weights MB | load s | roofline | $ / 1k units | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         if "error" in r:
             why = r["error"].splitlines()[0][:140].replace("|", "/")
-            lines.append(f"| {r['model']} | {r['precision']} | {r['device']} | not run: {why} |" + " |" * 14)
+            lines.append(f"| {r['model']} | {r['precision']} | {r['device']} | not run: {why} |" + " |" * 15)
             continue
         mem = r.get("gpu_peak_mb") or r.get("peak_rss_mb")
         lines.append(
@@ -734,6 +734,7 @@ def render_markdown(result: dict) -> str:
                     r["model"],
                     r["precision"],
                     r["device"],
+                    str(r.get("records", "—")),
                     _fmt(r["f1"], ".3f"),
                     _fmt(r.get("delta_f1") and 100 * r["delta_f1"], "+.1f") if r.get("delta_f1") is not None else "—",
                     _fmt(r["accuracy"], ".3f"),
@@ -762,7 +763,7 @@ def render_markdown(result: dict) -> str:
         f"Machine: {m.get('cpu')} ({m.get('cores')} cores visible, {cfg['threads']} threads used, "
         f"AMX {'yes' if m.get('amx') else 'no'}), torch {m.get('torch')}, torchao {m.get('torchao', '—')}, "
         f"onnxruntime {m.get('onnxruntime', '—')}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
-        f"Records: {result.get('records', {})}",
+        f"Records (first run merged): {result.get('records', {})}",
         f"Measured GEMM peaks (FLOP/s, int8 OP/s): {peaks}",
         f"Prices: CPU ${cfg['price_cpu_core_hour']}/core-hour × {cfg['cores']} cores, GPU ${cfg['price_gpu_hour']}/GPU-hour; "
         "a unit = one function or module body scored once. ΔF1 / Δacc in points vs the same model's fp32.",
