@@ -29,6 +29,7 @@ from pathlib import Path
 from cwescan import detectors as detector_registry
 from cwescan.detectors.base import Detector
 from cwescan.findings import Finding, severity_rank
+from cwescan.precision import default_precision
 from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.units import SourceFile, Unit, parse_source
 from cwescan.walk import (
@@ -70,7 +71,8 @@ def default_detectors() -> tuple[list[str], str]:
 def create_detectors(names: Sequence[str], precision: str | None = None) -> list[Detector]:
     out = []
     for name in names:
-        opts = {"precision": precision} if precision and name in MODEL_DETECTORS else {}
+        # no --precision: the benchmark's measured default (models/precision.json, else fp32)
+        opts = {"precision": precision or default_precision(name)} if name in MODEL_DETECTORS else {}
         out.append(detector_registry.create(name, **opts))
     return out
 
