@@ -880,8 +880,8 @@ def models_command(
         raise typer.BadParameter(f"unknown precision(s) {bad}; known: {sorted(known)}", param_hint="--precisions")
     config = B.BenchConfig(threads=threads, cores=threads, isolate=device == "cpu" if isolate is None else isolate)
     if quick:
-        config.batches, config.speed_units = (1, 8), 12
-        records = records or 24
+        config.batches, config.speed_units = (1, 8), 8
+        records = records or 12
     if batches:
         config.batches = tuple(int(b) for b in _csv(batches))
     if speed_units:
