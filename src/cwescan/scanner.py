@@ -13,6 +13,7 @@ Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` ins
 from __future__ import annotations
 
 import gc
+import inspect
 import importlib.util
 import os
 import signal
@@ -332,7 +333,15 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         notices.extend(r.notices)
         raw.extend(r.findings)
     if models:
-        raw.extend(_run_model_stage(results, models, notices, progress))
+        # Static findings go to the model detectors as hints; each comes back with the model's
+        # second opinion folded into its confidence (cwescan.detectors.slm.second_opinion) and
+        # replaces the plain static finding, so a disagreeing model ranks it lower.
+        hints: dict[str, list[Finding]] = {}
+        for f in raw:
+            hints.setdefault(f.path, []).append(f)
+        model_findings = _run_model_stage(results, models, notices, progress, hints)
+        reviewed = {_finding_key(f) for f in model_findings if "slm_second_opinion" in f.extra}
+        raw = [f for f in raw if _finding_key(f) not in reviewed] + model_findings
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
@@ -397,8 +406,13 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     return results
 
 
+def _finding_key(f: Finding) -> tuple:
+    return (f.path, f.start_line, f.end_line, f.cwe, f.rule_id, f.detector)
+
+
 def _run_model_stage(results: list[FileResult], models: list[Detector], notices: list[Notice],
-                     progress: ProgressHook | None) -> list[Finding]:
+                     progress: ProgressHook | None,
+                     hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
     units: list[Unit] = []
     for r in results:
         if r.text is None:
@@ -414,7 +428,8 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         for i in range(0, len(units), MODEL_BATCH_UNITS):
             batch = units[i:i + MODEL_BATCH_UNITS]
             try:
-                out.extend(det.detect(batch))
+                takes_hints = "hints" in inspect.signature(det.detect).parameters
+                out.extend(det.detect(batch, hints=hints) if takes_hints and hints else det.detect(batch))
             except Exception as e:  # keep the rest of the scan; name the files it missed
                 for path in sorted({u.path for u in batch}):
                     notices.append(Notice(path, "detector-error",
