@@ -1,0 +1,37 @@
+"""Rewrites that keep what code does must not hide it from the static rules."""
+
+from cwescan.detectors.static import StaticDetector
+from cwescan.detectors.static.engine import fold_string_concatenation
+from cwescan.evaluate.perturb import PERTURBATIONS
+from cwescan.units import parse_source
+
+SQL = '''def find(cur, name):
+    cur.execute("SELECT * FROM users WHERE name = '%s'" % name)
+'''
+PASSWORD = '''import pymysql
+
+
+def connect():
+    return pymysql.connect(host="db", user="app", password="cpsnow2024")
+'''
+
+
+def cwes(code: str) -> set[str]:
+    return {f.cwe for f in StaticDetector().detect(parse_source("x.py", code).units)}
+
+
+def test_split_string_literals_are_still_flagged():
+    for code, cwe in ((SQL, "CWE-89"), (PASSWORD, "CWE-798")):
+        split = PERTURBATIONS["string_split"](code)
+        assert split is not None and split != code
+        assert cwe in cwes(code), "the unsplit code is flagged"
+        assert cwe in cwes(split), f"splitting the literals hid {cwe}:\n{split}"
+
+
+def test_fold_handles_long_chains_without_recursion():
+    import ast
+
+    tree = ast.parse("x = " + " + ".join(['"a"'] * 900))
+    fold_string_concatenation(tree)
+    value = tree.body[0].value
+    assert isinstance(value, ast.Constant) and value.value == "a" * 900
