@@ -35,3 +35,17 @@ def test_fold_handles_long_chains_without_recursion():
     fold_string_concatenation(tree)
     value = tree.body[0].value
     assert isinstance(value, ast.Constant) and value.value == "a" * 900
+
+
+DJANGO_VIEW = '''import os
+
+
+def download(request):
+    return open(os.path.join("/srv/files", request.POST["filename"]), "rb")
+'''
+
+
+def test_renamed_django_request_is_still_a_request():
+    renamed = DJANGO_VIEW.replace("request", "v2")
+    assert "CWE-22" in cwes(DJANGO_VIEW)
+    assert "CWE-22" in cwes(renamed), "renaming the request parameter hid the path traversal"

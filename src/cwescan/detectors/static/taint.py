@@ -49,6 +49,9 @@ REQUEST_FIELDS = {
     "POST", "getlist",
 }
 REQUEST_OBJECTS = {"request", "req", "flask.request"}
+# Fields only a Django request has: any object carrying one is a request, whatever its name
+# (renaming `request` evaded the rules: docs/ROBUSTNESS.md, rename_neutral).
+DJANGO_REQUEST_FIELDS = {"GET", "POST", "FILES", "COOKIES", "META"}
 
 # name (last component) -> kinds of sink it makes safe; "*" = every kind
 SANITIZERS: dict[str, frozenset[str]] = {
@@ -174,7 +177,9 @@ def _is_request(node: ast.AST) -> bool:
 def request_field(node: ast.AST) -> str | None:
     """"request.args" when ``node`` is ``request.args`` (or deeper, e.g. request.args.get)."""
     while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        if isinstance(node, ast.Attribute) and node.attr in REQUEST_FIELDS and _is_request(node.value):
+        if isinstance(node, ast.Attribute) and node.attr in REQUEST_FIELDS and (
+                _is_request(node.value)
+                or (node.attr in DJANGO_REQUEST_FIELDS and isinstance(node.value, ast.Name))):
             return f"request.{node.attr}"
         node = node.func if isinstance(node, ast.Call) else node.value
     return None
