@@ -17,10 +17,10 @@ import io
 import logging
 from collections.abc import Sequence
 
-from cwescan.detectors.base import Detector
+from cwescan.detectors.base import FileDetector
 from cwescan.detectors.static.recover import dedented_text
 from cwescan.findings import Finding
-from cwescan.units import SourceFile, Unit
+from cwescan.units import SourceFile
 
 CONFIDENCE = {"LOW": 0.4, "MEDIUM": 0.6, "HIGH": 0.8, "UNDEFINED": 0.3}
 SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high", "UNDEFINED": "low"}
@@ -29,7 +29,7 @@ DEFAULT_SKIPS = ("B101",)
 FALLBACK_CWE = {"B105": "CWE-259", "B106": "CWE-259", "B107": "CWE-259"}
 
 
-class BanditDetector(Detector):
+class BanditDetector(FileDetector):
     """Options: ``tests`` (only these Bandit test ids), ``skips`` (test ids to leave out;
     default ``("B101",)``)."""
 
@@ -76,17 +76,3 @@ class BanditDetector(Detector):
         text = dedented_text(src)
         return self.check_text(src.path, text) if text is not None else []
 
-    def detect(self, units: Sequence[Unit]) -> list[Finding]:
-        files: dict[int, SourceFile] = {}
-        wanted: dict[int, list[Unit]] = {}
-        for u in units:
-            files.setdefault(id(u.file), u.file)
-            wanted.setdefault(id(u.file), []).append(u)
-        out: list[Finding] = []
-        for key, src in files.items():
-            found = self.check_source(src)
-            spans = wanted[key]
-            if len(spans) != len(src.units) and src.tree is not None:
-                found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
-            out.extend(found)
-        return sorted(out, key=Finding.sort_key)

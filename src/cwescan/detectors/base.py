@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from cwescan.findings import Finding
-from cwescan.units import Unit
+from cwescan.units import SourceFile, Unit
 
 
 class Detector(ABC):
@@ -34,3 +34,26 @@ class Detector(ABC):
             ]
             out.append(max(inside, default=0.0))
         return out
+
+
+class FileDetector(Detector):
+    """A detector that analyses whole files (AST rules, Bandit): ``detect`` runs
+    ``check_source`` once per file and keeps the findings inside the units asked for."""
+
+    @abstractmethod
+    def check_source(self, src: SourceFile) -> list[Finding]: ...
+
+    def detect(self, units: Sequence[Unit]) -> list[Finding]:
+        files: dict[int, SourceFile] = {}
+        wanted: dict[int, list[Unit]] = {}
+        for u in units:
+            files.setdefault(id(u.file), u.file)
+            wanted.setdefault(id(u.file), []).append(u)
+        out: list[Finding] = []
+        for key, src in files.items():
+            found = self.check_source(src)
+            spans = wanted[key]
+            if len(spans) != len(src.units) and src.tree is not None:  # only some units were asked for
+                found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
+            out.extend(found)
+        return sorted(out, key=Finding.sort_key)

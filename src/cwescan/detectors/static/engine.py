@@ -11,14 +11,14 @@ import ast
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from cwescan.detectors.base import Detector
+from cwescan.detectors.base import FileDetector
 from cwescan.detectors.static import rules as _rules  # noqa: F401  (registers the rules)
 from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.recover import tree_of
 from cwescan.detectors.static.registry import RULES, Hit, Rule
 from cwescan.detectors.static.taint import last_name
 from cwescan.findings import SEVERITIES, Finding
-from cwescan.units import SourceFile, Unit
+from cwescan.units import SourceFile
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _SKIP = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
@@ -136,7 +136,7 @@ def _finding(path: str, r: Rule, hit: Hit, stmt: ast.stmt | None) -> Finding:
         severity=_lower(r.severity) if hit.lower_severity else r.severity, detector="static")
 
 
-class StaticDetector(Detector):
+class StaticDetector(FileDetector):
     """AST rules with a light intraprocedural data flow (see ``docs/RULES.md``).
 
     Options: ``select`` (rule ids such as "CWS089", or CWEs such as "CWE-22", to run; default
@@ -162,17 +162,3 @@ class StaticDetector(Detector):
         fold_string_concatenation(tree)
         return check_tree(src.path, tree, self.index, self.errors)
 
-    def detect(self, units: Sequence[Unit]) -> list[Finding]:
-        files: dict[int, SourceFile] = {}
-        wanted: dict[int, list[Unit]] = {}
-        for u in units:
-            files.setdefault(id(u.file), u.file)
-            wanted.setdefault(id(u.file), []).append(u)
-        out: list[Finding] = []
-        for key, src in files.items():
-            found = self.check_source(src)
-            spans = wanted[key]
-            if len(spans) != len(src.units) and src.tree is not None:  # only some units were asked for
-                found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
-            out.extend(found)
-        return sorted(out, key=Finding.sort_key)
