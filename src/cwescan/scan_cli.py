@@ -16,13 +16,16 @@ import typer
 
 from cwescan import config as config_mod
 from cwescan import output
+from cwescan.cache import ResultCache
 from cwescan.scanner import (
     MODEL_DETECTORS,
     ScanOptions,
     create_detectors,
     default_detectors,
     scan,
+    third_party_quiet,
 )
+from cwescan.triage import REVIEW_MODES
 from cwescan.suppress import BaselineError, load_baseline, write_baseline
 from cwescan.walk import find_base
 
@@ -72,16 +75,27 @@ def scan_command(
                                        help="Seconds of static analysis per file (default 20; 0 = no bound)."),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0,
                              help="Worker processes for the static stage (0 = automatic)."),
+    review: str = typer.Option("triage", "--review",
+                               help="Which units the model detectors review: triage (those the static "
+                                    "stage flagged or that touch a sink or source the rules know; the "
+                                    "rest are cleared) | all."),
+    no_cache: bool = typer.Option(False, "--no-cache",
+                                  help="Neither read nor write the model result cache "
+                                       "($CWESCAN_CACHE, else ~/.cache/cwescan)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
+    verbose: bool = typer.Option(False, "--verbose", "-v",
+                                 help="Let model libraries print their own warnings while loading."),
 ) -> None:
     """Scan Python files for security weaknesses (CWEs)."""
     fmt = _choice(fmt, config_mod.FORMATS, "--format")
     fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
     precision = _choice(precision, config_mod.PRECISIONS, "--precision")
+    review = _choice(review, REVIEW_MODES, "--review")
     try:
         code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
                     write_baseline_to, exclude, force_exclude, precision, max_file_size,
-                    file_timeout, jobs, quiet)
+                    file_timeout, jobs, quiet, review=review, use_cache=not no_cache,
+                    verbose=verbose)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -97,7 +111,8 @@ def scan_command(
 
 
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
-         exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet) -> int:
+         exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
+         review="triage", use_cache=True, verbose=False) -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -119,9 +134,12 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         baseline=load_baseline(baseline or cfg.baseline) if (baseline or cfg.baseline) else None,
         jobs=jobs,
         base=base,
+        review=review,
+        cache=ResultCache() if use_cache else None,
+        verbose=verbose,
     )
 
-    detectors = _create(names, options.precision, explicit=note is None)
+    detectors = _create(names, options.precision, explicit=note is None, verbose=verbose)
     if not detectors:
         raise config_mod.ConfigError("no detector could be started")
     if not quiet:
@@ -161,7 +179,16 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         rate = s["files_scanned"] / elapsed if elapsed > 0 else 0.0
         _err(f"{s['findings']} findings, {len(failing)} at or above --fail-on {fail_on}; "
              f"{s['files_scanned']} files in {elapsed:.1f} s ({rate:.3g} files/s)")
+        if "model_stage" in s:
+            _err(model_stage_line(s["model_stage"]))
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def model_stage_line(m: dict) -> str:
+    """'units: 1,204; model reviewed 97, triage cleared 1,080, from cache 27'."""
+    return (f"units: {m['units']:,}; model reviewed {m['reviewed']:,}, "
+            f"triage cleared {m['cleared']:,}, from cache {m['cached']:,}"
+            + (" (--review all)" if m.get("review") == "all" else ""))
 
 
 def _detector_names(cli: list[str] | None, cfg: config_mod.Config) -> tuple[list[str], str | None]:
@@ -175,7 +202,7 @@ def _detector_names(cli: list[str] | None, cfg: config_mod.Config) -> tuple[list
     return names, why or "default"
 
 
-def _create(names: list[str], precision: str | None, explicit: bool):
+def _create(names: list[str], precision: str | None, explicit: bool, verbose: bool = False):
     """Detectors asked for by name must start; of the default set, one that fails to start is
     left out with a note."""
     from cwescan.detectors import REGISTRY
@@ -185,7 +212,8 @@ def _create(names: list[str], precision: str | None, explicit: bool):
         if name not in REGISTRY:
             raise config_mod.ConfigError(f"unknown detector {name!r}; choose from {', '.join(REGISTRY)}")
         try:
-            out.extend(create_detectors([name], precision))
+            with third_party_quiet(enabled=not verbose):  # model detectors may load here
+                out.extend(create_detectors([name], precision))
         except Exception as e:
             if explicit or name not in MODEL_DETECTORS:
                 raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e

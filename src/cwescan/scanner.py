@@ -15,9 +15,13 @@ from __future__ import annotations
 import gc
 import inspect
 import importlib.util
+import logging
 import os
 import signal
+import sys
+import tempfile
 import threading
+import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +32,10 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from cwescan import detectors as detector_registry
+from cwescan import triage as triage_mod
+from cwescan.cache import ResultCache
+from cwescan.cache import model_key as cache_model_key
+from cwescan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
 from cwescan.findings import Finding, severity_rank
 from cwescan.precision import default_precision
@@ -76,6 +84,56 @@ def create_detectors(names: Sequence[str], precision: str | None = None) -> list
         opts = {"precision": precision or default_precision(name)} if name in MODEL_DETECTORS else {}
         out.append(detector_registry.create(name, **opts))
     return out
+
+
+@contextmanager
+def third_party_quiet(enabled: bool = True, streams: bool = True):
+    """Hide what model libraries print (torchao's missing optional kernels, torch's deprecation
+    lines, transformers' progress bars and advice): Python warnings and logging below ERROR
+    are off and, with ``streams``, ``sys.stderr`` and file descriptor 2 go to a temporary file
+    (the descriptor catches C-level prints). What was caught is written out after all when the
+    block fails. Without ``streams`` (around inference, while a progress bar may be drawing)
+    only warnings and logging are held back."""
+    if not enabled:
+        yield
+        return
+    for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TQDM_DISABLE", "1")):
+        os.environ.setdefault(name, value)
+    previous_disable = logging.root.manager.disable
+    saved_fd, sink, saved_stderr = None, None, sys.stderr
+    if streams:
+        try:
+            sys.stderr.flush()
+            saved_fd = os.dup(2)
+            sink = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            os.dup2(sink.fileno(), 2)
+            sys.stderr = sink
+        except (OSError, ValueError):  # no usable stderr: nothing to hide
+            if saved_fd is not None:
+                os.close(saved_fd)
+            saved_fd = None
+    failed = False
+    try:
+        logging.disable(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        logging.disable(previous_disable)
+        if saved_fd is not None:
+            sys.stderr = saved_stderr
+            sink.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            if failed:
+                sink.seek(0)
+                saved_stderr.write(sink.read()[-20_000:])
+                saved_stderr.flush()
+            sink.close()
 
 
 # --- per-file stage -----------------------------------------------------------------------
@@ -306,6 +364,9 @@ class ScanOptions:
     force_exclude: bool = False  # excludes apply to named paths too
     jobs: int = 0  # 0: automatic (worker processes from PARALLEL_MIN_FILES files on)
     base: Path | None = None  # report paths relative to this; default walk.find_base
+    review: str = "triage"  # model stage: "triage" (skip units with no security surface) or "all"
+    cache: ResultCache | None = None  # model results per unit; None: no cache
+    verbose: bool = False  # let model libraries print their warnings and progress bars
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -329,6 +390,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                                   progress=progress)
     notices = list(notices)
     raw: list[Finding] = []
+    model_stats: dict = {}
     for r in results:
         notices.extend(r.notices)
         raw.extend(r.findings)
@@ -339,7 +401,9 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         hints: dict[str, list[Finding]] = {}
         for f in raw:
             hints.setdefault(f.path, []).append(f)
-        model_findings = _run_model_stage(results, models, notices, progress, hints)
+        model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
+                                                       review=options.review, cache=options.cache,
+                                                       verbose=options.verbose)
         reviewed = {_finding_key(f) for f in model_findings if "slm_second_opinion" in f.extra}
         raw = [f for f in raw if _finding_key(f) not in reviewed] + model_findings
 
@@ -365,6 +429,8 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     notices.sort(key=lambda n: (n.path, n.reason, n.message))
     stats = _stats(results, notices, visible, [d.name for d in detectors],
                    low=low, suppressed=suppressed, baselined=sum(hidden))
+    if models:
+        stats["model_stage"] = model_stats
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported)
 
 
@@ -412,7 +478,13 @@ def _finding_key(f: Finding) -> tuple:
 
 def _run_model_stage(results: list[FileResult], models: list[Detector], notices: list[Notice],
                      progress: ProgressHook | None,
-                     hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
+                     hints: dict[str, list[Finding]] | None = None,
+                     review: str = "triage",
+                     cache: ResultCache | None = None,
+                     verbose: bool = False) -> tuple[list[Finding], dict]:
+    """Findings of the model detectors and what the stage did: per unit, triage decides
+    whether a model must look at it (``cwescan.triage``), then the cache may answer for it;
+    only the rest run through the model, in batches."""
     units: list[Unit] = []
     for r in results:
         if r.text is None:
@@ -421,23 +493,95 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         if not r.n_units:
             r.n_units = len(src.units)
         units.extend(u for u in src.units if u.code.strip())
+    hints = hints or {}
+    if review == "all":
+        verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
+    else:
+        verdicts = triage_mod.triage(units, hints)
+    todo = [u for u, v in zip(units, verdicts) if v.review]
+    reasons = Counter(v.kind for v in verdicts)
     out: list[Finding] = []
-    total = len(units) * len(models)
+    ran: set[int] = set()  # units some model actually ran on
+    cached: dict[int, int] = {}  # unit -> models that answered it from the cache
+    total = len(todo) * len(models)
     done = 0
     for det in models:
-        for i in range(0, len(units), MODEL_BATCH_UNITS):
-            batch = units[i:i + MODEL_BATCH_UNITS]
+        mkey = cache_model_key(det) if cache is not None else None
+        keys: dict[int, str] = {}
+        pending: list[Unit] = []
+        for u in todo:
+            if mkey is not None:
+                keys[id(u)] = cache_unit_key(mkey, u, hints.get(u.path, ()))
+                hit = cache.get(keys[id(u)], u)
+                if hit is not None:
+                    out.extend(hit)
+                    cached[id(u)] = cached.get(id(u), 0) + 1
+                    continue
+            pending.append(u)
+        done += len(todo) - len(pending)
+        if progress and total:
+            progress(f"{det.name} units", done, total)
+        takes_hints = "hints" in inspect.signature(det.detect).parameters
+        load = getattr(det, "load", None) or getattr(det, "_load", None)
+        if pending and callable(load):
             try:
-                takes_hints = "hints" in inspect.signature(det.detect).parameters
-                out.extend(det.detect(batch, hints=hints) if takes_hints and hints else det.detect(batch))
+                with third_party_quiet(enabled=not verbose):
+                    load()
+            except Exception as e:  # the batches below report it per file
+                notices.append(Notice(pending[0].path, "detector-error",
+                                      f"{det.name} could not load: {type(e).__name__}: {e}"))
+        for i in range(0, len(pending), MODEL_BATCH_UNITS):
+            batch = pending[i:i + MODEL_BATCH_UNITS]
+            try:
+                with third_party_quiet(enabled=not verbose, streams=False):
+                    found = det.detect(batch, hints=hints) if takes_hints and hints else det.detect(batch)
             except Exception as e:  # keep the rest of the scan; name the files it missed
                 for path in sorted({u.path for u in batch}):
                     notices.append(Notice(path, "detector-error",
                                           f"{det.name} failed: {type(e).__name__}: {e}"))
+                found = None
+            if found is not None:
+                out.extend(found)
+                ran.update(id(u) for u in batch)
+                if mkey is not None:
+                    _store(cache, keys, batch, found)
             done += len(batch)
             if progress:
                 progress(f"{det.name} units", done, total)
-    return out
+    if cache is not None and cache.writes:
+        cache.prune()
+    from_cache = sum(1 for u in todo if cached.get(id(u), 0) == len(models))
+    stats = {
+        "review": review,
+        "units": len(units),
+        "reviewed": len(ran),  # a model ran on them in this scan
+        "cleared": len(units) - len(todo),  # triage: no security surface, no model
+        "cached": from_cache,  # every model's answer came from the cache
+        "reasons": dict(sorted(reasons.items())),
+    }
+    return out, stats
+
+
+def _store(cache: ResultCache, keys: dict[int, str], batch: list[Unit], found: list[Finding]) -> None:
+    """Cache each unit's share of ``found``. A finding goes to the innermost unit holding its
+    line (the one it names, for model findings); when one cannot be placed, no unit of its file
+    is cached, so a later scan never misses it."""
+    per_unit: dict[int, list[Finding]] = {id(u): [] for u in batch}
+    by_path: dict[str, list[Unit]] = {}
+    for u in batch:
+        by_path.setdefault(u.path, []).append(u)
+    unplaced: set[str] = set()
+    for f in found:
+        holders = [u for u in by_path.get(f.path, ()) if u.start_line <= f.start_line <= u.end_line]
+        named = [u for u in holders if u.qualname == f.extra.get("unit")]
+        holders = named or holders
+        if not holders:
+            unplaced.add(f.path)
+            continue
+        per_unit[id(min(holders, key=lambda u: u.end_line - u.start_line))].append(f)
+    for u in batch:
+        if u.path not in unplaced:
+            cache.put(keys[id(u)], per_unit[id(u)])
 
 
 def _fingerprint(findings: list[Finding], texts: dict[str, str]) -> list[Reported]:

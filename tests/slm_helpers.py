@@ -1,0 +1,35 @@
+"""A tiny random SLM artifact (2-layer Llama with SmolLM2's tokenizer and an untrained LoRA
+adapter, verified card) that SLMDetector loads like the shipped one, in about a second."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
+    """Write base/ and adapter/ under ``root``; returns the adapter folder. ``threshold`` 0
+    makes the model flag every unit, so its findings (and their decoding) are exercised."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from cwescan.artifacts import write_card
+    from cwescan.slm.base import locate_gguf
+
+    gguf = locate_gguf("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    base = LlamaForCausalLM(cfg)
+    base.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    adapter = root / "adapter"
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    peft_model.save_pretrained(adapter)
+    write_card(adapter, {
+        "name": "slm", "kind": "lora-adapter", "base_dir": "../base", "threshold": threshold,
+        "cwe_vocab": ["CWE-78", "CWE-89", "CWE-502"], "prompt": {"max_tokens": 256, "callers": True},
+    })
+    return adapter

@@ -1,0 +1,156 @@
+"""Triage: which units go to the model. Sinks come from the static rule catalogue; names every
+program uses count only through an import."""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+
+import pytest
+
+from cwescan import triage as T
+from cwescan.detectors.static import RULES, StaticDetector, rule
+from cwescan.units import parse_source
+
+
+def verdicts(code: str, with_static: bool = False) -> dict[str, T.Verdict]:
+    src = parse_source("m.py", code)
+    hints = {}
+    if with_static:
+        for f in StaticDetector().detect(src.units):
+            hints.setdefault(f.path, []).append(f)
+    return {u.qualname: v for u, v in zip(src.units, T.triage(src.units, hints))}
+
+
+def test_sinks_through_imports_builtins_and_distinctive_methods():
+    v = verdicts('''import subprocess as sp
+from subprocess import run
+import hashlib
+
+
+def a(x):
+    sp.run(x)
+
+
+def b(x):
+    run(x)
+
+
+def c(cur, q):
+    cur.execute(q)
+
+
+def d(s):
+    return eval(s)
+
+
+def e(data):
+    return hashlib.md5(data)
+
+
+class Job:
+    def start(self):
+        self.run()
+        return {}.get("k", "").split(",")
+
+    def run(self):
+        return self.parse(format(1))
+''')
+    assert (v["a"].kind, v["a"].detail) == ("sink", "subprocess.run")
+    assert (v["b"].kind, v["b"].detail) == ("sink", "subprocess.run")
+    assert (v["c"].kind, v["c"].detail) == ("sink", ".execute()")
+    assert (v["d"].kind, v["d"].detail) == ("sink", "eval()")
+    assert v["e"].detail == "hashlib.md5"
+    assert not v["Job.start"].review and not v["Job.run"].review
+    assert v["module"].kind == "no-surface"  # imports alone are no surface
+
+
+def test_sources_are_surfaces():
+    v = verdicts('''import os
+import sys
+from flask import request
+
+
+def a():
+    return request.args["q"]
+
+
+def b():
+    return os.environ["HOME"]
+
+
+def c():
+    return sys.argv[1]
+
+
+def d():
+    return input()
+
+
+def e():
+    return os.getenv("X")
+''')
+    assert {k: (x.kind, x.detail) for k, x in v.items() if k != "module"} == {
+        "a": ("source", "request.args"), "b": ("source", "os.environ"), "c": ("source", "sys.argv"),
+        "d": ("source", "input"), "e": ("source", "os.getenv")}
+
+
+def test_static_findings_and_unparsed_files_are_always_reviewed():
+    v = verdicts('password = "hunter2"\n\ndef f():\n    return 1\n', with_static=True)
+    assert v["module"].kind == "static-finding" and v["module"].detail.startswith("CWS798")
+    assert not v["f"].review
+    src = parse_source("bad.py", "def f(:\n    pass\n")
+    [only] = T.triage(src.units)
+    assert only.review and only.kind == "unparsed"
+
+
+def test_module_unit_does_not_see_function_bodies():
+    v = verdicts("import os\n\nX = 1\n\ndef f(c):\n    os.system(c)\n")
+    assert v["f"].review and not v["module"].review
+
+
+def test_sinks_are_the_catalogue_and_a_new_rule_widens_triage():
+    calls = set().union(*(r.calls for r in RULES.values() if r.calls))
+    assert T.sink_names() == calls
+    assert T.distinctive_methods() <= calls
+    assert "get" not in T.distinctive_methods() and "execute" in T.distinctive_methods()
+    code = "def f(x):\n    return x.frobnicate_secret()\n"
+    assert not verdicts(code)["f"].review
+
+    @rule("CWS999Z", cwe="CWE-20", title="test rule", severity="low", calls={"frobnicate_secret"})
+    def _test_rule(call, ctx):
+        """A rule registered only by this test."""
+        return iter(())
+
+    T.sink_names.cache_clear()
+    T.distinctive_methods.cache_clear()
+    try:
+        assert verdicts(code)["f"].review
+    finally:
+        del RULES["CWS999Z"]
+        T.sink_names.cache_clear()
+        T.distinctive_methods.cache_clear()
+
+
+def test_third_party_quiet_hides_output_unless_the_block_fails(capfd):
+    import logging
+    import warnings
+
+    from cwescan.scanner import third_party_quiet
+
+    with third_party_quiet():
+        os.write(2, b"C-level noise\n")
+        print("python noise", file=sys.stderr)
+        warnings.warn("deprecated thing", FutureWarning)
+        logging.getLogger("transformers").warning("advice")
+    with third_party_quiet(enabled=False):
+        os.write(2, b"shown when verbose\n")
+    err = capfd.readouterr().err
+    assert "noise" not in err and "advice" not in err and "shown when verbose" in err
+    with pytest.raises(RuntimeError):
+        with third_party_quiet():
+            os.write(2, b"context for the failure\n")
+            raise RuntimeError("load failed")
+    assert "context for the failure" in capfd.readouterr().err
+    assert ast  # keeps the import used by the helpers above honest
