@@ -25,8 +25,9 @@ SAFE = [
 
 
 def records():
-    out = [Record(f"v{i}", "t", c, True, [cwe], [line]) for i, (c, cwe, line) in enumerate(VULN)]
-    out += [Record(f"s{i}", "t", c, False) for i, c in enumerate(SAFE)]
+    # VULN[i] and SAFE[i] are twins (ids as in commit-derived sources), so the ranking loss runs
+    out = [Record(f"t#{i}:vul", "t", c, True, [cwe], [line]) for i, (c, cwe, line) in enumerate(VULN)]
+    out += [Record(f"t#{i}:fix", "t", c, False) for i, c in enumerate(SAFE)]
     return out
 
 
@@ -51,7 +52,7 @@ def trained(tmp_path_factory):
     recipe.write_text(
         f"name: tiny\nbase_dir: {root / 'base'}\nlora_r: 4\nlora_alpha: 8\nlora_dropout: 0.0\n"
         "target_modules: [q_proj, v_proj, o_proj, up_proj, down_proj]\nepochs: 8\nbatch_size: 8\n"
-        "learning_rate: 0.05\nmax_tokens: 256\nverdict_weight: 3\nseed: 0\n"
+        "learning_rate: 0.05\nmax_tokens: 256\nverdict_weight: 3\npair_weight: 1.0\nseed: 0\n"
     )
     card = run(recipe, out=root / "adapter", device="cpu", train_records=records(), validation_records=records())
     return root, card
@@ -161,3 +162,51 @@ def test_second_opinion_raises_agreeing_and_lowers_disagreeing_findings():
     down = second_opinion(f, 0.1, None, threshold=0.5)
     assert up.confidence == pytest.approx(1 - 0.4 * 0.2) and up.extra["slm_second_opinion"]["agrees"]
     assert down.confidence == pytest.approx(0.35) and not down.extra["slm_second_opinion"]["agrees"]
+
+
+def test_joined_gguf_chunks_are_hash_checked(tmp_path):
+    import hashlib
+
+    from cwescan.slm.base import BASE_MODELS, join_chunks
+
+    parts = []
+    for i, data in enumerate([b"GGUF" + b"a" * 100, b"b" * 50]):
+        parts.append(tmp_path / f"part{i}.bin")
+        parts[-1].write_bytes(data)
+    want = hashlib.sha256(b"GGUF" + b"a" * 100 + b"b" * 50).hexdigest()
+    out = join_chunks(parts, tmp_path / "joined.gguf", want)
+    assert out.read_bytes() == b"GGUF" + b"a" * 100 + b"b" * 50
+    parts[1].write_bytes(b"c" * 50)  # a changed chunk
+    with pytest.raises(ArtifactError, match="sha256"):
+        join_chunks(parts, tmp_path / "other.gguf", want)
+    assert not list(tmp_path.glob("other.gguf*"))
+    qwen = BASE_MODELS["qwen2.5-coder-0.5b"]
+    assert len(qwen.parts) == 6 and qwen.sha256.startswith("1d9614638d18")
+
+
+def test_twin_pairs_link_changed_units_and_the_ranking_loss_orders_them(trained):
+    import torch
+    from transformers import AutoTokenizer
+
+    from cwescan.slm import prompt as P
+    from cwescan.train.slm import examples, pair_ranking_loss, twin_pairs
+
+    root, _ = trained
+    tok = AutoTokenizer.from_pretrained(str(root / "base"))
+    vul, fix = VULN[0], SAFE[0]
+    recs = [Record("sven:x#1:vul", "sven", vul[0], True, [vul[1]], [vul[2]]),
+            Record("sven:x#1:fix", "sven", fix, False),
+            Record("sven:y#2:vul", "sven", VULN[1][0], True, ["CWE-78"], [4]),  # twin missing
+            Record("other", "t", SAFE[2], False)]
+    items = examples(recs, tok, P.PromptBuilder(tok, P.PromptOptions(max_tokens=256)))
+    pairs = twin_pairs(items)
+    assert len(pairs) == 1
+    v, f = pairs[0]
+    assert items[v].meta["record"].endswith(":vul") and items[v].meta["positive"]
+    assert items[f].meta["record"].endswith(":fix") and not items[f].meta["positive"]
+    # the loss is small when the vulnerable side's verdict margin is higher, large otherwise
+    logits = torch.zeros(2, 10)  # verdict-slot logits of two rows
+    logits[0, 3], logits[1, 3] = 4.0, -4.0  # token 3 = " true", token 4 = " false"
+    good = pair_ranking_loss(logits, 3, 4, [(0, 1)])
+    bad = pair_ranking_loss(logits, 3, 4, [(1, 0)])
+    assert float(good) < 0.01 < 7.0 < float(bad)

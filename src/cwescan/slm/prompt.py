@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cwescan import cwe as cwe_catalog
+from cwescan.codeprep import strip_comments
 from cwescan.units import Unit, split_lines
 
 INSTRUCTION = (
@@ -76,6 +77,10 @@ class PromptOptions:
     overlap_lines: int = 4  # lines repeated between consecutive windows
     callers: bool = True  # add callers from the same file when the unit fits
     caller_tokens: int = 384  # at most this many tokens of caller code
+    # Comments and docstrings are prose an attacker writes freely ("# input is validated"):
+    # the model reads code with them blanked (codeprep.strip_comments keeps line numbers).
+    # Stored in the adapter's card; adapters trained before this option read comments.
+    strip_comments: bool = True
 
 
 @dataclass
@@ -211,7 +216,10 @@ class PromptBuilder:
 
     def unit_windows(self, unit: Unit, hints: Sequence[Hint] = ()) -> list[Window]:
         callers = [c.code for c in callers_of(unit)] if self.opt.callers else []
-        return self.windows(unit.code, hints, callers)
+        code = unit.code
+        if self.opt.strip_comments:
+            code, callers = strip_comments(code), [strip_comments(c) for c in callers]
+        return self.windows(code, hints, callers)
 
 
 def answer_pieces(vulnerable: bool, cwe: str | None = None, line: int | None = None) -> list[str]:

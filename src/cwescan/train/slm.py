@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cwescan.slm import prompt as P
+from cwescan.slm.infer import answer_token_ids
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -57,6 +58,8 @@ class SLMRecipe:
     weight_decay: float = 0.0
     max_tokens: int = 1024  # window budget (prompt + answer)
     callers: bool = True
+    strip_comments: bool = True  # the model reads code without comments/docstrings (prompt.py)
+    pair_weight: float = 0.0  # weight of the twin ranking loss (vulnerable unit above its fixed twin)
     seed: int = 0
     bf16: bool = True  # bf16 base weights + autocast on cuda
     verdict_weight: float = 1.0  # loss weight of the true/false token relative to the other answer tokens
@@ -84,6 +87,7 @@ class SLMRecipe:
             (0 < r.learning_rate < 1, "learning_rate must be in (0, 1)"),
             (r.max_tokens >= 128, "max_tokens must be at least 128"),
             (r.verdict_weight > 0, "verdict_weight must be positive"),
+            (r.pair_weight >= 0, "pair_weight must be non-negative"),
             (r.select_on in ("auc", "f1"), "select_on must be auc or f1"),
             (isinstance(r.target_modules, list) and all(isinstance(t, str) for t in r.target_modules),
              "target_modules must be a list of names"),
@@ -139,15 +143,40 @@ def examples(records, tokenizer, builder: P.PromptBuilder) -> list[P.Encoded]:
     out = []
     for rec in records:
         for unit, positive, cwe, line in record_units(rec):
-            for w in builder.unit_windows(unit):
+            for k, w in enumerate(builder.unit_windows(unit)):
                 if positive and line is not None and not (w.first_line <= line <= w.last_line):
                     pos_w = False
                 else:
                     pos_w = positive
                 enc = P.encode_example(tokenizer, w.prompt, pos_w, cwe, line if pos_w else None)
-                enc.meta = {"record": rec.id, "positive": pos_w}
+                enc.meta = {"record": rec.id, "positive": pos_w, "unit": unit.qualname, "window": k}
                 out.append(enc)
     return out
+
+
+def _prompt_ids(e: P.Encoded) -> list[int]:
+    return [t for t, label in zip(e.input_ids, e.labels, strict=True) if label == -100]
+
+
+def twin_pairs(items: list[P.Encoded]) -> list[tuple[int, int]]:
+    """(vulnerable, fixed) example indices of the same unit and window in the two records of a
+    commit twin pair (ids ending :vul/:fix and alike), where the prompts differ. The ranking loss
+    asks the model to score the vulnerable side higher: the evaluation's twin metric, and the
+    thing a reviewer needs (the fix must lower the score)."""
+    from cwescan.data.split import pair_key
+
+    by_key: dict[tuple, dict[bool, int]] = {}
+    for i, e in enumerate(items):
+        key = pair_key(e.meta["record"])
+        if key is not None:
+            by_key.setdefault((key, e.meta["unit"], e.meta["window"]), {}).setdefault(e.meta["positive"], i)
+    pairs = []
+    for sides in by_key.values():
+        if True in sides and False in sides:
+            v, f = sides[True], sides[False]
+            if items[v].meta["record"] != items[f].meta["record"] and _prompt_ids(items[v]) != _prompt_ids(items[f]):
+                pairs.append((v, f))
+    return pairs
 
 
 # ---------------------------------------------------------------- validation
@@ -234,7 +263,7 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
         d, digest = base.converted_dir(recipe.base_model)
         src = base.BASE_MODELS[recipe.base_model]
         info = {"base_model": recipe.base_model, "source": src.description, "gguf_file": src.gguf_file,
-                "gguf_sha256": digest, "base_weights": "dequantized 4-bit GGUF Q4_1"}
+                "gguf_sha256": digest, "base_weights": src.weights}
     tokenizer = AutoTokenizer.from_pretrained(str(d))
     if recipe.method == "qlora":
         if device != "cuda":
@@ -255,22 +284,32 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
     return model, tokenizer, info
 
 
-def _batches(items, batch_size, rng):
-    idx = list(range(len(items)))
-    rng.shuffle(idx)
-    # bucket by length inside chunks of 50 batches: little padding, still shuffled
+def _batches(items, batch_size, rng, pairs=()):
+    """Shuffled batches of example indices, bucketed by length inside chunks of 50 batches
+    (little padding, still shuffled). The two sides of a twin pair stay in one batch."""
+    paired = {i for p in pairs for i in p}
+    groups = [list(p) for p in pairs] + [[i] for i in range(len(items)) if i not in paired]
+    rng.shuffle(groups)
     chunk = batch_size * 50
     batches = []
-    for c in range(0, len(idx), chunk):
-        part = sorted(idx[c : c + chunk], key=lambda i: len(items[i].input_ids))
-        batches.extend(part[b : b + batch_size] for b in range(0, len(part), batch_size))
+    for c in range(0, len(groups), chunk):
+        part = sorted(groups[c : c + chunk], key=lambda g: max(len(items[i].input_ids) for i in g))
+        batch: list[int] = []
+        for g in part:
+            if batch and len(batch) + len(g) > batch_size:
+                batches.append(batch)
+                batch = []
+            batch.extend(g)
+        if batch:
+            batches.append(batch)
     rng.shuffle(batches)
     return batches
 
 
 def _collate(items, pad_id, device, open_len: int, verdict_weight: float):
-    """Right-padded batch: ids, labels (-100 outside answers), mask, and per-label loss weights
-    (the verdict token, right after the answer's opening piece, weighs ``verdict_weight``)."""
+    """Right-padded batch: ids, labels (-100 outside answers), mask, per-label loss weights (the
+    verdict token, right after the answer's opening piece, weighs ``verdict_weight``) and the
+    position of each row's verdict token."""
     import torch
 
     width = max(len(e.input_ids) for e in items)
@@ -278,6 +317,7 @@ def _collate(items, pad_id, device, open_len: int, verdict_weight: float):
     y = torch.full((len(items), width), -100, dtype=torch.long)
     m = torch.zeros((len(items), width), dtype=torch.long)
     w = torch.zeros((len(items), width), dtype=torch.float32)
+    verdict = torch.zeros(len(items), dtype=torch.long)
     for r, e in enumerate(items):
         n = len(e.input_ids)
         x[r, :n] = torch.tensor(e.input_ids)
@@ -286,17 +326,40 @@ def _collate(items, pad_id, device, open_len: int, verdict_weight: float):
         w[r, :n] = (y[r, :n] != -100).float()
         first = next(i for i, t in enumerate(e.labels) if t != -100)
         w[r, first + open_len] = verdict_weight
-    return x.to(device), y.to(device), m.to(device), w.to(device)
+        verdict[r] = first + open_len
+    return x.to(device), y.to(device), m.to(device), w.to(device), verdict.to(device)
 
 
-def weighted_loss(logits, labels, weights):
-    """Token cross-entropy over the answer, weighted, normalised by the weight sum."""
+def answer_loss(model, x, m, y, w, verdict, true_id: int, false_id: int, pair_weight: float = 0.0,
+                twin_rows: list[tuple[int, int]] = ()):
+    """Weighted token cross-entropy over the answer (normalised by the weight sum), plus
+    ``pair_weight`` x the twin ranking loss. The output head runs on the answer positions only:
+    a full (batch, length, vocabulary) logits tensor is 10 GB for Qwen's 152k vocabulary at
+    batch 32 x 1024 and is almost all thrown away."""
     import torch
 
-    logits, labels, weights = logits[:, :-1], labels[:, 1:], weights[:, 1:]
-    keep = labels != -100
-    ce = torch.nn.functional.cross_entropy(logits[keep].float(), labels[keep], reduction="none")
-    return (ce * weights[keep]).sum() / weights[keep].sum()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    h = base.model(input_ids=x, attention_mask=m).last_hidden_state
+    keep = y[:, 1:] != -100
+    logits = base.lm_head(h[:, :-1][keep])
+    ce = torch.nn.functional.cross_entropy(logits.float(), y[:, 1:][keep], reduction="none")
+    weights = w[:, 1:][keep]
+    loss = (ce * weights).sum() / weights.sum()
+    if twin_rows and pair_weight > 0:
+        at = base.lm_head(h[torch.arange(h.shape[0], device=h.device), verdict - 1])
+        loss = loss + pair_weight * pair_ranking_loss(at, true_id, false_id, twin_rows)
+    return loss
+
+
+def pair_ranking_loss(verdict_logits, true_id: int, false_id: int, rows: list[tuple[int, int]]):
+    """Mean softplus(-(z_v - z_f)) over twin rows (v, f), where z is the verdict logit margin
+    logit(" true") - logit(" false") at the verdict slot: a logistic ranking loss."""
+    import torch
+
+    z = verdict_logits[:, true_id].float() - verdict_logits[:, false_id].float()
+    v = torch.tensor([a for a, _ in rows], device=z.device)
+    f = torch.tensor([b for _, b in rows], device=z.device)
+    return torch.nn.functional.softplus(-(z[v] - z[f])).mean()
 
 
 def save_adapter(model, out: Path) -> None:
@@ -339,12 +402,16 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
     if recipe.max_validation_records:
         validation_records = validation_records[: recipe.max_validation_records]
     model, tokenizer, base_info = load_model_for_training(recipe, device)
-    builder = P.PromptBuilder(tokenizer, P.PromptOptions(max_tokens=recipe.max_tokens, callers=recipe.callers))
+    builder = P.PromptBuilder(tokenizer, P.PromptOptions(max_tokens=recipe.max_tokens, callers=recipe.callers,
+                                                         strip_comments=recipe.strip_comments))
     train = examples(train_records, tokenizer, builder)
     if recipe.max_train_examples:
         train = random.Random(recipe.seed).sample(train, min(len(train), recipe.max_train_examples))
     n_pos = sum(e.meta["positive"] for e in train)
-    log(f"device={device} train examples={len(train)} (positive {n_pos}) validation records={len(validation_records)}")
+    pairs = twin_pairs(train) if recipe.pair_weight > 0 else []
+    pair_of = {v: f for v, f in pairs}
+    log(f"device={device} train examples={len(train)} (positive {n_pos}, twin pairs {len(pairs)}) "
+        f"validation records={len(validation_records)}")
     cwe_vocab = sorted({c for r in train_records if r.vulnerable for c in r.cwes[:1]}, key=lambda c: int(c.split("-")[1]))
 
     lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
@@ -361,17 +428,20 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
     )
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     open_len = len(tokenizer.encode(P.A_OPEN, add_special_tokens=False))
+    tf_ids = answer_token_ids(tokenizer)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda" and recipe.bf16)
     history, losses, step, best = [], [], 0, None
     best_state = None
     for epoch in range(recipe.epochs):
         model.train()
-        for batch in _batches(train, recipe.batch_size, rng):
+        for batch in _batches(train, recipe.batch_size, rng, pairs):
             if step >= total:
                 break
-            x, y, m, w = _collate([train[i] for i in batch], pad, device, open_len, recipe.verdict_weight)
+            x, y, m, w, verdict = _collate([train[i] for i in batch], pad, device, open_len, recipe.verdict_weight)
+            row = {i: r for r, i in enumerate(batch)}
+            twin_rows = [(row[v], row[pair_of[v]]) for v in batch if v in pair_of and pair_of[v] in row]
             with autocast:
-                loss = weighted_loss(model(input_ids=x, attention_mask=m).logits, y, w)
+                loss = answer_loss(model, x, m, y, w, verdict, tf_ids.true, tf_ids.false, recipe.pair_weight, twin_rows)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
@@ -430,7 +500,8 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         "validation": best,
         "history": history,
         "cwe_vocab": cwe_vocab,
-        "prompt": {"max_tokens": recipe.max_tokens, "callers": recipe.callers, "instruction": P.INSTRUCTION},
+        "prompt": {"max_tokens": recipe.max_tokens, "callers": recipe.callers, "strip_comments": recipe.strip_comments,
+                   "instruction": P.INSTRUCTION},
         "precision_note": "base weights are dequantized from 4-bit GGUF; 'fp32' means dequantized 4-bit held in float32",
     }
     card = write_card(out, card)
