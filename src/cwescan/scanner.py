@@ -12,6 +12,7 @@ Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` ins
 
 from __future__ import annotations
 
+import ast
 import gc
 import inspect
 import importlib.util
@@ -207,6 +208,42 @@ def _parse_notice(relpath: str, error: str) -> Notice:
     return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
 
 
+# Files larger than this are first parsed in a forked child that is killed at --file-timeout:
+# CPython 3.11 parses some inputs (many f-string placeholders) in quadratic time inside C,
+# where the alarm cannot interrupt it (300 KB: 47 s; docs/ROBUSTNESS.md). Below this size
+# such a parse stays within a few seconds, which is not worth a process per file.
+PARSE_PROBE_CHARS = 64_000
+
+
+def _parse_and_exit(text: str) -> None:
+    try:
+        ast.parse(text)
+    except BaseException:  # noqa: BLE001 - only whether it returns matters
+        pass
+    os._exit(0)  # no atexit handlers, no flushing of buffers inherited from the parent
+
+
+def parse_finishes(text: str, timeout: float) -> bool:
+    """Whether ``ast.parse(text)`` returns within ``timeout`` seconds, tried in a forked child
+    (the text is inherited, nothing is pickled; no answer comes back but the exit). True where
+    fork is unavailable: the in-process alarm is then the only bound."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return True
+    try:
+        child = get_context("fork").Process(target=_parse_and_exit, args=(text,))
+        child.start()
+    except OSError:  # cannot fork (process limit, memory): parse in process as before
+        return True
+    child.join(timeout)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return False
+    return True
+
+
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
               keep_source: bool, keep_text: bool = True) -> FileResult:
     """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
@@ -215,6 +252,12 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     if read.notice is not None:
         result.notices.append(read.notice)
     if read.text is None:
+        return result
+    if timeout and len(read.text) > PARSE_PROBE_CHARS and not parse_finishes(read.text, timeout):
+        result.notices.append(Notice(cand.relpath, "parse-timeout",
+                                     f"the parser did not finish within {timeout:g} s (--file-timeout; "
+                                     "tried in a child process, which was stopped); file skipped"))
+        result.scanned, result.text = False, None
         return result
     alarm = Alarm()
     try:
@@ -225,6 +268,7 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     except (Exception, FileTimeout) as e:
         result.notices.append(_failure(cand.relpath, "parsing", e, alarm.fired, timeout))
         result.suppressions = _suppressions(cand.relpath, read.text, None)
+        result.text = None  # the model stage would parse it again: it gets no units from it
         return result
     if src.error and read.text.strip():
         result.notices.append(_parse_notice(cand.relpath, src.error))

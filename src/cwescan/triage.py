@@ -17,7 +17,8 @@ triage by itself. A callee's last name alone is too weak for names that every pr
 name is in the catalogue and
 
 - it resolves through the file's imports (``os.system``, ``from subprocess import run``,
-  ``hashlib.md5``, ``requests.get``), or
+  ``hashlib.md5``, ``requests.get``) or through a name the file never binds (a snippet whose
+  imports were cut off: ``subprocess.call(x)``, ``urlopen(url)``), or
 - it is a bare call of a builtin the catalogue names (``eval``, ``exec``, ``open``,
   ``compile``; not ``format``, which the catalogue means as the str method), or
 - it is a method call whose name is *distinctive*: not a method of Python's builtin types
@@ -113,6 +114,29 @@ def file_imports(tree: ast.AST | None) -> dict[str, str]:
     return out
 
 
+def file_bindings(tree: ast.AST | None) -> frozenset[str]:
+    """Every name the file binds anywhere: assignments, parameters, defs, classes, imports,
+    loop and ``with`` targets. A name called but bound nowhere comes from outside the file
+    (a snippet whose imports were cut off, a star import)."""
+    out: set[str] = set()
+    if tree is None:
+        return frozenset()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            out.add(node.id)
+        elif isinstance(node, ast.arg):
+            out.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            out.add(node.name)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            out.update(node.names)
+    return frozenset(out)
+
+
 def _unit_nodes(unit: Unit) -> Iterator[ast.AST]:
     """The nodes of a unit: a function with everything nested in it; the module without the
     function units (they are units of their own)."""
@@ -141,9 +165,13 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
-def surface(unit: Unit, imports: dict[str, str]) -> tuple[str, str] | None:
+def surface(unit: Unit, imports: dict[str, str],
+            bound: frozenset[str] = frozenset()) -> tuple[str, str] | None:
     """How ``unit`` touches a security-relevant surface, as (kind, what): ("sink",
-    "subprocess.run"), ("source", "request.args"); None when it does not."""
+    "subprocess.run"), ("source", "request.args"); None when it does not. ``bound``: names
+    the file binds (``file_bindings``); a call through a name bound nowhere and not a builtin
+    is taken as imported under that name (``subprocess.call(x)`` in a snippet without its
+    import)."""
     from cwescan.detectors.static.taint import request_field
 
     sinks, distinctive = sink_names(), distinctive_methods()
@@ -156,6 +184,8 @@ def surface(unit: Unit, imports: dict[str, str]) -> tuple[str, str] | None:
                 continue
             head, _, rest = (name or "").partition(".")
             resolved = imports.get(head) if name else None
+            if name and resolved is None and head not in bound and not hasattr(builtins, head):
+                resolved = head  # free name: an import we cannot see
             qual = (f"{resolved}.{rest}" if rest else resolved) if resolved else name
             if qual in _SOURCE_CALLS or (resolved and qual.endswith((".getenv", ".environ.get"))):
                 return "source", qual
@@ -184,7 +214,7 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
     """A verdict per unit: review it with the model, or clear it. A unit of a file that did not
     parse is always reviewed (there is no AST to clear it with)."""
     hints = hints or {}
-    imports_of: dict[int, dict[str, str]] = {}
+    imports_of: dict[int, tuple[dict[str, str], frozenset[str]]] = {}
     out = []
     for u in units:
         flagged = [f for f in hints.get(u.path, ()) if u.start_line <= f.start_line <= u.end_line
@@ -197,8 +227,8 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
             continue
         key = id(u.file)
         if key not in imports_of:
-            imports_of[key] = file_imports(u.file.tree)
-        why = surface(u, imports_of[key])
+            imports_of[key] = file_imports(u.file.tree), file_bindings(u.file.tree)
+        why = surface(u, *imports_of[key])
         out.append(Verdict(True, *why) if why else Verdict(False, "no-surface"))
     return out
 

@@ -37,6 +37,7 @@ REASONS = {
     "syntax-error": True,  # no AST: static rules skip it, models still read the text
     "too-deep": True,  # nesting too deep for the parser; models still read the text
     "timeout": True,  # a detector ran past --file-timeout on it
+    "parse-timeout": False,  # the parser itself ran past --file-timeout (stopped in a child)
     "detector-error": True,  # a detector failed on this file; others still ran
     "binary": False,
     "nul-byte": False,

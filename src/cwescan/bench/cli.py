@@ -55,3 +55,9 @@ def static(
 from cwescan.bench.models import models_command  # noqa: E402
 
 bench_app.command("models")(models_command)
+
+# `cwescan bench scan` / `bench triage`: end-to-end scan speed and triage's cost (scan engineer)
+from cwescan.bench.scan import scan_command, triage_command  # noqa: E402
+
+bench_app.command("scan")(scan_command)
+bench_app.command("triage")(triage_command)

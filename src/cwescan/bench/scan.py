@@ -1,0 +1,306 @@
+"""End-to-end scan benchmark, and what triage costs the SLM in accuracy.
+
+``cwescan bench scan --files 1000``: copies the first N readable UTF-8 ``.py`` files of a folder
+(default: this Python's standard library, in the sorted order of ``bench.static.collect``, so
+the tree is the same on every run of one Python) into ``<out>/tree``, then scans it twice with
+the default detectors, in this process, the way ``cwescan scan`` does:
+
+- cold: an empty result cache at ``<out>/cache``; detectors created (and the model loaded) inside
+  the timed span;
+- warm: the same tree again with new detector objects and the filled cache.
+
+Each run reports wall seconds (detector creation included), files/s, and the model stage's
+counts: units in total, reviewed by the model, cleared by triage, served from the cache; plus
+when the model stage started (the static stage's share) and the model's units/s.
+
+``cwescan bench triage``: on the test part of the split, the SLM's record-level recall,
+precision and F1 with and without triage. A record's verdict is the detector's (any unit's
+P(vulnerable) at or above its threshold); with triage, cleared units cannot flag. Only records
+with at least one cleared unit can change, so only their units are scored (``score`` mode, the
+detector's default precision): the differences are exact for every record given, and the
+absolute numbers come from the baseline confusion counts of ``cwescan eval`` for the same model
+on the same part (``docs/eval/metrics.json``, checked by its split manifest hash).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import typer
+
+from cwescan.bench.static import collect, stdlib_path
+
+
+def build_tree(source: Path, files: int, dest: Path) -> list[str]:
+    """Copy the first ``files`` readable .py files of ``source`` into ``dest`` (emptied first)."""
+    chosen = collect(source, files)
+    if dest.exists():
+        shutil.rmtree(dest)
+    for rel, text in chosen:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    return [rel for rel, _ in chosen]
+
+
+@dataclass
+class ScanRun:
+    name: str
+    wall_s: float
+    files: int
+    units: int
+    reviewed: int
+    cleared: int
+    cached: int
+    findings: int
+    create_s: float  # detector creation (model detectors verify their artifact here)
+    static_s: float  # from the scan's start to the model stage's start (or the end)
+    model_s: float  # model stage: triage, cache look-ups, model load and inference
+    detectors: list[str] = field(default_factory=list)
+    reasons: dict = field(default_factory=dict)
+
+    @property
+    def files_per_s(self) -> float:
+        return self.files / self.wall_s if self.wall_s else 0.0
+
+    @property
+    def model_units_per_s(self) -> float | None:
+        return self.reviewed / self.model_s if self.reviewed and self.model_s else None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["files_per_s"] = round(self.files_per_s, 3)
+        d["model_units_per_s"] = None if self.model_units_per_s is None else round(self.model_units_per_s, 3)
+        return d
+
+
+def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
+             precision: str | None, review: str, jobs: int = 0) -> ScanRun:
+    from cwescan.cache import ResultCache
+    from cwescan.scanner import ScanOptions, create_detectors, default_detectors, scan
+
+    names = detector_names or default_detectors()[0]
+    marks: dict[str, float] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage.endswith(" units"):
+            marks.setdefault("model", time.perf_counter())
+
+    t0 = time.perf_counter()
+    from cwescan.scanner import third_party_quiet
+
+    with third_party_quiet():
+        detectors = create_detectors(names, precision)
+    t1 = time.perf_counter()
+    options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
+                          cache=ResultCache(cache_dir) if cache_dir is not None else None)
+    report = scan([tree], options, detectors=detectors, progress=progress)
+    t2 = time.perf_counter()
+    stage = report.stats.get("model_stage") or {}
+    model_start = marks.get("model", t2)
+    return ScanRun(
+        name=name, wall_s=round(t2 - t0, 2), files=report.stats["files_scanned"],
+        units=stage.get("units", report.stats["units"]), reviewed=stage.get("reviewed", 0),
+        cleared=stage.get("cleared", 0), cached=stage.get("cached", 0),
+        findings=report.stats["findings"], create_s=round(t1 - t0, 2),
+        static_s=round(model_start - t1, 2), model_s=round(t2 - model_start, 2),
+        detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}))
+
+
+def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
+               precision: str | None = None, review: str = "triage", jobs: int = 0) -> dict:
+    source = source or stdlib_path()
+    tree = out / "tree"
+    chosen = build_tree(source, files, tree)
+    cache_dir = out / "cache"
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs),
+            run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs)]
+    return {
+        "source": str(source),
+        "files_requested": files,
+        "files_copied": len(chosen),
+        "bytes": sum((tree / rel).stat().st_size for rel in chosen),
+        "review": review,
+        "cpu_count": os.cpu_count(),
+        "load_avg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "runs": [r.to_json() for r in runs],
+    }
+
+
+def scan_table(result: dict) -> str:
+    """The result as a Markdown table."""
+    head = ("| run | detectors | files | wall s | files/s | units | model reviewed | triage cleared "
+            "| from cache | findings | create s | static stage s | model stage s | model units/s |")
+    rows = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in result["runs"]:
+        ups = "—" if r["model_units_per_s"] is None else f"{r['model_units_per_s']:.2f}"
+        rows.append(f"| {r['name']} | {'+'.join(r['detectors'])} | {r['files']} | {r['wall_s']:.1f} | "
+                    f"{r['files_per_s']:.1f} | {r['units']:,} | {r['reviewed']:,} | {r['cleared']:,} | "
+                    f"{r['cached']:,} | {r['findings']} | {r['create_s']:.1f} | {r['static_s']:.1f} | "
+                    f"{r['model_s']:.1f} | {ups} |")
+    return "\n".join(rows) + "\n"
+
+
+# --- what triage costs -----------------------------------------------------------------------
+
+def _confusion(flags: list[bool], labels: list[bool]) -> dict:
+    tp = sum(f and y for f, y in zip(flags, labels))
+    fp = sum(f and not y for f, y in zip(flags, labels))
+    fn = sum(not f and y for f, y in zip(flags, labels))
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": len(labels) - tp - fp - fn}
+
+
+def prf(c: dict) -> dict:
+    p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
+    r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return {**c, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4)}
+
+
+def triage_cost(records, detector, baseline: dict | None = None, log=print) -> dict:
+    """SLM verdicts with and without triage on ``records`` (see the module docstring)."""
+    from cwescan.detectors.static import StaticDetector
+    from cwescan.triage import triage
+    from cwescan.units import parse_source
+
+    static = StaticDetector()
+    changed_ids, units, owners, reviewed = [], [], [], []
+    n_units = n_cleared = 0
+    all_cleared = {True: 0, False: 0}
+    for r in records:
+        src = parse_source(r.id, r.code)
+        us = [u for u in src.units if u.code.strip()]
+        hints: dict = {}
+        for f in static.detect(us):
+            hints.setdefault(f.path, []).append(f)
+        verdicts = triage(us, hints)
+        n_units += len(us)
+        cleared = sum(not v.review for v in verdicts)
+        n_cleared += cleared
+        if not cleared:
+            continue
+        all_cleared[r.vulnerable] += cleared == len(us)
+        changed_ids.append(r)
+        for u, v in zip(us, verdicts):
+            units.append(u)
+            owners.append(len(changed_ids) - 1)
+            reviewed.append(v.review)
+    log(f"{len(records)} records, {n_units} units, {n_cleared} cleared by triage; scoring the "
+        f"{len(units)} units of the {len(changed_ids)} records with a cleared unit")
+    t0 = time.perf_counter()
+    scores = detector.score(units) if units else []
+    seconds = time.perf_counter() - t0
+    thr = detector.threshold
+    full = [False] * len(changed_ids)
+    tri = [False] * len(changed_ids)
+    for i, s, rev in zip(owners, scores, reviewed):
+        full[i] |= s >= thr
+        tri[i] |= rev and s >= thr
+    labels = [r.vulnerable for r in changed_ids]
+    out = {
+        "records": len(records),
+        "units": n_units,
+        "units_cleared": n_cleared,
+        "records_with_cleared_units": len(changed_ids),
+        "records_all_cleared": {"vulnerable": all_cleared[True], "safe": all_cleared[False]},
+        "units_scored": len(units),
+        "score_seconds": round(seconds, 1),
+        "threshold": thr,
+        "precision": getattr(detector, "precision", None),
+        "changed_records": {
+            "without_triage": _confusion(full, labels),
+            "with_triage": _confusion(tri, labels),
+        },
+        "lost_true_positives": sum(f and not t and y for f, t, y in zip(full, tri, labels)),
+        "removed_false_positives": sum(f and not t and not y for f, t, y in zip(full, tri, labels)),
+    }
+    if baseline:
+        b = {k: baseline[k] for k in ("tp", "fp", "fn", "tn")}
+        with_t = dict(b)
+        with_t["tp"] -= out["lost_true_positives"]
+        with_t["fn"] += out["lost_true_positives"]
+        with_t["fp"] -= out["removed_false_positives"]
+        with_t["tn"] += out["removed_false_positives"]
+        out["whole_part"] = {"without_triage": prf(b), "with_triage": prf(with_t)}
+    return out
+
+
+def load_baseline(metrics_path: Path, manifest: str | None) -> dict | None:
+    """The SLM's binary confusion counts from a ``cwescan eval`` metrics.json, when it was run on
+    the same split (same manifest hash)."""
+    try:
+        doc = json.loads(metrics_path.read_text())
+        if manifest and doc.get("meta", {}).get("manifest_hash") != manifest:
+            return None
+        return doc["detectors"]["slm"]["binary"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+# --- commands (registered in cwescan.bench.cli) ----------------------------------------------
+
+def scan_command(
+    files: int = typer.Option(1000, "--files", min=1, help="How many .py files the tree holds."),
+    path: Path = typer.Option(None, "--path", help="Folder to take them from (default: the standard library)."),
+    out: Path = typer.Option(Path("runs/bench-scan"), "--out", help="Tree, cache and results go here."),
+    detector: list[str] = typer.Option(None, "--detector", "-d",
+                                       help="Detectors (default: the scan's default set)."),
+    precision: str = typer.Option(None, "--precision", help="Model precision (default: the measured one)."),
+    review: str = typer.Option("triage", "--review", help="triage | all"),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Static-stage workers (0 = automatic)."),
+) -> None:
+    """Scan a real N-file tree twice (cold, then warm result cache) and print the table."""
+    root = path or stdlib_path()
+    if not root.is_dir():
+        raise typer.BadParameter(f"{root} is not a folder", param_hint="--path")
+    if review not in ("triage", "all"):
+        raise typer.BadParameter("triage or all", param_hint="--review")
+    names = [n.strip() for item in (detector or []) for n in item.split(",") if n.strip()] or None
+    out.mkdir(parents=True, exist_ok=True)
+    result = scan_bench(files, root, out, names, precision, review, jobs)
+    if result["files_copied"] < files:
+        typer.echo(f"only {result['files_copied']} readable .py files under {root}")
+    (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = scan_table(result)
+    (out / "scan.md").write_text(table)
+    typer.echo(f"{result['files_copied']} files ({result['bytes']:,} bytes) from {root}, "
+               f"review={review}, {result['cpu_count']} CPUs")
+    typer.echo(table)
+    typer.echo(f"wrote {out / 'scan.json'} and {out / 'scan.md'}")
+
+
+def triage_command(
+    records: int = typer.Option(0, "--records", min=0,
+                                help="Deterministic sample of the test part (0 = all records)."),
+    precision: str = typer.Option(None, "--precision", help="SLM precision (default: the measured one)."),
+    baseline: Path = typer.Option(Path("docs/eval/metrics.json"), "--baseline",
+                                  help="cwescan eval metrics.json giving the SLM's confusion counts "
+                                       "on the whole part without triage."),
+    out: Path = typer.Option(Path("runs/bench-triage"), "--out", help="triage.json goes here."),
+) -> None:
+    """What triage costs the SLM: recall, precision and F1 with and without it, on the test part."""
+    import random
+
+    from cwescan.data.split import load_part, manifest_hash
+    from cwescan.precision import default_precision
+    from cwescan.scanner import create_detectors, third_party_quiet
+
+    part = load_part("test")
+    chosen = part if not records or records >= len(part) else random.Random(0).sample(part, records)
+    base = load_baseline(baseline, manifest_hash()) if len(chosen) == len(part) else None
+    precision = precision or default_precision("slm")
+    with third_party_quiet():
+        [slm] = create_detectors(["slm"], precision)
+        slm._load()
+    result = triage_cost(chosen, slm, base, log=typer.echo)
+    result["baseline"] = str(baseline) if base else None
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "triage.json").write_text(json.dumps(result, indent=2) + "\n")
+    typer.echo(json.dumps(result, indent=2))

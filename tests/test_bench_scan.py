@@ -1,0 +1,42 @@
+"""`cwescan bench scan` machinery on a small tree with a tiny random SLM: the cold run reviews,
+the warm run is served from the cache, and the outputs are well-formed. Numbers are not
+asserted (a benchmark is not a timed test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from cwescan.cli import app  # noqa: E402
+
+from slm_helpers import tiny_slm_artifact  # noqa: E402
+
+
+def test_bench_scan_cold_then_warm(tmp_path, monkeypatch):
+    adapter = tiny_slm_artifact(tmp_path / "model")
+    monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: adapter)
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "a.py").write_text("import os\n\n\ndef run(c):\n    os.system(c)\n")
+    (src / "pkg" / "b.py").write_text("def add(a, b):\n    return a + b\n")
+    (src / "pkg" / "c.py").write_text("import pickle\n\n\ndef load(b):\n    return pickle.loads(b)\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["bench", "scan", "--files", "2", "--path", str(src), "--out", str(out),
+                                 "-d", "static,slm", "--precision", "fp32"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "scan.json").read_text())
+    assert doc["files_copied"] == 2  # a.py, then pkg/b.py: sorted, files before folders
+    assert sorted(p.relative_to(out / "tree").as_posix() for p in (out / "tree").rglob("*.py")) == ["a.py", "pkg/b.py"]
+    cold, warm = doc["runs"]
+    assert (cold["units"], cold["reviewed"], cold["cleared"], cold["cached"]) == (3, 1, 2, 0)
+    assert (warm["units"], warm["reviewed"], warm["cleared"], warm["cached"]) == (3, 0, 2, 1)
+    assert cold["model_units_per_s"] > 0 and warm["model_units_per_s"] is None
+    assert cold["findings"] == warm["findings"] and cold["detectors"] == ["static", "slm"]
+    md = (out / "scan.md").read_text()
+    assert md.count("\n") == 4 and "| cold cache |" in md and "| warm cache |" in md
