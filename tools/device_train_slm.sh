@@ -20,7 +20,7 @@
 set -euo pipefail
 STASH=/root/stash/slm
 PIECE=${PIECE:-32M}
-stage=${1:?usage: device_train_slm.sh prepare|stash DIR|launch smol|qwen|poll SECONDS|collect}
+stage=${1:?usage: device_train_slm.sh prepare|stash DIR|launch smol|qwen [JOBS]|poll SECONDS|collect}
 
 # name, file in the stash, sha256 (checked after joining)
 FILES="smol SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -36,20 +36,28 @@ join_file() {  # join the pieces of $1 in the stash and check its hash
     echo "$STASH/$file"
 }
 
-env_for() {  # environment of a job using base model $1 (smol|qwen)
+env_for() {  # environment of a job using base model $1 (smol|qwen) and the code copy $2
     local gguf
     gguf=$(join_file "$1")
-    echo "PYTHONPATH=$STASH/code/src:/tmp/site PYTHONUNBUFFERED=1 CWESCAN_BASE_GGUF=$gguf CWESCAN_CACHE=$STASH/cache CWESCAN_DATA=$STASH/data"
+    echo "PYTHONPATH=$2/src:/tmp/site PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True CWESCAN_BASE_GGUF=$gguf CWESCAN_CACHE=$STASH/cache CWESCAN_DATA=$STASH/data CWESCAN_SPLITS=$2/data/splits"
 }
 
-start_job() {  # name recipe env: train, then evaluate on the test part, in the background
-    local name=$1 recipe=$2 env=$3 run=$STASH/runs/$1
-    mkdir -p "$run"
-    (cd "$STASH/code" && env $env setsid nohup bash -c "
-        python3 -m cwescan train slm --recipe $recipe --out $run/adapter --device cuda &&
+job_cmd() {  # name recipe: train, then evaluate on the test part
+    local run=$STASH/runs/$1
+    echo "rm -rf $run && mkdir -p $run && { python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
         python3 -m cwescan.slm.evaluate --part test --device cuda --precision bf16 --model $run/adapter --out $run/eval-test &&
-        echo JOB-DONE || echo JOB-FAILED" > "$run/log.txt" 2>&1 < /dev/null &)
-    echo "started $name ($recipe)"
+        echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1"
+}
+
+start_jobs() {  # env code "name recipe" ...: the jobs one after another, in the background
+    local env=$1 code=$2 cmds="" name recipe
+    shift 2
+    for spec in "$@"; do
+        read -r name recipe <<<"$spec"
+        cmds="$cmds $(job_cmd "$name" "$recipe");"
+    done
+    (cd "$code" && env $env setsid nohup bash -c "$cmds" > /dev/null 2>&1 < /dev/null &)
+    echo "started: $*"
 }
 
 case "$stage" in
@@ -75,7 +83,7 @@ prepare)
 stash)
     mkdir -p "$STASH/pieces"
     cp ".carry/slm/$2"/* "$STASH/pieces/"
-    if [ ! -d "$STASH/code" ]; then
+    if [ ! -d "$STASH/runs" ]; then
         nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
     fi
     ls "$STASH/pieces" | tr '\n' ' '; echo
@@ -85,18 +93,18 @@ launch)
         cat "$STASH"/pieces/setup.tar.part* | tar -C "$STASH" -xf -
         python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$STASH"/wheels/*.whl
     fi
-    rm -rf "$STASH/code" && mkdir -p "$STASH/code" && cp -r src recipes data "$STASH/code/"
-    env=$(env_for "$2")
+    code=$STASH/code-$2-$(date +%s)  # one copy per launch: a later launch must not pull files from under running jobs
+    mkdir -p "$code" && cp -r src recipes data "$code/"
+    env=$(env_for "$2" "$code")
     # convert the base once before the jobs start, so two jobs never race on the cache
-    (cd "$STASH/code" && env $env python3 -c "from cwescan.slm.base import converted_dir; import sys; print(converted_dir(sys.argv[1]))" \
+    (cd "$code" && env $env python3 -c "from cwescan.slm.base import converted_dir; import sys; print(converted_dir(sys.argv[1]))" \
         "$([ "$2" = smol ] && echo smollm2-135m || echo qwen2.5-coder-0.5b)" 2>&1 | tail -1)
-    if [ "$2" = smol ]; then
-        start_job smol-a recipes/slm-smollm2-lora.yaml "$env"
-        start_job smol-b recipes/slm-smollm2-lora.yaml "$env"
-    else
-        start_job qwen-lora recipes/slm-qwen-coder-lora.yaml "$env"
-        start_job qwen-qlora recipes/slm-qwen-coder-qlora.yaml "$env"
-    fi
+    # smol: runs a then b of the same recipe (b checks reproduction; two at once do not fit in
+    # 80 GB); qwen: LoRA (QLoRA with `launch qwen-qlora`)
+    case $2 in
+    smol) start_jobs "$env" "$code" "smol-a recipes/slm-smollm2-lora.yaml" "smol-b recipes/slm-smollm2-lora.yaml" ;;
+    qwen) start_jobs "$env" "$code" "qwen-lora recipes/slm-qwen-coder-lora.yaml" ;;
+    esac
     ;;
 poll)
     end=$((SECONDS + ${2:-60}))

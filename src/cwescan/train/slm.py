@@ -430,7 +430,7 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
     open_len = len(tokenizer.encode(P.A_OPEN, add_special_tokens=False))
     tf_ids = answer_token_ids(tokenizer)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda" and recipe.bf16)
-    history, losses, step, best = [], [], 0, None
+    history, losses, step, best, skipped = [], [], 0, None, 0
     best_state = None
     for epoch in range(recipe.epochs):
         model.train()
@@ -443,7 +443,15 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
             with autocast:
                 loss = answer_loss(model, x, m, y, w, verdict, tf_ids.true, tf_ids.false, recipe.pair_weight, twin_rows)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            norm = torch.nn.utils.clip_grad_norm_(params, 1.0)
+            if not (torch.isfinite(loss) and torch.isfinite(norm)):
+                # one overflowing batch must not turn every adapter weight into NaN: skip it
+                opt.zero_grad(set_to_none=True)
+                sched.step()
+                step += 1
+                skipped += 1
+                log(f"epoch {epoch} step {step}: non-finite loss or gradient, batch skipped ({skipped} so far)")
+                continue
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
@@ -495,6 +503,7 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         "train_examples": len(train),
         "train_positive_examples": n_pos,
         "steps": step,
+        "skipped_steps": skipped,
         "selected_epoch": best["epoch"] if best else None,
         "threshold": best["threshold"] if best else 0.5,
         "validation": best,
