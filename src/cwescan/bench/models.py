@@ -85,14 +85,13 @@ def find_module(obj):
 
 
 def _loaded_module(obj):
-    """find_module, after loading a detector that loads its model lazily (on first use)."""
+    """find_module, after ``load()`` for a detector that loads its model lazily (on first use)."""
     try:
         return find_module(obj)
     except TypeError:
-        for name in ("_load", "load"):
-            if callable(getattr(obj, name, None)):
-                getattr(obj, name)()
-                return find_module(obj)
+        if callable(getattr(obj, "load", None)):
+            obj.load()
+            return find_module(obj)
         raise
 
 
@@ -109,9 +108,21 @@ class Meter:
         self.extra_flops_per_token = 0.0  # for modules whose insides cannot be hooked (ONNX)
         self._handles = []
 
-    def attach(self, module) -> None:
+    def attach(self, module, token_module=None) -> None:
+        """Count tokens where they enter ``token_module`` (default: the input embedding, which
+        sees every token whichever part of the model a detector calls; else ``module``) and
+        FLOPs in every Linear-like layer of ``module``."""
+        import torch
+
         self.detach()
-        self._handles.append(module.register_forward_pre_hook(self._count_tokens, with_kwargs=True))
+        if token_module is None:
+            try:
+                token_module = module.get_input_embeddings()
+            except (AttributeError, NotImplementedError):
+                token_module = None
+            if not isinstance(token_module, torch.nn.Module):
+                token_module = module
+        self._handles.append(token_module.register_forward_pre_hook(self._count_tokens, with_kwargs=True))
         for m in module.modules():
             if _linear_like(m):
                 self._handles.append(m.register_forward_pre_hook(self._count_linear))
@@ -284,9 +295,8 @@ class _Row:
     def score(self, units) -> list[float]:
         # a detector's memo of already-scored prompts would turn repeated sweeps into lookups:
         # every timed call computes
-        cache = getattr(self.scorer, "_cache", None)
-        if isinstance(cache, dict):
-            cache.clear()
+        if callable(getattr(self.scorer, "clear_cache", None)):
+            self.scorer.clear_cache()
         return list(self.scorer.score(units))
 
 
@@ -341,19 +351,25 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     attr, module = _loaded_module(scorer)
     meter = Meter()
     extra: dict = {}
+    token_module = None
     if spec.precision.startswith("onnx"):
-        from cwescan.bench.onnx_export import capture_call, export_int8
+        from cwescan.bench.onnx_export import called_part, export_int8
 
         meter.attach(module)
         pair = sorted(sample, key=lambda u: len(u.code))[-2:] if len(sample) >= 2 else units[:2]
         if hasattr(scorer, "batch_size"):
             scorer.batch_size = 2
-        call = capture_call(module, lambda: scorer.score(pair))
+        # the part of the model the detector calls (the SLM calls its decoder, not the LM head)
+        part, call, swap = called_part(module, lambda: scorer.score(pair))
         meter.extra_flops_per_token = meter.flops / max(1, meter.tokens)
         meter.detach()
-        new, extra = export_int8(module, call, threads=config.threads, quantize=spec.precision == "onnx-int8")
-        setattr(scorer, attr, new)
-        module = new
+        new, extra = export_int8(part, call, threads=config.threads, quantize=spec.precision == "onnx-int8")
+        token_module = new
+        if swap is None:
+            setattr(scorer, attr, new)
+            module = new
+        else:
+            swap(new)
         if hasattr(scorer, "device"):
             scorer.device = "cpu"
     elif not native and spec.precision != "fp32":
@@ -363,7 +379,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     _say(f"  loaded in {out['load_s']:.1f} s; {len(units)} units, sweep over {len(sample)}")
     out["weights_bytes"] = extra.get("onnx_bytes") or weights_bytes(module)
     out.update({k: v for k, v in extra.items() if k != "onnx_bytes"})
-    meter.attach(module)
+    meter.attach(module, token_module)
     row = _Row(scorer, meter, module)
     threshold = float(getattr(scorer, "threshold", 0.5))
 

@@ -53,6 +53,20 @@ def capture_call(module: torch.nn.Module, run) -> CapturedCall:
     return seen[0]
 
 
+def called_part(module: torch.nn.Module, run):
+    """(the part of ``module`` that ``run()`` calls, its CapturedCall, a function that puts a
+    stand-in in that part's place, or None when the part is ``module`` itself). A causal LM
+    whose detector calls only its decoder (``module.model``, then its own head rows) has the
+    decoder exported and swapped."""
+    try:
+        return module, capture_call(module, run), None
+    except OnnxUnavailable:
+        inner = getattr(module, "model", None)
+        if not isinstance(inner, torch.nn.Module):
+            raise
+    return inner, capture_call(inner, run), lambda new: setattr(module, "model", new)
+
+
 def _tensor_outputs(output) -> tuple[type | None, list[str]]:
     """(container class, names of tensor fields) of a model output: a ModelOutput / dict, or a
     plain tensor (container None, names ["output"])."""

@@ -129,6 +129,25 @@ class SLMDetector(Detector):
 
     # ------------------------------------------------------------ loading
 
+    def load(self):
+        """Load the model now (it otherwise loads on first use) and return it."""
+        self._load()
+        return self._model
+
+    @property
+    def model(self):
+        """The loaded torch model (None until loaded). Assignable: the benchmark swaps in a
+        converted model (other GPU backends, ONNX Runtime) and scores through the same path."""
+        return self._model
+
+    @model.setter
+    def model(self, module) -> None:
+        self._model = module
+
+    def clear_cache(self) -> None:
+        """Forget the scores memoised by prompt, so the next call computes them (benchmarks)."""
+        self._cache.clear()
+
     def _load(self):
         if self._model is not None:
             return

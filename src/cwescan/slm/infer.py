@@ -3,8 +3,10 @@ constrained ``generate`` (the JSON answer filled slot by slot, so it always pars
 
 score: the prompt is followed by the answer's first template piece ``{"vulnerability":``; the
 next-token logits of `` true`` and `` false`` normalised over those two tokens give P(true).
-Batches are left-padded with explicit position ids (so padding never shifts positions) and
-windows are sorted by length so each batch pads little.
+Windows are tokenised in one call, sorted by length so each batch pads little, and batches are
+right-padded (causal attention: no real token sees the padding after it, so no mask is needed);
+the two verdict logits come from the last real position's hidden state and the head's two rows
+in float32 (see ``score_and_decode``).
 
 generate: after P(true) decides the verdict (against the threshold), a vulnerable answer is
 continued with ``, "type": "CWE-`` and the CWE id is decoded greedily inside a token trie of the
@@ -43,8 +45,74 @@ def answer_token_ids(tokenizer) -> TokenIds:
     return TokenIds(enc(P.A_OPEN), t[0], f[0], enc(P.A_TYPE), enc(P.A_LINE), enc(P.A_CLOSE))
 
 
-def _positions(mask):
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt, the same as ``tokenizer.encode(p, add_special_tokens=False)``,
+    in one call of the fast (Rust) tokenizer: the per-call overhead of the Python wrapper was a
+    large share of the host time per window."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return [tokenizer.encode(p, add_special_tokens=False) for p in prompts]
+    batch = getattr(backend, "encode_batch_fast", None) or backend.encode_batch  # fast: no offsets
+    return [e.ids for e in batch(list(prompts), add_special_tokens=False)]
+
+
+def _dense_weight(head):
+    """A head's weight as a plain float tensor: torch.ao's dynamic int8 Linear keeps it packed
+    (``weight()``), torchao's quantized tensor subclasses dequantize on request."""
+    w = head.weight() if callable(getattr(head, "weight", None)) else head.weight
+    if getattr(w, "is_quantized", False) or (type(w).__name__ not in ("Tensor", "Parameter") and hasattr(w, "dequantize")):
+        w = w.dequantize()
+    return w
+
+
+def split_head(model, ids: TokenIds, device):
+    """(decoder, (2, hidden) float32 head rows of `` true`` / `` false``) of a causal LM laid
+    out as transformers' ``model.model`` + ``get_output_embeddings()`` (a PEFT wrapper is seen
+    through); None for anything else (then the full model's logits are used)."""
+    import torch
+
+    if callable(getattr(model, "get_base_model", None)):  # a PEFT wrapper (training): its model
+        model = model.get_base_model()
+    decoder = getattr(model, "model", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    head = get_head() if callable(get_head) else None
+    bias = getattr(head, "bias", None)
+    if callable(bias):  # torch.ao's dynamic int8 Linear
+        bias = bias()
+    if not isinstance(decoder, torch.nn.Module) or getattr(decoder, "lm_head", None) is not None or head is None or bias is not None:
+        return None
+    rows = _dense_weight(head)[[ids.true, ids.false]]
+    return decoder, rows.detach().to(device=device, dtype=torch.float32).contiguous()
+
+
+class Packed:
+    """Every sequence's tokens in one flat tensor, so a padded batch is built by index arithmetic
+    on the device instead of a Python loop per row."""
+
+    def __init__(self, seqs: Sequence[Sequence[int]], pad: int, device) -> None:
+        import torch
+
+        self.lengths = [len(s) for s in seqs]
+        lens = torch.tensor(self.lengths, dtype=torch.long)
+        self.flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(device)
+        self.starts = (lens.cumsum(0) - lens).to(device)
+        self.lens = lens.to(device)
+        self.pad, self.device = pad, device
+
+    def batch(self, idx: Sequence[int]):
+        """(input_ids, lengths, mask) of the rows ``idx``, *right*-padded: with causal attention
+        no real token sees the padding after it, so the forward pass needs no attention mask
+        (attention keeps its causal fast path) and positions are the plain 0..n-1. ``mask``
+        (1 = real token) is what a continuation from the KV cache must pass."""
+        import torch
+
+        width = max(self.lengths[i] for i in idx)
+        sel = torch.tensor(list(idx), dtype=torch.long).to(self.device, non_blocking=True)
+        lens = self.lens[sel]
+        col = torch.arange(width, device=self.device)[None, :]
+        real = col < lens[:, None]
+        at = self.starts[sel][:, None] + torch.minimum(col, lens[:, None] - 1)
+        return torch.where(real, self.flat[at], self.pad), lens, real.long()
 
 
 def score_prompts(model, tokenizer, prompts: Sequence[str], batch_size: int = 16, device: str = "cpu") -> list[float]:
@@ -64,41 +132,60 @@ def score_and_decode(
 ) -> list[tuple[float, dict | None]]:
     """(P(vulnerable), details) per prompt. Prompts whose P reaches ``cut`` are continued from
     the same forward pass's KV cache: the CWE id and the line (``lines[i]``: the allowed line
-    numbers of prompt i) are decoded inside tries, batched over the flagged prompts."""
+    numbers of prompt i) are decoded inside tries, batched over the flagged prompts.
+
+    Speed: prompts are tokenised in one batch call, sorted by length and cut into batches of
+    ``batch_size`` (little padding), right-padded so no attention mask is needed (``Packed``).
+    The score needs only the last position: the decoder's final hidden
+    state there goes through the two head rows of `` true`` / `` false`` in float32 -- the full
+    49,152-row head is never applied (torch turned that 3-D product into a batched copy of the
+    whole head per batch, half the CPU time), and a bf16 model's verdict logits keep fp32
+    resolution, so near-twins no longer tie. Without decoding, the probabilities stay on the
+    device until the end (one host sync per call)."""
     import torch
 
     ids = answer_token_ids(tokenizer)
-    seqs = [tokenizer.encode(p, add_special_tokens=False) + ids.open for p in prompts]
+    seqs = [s + ids.open for s in encode_prompts(tokenizer, prompts)]
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[tuple[float, dict | None]] = [(0.0, None)] * len(seqs)
+    if not seqs:
+        return out
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    packed = Packed(seqs, pad, device)
+    split = split_head(model, ids, device)
+    decode = cut <= 1.0
+    pending: list[tuple[list[int], torch.Tensor]] = []
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             idx = order[s : s + batch_size]
-            width = max(len(seqs[i]) for i in idx)
-            x = torch.full((len(idx), width), pad, dtype=torch.long)
-            m = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):  # left padding: the last position is the answer slot
-                x[r, width - len(seqs[i]) :] = torch.tensor(seqs[i])
-                m[r, width - len(seqs[i]) :] = 1
-            x, m = x.to(device), m.to(device)
-            decode = cut <= 1.0
-            res = model(input_ids=x, attention_mask=m, position_ids=_positions(m), logits_to_keep=1, use_cache=decode)
-            logits = res.logits[:, -1]
-            two = torch.stack([logits[:, ids.true], logits[:, ids.false]], -1).float()
-            p = torch.softmax(two, -1)[:, 0].tolist()
+            x, lens, m = packed.batch(idx)
+            last = (torch.arange(len(idx), device=device), lens - 1)  # each row's answer slot
+            if split is not None:
+                res = split[0](input_ids=x, use_cache=decode)
+                two = res.last_hidden_state[last].float() @ split[1].T
+            else:  # a model that only gives logits (all positions': slow, but exact)
+                res = model(input_ids=x, use_cache=decode)
+                two = res.logits[last][:, [ids.true, ids.false]].float()
+            p = torch.softmax(two, -1)[:, 0]
+            if not decode:
+                pending.append((idx, p))
+                continue
+            p = p.tolist()
             flagged = [r for r in range(len(idx)) if p[r] >= cut]
             details: dict[int, dict] = {}
             if flagged:
                 cache = res.past_key_values
                 if len(flagged) < len(idx):
                     cache.batch_select_indices(torch.tensor(flagged, device=device))
-                rows = [idx[r] for r in flagged]
                 found = _decode_slots(model, tokenizer, ids, cache, m[flagged], cwe_vocab,
-                                      [list(lines[i]) if lines else [1] for i in rows], device)
+                                      [list(lines[idx[r]]) if lines else [1] for r in flagged], device)
                 details = dict(zip(flagged, found, strict=True))
             for r, i in enumerate(idx):
                 out[i] = (p[r], details.get(r))
+    if pending:
+        probs = torch.cat([p for _, p in pending]).tolist()
+        for i, p in zip((i for idx, _ in pending for i in idx), probs, strict=True):
+            out[i] = (p, None)
     return out
 
 

@@ -148,10 +148,29 @@ class PromptBuilder:
     def __init__(self, tokenizer, options: PromptOptions | None = None) -> None:
         self.tok = tokenizer
         self.opt = options or PromptOptions()
+        self._counts: dict[str, int] = {}
         self.overhead = self.count(USER_START + INSTRUCTION + "\nCode:\n" + ASSISTANT_START) + self.opt.answer_reserve
 
     def count(self, text: str) -> int:
-        return len(self.tok.encode(text, add_special_tokens=False))
+        return self.counts([text])[0]
+
+    def counts(self, texts: Sequence[str]) -> list[int]:
+        """Token counts, as ``len(tokenizer.encode(t, add_special_tokens=False))``, of many texts
+        in one call of the fast tokenizer (the Python wrapper's per-call overhead dominated prompt
+        building), memoised: twins, callers and blank lines repeat."""
+        memo = self._counts
+        todo = list(dict.fromkeys(t for t in texts if t not in memo))
+        if todo:
+            if len(memo) > 200_000:
+                memo.clear()
+            backend = getattr(self.tok, "backend_tokenizer", None)
+            if backend is not None:
+                batch = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
+                found = [len(e.ids) for e in batch(todo, add_special_tokens=False)]
+            else:
+                found = [len(self.tok.encode(t, add_special_tokens=False)) for t in todo]
+            memo.update(zip(todo, found, strict=True))
+        return [memo[t] for t in texts]
 
     def _prompt(self, code_lines: list[str], context: str, hints: str) -> str:
         return USER_START + INSTRUCTION + "\n" + context + hints + "Code:\n" + "\n".join(code_lines) + ASSISTANT_START
@@ -161,7 +180,7 @@ class PromptBuilder:
         lines = split_lines(code) or [""]
         rows = numbered(lines, 1)
         budget = max(16, self.opt.max_tokens - self.overhead)
-        costs = [self.count(r + "\n") for r in rows]
+        costs = self.counts([r + "\n" for r in rows])
         total = sum(costs)
         if total <= budget:
             hint_block = hint_text(hints)

@@ -1,0 +1,161 @@
+"""The fast SLM score path gives the same windows and scores as the plain one.
+
+PromptBuilder counts tokens in batches (memoised) but must cut exactly the same windows as
+counting every text with ``tokenizer.encode``; ``score_and_decode`` tokenises in one call,
+right-pads, and applies only the two verdict rows of the head in float32, but must give the
+scores of an unbatched, unpadded full forward pass. Tiny random Llama with SmolLM2's tokenizer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cwescan.slm import infer  # noqa: E402
+from cwescan.slm import prompt as P  # noqa: E402
+from cwescan.units import parse_source  # noqa: E402
+
+CODES = [
+    "def q(db, name):\n    return db.execute(\"SELECT * FROM t WHERE n='%s'\" % name)\n",
+    "import os\n\ndef run(cmd):\n    os.system('ls ' + cmd)\n\ndef main(argv):\n    run(argv[1])\n",
+    "\n".join(f"value_{i} = compute('{'x' * (i % 17)}', {i})  # step {i}" for i in range(1, 121)) + "\n",
+    "a = 1\nb = '" + "z y " * 400 + "'\nc = 3\n",
+    "class A:\n    def m(self, x):\n        return x * 2\n\n    def n(self, y):\n        return self.m(y) + eval(y)\n",
+]
+
+
+@pytest.fixture(scope="module")
+def tok():
+    from transformers import AutoTokenizer
+
+    from cwescan.slm.base import locate_gguf
+
+    gguf = locate_gguf("smollm2-135m")
+    return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="module")
+def model(tok):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      tie_word_embeddings=True, initializer_range=0.2, pad_token_id=tok.pad_token_id)
+    return LlamaForCausalLM(cfg).eval()
+
+
+class SlowCounting(P.PromptBuilder):
+    """The builder as it was: one ``tokenizer.encode`` per counted text."""
+
+    def counts(self, texts):
+        return [len(self.tok.encode(t, add_special_tokens=False)) for t in texts]
+
+
+def windows(builder, hints=()):
+    out = []
+    for i, code in enumerate(CODES):
+        for u in parse_source(f"f{i}.py", code).units:
+            out.extend(builder.unit_windows(u, [P.Hint(1, "CWE-95", "eval")] if hints else []))
+    return out
+
+
+@pytest.mark.parametrize("max_tokens", [1024, 200, 120])
+def test_batched_counting_cuts_the_same_windows(tok, max_tokens):
+    opt = P.PromptOptions(max_tokens=max_tokens, caller_tokens=64)
+    fast, slow = P.PromptBuilder(tok, opt), SlowCounting(tok, opt)
+    for hints in (False, True):
+        a, b = windows(fast, hints), windows(slow, hints)
+        assert a == b and len(a) > len(CODES)
+    # the cases the counts steer: callers fitted in (large budget), a line cut (small)
+    assert any(w.callers for w in a) if max_tokens == 1024 else any(w.truncated for w in a)
+    assert fast.counts(["   1| x = 1\n", "", "   1| x = 1\n"]) == slow.counts(["   1| x = 1\n", "", "   1| x = 1\n"])
+
+
+def prompts(tok):
+    return [w.prompt for w in windows(P.PromptBuilder(tok, P.PromptOptions(max_tokens=200)))]
+
+
+def test_encode_prompts_matches_encode(tok):
+    ps = prompts(tok)
+    assert infer.encode_prompts(tok, ps) == [tok.encode(p, add_special_tokens=False) for p in ps]
+
+
+def reference_scores(model, tok, ps):
+    """One prompt at a time, no padding, the full head: what a score means."""
+    ids = infer.answer_token_ids(tok)
+    out = []
+    with torch.inference_mode():
+        for p in ps:
+            x = torch.tensor([tok.encode(p, add_special_tokens=False) + ids.open])
+            logits = model(input_ids=x, logits_to_keep=1).logits[0, -1].float()
+            out.append(torch.softmax(logits[[ids.true, ids.false]], -1)[0].item())
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tok, model):
+    ps = prompts(tok)
+    return ps, reference_scores(model, tok, ps)
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 16])
+def test_scores_match_the_unbatched_reference(tok, model, reference, batch_size):
+    ps, want = reference
+    assert len({len(tok.encode(p)) for p in ps}) > 3  # lengths differ: batches are padded
+    got = infer.score_prompts(model, tok, ps, batch_size=batch_size)
+    assert got == pytest.approx(want, abs=2e-5)
+
+
+def test_a_model_without_a_separate_head_scores_the_same(tok, model):
+    class Opaque(torch.nn.Module):  # only the logits are reachable
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, **kw):
+            return self.inner(**kw)
+
+    ps = prompts(tok)[:6]
+    assert infer.split_head(Opaque(model), infer.answer_token_ids(tok), "cpu") is None
+    got = infer.score_prompts(Opaque(model), tok, ps, batch_size=4)
+    assert got == pytest.approx(reference_scores(model, tok, ps), abs=2e-5)
+
+
+def test_decoding_after_right_padded_batches_matches_one_by_one(tok, model):
+    ps = prompts(tok)[:7]
+    lines = [range(1, 4)] * len(ps)
+    vocab = ["CWE-78", "CWE-89", "CWE-502"]
+    together = infer.score_and_decode(model, tok, ps, 0.0, vocab, lines, batch_size=4)
+    alone = infer.score_and_decode(model, tok, ps, 0.0, vocab, lines, batch_size=1)
+    for (p, a), (q, b) in zip(together, alone, strict=True):
+        assert p == pytest.approx(q, abs=2e-5)
+        assert (a["cwe"], a["line"]) == (b["cwe"], b["line"])
+        assert a["cwe_confidence"] == pytest.approx(b["cwe_confidence"], abs=1e-4)
+
+
+def test_bf16_verdicts_keep_float32_resolution(tok, model, reference):
+    """bf16 logits near 10 are 0.06 apart, so near-twins tied; the fp32 head rows separate them."""
+    import copy
+
+    ps, want = reference
+    half = copy.deepcopy(model).to(torch.bfloat16)
+    got = infer.score_prompts(half, tok, ps, batch_size=4)
+    assert got == pytest.approx(want, abs=0.05)
+    assert len(set(got)) == len(set(ps))  # no ties between different prompts
+    rows = infer.split_head(half, infer.answer_token_ids(tok), "cpu")[1]
+    assert rows.dtype == torch.float32 and rows.shape == (2, 32)
+
+
+def test_quantized_heads_give_float_rows(tok, model):
+    import copy
+
+    from cwescan.precision import apply_precision
+
+    ids = infer.answer_token_ids(tok)
+    for precision in ("int8", "int4"):
+        q = apply_precision(copy.deepcopy(model), precision)
+        _, rows = infer.split_head(q, ids, "cpu")
+        dense = model.get_output_embeddings().weight[[ids.true, ids.false]]
+        assert rows.dtype == torch.float32 and (rows - dense).abs().max() < 0.1 * dense.abs().max()
