@@ -73,6 +73,15 @@ def test_batched_counting_cuts_the_same_windows(tok, max_tokens):
     assert fast.counts(["   1| x = 1\n", "", "   1| x = 1\n"]) == slow.counts(["   1| x = 1\n", "", "   1| x = 1\n"])
 
 
+def test_many_unit_windows_are_unit_windows(tok):
+    units = [u for i, code in enumerate(CODES) for u in parse_source(f"f{i}.py", code).units]
+    hints = [[P.Hint(1, "CWE-95", "eval")] if i % 2 else [] for i in range(len(units))]
+    for strip in (False, True):
+        opt = P.PromptOptions(max_tokens=200, strip_comments=strip)
+        many = P.PromptBuilder(tok, opt).many_unit_windows(units, hints)
+        assert many == [SlowCounting(tok, opt).unit_windows(u, h) for u, h in zip(units, hints)]
+
+
 def prompts(tok):
     return [w.prompt for w in windows(P.PromptBuilder(tok, P.PromptOptions(max_tokens=200)))]
 

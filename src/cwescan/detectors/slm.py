@@ -187,11 +187,7 @@ class SLMDetector(Detector):
         ]
 
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
-        out = []
-        for u in units:
-            ws = self.builder.unit_windows(u, self._hints_for(u, hints))
-            out.append(ws)
-        return out
+        return self.builder.many_unit_windows(units, [self._hints_for(u, hints) for u in units])
 
     def _score_windows(self, windows: list[list[P.Window]], cut: float = float("inf")) -> list[list[tuple[float, dict | None]]]:
         """(P(vulnerable), decoded CWE/line or None) per window; windows reaching ``cut`` get

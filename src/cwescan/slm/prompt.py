@@ -233,12 +233,27 @@ class PromptBuilder:
             start = max(start + 1, end - self.opt.overlap_lines)
         return out
 
-    def unit_windows(self, unit: Unit, hints: Sequence[Hint] = ()) -> list[Window]:
+    def _unit_text(self, unit: Unit) -> tuple[str, list[str]]:
+        """(code, callers' code) of a unit as the model reads them."""
         callers = [c.code for c in callers_of(unit)] if self.opt.callers else []
         code = unit.code
         if self.opt.strip_comments:
             code, callers = strip_comments(code), [strip_comments(c) for c in callers]
+        return code, callers
+
+    def unit_windows(self, unit: Unit, hints: Sequence[Hint] = ()) -> list[Window]:
+        code, callers = self._unit_text(unit)
         return self.windows(code, hints, callers)
+
+    def many_unit_windows(self, units: Sequence[Unit], hints: Sequence[Sequence[Hint]] | None = None) -> list[list[Window]]:
+        """``unit_windows`` of many units: the same windows, but every line (and caller) is
+        counted first in one batch call of the fast tokenizer, which spreads it over all cores
+        (one call per unit left the host the bottleneck of a GPU scan)."""
+        texts = [self._unit_text(u) for u in units]
+        self.counts([r + "\n" for code, _ in texts for r in numbered(split_lines(code) or [""], 1)]
+                    + [c + "\n" for _, callers in texts for c in callers])
+        hints = hints if hints is not None else [()] * len(units)
+        return [self.windows(code, hs, callers) for (code, callers), hs in zip(texts, hints, strict=True)]
 
 
 def answer_pieces(vulnerable: bool, cwe: str | None = None, line: int | None = None) -> list[str]:
