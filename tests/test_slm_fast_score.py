@@ -168,3 +168,36 @@ def test_quantized_heads_give_float_rows(tok, model):
         _, rows = infer.split_head(q, ids, "cpu")
         dense = model.get_output_embeddings().weight[[ids.true, ids.false]]
         assert rows.dtype == torch.float32 and (rows - dense).abs().max() < 0.1 * dense.abs().max()
+
+
+def test_a_head_without_dequantize_is_read_through_its_forward():
+    class Int8Head(torch.nn.Module):  # like bitsandbytes: int8 storage, no dequantize()
+        def __init__(self, w):
+            super().__init__()
+            self.in_features = w.shape[1]
+            self.scale = w.abs().max() / 127
+            self.register_buffer("weight", torch.round(w / self.scale).to(torch.int8))
+
+        def forward(self, x):
+            return x @ (self.weight.float() * self.scale).T
+
+    w = torch.randn(10, 8)
+    head = Int8Head(w)
+    rows = infer._head_rows(head, [3, 7])
+    assert rows.shape == (2, 8) and rows.dtype == torch.float32
+    assert torch.allclose(rows, head.weight[[3, 7]].float() * head.scale)
+
+
+def test_batches_bound_their_padding():
+    lengths = [5, 6, 6, 7, 40, 41, 44, 300, 5, 9]
+    packed = infer.Packed([[1] * n for n in lengths], 0, "cpu")
+    spans = packed.spans(4)
+    assert [i for s, e in spans for i in packed.order[s:e]] == sorted(range(10), key=lambda i: lengths[i])
+    for s, e in spans:
+        widths = packed.lengths[s:e]
+        assert e - s <= 4 and (e - s) * widths[-1] <= 1.25 * sum(widths)
+    # cut by padding, not by count: 5-7 | 9 | 40-44 | 300
+    assert [packed.lengths[s:e] for s, e in packed.spans(100)] == [[5, 5, 6, 6, 7], [9], [40, 41, 44], [300]]
+    (s, e) = spans[0]
+    x, lens, mask = packed.batch(s, e)
+    assert x.shape == (e - s, packed.lengths[e - 1]) and int(mask.sum()) == int(lens.sum())

@@ -56,13 +56,27 @@ def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return [e.ids for e in batch(list(prompts), add_special_tokens=False)]
 
 
-def _dense_weight(head):
-    """A head's weight as a plain float tensor: torch.ao's dynamic int8 Linear keeps it packed
-    (``weight()``), torchao's quantized tensor subclasses dequantize on request."""
+def _head_rows(head, rows: list[int]):
+    """Rows of a head's weight as a float tensor. A plain weight is indexed; a quantized one
+    (torch.ao's packed dynamic int8 ``weight()``, torchao / bitsandbytes tensor subclasses) is
+    dequantized, or failing that read off the head itself: ``head(I)`` is the weight as the
+    head applies it."""
+    import torch
+
     w = head.weight() if callable(getattr(head, "weight", None)) else head.weight
-    if getattr(w, "is_quantized", False) or (type(w).__name__ not in ("Tensor", "Parameter") and hasattr(w, "dequantize")):
-        w = w.dequantize()
-    return w
+    if type(w) in (torch.Tensor, torch.nn.Parameter) and w.is_floating_point():
+        return w[rows]
+    # torch.ao's quantized tensors, and torchao's subclasses (they report their float dtype);
+    # integer storage (bitsandbytes' Int8Params / Params4bit) is not the weight's value
+    if w.is_quantized or w.is_floating_point():
+        try:
+            return w.dequantize()[rows]
+        except Exception:  # noqa: BLE001 - a packing without dequantize(): ask the head
+            pass
+    p = next((t for t in head.parameters() if t.is_floating_point()), None)
+    dtype = p.dtype if p is not None else torch.float32
+    eye = torch.eye(head.in_features, device=w.device, dtype=dtype)
+    return head(eye)[:, rows].T
 
 
 def split_head(model, ids: TokenIds, device):
@@ -81,37 +95,57 @@ def split_head(model, ids: TokenIds, device):
         bias = bias()
     if not isinstance(decoder, torch.nn.Module) or getattr(decoder, "lm_head", None) is not None or head is None or bias is not None:
         return None
-    rows = _dense_weight(head)[[ids.true, ids.false]]
+    with torch.inference_mode():
+        rows = _head_rows(head, [ids.true, ids.false])
     return decoder, rows.detach().to(device=device, dtype=torch.float32).contiguous()
 
 
+PAD_SLACK = 0.25  # a batch computes at most 25 % padding on top of its real tokens
+
+
 class Packed:
-    """Every sequence's tokens in one flat tensor, so a padded batch is built by index arithmetic
-    on the device instead of a Python loop per row."""
+    """Every sequence's tokens in one flat tensor on the device, sorted by length, so a padded
+    batch of neighbours is a slice plus index arithmetic: no Python loop per row, no copy from
+    the host per batch."""
 
     def __init__(self, seqs: Sequence[Sequence[int]], pad: int, device) -> None:
         import torch
 
-        self.lengths = [len(s) for s in seqs]
+        self.order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # sorted slot -> input index
+        self.lengths = [len(seqs[i]) for i in self.order]
         lens = torch.tensor(self.lengths, dtype=torch.long)
-        self.flat = torch.tensor([t for s in seqs for t in s], dtype=torch.long).to(device)
+        self.flat = torch.tensor([t for i in self.order for t in seqs[i]], dtype=torch.long).to(device)
         self.starts = (lens.cumsum(0) - lens).to(device)
         self.lens = lens.to(device)
         self.pad, self.device = pad, device
 
-    def batch(self, idx: Sequence[int]):
-        """(input_ids, lengths, mask) of the rows ``idx``, *right*-padded: with causal attention
-        no real token sees the padding after it, so the forward pass needs no attention mask
-        (attention keeps its causal fast path) and positions are the plain 0..n-1. ``mask``
+    def spans(self, batch_size: int, slack: float = PAD_SLACK) -> list[tuple[int, int]]:
+        """Batches as (start, end) of sorted slots: at most ``batch_size`` rows, and a row joins
+        only while the padded batch stays within ``1 + slack`` times its real tokens (a sample
+        of mixed lengths cut only by count spent most of a batch on padding)."""
+        out, n, start = [], len(self.lengths), 0
+        while start < n:
+            end, real = start + 1, self.lengths[start]
+            while (end < n and end - start < batch_size
+                   and (end - start + 1) * self.lengths[end] <= (1 + slack) * (real + self.lengths[end])):
+                real += self.lengths[end]
+                end += 1
+            out.append((start, end))
+            start = end
+        return out
+
+    def batch(self, start: int, end: int):
+        """(input_ids, lengths, mask) of sorted slots ``start:end``, *right*-padded: with causal
+        attention no real token sees the padding after it, so the forward pass needs no attention
+        mask (attention keeps its causal fast path) and positions are the plain 0..n-1. ``mask``
         (1 = real token) is what a continuation from the KV cache must pass."""
         import torch
 
-        width = max(self.lengths[i] for i in idx)
-        sel = torch.tensor(list(idx), dtype=torch.long).to(self.device, non_blocking=True)
-        lens = self.lens[sel]
+        width = self.lengths[end - 1]  # sorted: the last is the longest
+        lens = self.lens[start:end]
         col = torch.arange(width, device=self.device)[None, :]
         real = col < lens[:, None]
-        at = self.starts[sel][:, None] + torch.minimum(col, lens[:, None] - 1)
+        at = self.starts[start:end, None] + torch.minimum(col, lens[:, None] - 1)
         return torch.where(real, self.flat[at], self.pad), lens, real.long()
 
 
@@ -134,8 +168,9 @@ def score_and_decode(
     the same forward pass's KV cache: the CWE id and the line (``lines[i]``: the allowed line
     numbers of prompt i) are decoded inside tries, batched over the flagged prompts.
 
-    Speed: prompts are tokenised in one batch call, sorted by length and cut into batches of
-    ``batch_size`` (little padding), right-padded so no attention mask is needed (``Packed``).
+    Speed: prompts are tokenised in one batch call, sorted by length and cut into batches of at
+    most ``batch_size`` with little padding, right-padded so no attention mask is needed
+    (``Packed``).
     The score needs only the last position: the decoder's final hidden
     state there goes through the two head rows of `` true`` / `` false`` in float32 -- the full
     49,152-row head is never applied (torch turned that 3-D product into a batched copy of the
@@ -146,7 +181,6 @@ def score_and_decode(
 
     ids = answer_token_ids(tokenizer)
     seqs = [s + ids.open for s in encode_prompts(tokenizer, prompts)]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
     out: list[tuple[float, dict | None]] = [(0.0, None)] * len(seqs)
     if not seqs:
         return out
@@ -154,12 +188,12 @@ def score_and_decode(
     packed = Packed(seqs, pad, device)
     split = split_head(model, ids, device)
     decode = cut <= 1.0
-    pending: list[tuple[list[int], torch.Tensor]] = []
+    pending: list[torch.Tensor] = []
     with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            x, lens, m = packed.batch(idx)
-            last = (torch.arange(len(idx), device=device), lens - 1)  # each row's answer slot
+        for s, e in packed.spans(batch_size):
+            idx = packed.order[s:e]
+            x, lens, m = packed.batch(s, e)
+            last = (torch.arange(e - s, device=device), lens - 1)  # each row's answer slot
             if split is not None:
                 res = split[0](input_ids=x, use_cache=decode)
                 two = res.last_hidden_state[last].float() @ split[1].T
@@ -168,7 +202,7 @@ def score_and_decode(
                 two = res.logits[last][:, [ids.true, ids.false]].float()
             p = torch.softmax(two, -1)[:, 0]
             if not decode:
-                pending.append((idx, p))
+                pending.append(p)
                 continue
             p = p.tolist()
             flagged = [r for r in range(len(idx)) if p[r] >= cut]
@@ -182,16 +216,16 @@ def score_and_decode(
                 details = dict(zip(flagged, found, strict=True))
             for r, i in enumerate(idx):
                 out[i] = (p[r], details.get(r))
-    if pending:
-        probs = torch.cat([p for _, p in pending]).tolist()
-        for i, p in zip((i for idx, _ in pending for i in idx), probs, strict=True):
+    if pending:  # one device-to-host copy for the whole call
+        for i, p in zip(packed.order, torch.cat(pending).tolist(), strict=True):
             out[i] = (p, None)
     return out
 
 
 class _Batch:
-    """A batch of left-padded sequences continued from a KV cache; a row whose slot is already
-    decoded feeds a masked dummy token, so its position does not move and nothing sees it."""
+    """A batch of padded sequences (``mask``: 1 = real token) continued from a KV cache; a row
+    whose slot is already decoded feeds a masked dummy token, so its position does not move and
+    nothing sees it."""
 
     def __init__(self, model, cache, mask, device):
         self.model, self.cache, self.mask, self.device = model, cache, mask, device
