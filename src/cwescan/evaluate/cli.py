@@ -22,6 +22,7 @@ def eval_cmd(
     detector: list[str] = typer.Option(["static"], "--detector", help="static, bandit, slm, encoder (repeatable)."),
     precision: str = typer.Option(None, help="Model detectors: fp32, bf16, int8 or int4."),
     device: str = typer.Option(None, help="Model detectors: cpu or cuda."),
+    slm_model: str = typer.Option(None, "--slm-model", help="SLM adapter: smollm2 (default), qwen, or an adapter folder."),
     out: Path = typer.Option(Path("out/eval"), help="Folder for metrics.json, report.md and the plots."),
     limit: int = typer.Option(0, help="Evaluate a deterministic sample of N records (0: all)."),
     perturb: bool = typer.Option(False, help="Also measure verdict flips under semantics-preserving rewrites."),
@@ -45,7 +46,8 @@ def eval_cmd(
     argv = [a for p in records or [] for a in ("--records", str(p))]
     argv += ["--split", split] if split else []
     argv += [a for d in detector for a in ("--detector", d)]
-    for flag, value in (("--precision", precision), ("--device", device), ("--limit", limit or None)):
+    for flag, value in (("--precision", precision), ("--device", device), ("--slm-model", slm_model),
+                        ("--limit", limit or None)):
         argv += [flag, str(value)] if value else []
     argv += ["--perturb"] if perturb else []
     meta: dict = {"command": shlex.join(["cwescan", "eval", *argv])}
@@ -79,8 +81,12 @@ def eval_cmd(
     t_all = time.perf_counter()
     for name in dict.fromkeys(detector):  # each once, in the order given
         options = {}
+        label = name
         if name in MODEL_DETECTORS:
             options = {k: v for k, v in (("precision", precision), ("device", device)) if v}
+        if name == "slm" and slm_model:
+            options["model"] = slm_model
+            label = "slm" if slm_model == "smollm2" else f"slm-{Path(slm_model).name}"
         try:
             det = create(name, **options)
         except KeyError as e:
@@ -89,10 +95,10 @@ def eval_cmd(
             _fail(f"detector {name!r} is not available: {e}")
         except Exception as e:  # noqa: BLE001 - e.g. a model not trained yet or failing its hash check
             _fail(f"cannot load detector {name!r}: {type(e).__name__}: {e}")
-        run = run_detector(name, det, recs, batch_size, perturbations)
-        runs[name] = run
+        run = run_detector(label, det, recs, batch_size, perturbations)
+        runs[label] = run
         typer.echo(
-            f"{name}: {len(recs)} records in {run.seconds:.1f} s "
+            f"{label}: {len(recs)} records in {run.seconds:.1f} s "
             f"({len(recs) / max(run.seconds, 1e-9):.1f} records/s)" + (f", {run.errors} errors" if run.errors else ""),
             err=True,
         )
