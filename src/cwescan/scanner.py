@@ -529,21 +529,27 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
     """Findings of the model detectors and what the stage did: per unit, triage decides
     whether a model must look at it (``cwescan.triage``), then the cache may answer for it;
     only the rest run through the model, in batches."""
-    units: list[Unit] = []
+    hints = hints or {}
+    # Triage file by file, keeping only the units to review: the trees of files with nothing
+    # to review are freed at once (1,000 stdlib files held every tree: 5 GB).
+    todo: list[Unit] = []
+    reasons: Counter = Counter()
+    n_units = 0
     for r in results:
         if r.text is None:
             continue
         src = r.source or parse_source(r.relpath, r.text)
+        r.source = None
         if not r.n_units:
             r.n_units = len(src.units)
-        units.extend(u for u in src.units if u.code.strip())
-    hints = hints or {}
-    if review == "all":
-        verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
-    else:
-        verdicts = triage_mod.triage(units, hints)
-    todo = [u for u, v in zip(units, verdicts) if v.review]
-    reasons = Counter(v.kind for v in verdicts)
+        units = [u for u in src.units if u.code.strip()]
+        if review == "all":
+            verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
+        else:
+            verdicts = triage_mod.triage(units, hints)
+        n_units += len(units)
+        reasons.update(v.kind for v in verdicts)
+        todo.extend(u for u, v in zip(units, verdicts) if v.review)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
     cached: dict[int, int] = {}  # unit -> models that answered it from the cache
@@ -597,9 +603,9 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
     from_cache = sum(1 for u in todo if cached.get(id(u), 0) == len(models))
     stats = {
         "review": review,
-        "units": len(units),
+        "units": n_units,
         "reviewed": len(ran),  # a model ran on them in this scan
-        "cleared": len(units) - len(todo),  # triage: no security surface, no model
+        "cleared": n_units - len(todo),  # triage: no security surface, no model
         "cached": from_cache,  # every model's answer came from the cache
         "reasons": dict(sorted(reasons.items())),
     }

@@ -63,6 +63,7 @@ class ScanRun:
     model_s: float  # model stage: triage, cache look-ups, model load and inference
     detectors: list[str] = field(default_factory=list)
     reasons: dict = field(default_factory=dict)
+    peak_rss_mb: float | None = None  # of the benchmark process so far (cumulative over runs)
 
     @property
     def files_per_s(self) -> float:
@@ -109,7 +110,17 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         cleared=stage.get("cleared", 0), cached=stage.get("cached", 0),
         findings=report.stats["findings"], create_s=round(t1 - t0, 2),
         static_s=round(model_start - t1, 2), model_s=round(t2 - model_start, 2),
-        detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}))
+        detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}),
+        peak_rss_mb=_peak_rss_mb())
+
+
+def _peak_rss_mb() -> float | None:
+    try:
+        import resource
+
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    except (ImportError, OSError):
+        return None
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
