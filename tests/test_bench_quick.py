@@ -139,3 +139,13 @@ def test_merge_later_rows_win():
     assert rows[("bf16", "cuda")]["delta_f1"] == pytest.approx(-0.01)
     assert rows[("bf16", "cuda")]["speedup_vs_fp32"] is None  # other device: no speed-up claimed
     assert merged["defaults"]["m"]["precision"] == "fp32"  # GPU rows never become the CPU default
+
+
+def test_time_budget_skips_rows_and_latency_units_cap_batch_one():
+    config = B.BenchConfig(batches=(1, 4), speed_units=8, threads=1, isolate=False, latency_units=3, time_budget_s=0.5)
+    specs = [B.RowSpec("tiny", p, "cpu", functools.partial(tiny_factory)) for p in ("fp32", "bf16")]
+    result = B.run_bench(specs, _records(6), config, quick=True).to_json()
+    first, second = result["rows"]
+    assert "error" not in first and [s["units"] for s in first["sweep"]] == [3, 8]
+    assert second["skipped"] and second["error"].startswith("time budget")
+    assert "not run: time budget" in B.render_markdown(result)

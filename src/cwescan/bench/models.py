@@ -67,6 +67,8 @@ class BenchConfig:
     price_gpu_hour: float = DEFAULT_PRICE_GPU_HOUR
     isolate: bool = True  # one spawned process per row
     row_timeout_s: float = 1800.0
+    latency_units: int | None = None  # batch 1 (unit by unit, p50/p95) on the first N sweep units only
+    time_budget_s: float | None = None  # rows that would start past it are reported as not run
 
 
 # ------------------------------------------------------------------ scorers
@@ -394,8 +396,10 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         meter.reset()
         cpu0 = time.process_time()
         start = time.perf_counter()
+        timed = sample
         if b == 1:
-            for u in sample:
+            timed = sample[: config.latency_units] if config.latency_units else sample
+            for u in timed:
                 t = time.perf_counter()
                 row.score([u])
                 _sync(spec.device)
@@ -406,18 +410,18 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         seconds = time.perf_counter() - start
         cpu_seconds = time.process_time() - cpu0
         _say(
-            f"  batch {b}: {len(sample) / seconds:.2f} units/s ({meter.tokens / seconds:.0f} tokens/s, "
-            f"{len(sample) / max(cpu_seconds, 1e-9):.2f} units per CPU-second)"
+            f"  batch {b}: {len(timed) / seconds:.2f} units/s ({meter.tokens / seconds:.0f} tokens/s, "
+            f"{len(timed) / max(cpu_seconds, 1e-9):.2f} units per CPU-second)"
         )
         sweep.append(
             {
                 "batch": b,
-                "units": len(sample),
+                "units": len(timed),
                 "seconds": seconds,
-                "units_per_s": len(sample) / seconds,
+                "units_per_s": len(timed) / seconds,
                 "cpu_seconds": cpu_seconds,
                 # work per core-second: robust to other processes sharing the cores
-                "units_per_cpu_s": len(sample) / cpu_seconds if cpu_seconds > 0 else None,
+                "units_per_cpu_s": len(timed) / cpu_seconds if cpu_seconds > 0 else None,
                 "tokens_per_s": meter.tokens / seconds,
                 "flops_per_s": meter.flops / seconds,
             }
@@ -683,10 +687,19 @@ def run_bench(
         progress(f"measuring the GEMM peak per dtype on {d} ...")
         peaks[d] = measure_peaks(d, quick=quick)
     result = BenchResult(machine_info(), asdict(config), peaks, records=records_info or {"n": len(records)})
+    started, walls = time.perf_counter(), []
     for spec in specs:
         progress(f"row {spec.model} / {spec.precision} / {spec.device} ...")
         t = time.perf_counter()
-        row = run_row(spec, records, config)
+        elapsed = t - started
+        expected = max(walls) if walls else 0.0  # the slowest row so far
+        if config.time_budget_s is not None and elapsed + expected > config.time_budget_s:
+            row = {"model": spec.model, "precision": spec.precision, "device": spec.device,
+                   "error": f"time budget {config.time_budget_s:.0f} s ({elapsed:.0f} s spent, "
+                            f"slowest row {expected:.0f} s)", "skipped": True}
+        else:
+            row = run_row(spec, records, config)
+            walls.append(time.perf_counter() - t)
         row["row_wall_s"] = time.perf_counter() - t
         result.rows.append(row)
         if on_row is not None:  # partial results survive a run cut short
@@ -864,6 +877,14 @@ def models_command(
     merge: list[Path] = typer.Option(
         None, "--merge", help="Do not measure: merge these bench.json files (later rows win) and render into --out."
     ),
+    latency_units: int = typer.Option(None, "--latency-units", min=1, help="Batch 1 (p50/p95) on the first N sweep units only."),
+    time_budget: float = typer.Option(
+        None, "--time-budget", min=1, help="Seconds: a row that would start past it (by the slowest row so far) is reported as not run."
+    ),
+    order: str = typer.Option(
+        "model", "--order", help="Row order: 'model' (each model's precisions in turn) or 'precision' (each precision for every "
+        "model: the backends listed last, the likeliest to fail or be cut by --time-budget, go last for all models)."
+    ),
 ) -> None:
     """Quantization benchmark of the model detectors: accuracy, speed, memory, roofline, cost."""
     import json
@@ -902,6 +923,10 @@ def models_command(
         config.batches = tuple(int(b) for b in _csv(batches))
     if speed_units:
         config.speed_units = speed_units
+    config.latency_units = latency_units
+    config.time_budget_s = time_budget
+    if order not in ("model", "precision"):
+        raise typer.BadParameter("choose model or precision", param_hint="--order")
     if price_cpu is not None:
         config.price_cpu_core_hour = price_cpu
     if price_gpu is not None:
@@ -917,7 +942,10 @@ def models_command(
         raise typer.BadParameter(f"cannot load the {part} part of the split: {e}", param_hint="--part") from e
     recs = sample(recs, records or None)
     info.update({"n": len(recs), "vulnerable": sum(r.vulnerable for r in recs), "sampled_from_part": bool(records)})
-    specs = [B.RowSpec(m, p, device, B.make_factory(m)) for m in _csv(model_names) for p in rows]
+    pairs = [(m, p) for m in _csv(model_names) for p in rows]
+    if order == "precision":
+        pairs.sort(key=lambda mp: rows.index(mp[1]))  # stable: models keep their order within a precision
+    specs = [B.RowSpec(m, p, device, B.make_factory(m)) for m, p in pairs]
     out.mkdir(parents=True, exist_ok=True)
 
     def partial(res):
