@@ -201,3 +201,44 @@ def test_batches_bound_their_padding():
     (s, e) = spans[0]
     x, lens, mask = packed.batch(s, e)
     assert x.shape == (e - s, packed.lengths[e - 1]) and int(mask.sum()) == int(lens.sum())
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, tok, model):
+    """A LoRA adapter (B initialised to zero: the tiny model unchanged) with a card, loadable by
+    SLMDetector."""
+    from peft import LoraConfig, get_peft_model
+
+    from cwescan.artifacts import write_card
+
+    root = tmp_path_factory.mktemp("slm-fast")
+    model.save_pretrained(root / "base")
+    tok.save_pretrained(root / "base")
+    peft = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    peft.save_pretrained(root / "adapter")
+    model = peft.unload()  # the module-scoped fixture model stays a plain Llama
+    write_card(root / "adapter", {"base_dir": str(root / "base"), "threshold": 0.5, "cwe_vocab": ["CWE-78", "CWE-89"],
+                                  "prompt": {"max_tokens": 200}})
+    return root / "adapter"
+
+
+def test_detector_public_api_loads_swaps_and_forgets(tok, model, adapter):
+    from cwescan.detectors.slm import SLMDetector
+
+    det = SLMDetector(model=adapter)
+    assert det.model is None
+    loaded = det.load()
+    assert det.model is loaded and isinstance(loaded, torch.nn.Module)
+    units = [u for i, code in enumerate(CODES) for u in parse_source(f"f{i}.py", code).units]
+    first = det.score(units)
+    assert det._cache and det.builder._counts
+    det.clear_cache()
+    assert not det._cache and len(det.builder._counts) <= 1  # only the fixed overhead: all else recomputed
+    assert det.score(units) == pytest.approx(first, abs=1e-6)
+    det.clear_cache()
+    det.model = model  # a swapped-in model is the one that scores: the same tiny model (zero LoRA)
+    assert det.score(units) == pytest.approx(first, abs=2e-5)
+    det.clear_cache()
+    det.model = torch.nn.Module()  # ... and truly the one used
+    with pytest.raises(Exception):
+        det.score(units)

@@ -153,8 +153,11 @@ class SLMDetector(Detector):
         self._model = module
 
     def clear_cache(self) -> None:
-        """Forget the scores memoised by prompt, so the next call computes them (benchmarks)."""
+        """Forget what earlier calls memoised (scores by prompt, the prompt builder's token
+        counts of lines), so the next call computes everything (benchmarks)."""
         self._cache.clear()
+        if self._model is not None:
+            self.builder = P.PromptBuilder(self.tokenizer, self.options)
 
     def _load(self):
         if self._model is not None:
