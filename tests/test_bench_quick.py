@@ -149,3 +149,45 @@ def test_time_budget_skips_rows_and_latency_units_cap_batch_one():
     assert "error" not in first and [s["units"] for s in first["sweep"]] == [3, 8]
     assert second["skipped"] and second["error"].startswith("time budget")
     assert "not run: time budget" in B.render_markdown(result)
+
+
+def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
+    """The real SLMDetector on a tiny Llama: loaded through load(), cache cleared through
+    clear_cache(), and for ONNX its decoder (the part the score path calls) exported and put in
+    place of the torch decoder."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from cwescan.artifacts import write_card
+    from cwescan.slm.base import locate_gguf
+
+    gguf = locate_gguf("smollm2-135m")
+    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      tie_word_embeddings=True, initializer_range=0.2, pad_token_id=tok.pad_token_id)
+    base = LlamaForCausalLM(cfg).eval()
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
+    write_card(tmp_path / "adapter", {"base_dir": str(tmp_path / "base"), "threshold": 0.5, "cwe_vocab": ["CWE-78"],
+                                      "prompt": {"max_tokens": 200}})
+
+    config = B.BenchConfig(batches=(1, 4), speed_units=6, threads=1, isolate=False)
+    factory = functools.partial(slm_factory, tmp_path / "adapter")
+    result = B.run_bench([B.RowSpec("tinyslm", p, "cpu", factory) for p in ("fp32", "onnx-int8")], _records(6), config).to_json()
+    fp32, onnx = result["rows"]
+    for r in (fp32, onnx):
+        assert "error" not in r, (r.get("error"), r.get("traceback"))
+        assert r["best_units_per_s"] > 0 and r["sweep"][-1]["tokens_per_s"] > 0
+    # the same FLOPs per token either way (ONNX: counted at export), not a full LM head per token
+    per_token = [r["sweep"][-1]["flops_per_s"] / r["sweep"][-1]["tokens_per_s"] for r in (fp32, onnx)]
+    assert per_token[1] == pytest.approx(per_token[0], rel=0.05)
+    assert onnx["onnx_file"] == "model.int8.onnx"
+
+
+def slm_factory(adapter, precision, device):
+    from cwescan.detectors.slm import SLMDetector
+
+    return SLMDetector(model=adapter, precision=precision, device=device)

@@ -362,7 +362,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         if hasattr(scorer, "batch_size"):
             scorer.batch_size = 2
         # the part of the model the detector calls (the SLM calls its decoder, not the LM head)
-        part, call, swap = called_part(module, lambda: scorer.score(pair))
+        part, call, swap = called_part(module, lambda: _Row(scorer, meter, module).score(pair))  # uncached
         meter.extra_flops_per_token = meter.flops / max(1, meter.tokens)
         meter.detach()
         new, extra = export_int8(part, call, threads=config.threads, quantize=spec.precision == "onnx-int8")

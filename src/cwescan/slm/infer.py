@@ -64,16 +64,17 @@ def _head_rows(head, rows: list[int]):
     import torch
 
     w = head.weight() if callable(getattr(head, "weight", None)) else head.weight
-    if type(w) in (torch.Tensor, torch.nn.Parameter) and w.is_floating_point():
+    plain = type(w) in (torch.Tensor, torch.nn.Parameter)
+    if plain and w.dtype.is_floating_point and not w.is_quantized:
         return w[rows]
     # torch.ao's quantized tensors, and torchao's subclasses (they report their float dtype);
     # integer storage (bitsandbytes' Int8Params / Params4bit) is not the weight's value
-    if w.is_quantized or w.is_floating_point():
-        try:
+    try:
+        if w.is_quantized or (not plain and w.dtype.is_floating_point):
             return w.dequantize()[rows]
-        except Exception:  # noqa: BLE001 - a packing without dequantize(): ask the head
-            pass
-    p = next((t for t in head.parameters() if t.is_floating_point()), None)
+    except Exception:  # noqa: BLE001 - a packing without dequantize(): ask the head
+        pass
+    p = next((t for t in head.parameters() if t.dtype.is_floating_point), None)
     dtype = p.dtype if p is not None else torch.float32
     eye = torch.eye(head.in_features, device=w.device, dtype=dtype)
     return head(eye)[:, rows].T
@@ -81,15 +82,20 @@ def _head_rows(head, rows: list[int]):
 
 def split_head(model, ids: TokenIds, device):
     """(decoder, (2, hidden) float32 head rows of `` true`` / `` false``) of a causal LM laid
-    out as transformers' ``model.model`` + ``get_output_embeddings()`` (a PEFT wrapper is seen
-    through); None for anything else (then the full model's logits are used)."""
+    out as transformers' ``model.model`` + ``lm_head`` (a PEFT wrapper is seen through; the
+    decoder may be a stand-in, e.g. the benchmark's ONNX Runtime session); None for anything
+    else (then the full model's logits are used)."""
     import torch
 
     if callable(getattr(model, "get_base_model", None)):  # a PEFT wrapper (training): its model
         model = model.get_base_model()
     decoder = getattr(model, "model", None)
-    get_head = getattr(model, "get_output_embeddings", None)
-    head = get_head() if callable(get_head) else None
+    head = getattr(model, "lm_head", None)  # get_output_embeddings() asks the decoder, which may be a stand-in
+    if head is None and callable(getattr(model, "get_output_embeddings", None)):
+        try:
+            head = model.get_output_embeddings()
+        except (AttributeError, NotImplementedError):
+            head = None
     bias = getattr(head, "bias", None)
     if callable(bias):  # torch.ao's dynamic int8 Linear
         bias = bias()
