@@ -40,3 +40,26 @@ def test_bench_scan_cold_then_warm(tmp_path, monkeypatch):
     assert cold["findings"] == warm["findings"] and cold["detectors"] == ["static", "slm"]
     md = (out / "scan.md").read_text()
     assert md.count("\n") == 4 and "| cold cache |" in md and "| warm cache |" in md
+
+
+def test_triage_cost_counts_with_a_tiny_slm(tmp_path):
+    from cwescan.bench.scan import triage_cost
+    from cwescan.data.records import Record
+    from cwescan.detectors.slm import SLMDetector
+
+    adapter = tiny_slm_artifact(tmp_path / "model")  # threshold 0: every scored unit flags
+    records = [
+        Record("v1", "t", "import os\n\ndef run(c):\n    os.system(c)\n", True, ["CWE-78"], [4]),
+        Record("v2", "t", "def add(a, b):\n    return a + b\n", True, ["CWE-20"], [2]),
+        Record("s1", "t", "def mul(a, b):\n    return a * b\n", False),
+        Record("s2", "t", "def q(cur, x):\n    cur.execute('select 1 where a = ?', (x,))\n", False),
+    ]
+    result = triage_cost(records, SLMDetector(model=adapter, precision="fp32"), log=lambda *_: None)
+    assert result["units"] == 5 and result["units_cleared"] == 3  # v1's module unit, add, mul
+    assert result["records_all_cleared"] == {"vulnerable": 1, "safe": 1}
+    assert {k: result["slm"]["without_triage"][k] for k in ("tp", "fp", "fn", "tn")} == {"tp": 2, "fp": 2, "fn": 0, "tn": 0}
+    assert {k: result["slm"]["with_triage"][k] for k in ("tp", "fp", "fn", "tn")} == {"tp": 1, "fp": 1, "fn": 1, "tn": 1}
+    assert result["lost_true_positives"] == 1 and result["removed_false_positives"] == 1
+    assert result["slm"]["with_triage"]["recall"] == 0.5
+    # static flags v1 (os.system of a parameter) with or without triage
+    assert result["static_or_slm"]["with_triage"]["tp"] == 1

@@ -13,13 +13,12 @@ Each run reports wall seconds (detector creation included), files/s, and the mod
 counts: units in total, reviewed by the model, cleared by triage, served from the cache; plus
 when the model stage started (the static stage's share) and the model's units/s.
 
-``cwescan bench triage``: on the test part of the split, the SLM's record-level recall,
-precision and F1 with and without triage. A record's verdict is the detector's (any unit's
-P(vulnerable) at or above its threshold); with triage, cleared units cannot flag. Only records
-with at least one cleared unit can change, so only their units are scored (``score`` mode, the
-detector's default precision): the differences are exact for every record given, and the
-absolute numbers come from the baseline confusion counts of ``cwescan eval`` for the same model
-on the same part (``docs/eval/metrics.json``, checked by its split manifest hash).
+``cwescan bench triage``: on the test part of the split (or a deterministic sample of it), the
+SLM's record-level recall, precision and F1 with and without triage, and the same for the
+scan's union of static and SLM findings. A record's verdict is the detector's (any unit's
+P(vulnerable) at or above its threshold); with triage, cleared units cannot flag. Every unit is
+scored once (``score`` mode, the detector's default precision) and both verdicts come from the
+same scores.
 """
 
 from __future__ import annotations
@@ -175,84 +174,68 @@ def prf(c: dict) -> dict:
     return {**c, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4)}
 
 
-def triage_cost(records, detector, baseline: dict | None = None, log=print) -> dict:
+def _card_sha(detector) -> str | None:
+    import hashlib
+
+    card = getattr(detector, "card", None)
+    return hashlib.sha256(json.dumps(card, sort_keys=True).encode()).hexdigest() if card else None
+
+
+def triage_cost(records, detector, log=print) -> dict:
     """SLM verdicts with and without triage on ``records`` (see the module docstring)."""
     from cwescan.detectors.static import StaticDetector
     from cwescan.triage import triage
     from cwescan.units import parse_source
 
     static = StaticDetector()
-    changed_ids, units, owners, reviewed = [], [], [], []
-    n_units = n_cleared = 0
+    units, owners, reviewed = [], [], []
+    static_flagged = [False] * len(records)
     all_cleared = {True: 0, False: 0}
-    for r in records:
+    for i, r in enumerate(records):
         src = parse_source(r.id, r.code)
         us = [u for u in src.units if u.code.strip()]
         hints: dict = {}
         for f in static.detect(us):
             hints.setdefault(f.path, []).append(f)
+            static_flagged[i] = True
         verdicts = triage(us, hints)
-        n_units += len(us)
-        cleared = sum(not v.review for v in verdicts)
-        n_cleared += cleared
-        if not cleared:
-            continue
-        all_cleared[r.vulnerable] += cleared == len(us)
-        changed_ids.append(r)
+        if us and all(not v.review for v in verdicts):
+            all_cleared[r.vulnerable] += 1
         for u, v in zip(us, verdicts):
             units.append(u)
-            owners.append(len(changed_ids) - 1)
+            owners.append(i)
             reviewed.append(v.review)
-    log(f"{len(records)} records, {n_units} units, {n_cleared} cleared by triage; scoring the "
-        f"{len(units)} units of the {len(changed_ids)} records with a cleared unit")
+    log(f"{len(records)} records, {len(units)} units, {reviewed.count(False)} cleared by triage; "
+        f"scoring every unit")
     t0 = time.perf_counter()
     scores = detector.score(units) if units else []
     seconds = time.perf_counter() - t0
     thr = detector.threshold
-    full = [False] * len(changed_ids)
-    tri = [False] * len(changed_ids)
+    full = [False] * len(records)
+    tri = [False] * len(records)
     for i, s, rev in zip(owners, scores, reviewed):
         full[i] |= s >= thr
         tri[i] |= rev and s >= thr
-    labels = [r.vulnerable for r in changed_ids]
-    out = {
+    labels = [r.vulnerable for r in records]
+    with_static = [f or s for f, s in zip(full, static_flagged)]
+    tri_static = [t or s for t, s in zip(tri, static_flagged)]
+    return {
         "records": len(records),
-        "units": n_units,
-        "units_cleared": n_cleared,
-        "records_with_cleared_units": len(changed_ids),
+        "vulnerable": sum(labels),
+        "units": len(units),
+        "units_cleared": reviewed.count(False),
         "records_all_cleared": {"vulnerable": all_cleared[True], "safe": all_cleared[False]},
-        "units_scored": len(units),
         "score_seconds": round(seconds, 1),
+        "units_per_s": round(len(units) / seconds, 2) if seconds else None,
         "threshold": thr,
         "precision": getattr(detector, "precision", None),
-        "changed_records": {
-            "without_triage": _confusion(full, labels),
-            "with_triage": _confusion(tri, labels),
-        },
+        "slm": {"without_triage": prf(_confusion(full, labels)),
+                "with_triage": prf(_confusion(tri, labels))},
+        "static_or_slm": {"without_triage": prf(_confusion(with_static, labels)),
+                          "with_triage": prf(_confusion(tri_static, labels))},
         "lost_true_positives": sum(f and not t and y for f, t, y in zip(full, tri, labels)),
         "removed_false_positives": sum(f and not t and not y for f, t, y in zip(full, tri, labels)),
     }
-    if baseline:
-        b = {k: baseline[k] for k in ("tp", "fp", "fn", "tn")}
-        with_t = dict(b)
-        with_t["tp"] -= out["lost_true_positives"]
-        with_t["fn"] += out["lost_true_positives"]
-        with_t["fp"] -= out["removed_false_positives"]
-        with_t["tn"] += out["removed_false_positives"]
-        out["whole_part"] = {"without_triage": prf(b), "with_triage": prf(with_t)}
-    return out
-
-
-def load_baseline(metrics_path: Path, manifest: str | None) -> dict | None:
-    """The SLM's binary confusion counts from a ``cwescan eval`` metrics.json, when it was run on
-    the same split (same manifest hash)."""
-    try:
-        doc = json.loads(metrics_path.read_text())
-        if manifest and doc.get("meta", {}).get("manifest_hash") != manifest:
-            return None
-        return doc["detectors"]["slm"]["binary"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 # --- commands (registered in cwescan.bench.cli) ----------------------------------------------
@@ -291,9 +274,6 @@ def triage_command(
     records: int = typer.Option(0, "--records", min=0,
                                 help="Deterministic sample of the test part (0 = all records)."),
     precision: str = typer.Option(None, "--precision", help="SLM precision (default: the measured one)."),
-    baseline: Path = typer.Option(Path("docs/eval/metrics.json"), "--baseline",
-                                  help="cwescan eval metrics.json giving the SLM's confusion counts "
-                                       "on the whole part without triage."),
     out: Path = typer.Option(Path("runs/bench-triage"), "--out", help="triage.json goes here."),
 ) -> None:
     """What triage costs the SLM: recall, precision and F1 with and without it, on the test part."""
@@ -305,13 +285,14 @@ def triage_command(
 
     part = load_part("test")
     chosen = part if not records or records >= len(part) else random.Random(0).sample(part, records)
-    base = load_baseline(baseline, manifest_hash()) if len(chosen) == len(part) else None
     precision = precision or default_precision("slm")
     with third_party_quiet():
         [slm] = create_detectors(["slm"], precision)
-        slm._load()
-    result = triage_cost(chosen, slm, base, log=typer.echo)
-    result["baseline"] = str(baseline) if base else None
+        (getattr(slm, "load", None) or slm._load)()  # loading is not part of the scoring time
+    result = triage_cost(chosen, slm, log=typer.echo)
+    result["split_manifest_hash"] = manifest_hash()
+    result["sampled"] = len(chosen) < len(part)
+    result["model_card_sha256"] = _card_sha(slm)
     out.mkdir(parents=True, exist_ok=True)
     (out / "triage.json").write_text(json.dumps(result, indent=2) + "\n")
     typer.echo(json.dumps(result, indent=2))
