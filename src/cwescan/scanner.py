@@ -78,11 +78,13 @@ def default_detectors() -> tuple[list[str], str]:
     return ["static"], f"slm not used: {why}"
 
 
-def create_detectors(names: Sequence[str], precision: str | None = None) -> list[Detector]:
+def create_detectors(names: Sequence[str], precision: str | None = None, slm_model: str | None = None) -> list[Detector]:
     out = []
     for name in names:
         # no --precision: the benchmark's measured default (models/precision.json, else fp32)
         opts = {"precision": precision or default_precision(name)} if name in MODEL_DETECTORS else {}
+        if name == "slm" and slm_model:
+            opts["model"] = slm_model  # "qwen", "smollm2" or an adapter folder
         out.append(detector_registry.create(name, **opts))
     return out
 
