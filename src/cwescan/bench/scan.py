@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ class ScanRun:
 
 
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
-             precision: str | None, review: str, jobs: int = 0) -> ScanRun:
+             precision: str | None, review: str, jobs: int = 0, device: str | None = None) -> ScanRun:
     from cwescan.cache import ResultCache
     from cwescan.scanner import ScanOptions, create_detectors, default_detectors, scan
 
@@ -95,7 +96,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     from cwescan.scanner import third_party_quiet
 
     with third_party_quiet():
-        detectors = create_detectors(names, precision)
+        detectors = create_detectors(names, precision, device=device)
     t1 = time.perf_counter()
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
                           cache=ResultCache(cache_dir) if cache_dir is not None else None)
@@ -123,21 +124,24 @@ def _peak_rss_mb() -> float | None:
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
-               precision: str | None = None, review: str = "triage", jobs: int = 0) -> dict:
+               precision: str | None = None, review: str = "triage", jobs: int = 0,
+               device: str | None = None) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
     cache_dir = out / "cache"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs),
-            run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs)]
+    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device),
+            run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device)]
     return {
         "source": str(source),
         "files_requested": files,
         "files_copied": len(chosen),
         "bytes": sum((tree / rel).stat().st_size for rel in chosen),
         "review": review,
+        "device": device or "cpu",
+        "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
         "load_avg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "runs": [r.to_json() for r in runs],
@@ -249,6 +253,7 @@ def scan_command(
     precision: str = typer.Option(None, "--precision", help="Model precision (default: the measured one)."),
     review: str = typer.Option("triage", "--review", help="triage | all"),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Static-stage workers (0 = automatic)."),
+    device: str = typer.Option(None, "--device", help="Model detectors run on: cpu (default) | cuda."),
 ) -> None:
     """Scan a real N-file tree twice (cold, then warm result cache) and print the table."""
     root = path or stdlib_path()
@@ -258,14 +263,15 @@ def scan_command(
         raise typer.BadParameter("triage or all", param_hint="--review")
     names = [n.strip() for item in (detector or []) for n in item.split(",") if n.strip()] or None
     out.mkdir(parents=True, exist_ok=True)
-    result = scan_bench(files, root, out, names, precision, review, jobs)
+    result = scan_bench(files, root, out, names, precision, review, jobs, device)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")
     table = scan_table(result)
     (out / "scan.md").write_text(table)
     typer.echo(f"{result['files_copied']} files ({result['bytes']:,} bytes) from {root}, "
-               f"review={review}, {result['cpu_count']} CPUs")
+               f"review={review}, device={result['device']}, {result['cpu_count']} CPUs, "
+               f"Python {result['python']}")
     typer.echo(table)
     typer.echo(f"wrote {out / 'scan.json'} and {out / 'scan.md'}")
 
