@@ -45,6 +45,9 @@ def test_shipped_adapters_are_chosen_by_short_name_and_checked(tmp_path):
     assert qwen.adapter_dir.name == "slm-qwen" and qwen.card["base_model"] == "qwen2.5-coder-0.5b"
     assert qwen.card["gguf_sha256"].startswith("1d9614638d18") and qwen.options.strip_comments
     assert SLMDetector(model="smollm2").adapter_dir.name == "slm" == SLMDetector().adapter_dir.name
+    from cwescan.bench.models import detector_factory  # `cwescan bench models --models slm,slm-qwen`
+
+    assert detector_factory("slm-qwen", "bf16", "cpu").adapter_dir.name == "slm-qwen"
     cfg = from_mapping({"slm-model": "qwen"}, tmp_path / "pyproject.toml")
     assert cfg.slm_model == "qwen"
     assert from_mapping({"slm_model": "adapters/mine"}, tmp_path / "pyproject.toml").slm_model == str(tmp_path / "adapters/mine")

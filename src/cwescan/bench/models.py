@@ -191,6 +191,8 @@ def detector_factory(name: str, precision: str, device: str):
     what `cwescan scan --precision` runs)."""
     from cwescan.detectors import create
 
+    if name.startswith("slm-"):  # another shipped SLM adapter by short name, e.g. slm-qwen
+        return create("slm", precision=precision, device=device, model=name.split("-", 1)[1])
     return create(name, precision=precision, device=device)
 
 
@@ -850,7 +852,7 @@ def _csv(text: str) -> list[str]:
 
 def models_command(
     quick: bool = typer.Option(False, "--quick", help="Reduced matrix (few records, batches 1 and 8) for CI smoke use."),
-    model_names: str = typer.Option("slm,encoder", "--models", help="Comma-separated model detectors."),
+    model_names: str = typer.Option("slm,encoder", "--models", help="Comma-separated model detectors (slm-qwen: the SLM with the Qwen adapter)."),
     precisions: str = typer.Option(
         None, "--precisions", help="Comma-separated rows. CPU: fp32,bf16,int8,int4,onnx-int8; "
         "CUDA: fp32,fp16,bf16,bnb-int8,bnb-nf4,ao-int8,ao-int8dyn,ao-int4,ao-fp8."
