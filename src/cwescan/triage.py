@@ -39,6 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+from cwescan.detectors.static.taint import dotted
 from cwescan.findings import Finding
 from cwescan.units import Unit
 
@@ -154,17 +155,6 @@ def _unit_nodes(unit: Unit) -> Iterator[ast.AST]:
                 stack.append(child)
 
 
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
 def surface(unit: Unit, imports: dict[str, str],
             bound: frozenset[str] = frozenset()) -> tuple[str, str] | None:
     """How ``unit`` touches a security-relevant surface, as (kind, what): ("sink",
@@ -178,7 +168,7 @@ def surface(unit: Unit, imports: dict[str, str],
     for node in _unit_nodes(unit):
         if isinstance(node, ast.Call):
             func = node.func
-            name = _dotted(func)
+            name = dotted(func)
             last = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
             if last is None:
                 continue
@@ -201,7 +191,7 @@ def surface(unit: Unit, imports: dict[str, str],
             field = request_field(node)
             if field:
                 return "source", field
-            name = _dotted(node)
+            name = dotted(node)
             if name:
                 head, _, rest = name.partition(".")
                 qual = f"{imports[head]}.{rest}" if head in imports and rest else name
