@@ -118,8 +118,8 @@ class SLMDetector(Detector):
         self.batch_size = batch_size
         self.hints_in_prompt = hints_in_prompt
         self.static_findings = list(static_findings or [])
-        model = SHIPPED_MODELS.get(str(model), model) if model else "slm"
-        self.adapter_dir = model_dir(model) if model in SHIPPED_MODELS.values() else Path(model)
+        shipped = SHIPPED_MODELS.get(str(model or "smollm2"))
+        self.adapter_dir = model_dir(shipped) if shipped else Path(model)
         if not self.adapter_dir.is_dir():
             raise ArtifactError(f"{self.adapter_dir}: no SLM adapter here (run `cwescan train slm` or use --detector static)")
         self.card = verify(self.adapter_dir)

@@ -186,8 +186,9 @@ def load_base(
     if directory is not None:
         d, digest, gguf_name = Path(directory), None, None
     else:
-        d, digest = converted_dir(name, gguf_path)
-        gguf_name = locate_gguf(name, gguf_path).name
+        gguf = locate_gguf(name, gguf_path)  # once: for a joined GGUF each call re-hashes 491 MB
+        d, digest = converted_dir(name, gguf)
+        gguf_name = gguf.name
     tokenizer = AutoTokenizer.from_pretrained(str(d))
     model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype or torch.float32)
     model.eval()

@@ -11,11 +11,14 @@ Training examples are *units* (what the detector sees at scan time), built from 
 - every unit of a safe record is a negative.
 
 Long units are windowed exactly as at inference (prompt.py); a window of a positive unit that
-does not hold the labelled line is a negative. The loss covers the answer tokens only.
+does not hold the labelled line is a negative. The loss covers the answer tokens only, plus
+(``pair_weight``) a ranking loss over commit twins: the vulnerable unit's verdict margin must
+exceed its fixed twin's (``twin_pairs``, ``pair_ranking_loss``).
 
 Selection: after each epoch the validation records are scored (record score = max over its
-windows, as ``cwescan eval`` does) and the epoch with the best F1 at its best threshold wins; that
-threshold is stored in the card. Seeds fix shuffling, LoRA init and dropout.
+windows, as ``cwescan eval`` does); the epoch with the best validation AUC (``select_on: auc``)
+or F1 wins, and the threshold with the best validation F1 is stored in the card. Seeds fix
+shuffling, LoRA init and dropout.
 """
 
 from __future__ import annotations
