@@ -151,10 +151,8 @@ def test_time_budget_skips_rows_and_latency_units_cap_batch_one():
     assert "not run: time budget" in B.render_markdown(result)
 
 
-def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
-    """The real SLMDetector on a tiny Llama: loaded through load(), cache cleared through
-    clear_cache(), and for ONNX its decoder (the part the score path calls) exported and put in
-    place of the torch decoder."""
+def _tiny_slm_adapter(tmp_path):
+    """A shipped-style SLM adapter folder on a tiny random Llama with SmolLM2's tokenizer."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
@@ -173,9 +171,15 @@ def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
     get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
     write_card(tmp_path / "adapter", {"base_dir": str(tmp_path / "base"), "threshold": 0.5, "cwe_vocab": ["CWE-78"],
                                       "prompt": {"max_tokens": 200}})
+    return tmp_path / "adapter"
 
+
+def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
+    """The real SLMDetector on a tiny Llama: loaded through load(), cache cleared through
+    clear_cache(), and for ONNX its decoder (the part the score path calls) exported and put in
+    place of the torch decoder."""
     config = B.BenchConfig(batches=(1, 4), speed_units=6, threads=1, isolate=False)
-    factory = functools.partial(slm_factory, tmp_path / "adapter")
+    factory = functools.partial(slm_factory, _tiny_slm_adapter(tmp_path))
     result = B.run_bench([B.RowSpec("tinyslm", p, "cpu", factory) for p in ("fp32", "onnx-int8")], _records(6), config).to_json()
     fp32, onnx = result["rows"]
     for r in (fp32, onnx):
@@ -185,6 +189,21 @@ def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
     per_token = [r["sweep"][-1]["flops_per_s"] / r["sweep"][-1]["tokens_per_s"] for r in (fp32, onnx)]
     assert per_token[1] == pytest.approx(per_token[0], rel=0.05)
     assert onnx["onnx_file"] == "model.int8.onnx"
+
+
+def test_compiled_row_counts_flops_outside_the_graph(tmp_path):
+    """bf16-compiled: the SLM's decoder runs under torch.compile; the meter's hooks stay outside
+    the graph (tokens at the compiled decoder, FLOPs from its Linear shapes), so FLOPs per token
+    match the eager row's hooked count."""
+    config = B.BenchConfig(batches=(1, 4), speed_units=6, threads=2, isolate=False)
+    factory = functools.partial(slm_factory, _tiny_slm_adapter(tmp_path))
+    rows = B.run_bench([B.RowSpec("tinyslm", p, "cpu", factory) for p in ("bf16", "bf16-compiled")],
+                       _records(6), config).to_json()["rows"]
+    for r in rows:
+        assert "error" not in r, (r.get("error"), r.get("traceback"))
+    per_token = [r["sweep"][-1]["flops_per_s"] / r["sweep"][-1]["tokens_per_s"] for r in rows]
+    assert per_token[1] == pytest.approx(per_token[0], rel=0.05)
+    assert rows[1]["f1"] == pytest.approx(rows[0]["f1"], abs=0.2)
 
 
 def slm_factory(adapter, precision, device):

@@ -124,3 +124,17 @@ def test_unit_prompts_hide_comments_but_keep_line_numbers(tok):
     assert "   4|     return eval(x)" + P.ASSISTANT_START in w.prompt and shown_lines(w.prompt) == [1, 2, 3, 4]
     [raw] = P.PromptBuilder(tok, P.PromptOptions(strip_comments=False)).unit_windows(unit)
     assert "# trusted input" in raw.prompt  # adapters trained before the option read comments
+
+
+def test_windows_built_in_a_process_pool_equal_the_serial_ones(tok):
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    code = ("import os\n\ndef run(cmd):\n    # trusted\n    os.system(cmd)  # nosec\n\n"
+            'def handler(req):\n    """Validated upstream."""\n    return run(req.args["q"])\n')
+    units = parse_source("m.py", code).units * 20
+    serial = P.PromptBuilder(tok).many_unit_windows(units)
+    with ProcessPoolExecutor(2, mp_context=get_context("spawn")) as pool:
+        pooled = P.PromptBuilder(tok).many_unit_windows(units, executor=pool)
+    assert [[w.prompt for w in ws] for ws in pooled] == [[w.prompt for w in ws] for ws in serial]
+    assert "trusted" not in serial[1][0].prompt and "Validated" not in serial[2][0].prompt

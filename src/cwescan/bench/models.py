@@ -44,8 +44,9 @@ DEFAULT_PRICE_GPU_HOUR = 2.50
 # precisions a detector takes natively (``precision=``) on CPU: what `cwescan scan` can run
 SCAN_PRECISIONS = ("fp32", "bf16", "int8", "int4")
 CPU_ROWS = ("fp32", "bf16", "int8", "int4", "onnx-int8")
-GPU_ROWS = ("fp32", "fp16", "bf16", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4", "ao-fp8")
-BENCH_ONLY = ("onnx-int8", "onnx-fp32", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4", "ao-fp8")
+GPU_ROWS = ("fp32", "fp16", "bf16", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4", "ao-fp8")
+BENCH_ONLY = ("onnx-int8", "onnx-fp32", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4",
+              "ao-fp8")
 F1_TOLERANCE = 0.01  # "loses at most one F1 point"
 
 
@@ -110,10 +111,11 @@ class Meter:
         self.extra_flops_per_token = 0.0  # for modules whose insides cannot be hooked (ONNX)
         self._handles = []
 
-    def attach(self, module, token_module=None) -> None:
+    def attach(self, module, token_module=None, linears: bool = True) -> None:
         """Count tokens where they enter ``token_module`` (default: the input embedding, which
         sees every token whichever part of the model a detector calls; else ``module``) and
-        FLOPs in every Linear-like layer of ``module``."""
+        FLOPs in every Linear-like layer of ``module`` (``linears=False``: none; FLOPs then
+        come from ``extra_flops_per_token``, for insides that run compiled or in ONNX Runtime)."""
         import torch
 
         self.detach()
@@ -125,7 +127,7 @@ class Meter:
             if not isinstance(token_module, torch.nn.Module):
                 token_module = module
         self._handles.append(token_module.register_forward_pre_hook(self._count_tokens, with_kwargs=True))
-        for m in module.modules():
+        for m in module.modules() if linears else ():
             if _linear_like(m):
                 self._handles.append(m.register_forward_pre_hook(self._count_linear))
 
@@ -238,6 +240,30 @@ def _bnb_convert(module, precision: str, device: str):
     module = module.to(dtype)
     swap(module)
     return module.to(device)
+
+
+def linear_flops_per_token(module) -> int:
+    """Matmul FLOPs one token costs in ``module``'s Linear-like layers (each runs once a token)."""
+    return sum(2 * m.in_features * m.out_features for m in module.modules() if _linear_like(m))
+
+
+def compile_called_part(module):
+    """(module, compiled part, its FLOPs per token): bf16 ``module`` whose part a detector calls
+    -- the SLM's decoder (``module.model``; the detector applies two head rows itself), or the
+    whole encoder -- is replaced by ``torch.compile(part, dynamic=True)`` (inductor: fuses the
+    norms, rotary embeddings and activations between the matmuls; dynamic, because every batch
+    has another shape)."""
+    import torch
+
+    decoder = getattr(module, "model", None)
+    is_lm = isinstance(decoder, torch.nn.Module) and getattr(module, "lm_head", None) is not None
+    part = decoder if is_lm else module
+    flops = linear_flops_per_token(part)
+    compiled = torch.compile(part, dynamic=True)
+    if is_lm:
+        module.model = compiled
+        return module, compiled, flops
+    return compiled, compiled, flops
 
 
 def bench_convert(module, precision: str, device: str):
@@ -376,6 +402,17 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
             swap(new)
         if hasattr(scorer, "device"):
             scorer.device = "cpu"
+    elif spec.precision.endswith("-compiled"):
+        module = bench_convert(module, spec.precision.removesuffix("-compiled"), spec.device)
+        module, token_module, meter.extra_flops_per_token = compile_called_part(module)
+        setattr(scorer, attr, module)
+        # compile now, for a batch of one and a large batch (dynamo specialises size 1): the
+        # compile time is load time, not part of the first timed batch
+        warm = _Row(scorer, meter, module)
+        for b in sorted({1, max(config.batches)}):
+            warm.set_batch(b)
+            warm.score(sample[: max(2, min(b, len(sample)))])
+        _sync(spec.device)
     elif not native and spec.precision != "fp32":
         module = bench_convert(module, spec.precision, spec.device)
         setattr(scorer, attr, module)
@@ -383,7 +420,8 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     _say(f"  loaded in {out['load_s']:.1f} s; {len(units)} units, sweep over {len(sample)}")
     out["weights_bytes"] = extra.get("onnx_bytes") or weights_bytes(module)
     out.update({k: v for k, v in extra.items() if k != "onnx_bytes"})
-    meter.attach(module, token_module)
+    # hooks inside a compiled graph would run once, at tracing: count tokens where they enter
+    meter.attach(module, token_module, linears=not spec.precision.endswith("-compiled"))
     row = _Row(scorer, meter, module)
     threshold = float(getattr(scorer, "threshold", 0.5))
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import weakref
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -35,6 +37,7 @@ from cwescan.slm import prompt as P
 from cwescan.units import Unit
 
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
+PREP_POOL_MIN_UNITS = 256  # fewer units cost less to strip here than to send to workers
 
 
 def second_opinion(static: Finding, p_slm: float, slm_cwe: str | None, threshold: float) -> Finding:
@@ -108,6 +111,7 @@ class SLMDetector(Detector):
         batch_size: int = 16,
         static_findings: Iterable[Finding] | None = None,
         hints_in_prompt: bool = False,
+        prep_workers: int | None = None,
         **_: object,
     ) -> None:
         if precision not in PRECISIONS:
@@ -116,6 +120,12 @@ class SLMDetector(Detector):
             raise ValueError("mode must be 'score' or 'generate'")
         self.precision, self.device, self.mode = precision, device, mode
         self.batch_size = batch_size
+        # processes that strip comments while building prompts: worth it only where the model
+        # is fast (a GPU); on a CPU the cores belong to the model
+        if prep_workers is None:
+            prep_workers = 0 if device == "cpu" else min(8, (os.cpu_count() or 1) - 1)
+        self.prep_workers = prep_workers
+        self._pool = None
         self.hints_in_prompt = hints_in_prompt
         self.static_findings = list(static_findings or [])
         shipped = SHIPPED_MODELS.get(str(model or "smollm2"))
@@ -198,7 +208,22 @@ class SLMDetector(Detector):
         ]
 
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
-        return self.builder.many_unit_windows(units, [self._hints_for(u, hints) for u in units])
+        return self.builder.many_unit_windows(units, [self._hints_for(u, hints) for u in units],
+                                              executor=self._prep_pool(len(units)))
+
+    def _prep_pool(self, n_units: int):
+        """The process pool that strips comments, for calls big enough to repay the transfer
+        (started on first use, spawn: the parent may hold a CUDA context; shut down with the
+        detector)."""
+        if self.prep_workers < 2 or n_units < PREP_POOL_MIN_UNITS:
+            return None
+        if self._pool is None:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            self._pool = ProcessPoolExecutor(self.prep_workers, mp_context=get_context("spawn"))
+            weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
 
     def _score_windows(self, windows: list[list[P.Window]], cut: float = float("inf")) -> list[list[tuple[float, dict | None]]]:
         """(P(vulnerable), decoded CWE/line or None) per window; windows reaching ``cut`` get
