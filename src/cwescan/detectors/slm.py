@@ -27,6 +27,7 @@ import json
 import os
 import weakref
 from collections.abc import Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from cwescan import cwe as cwe_catalog
@@ -195,6 +196,12 @@ class SLMDetector(Detector):
             model = model.to(self.device)
         self._model, self.tokenizer = model, tok
         self.builder = P.PromptBuilder(tok, self.options)
+        pool = self._prep_pool(PREP_POOL_MIN_UNITS)
+        if pool is not None:  # start the workers now (load time), not inside the first scan call
+            try:
+                list(pool.map(P.strip_text, [("x = 1\n", [])] * self.prep_workers))
+            except BrokenProcessPool:
+                self._drop_pool()
 
     # ------------------------------------------------------------ windows and scores
 
@@ -208,8 +215,22 @@ class SLMDetector(Detector):
         ]
 
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
-        return self.builder.many_unit_windows(units, [self._hints_for(u, hints) for u in units],
-                                              executor=self._prep_pool(len(units)))
+        unit_hints = [self._hints_for(u, hints) for u in units]
+        pool = self._prep_pool(len(units))
+        if pool is not None:
+            try:
+                return self.builder.many_unit_windows(units, unit_hints, executor=pool)
+            except BrokenProcessPool:  # a worker died (or cannot start): build them here
+                self._drop_pool()
+        return self.builder.many_unit_windows(units, unit_hints)
+
+    def _drop_pool(self) -> None:
+        import sys
+
+        print("cwescan: prompt-building workers failed; building prompts in this process", file=sys.stderr)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool, self.prep_workers = None, 0
 
     def _prep_pool(self, n_units: int):
         """The process pool that strips comments, for calls big enough to repay the transfer
