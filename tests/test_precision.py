@@ -86,3 +86,17 @@ def test_default_precision_reads_the_bench_file(tmp_path):
     assert default_precision("slm", p) == "fp32"  # unknown value: safe default
     p.write_text("{not json")
     assert default_precision("slm", p) == "fp32"
+
+
+def test_no_plan_attention_turns_off_cudnn_attention_on_cuda_only():
+    import torch
+
+    from cwescan.attention import no_plan_attention
+
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with no_plan_attention("cpu"):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with no_plan_attention("cuda:0"):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before

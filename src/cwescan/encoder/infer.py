@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from cwescan.attention import no_plan_attention
 from cwescan.encoder.model import EncoderClassifier
 from cwescan.encoder.tokenizer import PAD, SPECIAL_TOKENS
 from cwescan.encoder.windows import Window, make_windows
@@ -55,7 +56,8 @@ def score_texts(
         batch = [flat[j] for j in order[k : k + n]]
         k += n
         ids, mask = collate([w for _, w in batch], device)
-        with torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+        with (torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype, enabled=autocast_dtype is not None),
+              no_plan_attention(device)):  # no cuDNN plan per batch width
             o = model(ids, mask)
         probs = torch.sigmoid(o["binary"].float()).cpu().tolist()
         fam = torch.softmax(o["family"].float(), -1).cpu().tolist()

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cwescan.attention import no_plan_attention
 from cwescan.slm import prompt as P
 
 
@@ -195,7 +196,7 @@ def score_and_decode(
     split = split_head(model, ids, device)
     decode = cut <= 1.0
     pending: list[torch.Tensor] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), no_plan_attention(device):  # no cuDNN plan per batch width
         for s, e in packed.spans(batch_size):
             idx = packed.order[s:e]
             x, lens, m = packed.batch(s, e)
