@@ -210,3 +210,16 @@ def test_twin_pairs_link_changed_units_and_the_ranking_loss_orders_them(trained)
     good = pair_ranking_loss(logits, 3, 4, [(0, 1)])
     bad = pair_ranking_loss(logits, 3, 4, [(1, 0)])
     assert float(good) < 0.01 < 7.0 < float(bad)
+
+
+def test_prompts_built_by_worker_processes_score_the_same(trained):
+    """Off the CPU the detector strips comments in a process pool (prep_workers); the scores
+    must not depend on where the prompts were built. Forced on here (the CPU default is 0)."""
+    from cwescan.detectors.slm import PREP_POOL_MIN_UNITS, SLMDetector
+
+    root, _ = trained
+    us = units() * (PREP_POOL_MIN_UNITS // len(units()) + 1)
+    pooled = SLMDetector(model=root / "adapter", prep_workers=2)
+    got = pooled.score(us)
+    assert pooled._pool is not None and pooled.prep_workers == 2  # the pool ran, no fallback
+    assert got == SLMDetector(model=root / "adapter", prep_workers=0).score(us)
