@@ -81,6 +81,7 @@ def ceiling(here: str) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
+    from cwescan.bench.roofline import gemm_peak
     from cwescan.slm.infer import Packed
 
     data = json.load(open(os.path.join(here, "data.json")))
@@ -88,15 +89,7 @@ def ceiling(here: str) -> None:
     cfg = AutoConfig.from_pretrained(here)
     seqs, units = data["seqs"] * REP, data["units"] * REP
     real = sum(map(len, seqs))
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ a
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    torch.cuda.synchronize()
-    peak = 10 * 2 * 8192**3 / (time.perf_counter() - t)
+    peak = gemm_peak("bf16", "cuda", sizes=(8192,), reps=10)
     print(f"bf16 GEMM peak {peak / 1e12:.0f} TFLOP/s; {len(seqs)} windows, {units} units, {real} tokens", flush=True)
 
     def run(dec, rows, batch, tag):
