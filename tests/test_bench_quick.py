@@ -15,6 +15,8 @@ transformers = pytest.importorskip("transformers")
 from cwescan.bench import models as B  # noqa: E402
 from cwescan.data.records import Record  # noqa: E402
 
+from slm_helpers import tiny_slm_artifact  # noqa: E402
+
 CODE = [
     "import os\n\ndef run(cmd):\n    os.system(cmd)\n",
     "def add(a, b):\n    return a + b\n",
@@ -151,35 +153,12 @@ def test_time_budget_skips_rows_and_latency_units_cap_batch_one():
     assert "not run: time budget" in B.render_markdown(result)
 
 
-def _tiny_slm_adapter(tmp_path):
-    """A shipped-style SLM adapter folder on a tiny random Llama with SmolLM2's tokenizer."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from cwescan.artifacts import write_card
-    from cwescan.slm.base import locate_gguf
-
-    gguf = locate_gguf("smollm2-135m")
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      tie_word_embeddings=True, initializer_range=0.2, pad_token_id=tok.pad_token_id)
-    base = LlamaForCausalLM(cfg).eval()
-    base.save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
-    get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"])).save_pretrained(tmp_path / "adapter")
-    write_card(tmp_path / "adapter", {"base_dir": str(tmp_path / "base"), "threshold": 0.5, "cwe_vocab": ["CWE-78"],
-                                      "prompt": {"max_tokens": 200}})
-    return tmp_path / "adapter"
-
-
 def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
     """The real SLMDetector on a tiny Llama: loaded through load(), cache cleared through
     clear_cache(), and for ONNX its decoder (the part the score path calls) exported and put in
     place of the torch decoder."""
     config = B.BenchConfig(batches=(1, 4), speed_units=6, threads=1, isolate=False)
-    factory = functools.partial(slm_factory, _tiny_slm_adapter(tmp_path))
+    factory = functools.partial(slm_factory, tiny_slm_artifact(tmp_path, threshold=0.5))
     result = B.run_bench([B.RowSpec("tinyslm", p, "cpu", factory) for p in ("fp32", "onnx-int8")], _records(6), config).to_json()
     fp32, onnx = result["rows"]
     for r in (fp32, onnx):
@@ -196,7 +175,7 @@ def test_compiled_row_counts_flops_outside_the_graph(tmp_path):
     the graph (tokens at the compiled decoder, FLOPs from its Linear shapes), so FLOPs per token
     match the eager row's hooked count."""
     config = B.BenchConfig(batches=(1, 4), speed_units=6, threads=2, isolate=False)
-    factory = functools.partial(slm_factory, _tiny_slm_adapter(tmp_path))
+    factory = functools.partial(slm_factory, tiny_slm_artifact(tmp_path, threshold=0.5))
     rows = B.run_bench([B.RowSpec("tinyslm", p, "cpu", factory) for p in ("bf16", "bf16-compiled")],
                        _records(6), config).to_json()["rows"]
     for r in rows:
