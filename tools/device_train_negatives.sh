@@ -47,6 +47,9 @@ prepare)  # here, from the worktree; the pieces go to the folder the device tool
     cp "$dest/tmp/code.tar" "$dest/tmp/datasets.tar" "$dest/tmp/wheels/"*.whl tools/device_train_negatives.sh "$dest/c01/"
     (cd "$dest/tmp" && split -b "$PIECE" -d -a 2 "$gguf" "$GGUF.part")
     n=1
+    # the last (small) piece rides with the code in c01, the others get a call each
+    last=$(ls "$dest/tmp" | grep "^$GGUF.part" | tail -1)
+    mv "$dest/tmp/$last" "$dest/c01/"
     for p in $(ls "$dest/tmp" | grep "^$GGUF.part"); do
         n=$((n + 1)); d="$dest/c$(printf %02d $n)"; mkdir -p "$d"; mv "$dest/tmp/$p" "$d/"
     done
@@ -69,9 +72,8 @@ stash)
             "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 15 > $STASH/negatives.log 2>&1" \
             > /dev/null 2>&1 < /dev/null &)
         echo "negatives build started from $site"
-    else
-        cp "$src"/* "$STASH/pieces/"
     fi
+    cp "$src"/*.gguf.part* "$STASH/pieces/" 2>/dev/null || true
     ls "$STASH/pieces" | tr '\n' ' '; echo
     ;;
 launch)
