@@ -25,8 +25,10 @@ CODE = [
 ]
 
 
-class TinyLlamaScorer:
-    """A detector-shaped scorer around a 2-layer random Llama: bytes as tokens, P(vulnerable)
+from cwescan.detectors.base import ModelDetector  # noqa: E402
+
+class TinyLlamaScorer(ModelDetector):
+    """A model detector around a 2-layer random Llama: bytes as tokens, P(vulnerable)
     from the logits of two answer tokens at the last position (like the SLM's score mode)."""
 
     threshold = 0.5
@@ -42,8 +44,21 @@ class TinyLlamaScorer:
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         )
         self.model = apply_precision(LlamaForCausalLM(cfg).eval(), precision, device)
-        self.device = device
+        self.device, self.precision = device, precision
         self.batch_size = 8
+        self.card = {}
+
+    def load(self) -> None:
+        pass  # built loaded
+
+    def cache_identity(self):
+        return None
+
+    def set_batch(self, sequences: int) -> None:
+        self.batch_size = sequences
+
+    def detect(self, units, hints=None):
+        return []
 
     def score(self, units):
         out = []

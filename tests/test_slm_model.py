@@ -154,7 +154,7 @@ def test_tampered_adapter_is_refused(trained, tmp_path):
 
 
 def test_second_opinion_raises_agreeing_and_lowers_disagreeing_findings():
-    from cwescan.detectors.slm import second_opinion
+    from cwescan.scan.combine import second_opinion
     from cwescan.core.findings import Finding
 
     f = Finding("a.py", 3, 3, "CWE-89", "CWS101", "SQL", "m", 0.6, "high", "static")

@@ -13,8 +13,8 @@ freshly spawned process (so peak RSS is that row's alone) and measures, on the s
   work over the GEMM peak of the row's dtype (``bench.roofline``, measured in the same run).
 
 Rows are built by a *scorer factory*: a picklable callable ``factory(precision, device)``
-returning an object with ``score(units) -> list[float]``, an optional ``threshold`` and an
-``nn.Module`` attribute (found by ``find_module``). ``detector_factory`` builds the real detectors
+returning a ``ModelDetector`` (``score``, ``threshold``, ``model``, ``set_batch``,
+``clear_cache``). ``detector_factory`` builds the real detectors
 through the registry; tests pass a tiny model's factory.
 """
 
@@ -35,6 +35,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import typer
+
+from cwescan.detectors.base import ModelDetector
 
 # Prices used for "cost per 1,000 reviews" (a review = one unit scored); flags override them.
 # CPU: about the on-demand price of one vCPU of a current x86 cloud instance; GPU: one H100.
@@ -75,27 +77,14 @@ class BenchConfig:
 # ------------------------------------------------------------------ scorers
 
 
-def find_module(obj):
-    """(attribute name, nn.Module) of the model inside a detector / scorer."""
+def _loaded_module(detector: ModelDetector):
+    """The torch module of ``detector``, loaded."""
     import torch
 
-    if isinstance(getattr(obj, "model", None), torch.nn.Module):
-        return "model", obj.model
-    for name, value in vars(obj).items():
-        if isinstance(value, torch.nn.Module):
-            return name, value
-    raise TypeError(f"{type(obj).__name__} holds no torch module to benchmark")
-
-
-def _loaded_module(obj):
-    """find_module, after ``load()`` for a detector that loads its model lazily (on first use)."""
-    try:
-        return find_module(obj)
-    except TypeError:
-        if callable(getattr(obj, "load", None)):
-            obj.load()
-            return find_module(obj)
-        raise
+    detector.load()
+    if not isinstance(detector.model, torch.nn.Module):
+        raise TypeError(f"{type(detector).__name__} holds no torch module to benchmark")
+    return detector.model
 
 
 def _linear_like(m) -> bool:
@@ -268,7 +257,7 @@ def compile_called_part(module):
 
 def bench_convert(module, precision: str, device: str):
     """Conversions for rows that `cwescan scan` does not offer (GPU backends)."""
-    from cwescan.ml.precision import _quiet_torchao, apply_precision, gpu_quant_filter
+    from cwescan.ml.precision import quiet_torchao, apply_precision, gpu_quant_filter
 
     if precision in ("fp32", "bf16", "fp16", "int8", "int4"):
         return apply_precision(module, precision, device)
@@ -278,7 +267,7 @@ def bench_convert(module, precision: str, device: str):
         return _bnb_convert(module, precision, device)
     import torch
 
-    q = _quiet_torchao()
+    q = quiet_torchao()
     module = module.to(device=device, dtype=torch.bfloat16)
     if precision == "ao-int8dyn":
         q.quantize_(module, q.Int8DynamicActivationInt8WeightConfig(), filter_fn=gpu_quant_filter)
@@ -316,17 +305,12 @@ class _Row:
     def set_batch(self, b: int) -> None:
         """Make the detector's own batch ``b`` sequences: the model detectors sort a call's
         windows by length and batch them internally (as in a scan)."""
-        if hasattr(self.scorer, "batch_size"):
-            self.scorer.batch_size = b
-        if hasattr(self.scorer, "batch_tokens"):  # the encoder batches by a token budget
-            config = getattr(self.meter_module, "config", None)
-            self.scorer.batch_tokens = b * int(getattr(config, "window_tokens", 512))
+        self.scorer.set_batch(b)
 
     def score(self, units) -> list[float]:
         # a detector's memo of already-scored prompts would turn repeated sweeps into lookups:
         # every timed call computes
-        if callable(getattr(self.scorer, "clear_cache", None)):
-            self.scorer.clear_cache()
+        self.scorer.clear_cache()
         return list(self.scorer.score(units))
 
 
@@ -378,7 +362,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     scorer = spec.factory(
         spec.precision if native else "fp32", "cpu" if spec.precision.startswith("onnx") else spec.device
     )
-    attr, module = _loaded_module(scorer)
+    module = _loaded_module(scorer)
     meter = Meter()
     extra: dict = {}
     token_module = None
@@ -387,8 +371,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
 
         meter.attach(module)
         pair = sorted(sample, key=lambda u: len(u.code))[-2:] if len(sample) >= 2 else units[:2]
-        if hasattr(scorer, "batch_size"):
-            scorer.batch_size = 2
+        scorer.set_batch(2)
         # the part of the model the detector calls (the SLM calls its decoder, not the LM head)
         part, call, swap = called_part(module, lambda: _Row(scorer, meter, module).score(pair))  # uncached
         meter.extra_flops_per_token = meter.flops / max(1, meter.tokens)
@@ -396,16 +379,15 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         new, extra = export_int8(part, call, threads=config.threads, quantize=spec.precision == "onnx-int8")
         token_module = new
         if swap is None:
-            setattr(scorer, attr, new)
+            scorer.model = new
             module = new
         else:
             swap(new)
-        if hasattr(scorer, "device"):
-            scorer.device = "cpu"
+        scorer.device = "cpu"
     elif spec.precision.endswith("-compiled"):
         module = bench_convert(module, spec.precision.removesuffix("-compiled"), spec.device)
         module, token_module, meter.extra_flops_per_token = compile_called_part(module)
-        setattr(scorer, attr, module)
+        scorer.model = module
         # compile now, for a batch of one and a large batch (dynamo specialises size 1): the
         # compile time is load time, not part of the first timed batch
         warm = _Row(scorer, meter, module)
@@ -415,7 +397,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         _sync(spec.device)
     elif not native and spec.precision != "fp32":
         module = bench_convert(module, spec.precision, spec.device)
-        setattr(scorer, attr, module)
+        scorer.model = module
     out["load_s"] = time.perf_counter() - t0
     _say(f"  loaded in {out['load_s']:.1f} s; {len(units)} units, sweep over {len(sample)}")
     out["weights_bytes"] = extra.get("onnx_bytes") or weights_bytes(module)
@@ -423,7 +405,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     # hooks inside a compiled graph would run once, at tracing: count tokens where they enter
     meter.attach(module, token_module, linears=not spec.precision.endswith("-compiled"))
     row = _Row(scorer, meter, module)
-    threshold = float(getattr(scorer, "threshold", 0.5))
+    threshold = float(scorer.threshold)
 
     # batch sweep: the same sample at every batch size, handed over in one call (the detector
     # sorts by length and batches, as a scan does); batch 1 goes unit by unit for latencies

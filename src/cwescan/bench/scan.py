@@ -83,7 +83,8 @@ class ScanRun:
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None) -> ScanRun:
     from cwescan.scan.cache import ResultCache
-    from cwescan.scan.pipeline import ScanOptions, create_detectors, default_detectors, scan
+    from cwescan.detectors import create_detectors, default_detectors
+    from cwescan.scan.pipeline import ScanOptions, scan
 
     names = detector_names or default_detectors()[0]
     marks: dict[str, float] = {}
@@ -181,7 +182,7 @@ def prf(c: dict) -> dict:
 def _card_sha(detector) -> str | None:
     import hashlib
 
-    card = getattr(detector, "card", None)
+    card = detector.card
     return hashlib.sha256(json.dumps(card, sort_keys=True).encode()).hexdigest() if card else None
 
 
@@ -232,7 +233,7 @@ def triage_cost(records, detector, log=print) -> dict:
         "score_seconds": round(seconds, 1),
         "units_per_s": round(len(units) / seconds, 2) if seconds else None,
         "threshold": thr,
-        "precision": getattr(detector, "precision", None),
+        "precision": detector.precision,
         "slm": {"without_triage": prf(_confusion(full, labels)),
                 "with_triage": prf(_confusion(tri, labels))},
         "static_or_slm": {"without_triage": prf(_confusion(with_static, labels)),
@@ -287,14 +288,15 @@ def triage_command(
 
     from cwescan.data.split import load_part, manifest_hash
     from cwescan.ml.precision import default_precision
-    from cwescan.scan.pipeline import create_detectors, third_party_quiet
+    from cwescan.detectors import create_detectors
+    from cwescan.scan.pipeline import third_party_quiet
 
     part = load_part("test")
     chosen = part if not records or records >= len(part) else random.Random(0).sample(part, records)
     precision = precision or default_precision("slm")
     with third_party_quiet():
         [slm] = create_detectors(["slm"], precision)
-        (getattr(slm, "load", None) or slm._load)()  # loading is not part of the scoring time
+        slm.load()  # loading is not part of the scoring time
     result = triage_cost(chosen, slm, log=typer.echo)
     result["split_manifest_hash"] = manifest_hash()
     result["sampled"] = len(chosen) < len(part)

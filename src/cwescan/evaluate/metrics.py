@@ -18,7 +18,7 @@ import numpy as np
 from cwescan.core import cwe as cwe_catalog
 
 
-def _ratio(num: float, den: float) -> float | None:
+def ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
@@ -51,10 +51,10 @@ def binary_metrics(y_true: Sequence[bool], y_pred: Sequence[bool]) -> dict:
         "fp": fp,
         "fn": fn,
         "tn": tn,
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "accuracy": _ratio(tp + tn, t.size),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": ratio(tp + tn, t.size),
         "mcc": (tp * tn - fp * fn) / den if den else 0.0,
     }
 
@@ -121,15 +121,15 @@ def typed_metrics(
         judged_flags += 1
         if t and c is not None and family(c) in {family(x) for x in cwes}:
             hits += 1
-    precision = _ratio(hits, judged_flags)
-    recall = _ratio(hits, labelled)
+    precision = ratio(hits, judged_flags)
+    recall = ratio(hits, labelled)
     return {
         "hits": hits,
         "judged_flags": judged_flags,
         "labelled_vulnerable": labelled,
         "precision": precision,
         "recall": recall,
-        "f1": _ratio(2 * hits, judged_flags + labelled),
+        "f1": ratio(2 * hits, judged_flags + labelled),
     }
 
 
@@ -152,11 +152,11 @@ def per_cwe(
         hits = sum(pf == fam and fam in tf for tf, pf in zip(true_fams, pred_fams, strict=True))
         out[fam] = {
             "n": n,
-            "detected": _ratio(detected, n),
+            "detected": ratio(detected, n),
             "predicted": predicted,
-            "precision": _ratio(hits, predicted),
-            "recall": _ratio(hits, n),
-            "f1": _ratio(2 * hits, predicted + n),
+            "precision": ratio(hits, predicted),
+            "recall": ratio(hits, n),
+            "f1": ratio(2 * hits, predicted + n),
         }
     return out
 
@@ -196,7 +196,7 @@ def localisation(
         n += 1
         if any(abs(a - b) <= tolerance for a in tl for b in pl):
             hit += 1
-    return {"n": n, "hits": hit, "share": _ratio(hit, n), "tolerance": tolerance}
+    return {"n": n, "hits": hit, "share": ratio(hit, n), "tolerance": tolerance}
 
 
 def pairwise(pairs: Sequence[tuple[int, int]], scores: Sequence[float], y_pred: Sequence[bool]) -> dict:
@@ -208,7 +208,7 @@ def pairwise(pairs: Sequence[tuple[int, int]], scores: Sequence[float], y_pred: 
     higher = sum(1.0 if scores[v] > scores[f] else 0.5 if scores[v] == scores[f] else 0.0 for v, f in pairs)
     ties = sum(scores[v] == scores[f] for v, f in pairs)
     both = sum(bool(y_pred[v]) and not y_pred[f] for v, f in pairs)
-    return {"pairs": n, "vuln_scores_higher": _ratio(higher, n), "ties": ties, "both_right": _ratio(both, n)}
+    return {"pairs": n, "vuln_scores_higher": ratio(higher, n), "ties": ties, "both_right": ratio(both, n)}
 
 
 def breakdown(keys: Sequence[str], y_true: Sequence[bool], y_pred: Sequence[bool]) -> dict[str, dict]:

@@ -674,11 +674,6 @@ def _shape_from_config(directory: Path) -> EncoderShape:
     return EncoderShape(**cfg["shape"])
 
 
-if __name__ == "__main__":  # python -m cwescan.train.encoder RECIPE OUT [DEVICE] [MAX_STEPS]
-    a = sys.argv[1:]
-    run(a[0], a[1], a[2] if len(a) > 2 else "auto", int(a[3]) if len(a) > 3 and int(a[3]) > 0 else None)
-
-
 # --- shipping -------------------------------------------------------------------------------
 
 
