@@ -36,6 +36,8 @@ from pathlib import Path
 
 import typer
 
+from cwescan.core.precisions import PRECISIONS, SCAN_PRECISIONS
+from cwescan.core.process import peak_rss_mb
 from cwescan.detectors.base import ModelDetector
 
 # Prices used for "cost per 1,000 reviews" (a review = one unit scored); flags override them.
@@ -44,7 +46,6 @@ DEFAULT_PRICE_CPU_CORE_HOUR = 0.05
 DEFAULT_PRICE_GPU_HOUR = 2.50
 
 # precisions a detector takes natively (``precision=``) on CPU: what `cwescan scan` can run
-SCAN_PRECISIONS = ("fp32", "bf16", "int8", "int4")
 CPU_ROWS = ("fp32", "bf16", "int8", "int4", "onnx-int8")
 GPU_ROWS = ("fp32", "fp16", "bf16", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4", "ao-fp8")
 BENCH_ONLY = ("onnx-int8", "onnx-fp32", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4",
@@ -259,7 +260,7 @@ def bench_convert(module, precision: str, device: str):
     """Conversions for rows that `cwescan scan` does not offer (GPU backends)."""
     from cwescan.ml.precision import quiet_torchao, apply_precision, gpu_quant_filter
 
-    if precision in ("fp32", "bf16", "fp16", "int8", "int4"):
+    if precision in PRECISIONS:
         return apply_precision(module, precision, device)
     if precision in ("ao-int8", "ao-int4"):
         return apply_precision(module, precision[3:], device)
@@ -318,19 +319,6 @@ def _say(text: str) -> None:
     import sys
 
     print(text, file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set. VmHWM belongs to the current address space; getrusage's
-    ru_maxrss is not used first because a spawned child inherits the parent's high-water mark
-    across fork + exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sync(device: str):

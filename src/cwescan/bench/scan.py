@@ -34,6 +34,7 @@ from pathlib import Path
 import typer
 
 from cwescan.bench.static import collect, stdlib_path
+from cwescan.core.process import peak_rss_mb
 
 
 def build_tree(source: Path, files: int, dest: Path) -> list[str]:
@@ -112,16 +113,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         findings=report.stats["findings"], create_s=round(t1 - t0, 2),
         static_s=round(model_start - t1, 2), model_s=round(t2 - model_start, 2),
         detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}),
-        peak_rss_mb=_peak_rss_mb())
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
-    except (ImportError, OSError):
-        return None
+        peak_rss_mb=_rounded_peak_rss())
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
@@ -173,9 +165,9 @@ def _confusion(flags: list[bool], labels: list[bool]) -> dict:
 
 
 def prf(c: dict) -> dict:
-    p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
-    r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    from cwescan.evaluate.metrics import prf as precision_recall_f1
+
+    p, r, f1 = precision_recall_f1(c["tp"], c["fp"], c["fn"])
     return {**c, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4)}
 
 
@@ -304,3 +296,8 @@ def triage_command(
     out.mkdir(parents=True, exist_ok=True)
     (out / "triage.json").write_text(json.dumps(result, indent=2) + "\n")
     typer.echo(json.dumps(result, indent=2))
+
+
+def _rounded_peak_rss() -> float | None:
+    mb = peak_rss_mb()
+    return round(mb, 1) if mb is not None else None

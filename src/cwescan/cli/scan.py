@@ -17,6 +17,7 @@ import typer
 from cwescan.core import config as config_mod
 from cwescan import output
 from cwescan.scan.cache import ResultCache
+from cwescan.core.precisions import SCAN_PRECISIONS
 from cwescan.detectors import create_detectors, default_detectors
 from cwescan.scan.pipeline import ScanOptions, scan, third_party_quiet
 from cwescan.scan.triage import REVIEW_MODES
@@ -87,7 +88,7 @@ def scan_command(
     """Scan Python files for security weaknesses (CWEs)."""
     fmt = _choice(fmt, config_mod.FORMATS, "--format")
     fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
-    precision = _choice(precision, config_mod.PRECISIONS, "--precision")
+    precision = _choice(precision, SCAN_PRECISIONS, "--precision")
     review = _choice(review, REVIEW_MODES, "--review")
     device = _choice(device, ("cpu", "cuda"), "--device")
     try:

@@ -22,6 +22,45 @@ def ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from counts (0 where undefined)."""
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def roc_auc(y_true: Sequence[bool], scores: Sequence[float]) -> float:
+    """ROC-AUC as the probability that a positive outscores a negative (ties: half credit);
+    NaN when only one class is present. Pure Python: training uses it without scikit-learn."""
+    pos = sorted(s for s, y in zip(scores, y_true, strict=True) if y)
+    neg = sorted(s for s, y in zip(scores, y_true, strict=True) if not y)
+    if not pos or not neg:
+        return float("nan")
+    import bisect
+
+    wins = sum(bisect.bisect_left(neg, p) + 0.5 * (bisect.bisect_right(neg, p) - bisect.bisect_left(neg, p))
+               for p in pos)
+    return wins / (len(pos) * len(neg))
+
+
+def best_f1_threshold(y_true: Sequence[bool], scores: Sequence[float]) -> dict:
+    """The decision threshold both shipped models are tuned with: the observed score (rounded to
+    4 places) at which flagging ``score >= threshold`` has the best F1 on validation; ties go to
+    the higher threshold (fewer false alarms). Returns threshold, f1, precision and recall."""
+    pairs = list(zip(scores, y_true, strict=True))
+    best = {"f1": -1.0, "threshold": 0.5, "precision": 0.0, "recall": 0.0}
+    for t in sorted({round(s, 4) for s in scores}):
+        tp = sum(1 for s, y in pairs if y and s >= t)
+        fp = sum(1 for s, y in pairs if not y and s >= t)
+        fn = sum(1 for s, y in pairs if y and s < t)
+        p, r, f1 = prf(tp, fp, fn)
+        if f1 >= best["f1"]:
+            best = {"f1": f1, "threshold": t, "precision": p, "recall": r}
+    if best["f1"] < 0:
+        best["f1"] = 0.0
+    return best
+
+
 def family(label: str) -> str:
     """CWE family of a label; labels that are not CWE ids stand for themselves."""
     try:

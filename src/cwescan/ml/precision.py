@@ -37,7 +37,8 @@ import json
 import warnings
 from pathlib import Path
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+from cwescan.core.precisions import PRECISIONS
+
 PRECISION_FILE = Path(__file__).parents[1] / "models" / "precision.json"
 INT4_GROUP_SIZE = 32
 

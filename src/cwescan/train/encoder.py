@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from cwescan.evaluate.metrics import best_f1_threshold, roc_auc
+from cwescan.ml.device import resolve_device
 from cwescan.ml.encoder.model import OTHER, EncoderShape
 
 # --- recipe ---------------------------------------------------------------------------------
@@ -134,16 +136,6 @@ def load_recipe(path: str | Path) -> Recipe:
     return _build(Recipe, data, path.name)
 
 
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but no CUDA device is available")
-    return device
-
-
 def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -152,7 +144,7 @@ def run(recipe_path: str | Path, out: str | Path, device: str = "auto", max_step
     recipe = load_recipe(recipe_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = _device(device)
+    dev = resolve_device(device)
     results = {}
     for stage in recipe.stages:
         if stage == "pretrain":
@@ -484,30 +476,6 @@ def record_scores(model, tok, records, device) -> list[float]:
     return out
 
 
-def best_threshold(y: list[int], scores: list[float]) -> tuple[float, dict]:
-    """The threshold with the best F1 (ties: the higher threshold), and the metrics there."""
-    best = (-1.0, 0.5, {})
-    for t in sorted(set(round(s, 4) for s in scores)):
-        tp = sum(1 for yy, s in zip(y, scores) if yy and s >= t)
-        fp = sum(1 for yy, s in zip(y, scores) if not yy and s >= t)
-        fn = sum(1 for yy, s in zip(y, scores) if yy and s < t)
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
-        if f1 >= best[0]:
-            best = (f1, t, {"f1": f1, "precision": p, "recall": r, "threshold": t})
-    return best[1], best[2]
-
-
-def auc(y: list[int], scores: list[float]) -> float:
-    pos = [s for yy, s in zip(y, scores) if yy]
-    neg = [s for yy, s in zip(y, scores) if not yy]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
 def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) -> dict:
     import torch
     import torch.nn.functional as F
@@ -625,8 +593,9 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
             losses.append(loss.item())
         model.eval()
         scores = record_scores(model, tok, val_recs, device)
-        thr, m = best_threshold(val_y, scores)
-        m.update({"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)), "val_auc": auc(val_y, scores), "seconds": round(time.time() - t0, 1)})
+        m = best_f1_threshold(val_y, scores)
+        thr = m["threshold"]
+        m.update({"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)), "val_auc": roc_auc(val_y, scores), "seconds": round(time.time() - t0, 1)})
         log.write(json.dumps(m) + "\n")
         log.flush()
         _log(f"epoch {epoch}: train loss {m['train_loss']:.4f} val F1 {m['f1']:.4f} (P {m['precision']:.3f} R {m['recall']:.3f} @ {thr:.3f}) AUC {m['val_auc']:.4f}")
@@ -847,8 +816,9 @@ def select_threshold(model_dir: str | Path, data_dir: str | None = None) -> dict
     val = load_part("validation", data_dir=data_dir)
     y = [int(r.vulnerable) for r in val]
     scores = record_scores(model, tok, val, "cpu")
-    thr, m = best_threshold(y, scores)
-    m["val_auc"] = auc(y, scores)
+    m = best_f1_threshold(y, scores)
+    thr = m["threshold"]
+    m["val_auc"] = roc_auc(y, scores)
     cfg = json.loads((model_dir / "config.json").read_text())
     m["previous_threshold"] = cfg["threshold"]
     cfg["threshold"] = float(thr)
