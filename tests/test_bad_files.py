@@ -1,7 +1,6 @@
 """Bad input never stops a scan: each kind of bad file is reported with its reason in every
 output format, and every good file is still scanned."""
 
-import ast
 import json
 import os
 import random
@@ -15,7 +14,6 @@ from cwescan.cli import app
 from cwescan.detectors import REGISTRY
 from conftest import CallDetector
 from cwescan.detectors.base import Detector
-from cwescan.core.findings import Finding
 from cwescan.scan.walk import read_source
 
 

@@ -84,7 +84,7 @@ def test_tiny_pretrain_finetune_ship_and_detect(tmp_path):
 
     from cwescan.ml.artifacts import verify
     from cwescan.detectors import create
-    from cwescan.train.encoder import ship, write_readme
+    from cwescan.train.encoder_ship import ship, write_readme
     from cwescan.core.units import parse_source
 
     root = tmp_path / "site"

@@ -1,7 +1,6 @@
 """SARIF 2.1.0 output: valid against the official schema, GitHub's properties, and
 fingerprints that survive lines shifting."""
 
-import ast
 import json
 from pathlib import Path
 
@@ -12,7 +11,6 @@ from typer.testing import CliRunner
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
 from conftest import CallDetector
-from cwescan.core.findings import Finding
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
 VULNAPP = Path(__file__).resolve().parents[1] / "examples" / "vulnapp"

@@ -1,6 +1,5 @@
 """`cwescan scan`: exit codes, config, merging of detectors, determinism, formats, workers."""
 
-import ast
 import json
 from pathlib import Path
 

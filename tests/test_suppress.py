@@ -1,7 +1,6 @@
 """Inline suppressions (any line of the flagged statement, CWE families, # nosec), unused
 suppressions, and the count-aware baseline."""
 
-import ast
 import json
 
 from typer.testing import CliRunner
@@ -9,7 +8,6 @@ from typer.testing import CliRunner
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
 from conftest import CallDetector
-from cwescan.core.findings import Finding
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, parse_directives
 
 

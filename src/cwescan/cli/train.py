@@ -41,9 +41,9 @@ def encoder_threshold(
 ) -> None:
     """Choose the encoder's decision threshold on the validation part and write it to its
     config and card."""
-    from cwescan.train import encoder
+    from cwescan.train import encoder_ship
 
-    encoder.select_threshold(model_dir)
+    encoder_ship.select_threshold(model_dir)
 
 
 @train_app.command("encoder-ship")
@@ -54,10 +54,10 @@ def encoder_ship(
     storage: str = typer.Option("fp16", help="Storage precision of the weights: fp16 or int8."),
 ) -> None:
     """Copy a fine-tuned encoder into the package and write its card and README."""
-    from cwescan.train import encoder
+    from cwescan.train import encoder_ship
 
-    encoder.ship(run_dir, dest, command, storage=storage)
-    encoder.write_readme(dest)
+    encoder_ship.ship(run_dir, dest, command, storage=storage)
+    encoder_ship.write_readme(dest)
 
 
 def register(app: typer.Typer) -> None:
