@@ -151,3 +151,35 @@ def test_every_command_is_under_the_cwescan_app():
     out = CliRunner().invoke(app, ["--help"]).output
     for command in ("scan", "eval", "eval-slm", "rules", "fuzz", "data", "train", "bench"):
         assert f" {command} " in out, command
+
+
+MODEL_STACK = ("torch", "transformers", "peft", "tokenizers", "gguf", "accelerate", "safetensors")
+
+
+def test_core_install_has_no_torch_stack():
+    import tomllib
+
+    project = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text())["project"]
+    core = [d.split("=")[0].split(">")[0].split("<")[0].split("[")[0].strip() for d in project["dependencies"]]
+    assert not set(core) & set(MODEL_STACK), core
+    models = {d.split("=")[0].split(">")[0].split("<")[0].strip() for d in project["optional-dependencies"]["models"]}
+    assert {"torch", "transformers", "peft", "tokenizers"} <= models
+
+
+def test_scan_without_the_model_libraries_falls_back_to_static(tmp_path):
+    """As after `pip install cwescan` with no extras: the torch stack cannot be imported."""
+    (tmp_path / "app.py").write_text("import os\n\n\ndef run(cmd):\n    os.system('sh -c ' + cmd)\n")
+    code = ("import sys\n"
+            f"for name in {MODEL_STACK!r}:\n"
+            "    sys.modules[name] = None  # import fails, find_spec answers None\n"
+            "from cwescan.cli import app\n"
+            "app(sys.argv[1:])\n")
+    env = {"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    for args, detectors in ((["--detector", "static"], "static"), ([], "static")):
+        r = subprocess.run([sys.executable, "-c", code, "scan", str(tmp_path), "--format", "json",
+                            "--no-cache", "--fail-on", "none", *args],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        assert f"detectors: {detectors}" in r.stderr
+        assert '"CWE-78"' in r.stdout
+    assert "pip install 'cwescan[models]'" in r.stderr  # the default set says why the model is not used
