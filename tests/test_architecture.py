@@ -183,3 +183,19 @@ def test_scan_without_the_model_libraries_falls_back_to_static(tmp_path):
         assert f"detectors: {detectors}" in r.stderr
         assert '"CWE-78"' in r.stdout
     assert "pip install 'cwescan[models]'" in r.stderr  # the default set says why the model is not used
+
+
+def test_modules_and_functions_stay_short():
+    """No module over 600 lines; no function over 80 lines unless a comment in it says why
+    ("# Long ...")."""
+    long_modules, long_functions = [], []
+    for name, path in MODULES.items():
+        text = path.read_text()
+        if text.count("\n") > 600:
+            long_modules.append(name)
+        lines = text.split("\n")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                if not any(line.strip().startswith("# Long") for line in lines[node.lineno - 1:node.end_lineno]):
+                    long_functions.append(f"{name}.{node.name}")
+    assert not long_modules and not long_functions, (long_modules, long_functions)

@@ -152,6 +152,8 @@ def _sync(device: str):
 
 def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     """Measure one row in this process (see the module docstring)."""
+    # Long on purpose: one benchmark row is one sequence (load, convert, attach meters, sweep
+    # batches, time batch 1, score accuracy) whose steps share the meter and module state.
     import torch
 
     from cwescan.evaluate import metrics as M

@@ -95,6 +95,7 @@ def models_command(
     ),
 ) -> None:
     """Quantization benchmark of the model detectors: accuracy, speed, memory, roofline, cost."""
+    # Long because of its typer options (half of its lines); the body only builds a BenchConfig.
     import json
 
     from cwescan.bench import models as B

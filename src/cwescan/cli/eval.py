@@ -30,6 +30,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate detectors on labelled records: binary, ranking, CWE-typed, line, pairwise and
     calibration metrics, per source and per CWE."""
+    # Long because of its typer options; the body builds detectors and calls the runner.
     from cwescan.data.records import DataError, default_data_dir, load_records
     from cwescan.data.split import load_part, manifest_hash
     from cwescan.detectors import REGISTRY, create_detectors

@@ -128,6 +128,7 @@ def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, cra
              quiet: bool = False, shard: int = 0, shards: int = 1) -> dict:
     """Run cases ``shard, shard + shards, ...`` below ``count`` (or as many as ``time_budget``
     seconds allow); return the summary. Case i is the same whatever the sharding."""
+    # Long on purpose: the fuzz loop and its per-stage crash bookkeeping read best in one piece.
     from cwescan.core.process import peak_rss_mb
     from cwescan.fuzz.engine import case_at, save_crash, stdlib_seeds, write_case
     from cwescan.scan.walk import discover

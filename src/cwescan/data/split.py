@@ -193,6 +193,7 @@ def _representative_key(rec: Record, has_pair: bool) -> tuple:
 
 
 def build_split(records: list[Record]) -> SplitResult:
+    # Long on purpose: the split's steps (dedupe, group, assign, balance, check) share the groups.
     records = sorted(records, key=lambda r: r.id)
     n = len(records)
     tokens = [code_tokens(r.code) for r in records]

@@ -427,18 +427,12 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     return results
 
 
-def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
-                     progress: ProgressHook | None,
-                     hints: dict[str, list[Finding]] | None = None,
-                     review: str = "triage",
-                     cache: ResultCache | None = None,
-                     verbose: bool = False) -> tuple[list[Finding], dict]:
-    """Findings of the model detectors and what the stage did: per unit, triage decides
-    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
-    only the rest run through the model, in batches."""
-    hints = hints or {}
-    # Triage file by file, keeping only the units to review: the trees of files with nothing
-    # to review are freed at once (1,000 stdlib files held every tree: 5 GB).
+def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
+                     review: str) -> tuple[list[Unit], Counter, int]:
+    """The units a model must look at (triage, or all with ``review="all"``), the triage
+    reasons counted, and the number of units seen. Triage goes file by file, keeping only the
+    units to review: the trees of files with nothing to review are freed at once (1,000 stdlib
+    files held every tree: 5 GB)."""
     todo: list[Unit] = []
     reasons: Counter = Counter()
     n_units = 0
@@ -457,6 +451,20 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
         n_units += len(units)
         reasons.update(v.kind for v in verdicts)
         todo.extend(u for u, v in zip(units, verdicts) if v.review)
+    return todo, reasons, n_units
+
+
+def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
+                     progress: ProgressHook | None,
+                     hints: dict[str, list[Finding]] | None = None,
+                     review: str = "triage",
+                     cache: ResultCache | None = None,
+                     verbose: bool = False) -> tuple[list[Finding], dict]:
+    """Findings of the model detectors and what the stage did: per unit, triage decides
+    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
+    only the rest run through the model, in batches."""
+    hints = hints or {}
+    todo, reasons, n_units = _units_to_review(results, hints, review)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
     cached: dict[int, int] = {}  # unit -> models that answered it from the cache

@@ -104,12 +104,9 @@ class SLMRecipe:
 
 
 def load_recipe(path: str | os.PathLike) -> SLMRecipe:
-    import yaml
+    from cwescan.train.recipe_file import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RecipeError(f"{path}: cannot read recipe: {e}") from None
+    data = read_yaml(path, RecipeError)
     try:
         return SLMRecipe.from_dict(data)
     except TypeError as e:
@@ -342,6 +339,7 @@ def save_adapter(model, out: Path) -> None:
 
 def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None = None,
         train_records=None, validation_records=None) -> dict:
+    # Long on purpose: a training run reads top to bottom (recipe, data, model, train, threshold, card).
     import torch
     from peft import LoraConfig, get_peft_model
 
