@@ -58,6 +58,7 @@ def trained(tmp_path_factory):
     return root, card
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_training_lowers_the_loss_and_writes_a_card(trained):
     root, card = trained
     losses = json.loads((root / "adapter" / "logs" / "history.json").read_text())["losses"]
