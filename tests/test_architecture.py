@@ -199,3 +199,15 @@ def test_modules_and_functions_stay_short():
                 if not any(line.strip().startswith("# Long") for line in lines[node.lineno - 1:node.end_lineno]):
                     long_functions.append(f"{name}.{node.name}")
     assert not long_modules and not long_functions, (long_modules, long_functions)
+
+
+def test_core_and_output_depend_on_core_only():
+    """core/ is the shared data: it imports no other stage; output/ writes a core Report."""
+    bad = []
+    for name, path in MODULES.items():
+        if not name.startswith(("cwescan.core", "cwescan.output")):
+            continue
+        for dep in _top_level_imports(path):
+            if dep != "cwescan" and not dep.startswith(("cwescan.core", "cwescan.output")):
+                bad.append(f"{name} -> {dep}")
+    assert not bad, bad

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from cwescan.core.findings import SEVERITIES
 from cwescan.core.precisions import SCAN_PRECISIONS
-from cwescan.scan.walk import DEFAULT_MAX_FILE_SIZE
 
+DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes: larger files are skipped (--max-file-size)
 FORMATS = ("text", "json", "jsonl", "sarif")
 FAIL_ON = (*SEVERITIES, "none")
 
