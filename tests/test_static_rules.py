@@ -15,7 +15,7 @@ import pytest
 
 from cwescan.detectors import create
 from cwescan.detectors.static import RULES, StaticDetector
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "static"
 MARK = re.compile(r"#\s*(expect|ok):\s*([A-Z0-9, ]+)")
@@ -190,7 +190,7 @@ def test_demo_app_answer_key():
     for path in sorted((root / "vulnapp").glob("*.py")):
         rel = path.relative_to(root).as_posix()
         findings += scan(rel, path.read_text())
-    from cwescan.cwe import same_family
+    from cwescan.core.cwe import same_family
 
     missed = [v for v in key["vulnerable"] if not any(
         f.path == v["path"] and f.start_line == v["line"] and same_family(f.cwe, v["cwe"]) for f in findings)]
@@ -201,12 +201,12 @@ def test_demo_app_answer_key():
 
 
 def test_docs_are_generated_from_the_rules():
-    out = subprocess.run([sys.executable, "-m", "cwescan.detectors.static", "--docs"],
+    out = subprocess.run([sys.executable, "-m", "cwescan", "rules", "--docs"],
                          capture_output=True, text=True, check=True).stdout
     for r in RULES.values():
         assert f"## {r.id}" in out
     committed = Path(__file__).resolve().parents[1] / "docs" / "RULES.md"
-    assert committed.read_text() == out, "docs/RULES.md is stale: python -m cwescan.detectors.static --docs > docs/RULES.md"
+    assert committed.read_text() == out, "docs/RULES.md is stale: cwescan rules --docs > docs/RULES.md"
 
 
 def test_indented_snippets_are_scanned_with_exact_lines():

@@ -9,9 +9,9 @@ the Python sources of a site-packages tree:
 - distributions are split **by package** into train / validation / test by a salted hash of the
   normalised distribution name (``package_part``), so a package's code never sits on two sides and
   the same name lands on the same side on any machine;
-- files are split into units with the scanner's own splitter (``cwescan.units``) and a unit is
+- files are split into units with the scanner's own splitter (``cwescan.core.units``) and a unit is
   kept only when triage would send it to the model: it calls a known sink or reads a source
-  (``cwescan.triage.surface``). Units without a surface never reach the model, so they teach it
+  (``cwescan.scan.triage.surface``). Units without a surface never reach the model, so they teach it
   nothing and would only inflate the counts;
 - kept units whose normalised code (comments and layout removed) equals the code or a unit of a
   labelled record are dropped, as are repeats inside the corpus (first one kept, in sorted order).
@@ -129,7 +129,7 @@ def labelled_hashes(records: Iterable) -> set[str]:
     """Normalised-code hashes of every labelled record and of each of its units (dedented), the
     keys a corpus unit must not share."""
     from cwescan.data.normalize import normalized_hash
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     out: set[str] = set()
     for r in records:
@@ -143,8 +143,8 @@ def _package_units(args: tuple[str, str, str, Sequence[str]]) -> dict:
     """Worker: read, split and triage the files of one package. Returns counts, the kept units
     (with their normalised hash) and the digest of the files read."""
     from cwescan.data.normalize import normalized_hash
-    from cwescan.triage import file_bindings, file_imports, surface
-    from cwescan.units import parse_source
+    from cwescan.scan.triage import file_bindings, file_imports, surface
+    from cwescan.core.units import parse_source
 
     site, name, version, files = args
     digest = hashlib.sha256()

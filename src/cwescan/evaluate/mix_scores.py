@@ -24,7 +24,7 @@ from pathlib import Path
 def score_labelled(det, records) -> list[dict]:
     """One row per record: labels, the record score (max over its units) and the CWE, CWE
     confidence and line of its top unit."""
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     rows = []
     for start in range(0, len(records), 256):
@@ -50,7 +50,7 @@ def score_labelled(det, records) -> list[dict]:
 
 
 def score_negatives(det, records) -> list[dict]:
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     files = [parse_source(r.id, r.code) for r in records]
     units = [u for f in files for u in f.units]

@@ -10,8 +10,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from cwescan import cwe as cwe_catalog
-from cwescan.scanner import Report
+from cwescan.core import cwe as cwe_catalog
+from cwescan.core.report import Report
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
                   "low": "cyan"}
@@ -59,7 +59,8 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
     sev = ", ".join(f"{n} {name}" for name, n in s["by_severity"].items())
     summary = (f"{s['findings']} finding{'s' if s['findings'] != 1 else ''}"
                + (f" ({sev})" if sev else "")
-               + f" in {s['files_scanned']} files scanned ({s['units']} units)"
+               + f" in {s['files_scanned']} file{'s' if s['files_scanned'] != 1 else ''} scanned"
+               + f" ({s['units']} unit{'s' if s['units'] != 1 else ''})"
                + f"; {s['files_skipped']} skipped, {s['files_partial']} partly scanned"
                + f"; detectors: {', '.join(s['detectors'])}")
     hidden = [f"{s[k]} {label}" for k, label in (("suppressed", "suppressed inline"),

@@ -108,9 +108,9 @@ def analyse(scores: dict, manifest: dict, prevalence: float = PV.DEFAULT_PREVALE
 
 
 def _auc(pos, neg) -> float:
-    from cwescan.train.slm import auc
+    from cwescan.evaluate.metrics import roc_auc
 
-    return auc([True] * len(pos) + [False] * len(neg), list(pos) + list(neg))
+    return roc_auc([True] * len(pos) + [False] * len(neg), list(pos) + list(neg))
 
 
 def summary_rows(name: str, a: dict) -> list[str]:
@@ -129,7 +129,7 @@ def summary_rows(name: str, a: dict) -> list[str]:
 def run(scores_path: Path, manifest_path: Path, card_dir: Path | None = None, repeat_scores: Path | None = None,
         baseline_scores: Path | None = None, prevalence: float = PV.DEFAULT_PREVALENCE, write: bool = False,
         report: Path | None = None) -> dict:
-    from cwescan.artifacts import read_card, write_card
+    from cwescan.ml.artifacts import read_card, write_card
     from cwescan.data.negatives import manifest_digest, read_manifest
 
     manifest = read_manifest(manifest_path)

@@ -34,8 +34,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cwescan.slm import prompt as P
-from cwescan.slm.infer import answer_token_ids
+from cwescan.evaluate.metrics import best_f1_threshold, roc_auc
+from cwescan.ml.device import resolve_device
+from cwescan.ml.slm import prompt as P
+from cwescan.ml.slm.infer import answer_token_ids
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -47,7 +49,7 @@ class RecipeError(ValueError):
 @dataclass
 class SLMRecipe:
     name: str
-    base_model: str = "smollm2-135m"  # key of cwescan.slm.base.BASE_MODELS
+    base_model: str = "smollm2-135m"  # key of cwescan.ml.slm.base.BASE_MODELS
     base_dir: str | None = None  # a plain transformers checkpoint instead (tests: tiny model)
     method: str = "lora"  # "lora" or "qlora" (4-bit NF4 base via bitsandbytes, GPU only)
     lora_r: int = 16
@@ -108,12 +110,9 @@ class SLMRecipe:
 
 
 def load_recipe(path: str | os.PathLike) -> SLMRecipe:
-    import yaml
+    from cwescan.train.recipe_file import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RecipeError(f"{path}: cannot read recipe: {e}") from None
+    data = read_yaml(path, RecipeError)
     try:
         return SLMRecipe.from_dict(data)
     except TypeError as e:
@@ -125,7 +124,7 @@ def load_recipe(path: str | os.PathLike) -> SLMRecipe:
 
 def record_units(record):
     """(unit, is_positive, cwe, unit-relative line or None) for the units of one record."""
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     f = parse_source(record.id, record.code)
     funcs = [u for u in f.units if u.kind == "function"]
@@ -202,7 +201,7 @@ def load_negatives(recipe: SLMRecipe, train_records=()) -> dict:
     train = load_records(d / "train.jsonl") if recipe.negatives_ratio > 0 else []
     validation = load_records(d / "validation.jsonl")
     rng = random.Random(recipe.seed)
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     labelled_units = sum(len(parse_source(r.id, r.code).units) for r in train_records)
     n = min(len(train), round(recipe.negatives_ratio * labelled_units))
@@ -217,8 +216,8 @@ def load_negatives(recipe: SLMRecipe, train_records=()) -> dict:
 
 
 def record_scores(model, tokenizer, builder, records, device, batch_size=32) -> list[float]:
-    from cwescan.slm.infer import score_prompts
-    from cwescan.units import parse_source
+    from cwescan.ml.slm.infer import score_prompts
+    from cwescan.core.units import parse_source
 
     prompts, owner = [], []
     for i, rec in enumerate(records):
@@ -231,34 +230,6 @@ def record_scores(model, tokenizer, builder, records, device, batch_size=32) -> 
     for i, s in zip(owner, scores, strict=True):
         best[i] = max(best[i], s)
     return best
-
-
-def best_threshold(y: list[bool], s: list[float]) -> dict:
-    """The threshold with the best F1 over the observed scores (ties: the higher threshold)."""
-    pairs = sorted(zip(s, y, strict=True), reverse=True)
-    total_pos = sum(y)
-    tp = fp = 0
-    best = {"f1": 0.0, "threshold": 0.5, "precision": 0.0, "recall": 0.0}
-    for k, (score, label) in enumerate(pairs):
-        tp += label
-        fp += not label
-        if k + 1 < len(pairs) and pairs[k + 1][0] == score:
-            continue
-        prec, rec = tp / (tp + fp), tp / total_pos if total_pos else 0.0
-        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-        if f1 > best["f1"]:
-            nxt = pairs[k + 1][0] if k + 1 < len(pairs) else 0.0
-            best = {"f1": f1, "threshold": (score + nxt) / 2, "precision": prec, "recall": rec}
-    return best
-
-
-def auc(y: list[bool], s: list[float]) -> float:
-    pos = [v for v, t in zip(s, y, strict=True) if t]
-    neg = [v for v, t in zip(s, y, strict=True) if not t]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
 
 
 # ---------------------------------------------------------------- training
@@ -274,21 +245,11 @@ def _seed_all(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no GPU")
-    return device
-
-
 def load_model_for_training(recipe: SLMRecipe, device: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cwescan.slm import base
+    from cwescan.ml.slm import base
 
     if recipe.base_dir:
         d = Path(recipe.base_dir).resolve()
@@ -409,15 +370,16 @@ def save_adapter(model, out: Path) -> None:
 
 def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None = None,
         train_records=None, validation_records=None) -> dict:
+    # Long on purpose: a training run reads top to bottom (recipe, data, model, train, threshold, card).
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from cwescan.artifacts import write_card
+    from cwescan.ml.artifacts import write_card
     from cwescan.data.split import load_part, manifest_hash
 
     t0 = time.time()
     recipe = load_recipe(recipe_path)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
@@ -501,14 +463,14 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         with autocast:
             s = record_scores(model, tokenizer, builder, validation_records, device)
         yv = [r.vulnerable for r in validation_records]
-        th = best_threshold(yv, s)
+        th = best_f1_threshold(yv, s)
         entry = {"epoch": epoch, "step": step, "train_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
                  "validation_f1": th["f1"], "threshold": th["threshold"], "validation_precision": th["precision"],
-                 "validation_recall": th["recall"], "validation_auc": auc(yv, s)}
+                 "validation_recall": th["recall"], "validation_auc": roc_auc(yv, s)}
         if negatives["validation"]:
             with autocast:
                 sn = record_scores(model, tokenizer, builder, negatives["validation"], device)
-            entry["negatives_auc"] = auc([True] * sum(yv) + [False] * len(sn), [v for v, t in zip(s, yv) if t] + sn)
+            entry["negatives_auc"] = roc_auc([True] * sum(yv) + [False] * len(sn), [v for v, t in zip(s, yv) if t] + sn)
             entry["validation_mix_auc"] = (entry["validation_auc"] + entry["negatives_auc"]) / 2
         history.append(entry)
         log(f"validation: {json.dumps(entry)}")
