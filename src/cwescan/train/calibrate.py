@@ -46,6 +46,15 @@ def _labelled_metrics(part: str, rows: list[dict], threshold: float) -> dict:
             "typed": m["typed"]}
 
 
+def read_scores(path: Path) -> dict:
+    """A score file of ``mix_scores``, plain or gzipped (``.gz``)."""
+    import gzip
+
+    path = Path(path)
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return json.loads(raw)
+
+
 def _split(scores: dict, part: str) -> tuple[list[float], list[float]]:
     pos = [r["score"] for r in scores["labelled"][part] if r["vulnerable"]]
     neg = [r["score"] for r in scores["negatives"][part]]
@@ -129,20 +138,23 @@ def summary_rows(name: str, a: dict) -> list[str]:
 def run(scores_path: Path, manifest_path: Path, card_dir: Path | None = None, repeat_scores: Path | None = None,
         baseline_scores: Path | None = None, prevalence: float = PV.DEFAULT_PREVALENCE, write: bool = False,
         report: Path | None = None) -> dict:
-    from cwescan.ml.artifacts import read_card, write_card
     from cwescan.data.negatives import manifest_digest, read_manifest
+
+    from cwescan.ml.artifacts import read_card, write_card
 
     manifest = read_manifest(manifest_path)
     card = read_card(card_dir) if card_dir else {}
     skewed = (card.get("validation") or {}).get("threshold") if card else None
-    main = analyse(json.loads(Path(scores_path).read_text()), manifest, prevalence, skewed)
+    main = analyse(read_scores(scores_path), manifest, prevalence, skewed)
     result = {"main": main, "scores": str(scores_path)}
     lines = summary_rows("adapter", main)
     for key, path in (("repeat", repeat_scores), ("baseline", baseline_scores)):
         if path:
-            other = json.loads(Path(path).read_text())
-            other_card = read_card(Path(other["adapter"])) if Path(other["adapter"]).is_dir() else {}
-            result[key] = analyse(other, manifest, prevalence, (other_card.get("validation") or {}).get("threshold"))
+            other = read_scores(path)
+            # the repeat run's best-F1 threshold is kept in the card's reproduction record
+            other_th = ((card.get("reproduction") or {}).get("repeat_run_validation") or {}).get("threshold") \
+                if key == "repeat" else None
+            result[key] = analyse(other, manifest, prevalence, other_th)
             result[key]["scores"] = str(path)
             lines += summary_rows(key, result[key])
     if "repeat" in result:
