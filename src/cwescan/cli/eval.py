@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -27,9 +28,12 @@ def eval_cmd(
     perturb: bool = typer.Option(False, help="Also measure verdict flips under semantics-preserving rewrites."),
     batch_size: int = typer.Option(64, help="Records per detector call."),
     update_doc: Path = typer.Option(None, help="Rewrite the eval-table block of this markdown file (e.g. docs/EVALUATION.md)."),
+    negatives: Path = typer.Option(None, help="A negatives corpus (`cwescan data negatives`): also report precision at "
+                                   "1 % prevalence and false alarms per 1,000 lines on its held-out (test) packages."),
+    negatives_limit: int = typer.Option(0, help="Score a deterministic sample of N corpus units (0: all)."),
 ) -> None:
     """Evaluate detectors on labelled records: binary, ranking, CWE-typed, line, pairwise and
-    calibration metrics, per source and per CWE."""
+    calibration metrics, per source and per CWE; with --negatives, the realistic-prevalence view."""
     # Long because of its typer options; the body builds detectors and calls the runner.
     from cwescan.data.records import DataError, default_data_dir, load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -50,6 +54,8 @@ def eval_cmd(
                         ("--limit", limit or None)):
         argv += [flag, str(value)] if value else []
     argv += ["--perturb"] if perturb else []
+    argv += ["--negatives", str(negatives)] if negatives else []
+    argv += ["--negatives-limit", str(negatives_limit)] if negatives_limit else []
     meta: dict = {"command": shlex.join(["cwescan", "eval", *argv])}
     try:
         if records:
@@ -77,7 +83,7 @@ def eval_cmd(
             _fail("--perturb needs cwescan.evaluate.perturb (PERTURBATIONS), which is not available yet")
         perturbations = perturbed_variants(recs, PERTURBATIONS)  # once, shared by the detectors
 
-    runs = {}
+    runs, dets = {}, {}
     t_all = time.perf_counter()
     for name in dict.fromkeys(detector):  # each once, in the order given
         label = name
@@ -94,13 +100,27 @@ def eval_cmd(
             _fail(f"cannot load detector {name!r}: {type(e).__name__}: {e}")
         run = run_detector(label, det, recs, batch_size, perturbations)
         runs[label] = run
+        dets[label] = det
         typer.echo(
             f"{label}: {len(recs)} records in {run.seconds:.1f} s "
             f"({len(recs) / max(run.seconds, 1e-9):.1f} records/s)" + (f", {run.errors} errors" if run.errors else ""),
             err=True,
         )
+    realistic = None
+    if negatives:
+        from cwescan.data.negatives import NegativesError
+        from cwescan.evaluate.prevalence import negatives_table, negatives_view
+
+        try:
+            realistic = negatives_view(runs, recs, negatives, negatives_limit, batch_size, dets)
+        except (DataError, NegativesError) as e:
+            _fail(str(e))
     meta["seconds"] = round(time.perf_counter() - t_all, 2)
     written = write_outputs(recs, runs, meta, out)
+    if realistic is not None:
+        (out / "realistic.json").write_text(json.dumps(realistic, indent=1) + "\n")
+        written.append(out / "realistic.json")
+        typer.echo(negatives_table(realistic))
     typer.echo(main_table(runs))
     typer.echo(f"total {meta['seconds']:.1f} s; wrote " + ", ".join(str(p) for p in written))
     if update_doc:

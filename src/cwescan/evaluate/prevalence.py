@@ -231,3 +231,63 @@ def fpr_at_recall(pos: Sequence[float], neg: Sequence[float], recall: float) -> 
     t = s[k - 1]
     tpr, fpr = _rates(pos, neg, t)
     return {"recall": tpr, "threshold": t, "fpr": fpr, "false_alarms_per_1k_units": 1000 * fpr}
+
+
+# ---------------------------------------------------------------- `cwescan eval --negatives`
+
+
+def negatives_view(runs: dict, records: Sequence, negatives_dir, limit: int = 0, batch_size: int = 64,
+                   detectors: dict | None = None, prevalence: float = DEFAULT_PREVALENCE) -> dict:
+    """Run each detector of ``detectors`` (label -> detector, as in ``runs``) over the test part
+    of a negatives corpus and put what it flags next to its recall on the vulnerable labelled
+    records of ``runs``: precision at ``prevalence``, false alarms per 1,000 source lines of the
+    held-out packages and per 1,000 reviewed units, and the PR curve of its scores over the mix.
+    ``limit`` > 0 scores a deterministic sample of the corpus units; the per-line rate is then
+    scaled by the share sampled."""
+    from pathlib import Path
+
+    from cwescan.data.negatives import part_packages, read_manifest
+    from cwescan.data.records import load_records
+    from cwescan.evaluate.runner import predict, sample
+
+    negatives_dir = Path(negatives_dir)
+    manifest = read_manifest(negatives_dir)
+    units = load_records(negatives_dir / "test.jsonl")
+    sampled = sample(units, limit or None)
+    share = len(sampled) / len(units) if units else 0.0
+    lines = sum(p["source_lines"] for p in part_packages(manifest, "test"))
+    out = {"negatives": str(negatives_dir), "packages": [f"{p['name']}=={p['version']}" for p in
+                                                          part_packages(manifest, "test")],
+           "source_lines": lines, "corpus_units": len(units), "scored_units": len(sampled),
+           "prevalence": prevalence, "detectors": {}}
+    for label, det in (detectors or {}).items():
+        run = runs[label]
+        preds = predict(det, sampled, batch_size)
+        pos = [p.score for p, r in zip(run.predictions, records, strict=True) if r.vulnerable]
+        pos_flag = [p.flagged for p, r in zip(run.predictions, records, strict=True) if r.vulnerable]
+        neg = [p.score for p in preds]
+        flagged = sum(p.flagged for p in preds)
+        tpr = sum(pos_flag) / len(pos_flag) if pos_flag else 0.0
+        fpr = flagged / len(preds) if preds else 0.0
+        out["detectors"][label] = {
+            "recall": tpr,
+            "precision_at_prevalence": precision_at(tpr, fpr, prevalence) if tpr or fpr else None,
+            "false_alarms": flagged,
+            "false_alarms_per_1k_units": 1000 * fpr,
+            "false_alarms_per_1k_lines": 1000 * flagged / (share * lines) if lines and share else None,
+            "errors": sum(p.error is not None for p in preds),
+            "pr_curve": [{k: round(v, 5) for k, v in row.items()} for row in pr_curve(pos, neg, prevalence, points=40)],
+        }
+    return out
+
+
+def negatives_table(view: dict) -> str:
+    rows = [f"realistic mix: {view['scored_units']} of {view['corpus_units']} units of {len(view['packages'])} "
+            f"held-out packages ({view['source_lines']} lines), precision at {view['prevalence']:.0%} prevalence",
+            f"{'detector':16}{'recall':>8}{'P@prev':>8}{'alarms':>8}{'/1k lines':>11}{'/1k units':>11}"]
+    for label, d in view["detectors"].items():
+        p = "-" if d["precision_at_prevalence"] is None else f"{d['precision_at_prevalence']:.3f}"
+        per_line = "-" if d["false_alarms_per_1k_lines"] is None else f"{d['false_alarms_per_1k_lines']:.4f}"
+        rows.append(f"{label:16}{d['recall']:>8.3f}{p:>8}{d['false_alarms']:>8}{per_line:>11}"
+                    f"{d['false_alarms_per_1k_units']:>11.1f}")
+    return "\n".join(rows)
