@@ -5,8 +5,8 @@ Thresholds, calibration and the realistic-prevalence metrics are computed from t
 (``cwescan.evaluate.prevalence``), so the expensive part runs once, on whatever machine has the
 accelerator, and everything after it is reproducible from the file on any machine:
 
-    python3 -m cwescan.evaluate.mix_scores --model src/cwescan/models/slm --negatives NEG \\
-        --device cuda --out scores.json
+    cwescan eval-mix --model src/cwescan/models/slm --negatives NEG --device cuda --out scores.json
+    (the same as python3 -m cwescan.evaluate.mix_scores ..., which the GPU chain runs)
 
 Labelled records are scored with ``detect`` at threshold 0, so every unit also gets its decoded
 CWE, the CWE path's probability and a line (the inputs of the CWE-head threshold); corpus units
@@ -63,11 +63,37 @@ def score_negatives(det, records) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> dict:
+def score_mix(negatives: Path, model: str | None = None, parts=("validation", "test"), device: str = "cpu",
+              precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "") -> dict:
+    """Score the labelled parts and the corpus parts with one adapter; write JSON to ``out``."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
     from cwescan.detectors.slm import SLMDetector
+
+    det = SLMDetector(precision=precision, device=device, model=model, threshold=0.0,
+                      batch_size=batch_size or (16 if device == "cpu" else 128))
+    negatives = Path(negatives)
+    manifest = read_manifest(negatives)
+    result = {"command": command, "adapter": str(det.adapter_dir), "adapter_files": det.card.get("files"),
+              "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
+              "precision": precision, "device": device, "labelled": {}, "negatives": {}, "seconds": {}}
+    for part in parts:
+        t0 = time.perf_counter()
+        result["labelled"][part] = score_labelled(det, load_part(part))
+        result["negatives"][part] = score_negatives(det, load_records(negatives / f"{part}.jsonl"))
+        result["seconds"][part] = round(time.perf_counter() - t0, 1)
+        print(f"{part}: {len(result['labelled'][part])} records, {len(result['negatives'][part])} negative units, "
+              f"{result['seconds'][part]} s", flush=True)
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import sys
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=None, help="adapter folder (default: the shipped one)")
@@ -78,24 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--batch-size", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
-
-    det = SLMDetector(precision=a.precision, device=a.device, model=a.model, threshold=0.0,
-                      batch_size=a.batch_size or (16 if a.device == "cpu" else 128))
-    manifest = read_manifest(a.negatives)
-    out = {"command": "python3 -m cwescan.evaluate.mix_scores " + " ".join(argv or __import__("sys").argv[1:]),
-           "adapter": str(det.adapter_dir), "adapter_files": det.card.get("files"),
-           "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
-           "precision": a.precision, "device": a.device, "labelled": {}, "negatives": {}, "seconds": {}}
-    for part in a.parts:
-        t0 = time.perf_counter()
-        out["labelled"][part] = score_labelled(det, load_part(part))
-        out["negatives"][part] = score_negatives(det, load_records(a.negatives / f"{part}.jsonl"))
-        out["seconds"][part] = round(time.perf_counter() - t0, 1)
-        print(f"{part}: {len(out['labelled'][part])} records, {len(out['negatives'][part])} negative units, "
-              f"{out['seconds'][part]} s", flush=True)
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    a.out.write_text(json.dumps(out) + "\n")
-    return out
+    command = "python3 -m cwescan.evaluate.mix_scores " + " ".join(sys.argv[1:] if argv is None else argv)
+    return score_mix(a.negatives, a.model, a.parts, a.device, a.precision, a.batch_size, a.out, command)
 
 
 if __name__ == "__main__":
