@@ -97,7 +97,8 @@ class Isotonic:
         return self.y[max(i, 0)]
 
     def to_dict(self) -> dict:
-        return {"method": "isotonic", "x": [round(v, 6) for v in self.x], "y": [round(v, 6) for v in self.y]}
+        # step edges are kept exact: a rounded-up edge would move scores on it into the step below
+        return {"method": "isotonic", "x": list(self.x), "y": [round(v, 6) for v in self.y]}
 
     @classmethod
     def from_dict(cls, d: dict) -> Isotonic:
