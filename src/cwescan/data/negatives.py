@@ -27,6 +27,7 @@ it and can be rebuilt from the same site-packages.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -116,7 +117,7 @@ def discover_packages(site: Path) -> list[Package]:
         if rel in owner or ".dist-info/" in rel or "__pycache__" in rel:
             continue
         top = rel.split("/", 1)[0]
-        name = canonical_name(top[:-3] if top.endswith(".py") else top)
+        name = canonical_name(top.removesuffix(".py"))
         packages.setdefault(name, Package(name, "")).files.append(rel)
         owner[rel] = name
     out = [p for p in packages.values() if p.files]
@@ -128,8 +129,8 @@ def discover_packages(site: Path) -> list[Package]:
 def labelled_hashes(records: Iterable) -> set[str]:
     """Normalised-code hashes of every labelled record and of each of its units (dedented), the
     keys a corpus unit must not share."""
-    from cwescan.data.normalize import normalized_hash
     from cwescan.core.units import parse_source
+    from cwescan.data.normalize import normalized_hash
 
     out: set[str] = set()
     for r in records:
@@ -142,9 +143,9 @@ def labelled_hashes(records: Iterable) -> set[str]:
 def _package_units(args: tuple[str, str, str, Sequence[str]]) -> dict:
     """Worker: read, split and triage the files of one package. Returns counts, the kept units
     (with their normalised hash) and the digest of the files read."""
+    from cwescan.core.units import parse_source
     from cwescan.data.normalize import normalized_hash
     from cwescan.scan.triage import file_bindings, file_imports, surface
-    from cwescan.core.units import parse_source
 
     site, name, version, files = args
     digest = hashlib.sha256()
@@ -211,7 +212,8 @@ def build_negatives(site: Path, out: Path, labelled: Iterable = (), only: Sequen
         results = [_package_units(j) for j in jobs]
     out.mkdir(parents=True, exist_ok=True)
     seen: set[str] = set()
-    handles = {p: open(out / f"{p}.jsonl.tmp", "w", encoding="utf-8") for p in parts}
+    files = contextlib.ExitStack()  # one open file per part, all closed on any error
+    handles = {p: files.enter_context(open(out / f"{p}.jsonl.tmp", "w", encoding="utf-8")) for p in parts}  # noqa: SIM115
     manifest_packages = []
     totals = {p: {"packages": 0, "files": 0, "source_lines": 0, "units": 0, "reviewed_units": 0,
                   "kept_units": 0, "kept_lines": 0, "dropped_labelled": 0, "dropped_repeats": 0} for p in parts}
@@ -245,8 +247,7 @@ def build_negatives(site: Path, out: Path, labelled: Iterable = (), only: Sequen
                       "dropped_labelled", "dropped_repeats"):
                 t[k] += entry[k]
     finally:
-        for h in handles.values():
-            h.close()
+        files.close()
     for p in parts:
         (out / f"{p}.jsonl.tmp").replace(out / f"{p}.jsonl")
     manifest = {

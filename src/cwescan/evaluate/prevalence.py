@@ -283,8 +283,8 @@ def negatives_view(runs: dict, records: Sequence, negatives_dir, limit: int = 0,
 
 
 def negatives_table(view: dict) -> str:
-    rows = [f"realistic mix: {view['scored_units']} of {view['corpus_units']} units of {len(view['packages'])} "
-            f"held-out packages ({view['source_lines']} lines), precision at {view['prevalence']:.0%} prevalence",
+    rows = [(f"realistic mix: {view['scored_units']} of {view['corpus_units']} units of {len(view['packages'])} "
+             f"held-out packages ({view['source_lines']} lines), precision at {view['prevalence']:.0%} prevalence"),
             f"{'detector':16}{'recall':>8}{'P@prev':>8}{'alarms':>8}{'/1k lines':>11}{'/1k units':>11}"]
     for label, d in view["detectors"].items():
         p = "-" if d["precision_at_prevalence"] is None else f"{d['precision_at_prevalence']:.3f}"

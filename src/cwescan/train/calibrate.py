@@ -126,20 +126,19 @@ def summary_rows(name: str, a: dict) -> list[str]:
     h = a["held_out_model_only"]
     t = a["test_part_at_model_only"]["binary"]
     eq = " ".join(f"r{e['recall']:.2f}:{e['false_alarms_per_1k_units']:.1f}" for e in a["equal_recall"])
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
-    return [f"{name:10} mixAUC(val) {a['validation_mix']['auc']:.3f} mixAUC(test) {a['test_mix']['auc']:.3f} "
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+    return [(f"{name:10} mixAUC(val) {a['validation_mix']['auc']:.3f} mixAUC(test) {a['test_mix']['auc']:.3f} "
             f"model_only {fmt(a['thresholds']['model_only'])} recall {h['recall']:.3f} "
             f"P@{a['prevalence']:.0%} {fmt(h['precision_at_prevalence'])} FA/1k lines {fmt(h['false_alarms_per_1k_lines'])} "
             f"FA/1k units {fmt(h['false_alarms_per_1k_units'])} | test F1 {t['f1']:.3f} MCC {t['mcc']:.3f} | "
             f"ECE {a['calibration']['ece_test_mix']:.4f} (raw {a['calibration']['ece_test_mix_raw_scores']:.4f}) | "
-            f"FA/1k units at equal recall {eq}"]
+            f"FA/1k units at equal recall {eq}")]
 
 
 def run(scores_path: Path, manifest_path: Path, card_dir: Path | None = None, repeat_scores: Path | None = None,
         baseline_scores: Path | None = None, prevalence: float = PV.DEFAULT_PREVALENCE, write: bool = False,
         report: Path | None = None) -> dict:
     from cwescan.data.negatives import manifest_digest, read_manifest
-
     from cwescan.ml.artifacts import read_card, write_card
 
     manifest = read_manifest(manifest_path)
@@ -158,10 +157,10 @@ def run(scores_path: Path, manifest_path: Path, card_dir: Path | None = None, re
             result[key]["scores"] = str(path)
             lines += summary_rows(key, result[key])
     if "repeat" in result:
-        f1 = lambda a: a["test_part_at_model_only"]["binary"]["f1"]  # noqa: E731
+        f1 = lambda a: a["test_part_at_model_only"]["binary"]["f1"]
         result["reproduction_f1_delta_points"] = 100 * abs(f1(main) - f1(result["repeat"]))
         if "test_part_at_best_f1_validation_threshold" in main and "test_part_at_best_f1_validation_threshold" in result["repeat"]:
-            g = lambda a: a["test_part_at_best_f1_validation_threshold"]["binary"]["f1"]  # noqa: E731
+            g = lambda a: a["test_part_at_best_f1_validation_threshold"]["binary"]["f1"]
             result["reproduction_f1_delta_points_best_f1_threshold"] = 100 * abs(g(main) - g(result["repeat"]))
     for line in lines:
         print(line)
