@@ -118,8 +118,11 @@ def eval_cmd(
     meta["seconds"] = round(time.perf_counter() - t_all, 2)
     written = write_outputs(recs, runs, meta, out)
     if realistic is not None:
+        from cwescan.evaluate.prevalence import write_pr_plot
+
         (out / "realistic.json").write_text(json.dumps(realistic, indent=1) + "\n")
-        written.append(out / "realistic.json")
+        write_pr_plot(realistic, out / "realistic_pr.png")
+        written += [out / "realistic.json", out / "realistic_pr.png"]
         typer.echo(negatives_table(realistic))
     typer.echo(main_table(runs))
     typer.echo(f"total {meta['seconds']:.1f} s; wrote " + ", ".join(str(p) for p in written))

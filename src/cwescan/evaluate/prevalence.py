@@ -292,3 +292,27 @@ def negatives_table(view: dict) -> str:
         rows.append(f"{label:16}{d['recall']:>8.3f}{p:>8}{d['false_alarms']:>8}{per_line:>11}"
                     f"{d['false_alarms_per_1k_units']:>11.1f}")
     return "\n".join(rows)
+
+
+def write_pr_plot(view: dict, path) -> None:
+    """The PR curve of each detector over the realistic mix (precision at the view's prevalence)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, d in view["detectors"].items():
+        curve = d["pr_curve"]
+        if len(curve) > 2:
+            ax.plot([r["recall"] for r in curve], [r["precision"] for r in curve], label=label)
+        ax.scatter([d["recall"]], [d["precision_at_prevalence"] or 0.0], marker="o", s=18)
+    ax.set_xlabel("recall (vulnerable test records)")
+    ax.set_ylabel(f"precision at {view['prevalence']:.0%} prevalence")
+    ax.set_title(f"{len(view['packages'])} held-out packages, {view['scored_units']} reviewed units", fontsize=9)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
