@@ -33,7 +33,7 @@ from pathlib import Path
 from cwescan import detectors as detector_registry
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
-from cwescan.scan.combine import merge, replace_reviewed
+from cwescan.scan.combine import apply_policy, merge, replace_reviewed
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
@@ -361,6 +361,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                                                        review=options.review, cache=options.cache,
                                                        verbose=options.verbose)
         raw = replace_reviewed(raw, model_findings)
+        raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
