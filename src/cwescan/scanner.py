@@ -12,7 +12,6 @@ Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` ins
 
 from __future__ import annotations
 
-import ast
 import gc
 import inspect
 import importlib.util
@@ -39,6 +38,7 @@ from cwescan.cache import model_key as cache_model_key
 from cwescan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
 from cwescan.findings import Finding, severity_rank
+from cwescan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
 from cwescan.precision import default_precision
 from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.units import SourceFile, Unit, parse_source
@@ -213,42 +213,6 @@ def _parse_notice(relpath: str, error: str) -> Notice:
     return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
 
 
-# Files larger than this are first parsed in a forked child that is killed at --file-timeout:
-# CPython 3.11 parses some inputs (many f-string placeholders) in quadratic time inside C,
-# where the alarm cannot interrupt it (300 KB: 47 s; docs/ROBUSTNESS.md). Below this size
-# such a parse stays within a few seconds, which is not worth a process per file.
-PARSE_PROBE_CHARS = 64_000
-
-
-def _parse_and_exit(text: str) -> None:
-    try:
-        ast.parse(text)
-    except BaseException:  # noqa: BLE001 - only whether it returns matters
-        pass
-    os._exit(0)  # no atexit handlers, no flushing of buffers inherited from the parent
-
-
-def parse_finishes(text: str, timeout: float) -> bool:
-    """Whether ``ast.parse(text)`` returns within ``timeout`` seconds, tried in a forked child
-    (the text is inherited, nothing is pickled; no answer comes back but the exit). True where
-    fork is unavailable: the in-process alarm is then the only bound."""
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return True
-    try:
-        child = get_context("fork").Process(target=_parse_and_exit, args=(text,))
-        child.start()
-    except OSError:  # cannot fork (process limit, memory): parse in process as before
-        return True
-    child.join(timeout)
-    if child.is_alive():
-        child.kill()
-        child.join()
-        return False
-    return True
-
-
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
               keep_source: bool, keep_text: bool = True) -> FileResult:
     """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
@@ -258,10 +222,8 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
         result.notices.append(read.notice)
     if read.text is None:
         return result
-    if timeout and len(read.text) > PARSE_PROBE_CHARS and not parse_finishes(read.text, timeout):
-        result.notices.append(Notice(cand.relpath, "parse-timeout",
-                                     f"the parser did not finish within {timeout:g} s (--file-timeout; "
-                                     "tried in a child process, which was stopped); file skipped"))
+    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout, cand.relpath):
+        result.notices.append(Notice(cand.relpath, "parse-timeout", parse_timeout_message(timeout)))
         result.scanned, result.text = False, None
         return result
     alarm = Alarm()
