@@ -38,7 +38,7 @@ from cwescan.cache import model_key as cache_model_key
 from cwescan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
 from cwescan.findings import Finding, severity_rank
-from cwescan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
+from cwescan.parse_guard import lowered_notice, parse_finishes, parse_may_stall, parse_timeout_message
 from cwescan.precision import default_precision
 from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.units import SourceFile, Unit, parse_source
@@ -239,6 +239,8 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
         return result
     if src.error and read.text.strip():
         result.notices.append(_parse_notice(cand.relpath, src.error))
+    if src.parser == "lowered":
+        result.notices.append(lowered_notice(cand.relpath, src.lowered))
     result.n_units = len(src.units)
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
@@ -621,7 +623,8 @@ def _fingerprint(findings: list[Finding], texts: dict[str, str]) -> list[Reporte
 def _stats(results: list[FileResult], notices: list[Notice], visible: list[Reported],
            detectors: list[str], *, low: int, suppressed: int, baselined: int) -> dict:
     skipped_paths = {n.path for n in notices if not n.scanned}
-    partial_paths = {n.path for n in notices if n.scanned and n.reason != "empty"}
+    partial_paths = {n.path for n in notices if n.scanned and not n.complete}
+    lowered_paths = {n.path for n in notices if n.reason == "lowered"}
     by_detector: Counter = Counter()
     for r in visible:
         for name in r.finding.extra.get("detectors", {r.finding.detector: 0}):
@@ -633,6 +636,7 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "files_scanned": sum(1 for r in results if r.scanned),
         "files_skipped": len(skipped_paths),
         "files_partial": len(partial_paths),
+        **({"files_lowered": len(lowered_paths)} if lowered_paths else {}),
         "units": sum(r.n_units for r in results),
         "findings": len(visible),
         "by_detector": dict(sorted(by_detector.items())),

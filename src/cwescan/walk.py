@@ -34,6 +34,7 @@ DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes
 # reason code -> True when the file is still (partly) scanned
 REASONS = {
     "empty": True,  # scanned, nothing in it
+    "lowered": True,  # fully scanned: syntax newer than this Python was rewritten first
     "syntax-error": True,  # no AST: static rules skip it, models still read the text
     "too-deep": True,  # nesting too deep for the parser; models still read the text
     "timeout": True,  # a detector ran past --file-timeout on it
@@ -49,6 +50,8 @@ REASONS = {
     "symlink-outside-root": False,
 }
 
+COMPLETE_REASONS = ("empty", "lowered")
+
 
 @dataclass(frozen=True)
 class Notice:
@@ -61,6 +64,11 @@ class Notice:
     @property
     def scanned(self) -> bool:
         return REASONS[self.reason]
+
+    @property
+    def complete(self) -> bool:
+        """Scanned in full: the notice only tells something about how."""
+        return self.reason in COMPLETE_REASONS
 
     def to_dict(self) -> dict:
         return {"path": self.path, "reason": self.reason, "scanned": self.scanned,
