@@ -396,10 +396,13 @@ class Harness:
         self.max_file_size = max_file_size or DEFAULT_MAX_FILE_SIZE
 
     def run_file(self, path: Path, relpath: str, kind: str = "") -> Outcome:
+        from cwescan.file_budget import FileBudget
+        from cwescan.model_budget import within_budget
         from cwescan.scanner import FileTimeout, scan_file, time_limit
         from cwescan.walk import Candidate
 
         t0 = time.perf_counter()
+        budget = FileBudget(self.file_timeout)  # one --file-timeout for all stages of the file
         size = path.stat().st_size if path.exists() else 0
         out = Outcome(relpath, kind, size, scanned=False, reasons=[])
         stage = "scan_file"
@@ -422,7 +425,9 @@ class Harness:
             _check_invariants(src, result.findings)
             out.units = len(src.units)
             # the models' pre-processing, as the scanner's model stage feeds it
-            units = [u for u in src.units if u.code.strip()]
+            units, left_out = within_budget([u for u in src.units if u.code.strip()])
+            if left_out:
+                out.reasons.append("model-budget")
             stripped: dict[int, str] = {}  # id(unit) -> code without comments, made once
 
             def strip(unit) -> int:
@@ -440,8 +445,11 @@ class Harness:
                               ("slm_prompt", self._slm_windows),
                               ("encoder_windows", encoder)):
                 t = time.perf_counter()
+                if budget.spent():  # not started: its tokenizer calls could not be stopped
+                    out.reasons.append(f"timeout:{stage}")
+                    continue
                 try:
-                    with time_limit(self.file_timeout):
+                    with time_limit(budget.left()):
                         out.windows += sum(fn(u) for u in units)
                 except FileTimeout:
                     out.reasons.append(f"timeout:{stage}")

@@ -77,8 +77,9 @@ def parse_finishes(text: str, timeout: float, path: str = "<probe>") -> bool:
 
 
 def parse_timeout_message(timeout: float) -> str:
-    return (f"the parser did not finish within {timeout:g} s (--file-timeout; tried in a child "
-            "process, which was stopped); file skipped")
+    return (f"the parser did not finish within {timeout / 2:g} s, half of --file-timeout {timeout:g} s "
+            "(tried in a child process, which was stopped; the other half is for parsing it "
+            "again in the scan); file skipped")
 
 
 def lowered_notice(relpath: str, constructs: str) -> Notice:

@@ -37,7 +37,9 @@ from cwescan.cache import ResultCache
 from cwescan.cache import model_key as cache_model_key
 from cwescan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
+from cwescan.file_budget import FileBudget
 from cwescan.findings import Finding, severity_rank
+from cwescan.model_budget import budget_notice, within_budget
 from cwescan.parse_guard import lowered_notice, parse_finishes, parse_may_stall, parse_timeout_message
 from cwescan.precision import default_precision
 from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
@@ -222,13 +224,15 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
         result.notices.append(read.notice)
     if read.text is None:
         return result
-    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout, cand.relpath):
+    budget = FileBudget(timeout)
+    # a parse tried in a child runs again here: each run gets half of the file's budget
+    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout / 2, cand.relpath):
         result.notices.append(Notice(cand.relpath, "parse-timeout", parse_timeout_message(timeout)))
         result.scanned, result.text = False, None
         return result
     alarm = Alarm()
     try:
-        with time_limit(timeout) as alarm:
+        with time_limit(budget.left()) as alarm:
             src = parse_source(cand.relpath, read.text)
         if alarm.fired:  # went off inside the parser, which turned it into a parse error
             raise FileTimeout
@@ -246,7 +250,7 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
         try:
-            with time_limit(timeout) as alarm:
+            with time_limit(budget.left()) as alarm:
                 found = det.detect(src.units)
             result.findings.extend(found)
         except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
@@ -505,6 +509,7 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
     todo: list[Unit] = []
     reasons: Counter = Counter()
     n_units = 0
+    over_budget = 0  # units left out by the per-file model budget
     for r in results:
         if r.text is None:
             continue
@@ -513,6 +518,10 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         if not r.n_units:
             r.n_units = len(src.units)
         units = [u for u in src.units if u.code.strip()]
+        units, left_out = within_budget(units)
+        if left_out:
+            over_budget += left_out
+            notices.append(budget_notice(r.relpath, len(units), len(units) + left_out))
         if review == "all":
             verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
         else:
@@ -578,6 +587,7 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         "cleared": n_units - len(todo),  # triage: no security surface, no model
         "cached": from_cache,  # every model's answer came from the cache
         "reasons": dict(sorted(reasons.items())),
+        **({"over_budget": over_budget} if over_budget else {}),
     }
     return out, stats
 

@@ -40,6 +40,7 @@ REASONS = {
     "timeout": True,  # a detector ran past --file-timeout on it
     "parse-timeout": False,  # the parser itself ran past --file-timeout (stopped in a child)
     "detector-error": True,  # a detector failed on this file; others still ran
+    "model-budget": True,  # models read only part of a very large file; static rules all of it
     "binary": False,
     "nul-byte": False,
     "undecodable": False,
