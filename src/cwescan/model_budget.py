@@ -21,8 +21,9 @@ from cwescan.walk import Notice
 MODEL_FILE_BUDGET_CHARS = 256_000
 
 
-def within_budget(units: Sequence[Unit], budget: int = MODEL_FILE_BUDGET_CHARS) -> tuple[list[Unit], int]:
+def within_budget(units: Sequence[Unit], budget: int | None = None) -> tuple[list[Unit], int]:
     """The units of one file the models read, and how many were left out."""
+    budget = MODEL_FILE_BUDGET_CHARS if budget is None else budget
     kept, used = [], 0
     for u in units:
         if used + len(u.code) > budget:
@@ -32,7 +33,8 @@ def within_budget(units: Sequence[Unit], budget: int = MODEL_FILE_BUDGET_CHARS) 
     return kept, len(units) - len(kept)
 
 
-def budget_notice(relpath: str, kept: int, total: int, budget: int = MODEL_FILE_BUDGET_CHARS) -> Notice:
+def budget_notice(relpath: str, kept: int, total: int, budget: int | None = None) -> Notice:
+    budget = MODEL_FILE_BUDGET_CHARS if budget is None else budget
     return Notice(relpath, "model-budget",
                   f"models read {kept} of {total} units: the file is over the per-file model budget "
                   f"of {budget:,} characters; static rules covered all of it")
