@@ -84,6 +84,8 @@ def parse_lowered(text: str, filename: str = "<unknown>") -> Lowered | None:
         tree = lowerer.parse(text.encode("utf-8", "surrogatepass"), "exec", native_first=False)
     except (SyntaxError, ValueError, RecursionError, MemoryError, UnicodeError, _CannotLower):
         return None
+    except Exception:  # noqa: BLE001 - a tree this module misreads keeps the host's verdict
+        return None
     if not lowerer.constructs:
         return None
     return Lowered(tree, sorted(lowerer.constructs))
