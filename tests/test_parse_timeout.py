@@ -31,15 +31,16 @@ def test_slow_parse_is_stopped_and_reported_as_skipped(tmp_path):
     (tmp_path / "slow.py").write_text(SLOW)
     big_ok = "import os\n\n" + "".join(f"def f{i}(a):\n    return f'{{a}} {i}'\n\n" for i in range(3000))
     big_ok += "def bad(cmd):\n    os.system('ls ' + cmd)\n"
-    assert len(big_ok) > SMALL_FILE_CHARS and parse_may_stall(big_ok, 1.0)  # tried in a child too
+    assert len(big_ok) > SMALL_FILE_CHARS
     (tmp_path / "big.py").write_text(big_ok)
     t0 = time.monotonic()
-    report = scan([tmp_path], ScanOptions(detectors=[], file_timeout=1.0, base=tmp_path),
+    report = scan([tmp_path], ScanOptions(detectors=[], file_timeout=4.0, base=tmp_path),
                   detectors=[StaticDetector()])
-    assert time.monotonic() - t0 < 10
+    assert time.monotonic() - t0 < 2 * (4.0 + 5)  # two files, each within its bound + 5 s
+    assert len(report.notices) == 1, report.notices
     [notice] = report.notices
     assert notice.path == "slow.py" and notice.reason == "parse-timeout" and not notice.scanned
-    assert "did not finish within 0.5 s, half of --file-timeout 1 s" in notice.message
+    assert "did not finish within 2 s, half of --file-timeout 4 s" in notice.message
     assert report.stats["files_skipped"] == 1 and report.stats["files_scanned"] == 1
     assert [r.finding.path for r in report.findings] == ["big.py"]  # the large file is still scanned
 
