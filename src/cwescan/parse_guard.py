@@ -15,11 +15,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
-import sys
 from multiprocessing import get_context
 
 from cwescan.units import parse_source
-from cwescan.walk import Notice
 
 # Files up to this size are always parsed in process: even a file made only of f-string
 # placeholders parses within a few seconds at this size (60 KB of "{a}": 0.3-2.5 s measured).
@@ -81,8 +79,3 @@ def parse_timeout_message(timeout: float) -> str:
             "(tried in a child process, which was stopped; the other half is for parsing it "
             "again in the scan); file skipped")
 
-
-def lowered_notice(relpath: str, constructs: str) -> Notice:
-    return Notice(relpath, "lowered", f"syntax newer than Python {sys.version_info.major}."
-                  f"{sys.version_info.minor} ({constructs}) was rewritten line for line before "
-                  "parsing; every rule ran")

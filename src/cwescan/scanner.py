@@ -40,7 +40,7 @@ from cwescan.detectors.base import Detector
 from cwescan.file_budget import FileBudget
 from cwescan.findings import Finding, severity_rank
 from cwescan.model_budget import budget_notice, within_budget
-from cwescan.parse_guard import lowered_notice, parse_finishes, parse_may_stall, parse_timeout_message
+from cwescan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
 from cwescan.precision import default_precision
 from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.units import SourceFile, Unit, parse_source
@@ -215,6 +215,12 @@ def _parse_notice(relpath: str, error: str) -> Notice:
     return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
 
 
+def _lowered_notice(relpath: str, constructs: str) -> Notice:
+    return Notice(relpath, "lowered", f"syntax newer than Python {sys.version_info.major}."
+                  f"{sys.version_info.minor} ({constructs}) was rewritten line for line before "
+                  "parsing; every rule ran")
+
+
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
               keep_source: bool, keep_text: bool = True) -> FileResult:
     """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
@@ -244,7 +250,7 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     if src.error and read.text.strip():
         result.notices.append(_parse_notice(cand.relpath, src.error))
     if src.parser == "lowered":
-        result.notices.append(lowered_notice(cand.relpath, src.lowered))
+        result.notices.append(_lowered_notice(cand.relpath, src.lowered))
     result.n_units = len(src.units)
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
