@@ -9,11 +9,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from cwescan import model_budget  # noqa: E402
+from cwescan.scan import model_budget  # noqa: E402
 from cwescan.detectors.slm import SLMDetector  # noqa: E402
 from cwescan.detectors.static import StaticDetector  # noqa: E402
-from cwescan.scanner import ScanOptions, scan  # noqa: E402
-from cwescan.units import parse_source  # noqa: E402
+from cwescan.scan.pipeline import ScanOptions, scan  # noqa: E402
+from cwescan.core.units import parse_source  # noqa: E402
 
 from slm_helpers import tiny_slm_artifact  # noqa: E402
 

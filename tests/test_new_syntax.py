@@ -19,8 +19,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cwescan.cli import app
-from cwescan.lowering import parse_lowered
-from cwescan.units import parse_source
+from cwescan.core.lowering import parse_lowered
+from cwescan.core.units import parse_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "newsyntax"
 NAMES = sorted(p.name for p in (FIXTURES / "py312").glob("*.py"))
@@ -165,7 +165,7 @@ def test_damaged_new_syntax_never_raises_and_keeps_lines():
     lies inside the file, or leaves the file a syntax error; it never raises."""
     import random
 
-    from cwescan import fuzz
+    from cwescan.fuzz import engine as fuzz
 
     seeds = [(FIXTURES / "py312" / n).read_bytes() for n in NAMES]
     rng = random.Random(0)

@@ -8,11 +8,11 @@ from __future__ import annotations
 import random
 import time
 
-from cwescan import fuzz
+from cwescan.fuzz import engine as fuzz
 from cwescan.detectors.static import StaticDetector
-from cwescan.parse_guard import SMALL_FILE_CHARS, parse_finishes, parse_may_stall
-from cwescan.scanner import ScanOptions, scan, scan_file
-from cwescan.walk import Candidate
+from cwescan.scan.parse_guard import SMALL_FILE_CHARS, parse_finishes, parse_may_stall
+from cwescan.scan.pipeline import ScanOptions, scan, scan_file
+from cwescan.scan.walk import Candidate
 
 SLOW = "x = f'" + "{a}" * 150_000 + "'\n"  # 450 KB: seconds to minutes in CPython 3.11's parser
 

@@ -24,8 +24,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cwescan.findings import SEVERITIES
-from cwescan.walk import DEFAULT_MAX_FILE_SIZE
+from cwescan.core.findings import SEVERITIES
+from cwescan.scan.walk import DEFAULT_MAX_FILE_SIZE
 
 FORMATS = ("text", "json", "jsonl", "sarif")
 PRECISIONS = ("fp32", "bf16", "int8", "int4")

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cwescan.units import Unit
-from cwescan.walk import Notice
+from cwescan.core.units import Unit
+from cwescan.scan.walk import Notice
 
 # 256 KB: ordinary source files fit whole (Python 3.11's whole standard library has 3 files
 # above it); at the measured cold-scan rate of the development CPU (17 MB in 924 s,

@@ -17,7 +17,7 @@ import os
 import re
 from multiprocessing import get_context
 
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 # Files up to this size are always parsed in process: even a file made only of f-string
 # placeholders parses within a few seconds at this size (60 KB of "{a}": 0.3-2.5 s measured).
@@ -55,7 +55,7 @@ def _parse_and_exit(path: str, text: str) -> None:
 
 
 def parse_finishes(text: str, timeout: float, path: str = "<probe>") -> bool:
-    """Whether parsing ``text`` (:func:`cwescan.units.parse_source`) returns within
+    """Whether parsing ``text`` (:func:`cwescan.core.units.parse_source`) returns within
     ``timeout`` seconds, tried in a forked child (the text is inherited, nothing is pickled;
     no answer comes back but the exit). True where fork is unavailable: the in-process alarm
     is then the only bound."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from cwescan import cwe as cwe_catalog
+from cwescan.core import cwe as cwe_catalog
 
 SEVERITIES = ("low", "medium", "high", "critical")
 

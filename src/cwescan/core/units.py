@@ -13,7 +13,7 @@ import ast
 import warnings
 from dataclasses import dataclass, field
 
-from cwescan.lowering import parse_lowered
+from cwescan.core.lowering import parse_lowered
 
 
 @dataclass
@@ -22,7 +22,7 @@ class SourceFile:
     text: str
     tree: ast.Module | None = None  # None when the file does not parse
     error: str | None = None  # why the file did not parse
-    parser: str = "native"  # "native": the host's ast; "lowered": after cwescan.lowering
+    parser: str = "native"  # "native": the host's ast; "lowered": after cwescan.core.lowering
     lowered: str = ""  # with "lowered": which newer constructs were rewritten
     units: list[Unit] = field(default_factory=list)
 
