@@ -22,11 +22,12 @@ from cwescan.core.units import parse_source
 # Files up to this size are always parsed in process: even a file made only of f-string
 # placeholders parses within a few seconds at this size (60 KB of "{a}": 0.3-2.5 s measured).
 SMALL_FILE_CHARS = 64_000
-# Worst-case costs per character, measured with CPython 3.11 on this project's development
-# machine under load (docs/ROBUSTNESS.md, "Slow parses") and rounded up: a linear parse of
-# ordinary code, and the quadratic f-string term per (brace x character).
-LINEAR_SECONDS_PER_CHAR = 2e-6
-FSTRING_SECONDS_PER_BRACE_CHAR = 3e-10
+# Worst-case costs per character, measured with CPython 3.11 on this project's shared 2-core
+# development machine at load average 9 (docs/SCANNING.md, "Parses that cannot hang"): a
+# linear parse of ordinary code (2.4 MB of short lines: 10.6 s) and the quadratic f-string
+# term per (brace x character); an idle machine parses about twice as fast.
+LINEAR_SECONDS_PER_CHAR = 5e-6
+FSTRING_SECONDS_PER_BRACE_CHAR = 6e-10
 # A file is tried in a child when its worst case could use this share of --file-timeout.
 STALL_SHARE = 0.25
 
