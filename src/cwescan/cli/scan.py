@@ -20,14 +20,9 @@ from cwescan.core import config as config_mod
 from cwescan import output
 from cwescan.cli.progress import scan_progress
 from cwescan.scan.cache import ResultCache
-from cwescan.scan.pipeline import (
-    MODEL_DETECTORS,
-    ScanOptions,
-    create_detectors,
-    default_detectors,
-    scan,
-    third_party_quiet,
-)
+from cwescan.core.precisions import SCAN_PRECISIONS
+from cwescan.detectors import create_detectors, default_detectors
+from cwescan.scan.pipeline import ScanOptions, scan, third_party_quiet
 from cwescan.scan.triage import REVIEW_MODES
 from cwescan.scan.suppress import BaselineError, load_baseline, write_baseline
 from cwescan.scan.walk import find_base
@@ -104,7 +99,7 @@ def scan_command(
         os.environ["PYTHONWARNINGS"] = "ignore"
     fmt = _choice(fmt, config_mod.FORMATS, "--format")
     fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
-    precision = _choice(precision, config_mod.PRECISIONS, "--precision")
+    precision = _choice(precision, SCAN_PRECISIONS, "--precision")
     review = _choice(review, REVIEW_MODES, "--review")
     device = _choice(device, ("cpu", "cuda"), "--device")
     try:
@@ -249,7 +244,7 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
             slm_model: str | None = None, device: str | None = None):
     """Detectors asked for by name must start; of the default set, one that fails to start is
     left out with a note."""
-    from cwescan.detectors import REGISTRY
+    from cwescan.detectors import REGISTRY, is_model
 
     out = []
     for name in names:
@@ -259,10 +254,19 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
             with third_party_quiet(enabled=not verbose):  # model detectors may load here
                 out.extend(create_detectors([name], precision, slm_model, device))
         except Exception as e:
-            if explicit or name not in MODEL_DETECTORS:
+            if explicit or not _optional(name, is_model):
                 raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e
             _err(f"detector {name} left out: {type(e).__name__}: {e}")
     return out
+
+
+def _optional(name: str, is_model) -> bool:
+    """Whether a default detector may be left out when it fails: model detectors, and those
+    whose module cannot even be imported (the ``[models]`` extra is not installed)."""
+    try:
+        return is_model(name)
+    except ImportError:
+        return True
 
 
 def register(app: typer.Typer) -> None:

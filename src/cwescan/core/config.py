@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cwescan.core.findings import SEVERITIES
-from cwescan.scan.walk import DEFAULT_MAX_FILE_SIZE
+from cwescan.core.precisions import SCAN_PRECISIONS
 
+DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes: larger files are skipped (--max-file-size)
 FORMATS = ("text", "json", "jsonl", "sarif")
-PRECISIONS = ("fp32", "bf16", "int8", "int4")
 FAIL_ON = (*SEVERITIES, "none")
 
 
@@ -134,7 +134,7 @@ def _apply(cfg: Config, key: str, value, source: Path | None) -> None:
             raise ConfigError(f"{key}: expected seconds >= 0, got {value!r}")
         cfg.file_timeout = float(value)
     elif key == "precision":
-        cfg.precision = choice(PRECISIONS)
+        cfg.precision = choice(SCAN_PRECISIONS)
     elif key == "slm-model":
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected smollm2, qwen or an adapter folder, got {value!r}")

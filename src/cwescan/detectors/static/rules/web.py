@@ -241,7 +241,7 @@ _FIXED_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#{}%]+[/?#]")
 
 def _fixed_host(url: ast.AST, ctx: Context) -> bool:
     """The URL starts with a constant scheme://host/, so data only reaches its path or query."""
-    from cwescan.detectors.static.rules.injection import _leading_text
+    from cwescan.detectors.static.rules.injection import leading_text
 
     if isinstance(url, ast.Name) and ctx.func is not None:
         for n in ast.walk(ctx.func):
@@ -251,7 +251,7 @@ def _fixed_host(url: ast.AST, ctx: Context) -> bool:
         else:
             return False
         url = url_value
-    return bool(_FIXED_HOST.match(_leading_text(url)))
+    return bool(_FIXED_HOST.match(leading_text(url)))
 
 
 @rule("CWS352", cwe="CWE-352", title="CSRF protection disabled for a view", severity="high",
