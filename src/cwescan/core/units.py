@@ -13,6 +13,8 @@ import ast
 import warnings
 from dataclasses import dataclass, field
 
+from cwescan.core.lowering import parse_lowered
+
 
 @dataclass
 class SourceFile:
@@ -20,6 +22,8 @@ class SourceFile:
     text: str
     tree: ast.Module | None = None  # None when the file does not parse
     error: str | None = None  # why the file did not parse
+    parser: str = "native"  # "native": the host's ast; "lowered": after cwescan.core.lowering
+    lowered: str = ""  # with "lowered": which newer constructs were rewritten
     units: list[Unit] = field(default_factory=list)
 
     @property
@@ -91,9 +95,13 @@ def parse_source(path: str, text: str) -> SourceFile:
             warnings.simplefilter("ignore")
             src.tree = ast.parse(text, filename=path)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-        src.error = f"{type(e).__name__}: {e}"
-        src.units = [Unit(src, "module", "module", 1, n, text)]
-        return src
+        lowered = parse_lowered(text, path) if type(e) is SyntaxError else None
+        if lowered is None:
+            src.error = f"{type(e).__name__}: {e}"
+            src.units = [Unit(src, "module", "module", 1, n, text)]
+            return src
+        # syntax newer than this Python's parser, rewritten line for line
+        src.tree, src.parser, src.lowered = lowered.tree, "lowered", lowered.describe()
 
     blank = [False] * (len(lines) + 1)
     for qualname, node in _function_nodes(src.tree):

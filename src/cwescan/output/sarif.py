@@ -122,7 +122,7 @@ def sarif_dict(report: Report) -> dict:
         })
     notifications = [{
         "level": "note" if n.scanned else "warning",
-        "message": {"text": f"{n.path}: {'partly scanned' if n.scanned else 'skipped'} "
+        "message": {"text": f"{n.path}: {_state(n)} "
                             f"({n.reason}): {n.message}"},
         "descriptor": {"id": n.reason},
         "locations": [_location(n.path)],
@@ -154,3 +154,7 @@ def sarif_dict(report: Report) -> dict:
 
 def render_sarif(report: Report) -> str:
     return json.dumps(sarif_dict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def _state(n) -> str:
+    return ("scanned" if n.complete else "partly scanned") if n.scanned else "skipped"
