@@ -58,12 +58,20 @@ class Context:
             return Flow(CONSTANT)
         return self.analyzer.flow(expr, self.funcs)
 
+    def hit(self, node: ast.AST, flow: Flow, message: str, confidence: float | None = None, *,
+            lower_severity: bool = False) -> Hit:
+        """A hit whose evidence is ``flow``: the source's confidence unless given, and one
+        severity lower when the flow is weak evidence (untraced, or only a plain parameter)."""
+        return Hit(node, message, flow.confidence if confidence is None else confidence,
+                   lower_severity=lower_severity or flow.weak)
+
     def sink(self, node: ast.AST, expr: ast.AST | None, kind: str, sink: str, *,
              flag_unknown: bool = True, need_built: bool = False, what: str = "") -> Hit | None:
         """The usual taint verdict for ``expr`` reaching ``sink``: a hit with the source's
-        confidence when tainted, a medium one when untraced (if ``flag_unknown``), none when
-        constant or sanitised for ``kind``. ``need_built``: only flag values built by string
-        formatting (f-string, +, %, format, join), e.g. SQL text."""
+        confidence when tainted (one severity lower when the source is only a plain parameter),
+        a medium one when untraced (if ``flag_unknown``), none when constant or sanitised for
+        ``kind``. ``need_built``: only flag values built by string formatting (f-string, +, %,
+        format, join), e.g. SQL text."""
         flow = self.flow(expr)
         level = flow.level_for(kind)
         if level == CONSTANT or (need_built and not flow.built):
@@ -73,9 +81,7 @@ class Context:
         message = flow.explain(sink)
         if what:
             message = f"{what}: {message}"
-        if level == TAINTED:
-            return Hit(node, message, flow.confidence)
-        return Hit(node, message, flow.confidence, lower_severity=True)
+        return self.hit(node, flow, message, lower_severity=level != TAINTED)
 
     # -- Bandit ------------------------------------------------------------------------------
 

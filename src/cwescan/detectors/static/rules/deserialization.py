@@ -71,10 +71,11 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow = ctx.flow(data)
     level = flow.level_for("deserialize")
     if level == TAINTED:
-        yield Hit(call, flow.explain(f"{qual}()"), flow.confidence)
+        yield ctx.hit(call, flow, flow.explain(f"{qual}()"))
     elif level == UNKNOWN:
-        yield Hit(call, f"{qual}() can run code while loading; the data is not traced to a "
-                        "trusted source", 0.5, lower_severity=True)
+        where = f": {flow.explain(qual + '()')}" if flow.origin else \
+            "; the data is not traced to a trusted source"
+        yield Hit(call, f"{qual}() can run code while loading{where}", 0.5, lower_severity=True)
 
 
 @rule("CWS502B", cwe="CWE-502", title="YAML loaded with an unsafe loader", severity="high",
@@ -159,7 +160,7 @@ def xml_untrusted(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow = ctx.flow(data)
     level = flow.level_for("xml")
     if level == TAINTED:
-        yield Hit(call, flow.explain(f"{qual}()"), min(flow.confidence, 0.8))
+        yield ctx.hit(call, flow, flow.explain(f"{qual}()"), min(flow.confidence, 0.8))
     elif level == UNKNOWN and qual.startswith("lxml") and kwarg(call, "parser") is None \
             and len(call.args) < 2:
         yield Hit(call, f"{qual}() with lxml's default parser on data not traced to a trusted "

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import TAINTED, Flow, last_name
+from cwescan.detectors.static.taint import TAINTED, Flow, dotted, last_name
+from cwescan.testcode import is_test_path
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*[^<>]*>|<\s*[a-zA-Z]+\b")
 _WEB_SOURCES = ("request", "route-param", "upload", "upload-name", "input")
@@ -103,7 +104,7 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         flow = ctx.flow(node)
         where = "an HTML string"
     if flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
-        yield Hit(node, flow.explain(where), flow.confidence)
+        yield ctx.hit(node, flow, flow.explain(where))
 
 
 def _html_names(node: ast.AST, ctx: Context) -> bool:
@@ -205,6 +206,13 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     check that rejects other URLs (``if urlparse(url).hostname not in ALLOWED: raise``) clears
     the taint.
 
+    **Test clients are not sinks.** Framework test clients call the application in process,
+    not the network: Flask's ``app.test_client()`` (and ``with app.test_client() as c``),
+    Werkzeug's and Django's ``Client``, Django ``TestCase``'s ``self.client``, DRF's
+    ``APIClient``, Starlette/FastAPI's ``TestClient``, and in test files a pytest fixture
+    parameter named like ``client``. In test files, a request to a fixed ``localhost`` /
+    ``127.0.0.1`` URL is not flagged either.
+
     **Example.**
 
         url = request.args.get("url")
@@ -221,6 +229,8 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         pass
     else:
         return
+    if isinstance(func, ast.Attribute) and _test_client(func.value, ctx):
+        return  # calls the application in process, not the network
     name = last_name(func)
     url = arg(call, 1, "url") if name == "request" else arg(call, 0, "url")
     if url is None or isinstance(url, ast.Constant):
@@ -228,19 +238,83 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow: Flow = ctx.flow(url)
     if flow.level_for("url") != TAINTED:
         return
-    if _fixed_host(url, ctx):  # partial SSRF: the data picks a path on a fixed server
+    host = _fixed_host(url, ctx)
+    if host and is_test_path(ctx.path) and _LOOPBACK.match(host):
+        return  # a test talking to the server it started
+    if host:  # partial SSRF: the data picks a path on a fixed server
         yield Hit(call, flow.explain(f"the path of a fixed-host URL in {ast.unparse(func)}()"),
                   0.45, lower_severity=True)
     else:
-        yield Hit(call, flow.explain(f"{ast.unparse(func)}()"), flow.confidence)
+        yield ctx.hit(call, flow, flow.explain(f"{ast.unparse(func)}()"))
 
 
 _DB_SESSION = re.compile(r"(?i)(db|database|sql|orm)\w*\.session$|^(db_)?session\.query")
-_FIXED_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#{}%]+[/?#]")
+_FIXED_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#{}%]+)[/?#]")
+_LOOPBACK = re.compile(r"(?i)^(\w+(:\w*)?@)?(localhost|127(\.\d+){3}|\[::1\]|0\.0\.0\.0)(:\d+)?$")
+
+# callables that make an in-process test client of a web application
+_TEST_CLIENT_CALLS = {"test_client", "TestClient", "FlaskClient", "APIClient", "QuartClient"}
+_TEST_CLIENT_CLASSES = {"django.test.Client", "django.test.AsyncClient", "django.test.client.Client",
+                        "werkzeug.test.Client", "werkzeug.Client", "rest_framework.test.APIClient",
+                        "starlette.testclient.TestClient", "fastapi.testclient.TestClient"}
+_TEST_NAME = re.compile(r"(?i)test_?client")
 
 
-def _fixed_host(url: ast.AST, ctx: Context) -> bool:
-    """The URL starts with a constant scheme://host/, so data only reaches its path or query."""
+def _test_client(receiver: ast.AST, ctx: Context) -> bool:
+    """``receiver`` is a framework's in-process test client (see CWS918's docs)."""
+    text = ast.unparse(receiver)
+    if _TEST_NAME.search(text):
+        return True
+    if isinstance(receiver, ast.Call):
+        return _makes_test_client(receiver, ctx)
+    name = dotted(receiver)
+    if name is None:
+        return False
+    if name == "self.client" and (_in_test_case(ctx) or is_test_path(ctx.path)):
+        return True  # django.test.TestCase and its kin give every test self.client
+    scopes = [f for f in reversed(ctx.funcs)] + [ctx.tree]
+    if name.startswith("self."):
+        scopes = [n for n in ast.walk(ctx.tree) if isinstance(n, ast.ClassDef)]  # setUp() assigns it
+    for scope in scopes:
+        for value in _bound_values(scope, name):
+            if isinstance(value, ast.Call) and _makes_test_client(value, ctx):
+                return True
+    # a pytest fixture: a test function's parameter named like a client
+    return (is_test_path(ctx.path) and isinstance(receiver, ast.Name) and "client" in name.lower()
+            and any(receiver.id in {a.arg for a in (*f.args.posonlyargs, *f.args.args, *f.args.kwonlyargs)}
+                    for f in ctx.funcs))
+
+
+def _makes_test_client(call: ast.Call, ctx: Context) -> bool:
+    return (last_name(call.func) in _TEST_CLIENT_CALLS or (ctx.qualname(call) or "") in _TEST_CLIENT_CLASSES)
+
+
+def _bound_values(scope: ast.AST, name: str) -> Iterator[ast.AST]:
+    """Values ``name`` (a variable or ``self.attr``) is assigned or bound by ``with ... as``."""
+    for n in ast.walk(scope):
+        if isinstance(n, ast.Assign):
+            if any(dotted(t) == name for t in n.targets):
+                yield n.value
+        elif isinstance(n, (ast.With, ast.AsyncWith)):
+            for item in n.items:
+                if item.optional_vars is not None and dotted(item.optional_vars) == name:
+                    yield item.context_expr
+
+
+def _in_test_case(ctx: Context) -> bool:
+    """The enclosing method belongs to a class deriving from a ``...TestCase``."""
+    if not ctx.funcs:
+        return False
+    method = ctx.funcs[0]
+    for cls in ast.walk(ctx.tree):
+        if isinstance(cls, ast.ClassDef) and method in cls.body:
+            return any((dotted(b) or "").endswith(("TestCase", "TestBase")) for b in cls.bases)
+    return False
+
+
+def _fixed_host(url: ast.AST, ctx: Context) -> str:
+    """The host when the URL starts with a constant scheme://host/, so data only reaches its
+    path or query; else ""."""
     from cwescan.detectors.static.rules.injection import _leading_text
 
     if isinstance(url, ast.Name) and ctx.func is not None:
@@ -251,7 +325,8 @@ def _fixed_host(url: ast.AST, ctx: Context) -> bool:
         else:
             return False
         url = url_value
-    return bool(_FIXED_HOST.match(_leading_text(url)))
+    m = _FIXED_HOST.match(_leading_text(url))
+    return m.group(1) if m else ""
 
 
 @rule("CWS352", cwe="CWE-352", title="CSRF protection disabled for a view", severity="high",

@@ -1,0 +1,47 @@
+"""Which files are test code, and what a scan does with their findings.
+
+Test code runs on a developer's machine or in CI against data the test chose: a weakness
+there rarely reaches production. As pytest, Bandit's ``-x tests`` habit and Semgrep's default
+ignore list treat it, test files are told apart by path. cwescan still scans them (a real
+credential or an unsafe pattern copied into production code is worth knowing about) but, by
+default, reports their findings one severity lower, marked ``in_test``, and leaves them out of
+``--fail-on``. ``tests = "normal"`` treats them like any code, ``tests = "skip"`` does not scan
+them.
+
+Paths are matched like ``exclude`` patterns (.gitignore syntax) against the path relative to
+the project root.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pathspec
+
+# pytest's discovery names, the usual test folders, Django's per-app tests module
+DEFAULT_TEST_PATHS: tuple[str, ...] = (
+    "tests/", "test/", "testing/", "test_*.py", "*_test.py", "tests.py", "conftest.py",
+)
+TEST_MODES = ("report", "normal", "skip")
+DEFAULT_TEST_MODE = "report"
+
+
+class TestPaths:
+    """Matches test files by relative posix path."""
+
+    __test__ = False  # not a test class, whatever pytest's collector thinks of the name
+
+    def __init__(self, patterns: Iterable[str] = DEFAULT_TEST_PATHS) -> None:
+        self.patterns = tuple(patterns)
+        self._spec = pathspec.GitIgnoreSpec.from_lines(self.patterns)
+
+    def match(self, relpath: str) -> bool:
+        return bool(self.patterns) and self._spec.match_file(relpath)
+
+
+_DEFAULT = TestPaths()
+
+
+def is_test_path(relpath: str) -> bool:
+    """Whether ``relpath`` is test code by the default patterns."""
+    return _DEFAULT.match(relpath)
