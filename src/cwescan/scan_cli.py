@@ -30,6 +30,7 @@ from cwescan.scanner import (
 )
 from cwescan.triage import REVIEW_MODES
 from cwescan.suppress import BaselineError, load_baseline, write_baseline
+from cwescan.testcode import DEFAULT_TEST_PATHS, TEST_MODES
 from cwescan.walk import find_base
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -87,6 +88,9 @@ def scan_command(
                                        help="Seconds of static analysis per file (default 20; 0 = no bound)."),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0,
                              help="Worker processes for the static stage (0 = automatic)."),
+    tests: str = typer.Option(None, "--tests",
+                              help="Test code (tests/, test_*.py, *_test.py, conftest.py...): report "
+                                   "(default: one severity lower, never fails --fail-on) | normal | skip."),
     review: str = typer.Option("triage", "--review",
                                help="Which units the model detectors review: triage (those the static "
                                     "stage flagged or that touch a sink or source the rules know; the "
@@ -107,11 +111,12 @@ def scan_command(
     precision = _choice(precision, config_mod.PRECISIONS, "--precision")
     review = _choice(review, REVIEW_MODES, "--review")
     device = _choice(device, ("cpu", "cuda"), "--device")
+    tests = _choice(tests, TEST_MODES, "--tests")
     try:
         code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
                     write_baseline_to, exclude, force_exclude, precision, max_file_size,
                     file_timeout, jobs, quiet, review=review, use_cache=not no_cache,
-                    verbose=verbose, slm_model=slm_model, device=device)
+                    verbose=verbose, slm_model=slm_model, device=device, tests=tests)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -128,7 +133,8 @@ def scan_command(
 
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
          exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
-         review="triage", use_cache=True, verbose=False, slm_model=None, device=None) -> int:
+         review="triage", use_cache=True, verbose=False, slm_model=None, device=None,
+         tests=None) -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -154,6 +160,8 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         review=review,
         cache=ResultCache() if use_cache else None,
         verbose=verbose,
+        tests=tests or cfg.tests,
+        test_paths=tuple(cfg.test_paths) if cfg.test_paths is not None else DEFAULT_TEST_PATHS,
     )
 
     detectors = _create(names, options.precision, explicit=note is None, verbose=verbose,
@@ -199,7 +207,9 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
     if not quiet:
         s = report.stats
         rate = s["files_scanned"] / elapsed if elapsed > 0 else 0.0
-        _err(f"{plural(s['findings'], 'finding')}, {len(failing):,} at or above --fail-on {fail_on}; "
+        in_tests = f" ({s['in_test']:,} in test code, which never fails)" if s.get("in_test") else ""
+        _err(f"{plural(s['findings'], 'finding')}, {len(failing):,} at or above --fail-on {fail_on}"
+             f"{in_tests}; "
              f"{plural(s['files_scanned'], 'file')} in {elapsed:.1f} s ({rate:.3g} files/s)")
         if "model_stage" in s:
             _err(model_stage_line(s["model_stage"]))

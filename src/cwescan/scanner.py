@@ -38,9 +38,10 @@ from cwescan.cache import ResultCache
 from cwescan.cache import model_key as cache_model_key
 from cwescan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding, severity_rank
+from cwescan.findings import SEVERITIES, Finding, severity_rank
 from cwescan.precision import default_precision
 from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
+from cwescan.testcode import DEFAULT_TEST_MODE, DEFAULT_TEST_PATHS, TestPaths
 from cwescan.units import SourceFile, Unit, parse_source
 from cwescan.walk import (
     DEFAULT_MAX_FILE_SIZE,
@@ -396,10 +397,12 @@ class Report:
     excludes_used: set[str] = field(default_factory=set)  # exclude patterns that left something out
 
     def failing(self, fail_on: str) -> list[Reported]:
+        """Findings at or above ``fail_on``; those in test code never fail a scan."""
         if fail_on == "none":
             return []
         threshold = severity_rank(fail_on)
-        return [r for r in self.findings if severity_rank(r.finding.severity) >= threshold]
+        return [r for r in self.findings
+                if severity_rank(r.finding.severity) >= threshold and not r.finding.in_test]
 
 
 @dataclass
@@ -418,6 +421,8 @@ class ScanOptions:
     review: str = "triage"  # model stage: "triage" (skip units with no security surface) or "all"
     cache: ResultCache | None = None  # model results per unit; None: no cache
     verbose: bool = False  # let model libraries print their warnings and progress bars
+    tests: str = DEFAULT_TEST_MODE  # test code: "report" (lower, never fails), "normal" or "skip"
+    test_paths: tuple[str, ...] = DEFAULT_TEST_PATHS  # what is test code (cwescan.testcode)
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -438,6 +443,12 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     excludes_used: set[str] = set()
     candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude,
                                    matched_excludes=excludes_used)
+    test_paths = TestPaths(options.test_paths)
+    tests_not_scanned = 0
+    if options.tests == "skip":
+        kept_candidates = [c for c in candidates if not test_paths.match(c.relpath)]
+        tests_not_scanned = len(candidates) - len(kept_candidates)
+        candidates = kept_candidates
     with fewer_gc_passes():
         results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
                                   progress=progress)
@@ -463,6 +474,8 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
     merged = merge(raw)
+    if options.tests == "report":
+        mark_test_findings(merged, test_paths)
     kept, low, suppressed = [], 0, 0
     for f in merged:
         # suppressions first, so a directive over a low-confidence finding counts as used
@@ -484,8 +497,18 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                    low=low, suppressed=suppressed, baselined=sum(hidden))
     if models:
         stats["model_stage"] = model_stats
+    if tests_not_scanned:
+        stats["test_files_not_scanned"] = tests_not_scanned
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
                   excludes_used)
+
+
+def mark_test_findings(findings: Sequence[Finding], test_paths: TestPaths) -> None:
+    """Findings in test code: marked ``in_test`` and one severity lower, in place."""
+    for f in findings:
+        if test_paths.match(f.path):
+            f.extra["in_test"] = True
+            f.severity = SEVERITIES[max(0, severity_rank(f.severity) - 1)]
 
 
 def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
@@ -683,4 +706,5 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "suppressed": suppressed,
         "baselined": baselined,
         "below_min_confidence": low,
+        **({"in_test": in_test} if (in_test := sum(r.finding.in_test for r in visible)) else {}),
     }

@@ -474,7 +474,7 @@ class Analyzer:
             base = ev(node.value, scope, line, d)
             if base.level == TAINTED and node.attr == "filename" and base.source == "upload":
                 return replace(base, source="upload-name", origin="the client-chosen upload filename")
-            return base if base.level == TAINTED else UNKNOWN_FLOW
+            return base if base.level == TAINTED or base.source == DATABASE else UNKNOWN_FLOW
         if isinstance(node, ast.Subscript):
             name = dotted(node.value)
             if name in ("os.environ", "environ"):
@@ -535,7 +535,7 @@ class Analyzer:
         if name == "join" and qual.endswith("path.join"):
             return join(args, "os.path.join()")
         flow = join([receiver, *args])
-        if flow.level == TAINTED:
+        if flow.level == TAINTED or flow.source == DATABASE:
             return flow
         if name in _PURE and flow.level == CONSTANT:
             return CONST  # a pure function of constants

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import TAINTED, UNKNOWN
+from cwescan.detectors.static.taint import TAINTED, UNKNOWN, last_name
 
 _PICKLE_MODULES = ("pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "jsonpickle",
                    "shelve", "joblib", "pandas", "pd", "numpy", "np", "torch", "keras")
@@ -33,8 +33,10 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** A pickle stream names callables to call while loading: loading attacker data runs
     attacker code (CWE-502).
 
-    **Confidence.** High when request data, a parameter, ``input()`` or the environment reaches
-    the data; medium when untraced (a file of unknown origin); none for constants.
+    **Confidence.** High when request data, ``input()`` or the environment reaches the data;
+    medium (one severity lower) when only a function parameter does or the data is untraced
+    (a file of unknown origin, a database value); none for constants and for a round trip
+    ``pickle.loads(pickle.dumps(x))``.
 
     **Example.**
 
@@ -68,6 +70,8 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     data = arg(call, 0, "data") or arg(call, 0, "file") or kwarg(call, "f") or kwarg(call, "filename")
     if data is None:
         return
+    if isinstance(data, ast.Call) and last_name(data.func) == "dumps":
+        return  # a round trip of the program's own object (copying, or testing pickling)
     flow = ctx.flow(data)
     level = flow.level_for("deserialize")
     if level == TAINTED:

@@ -52,8 +52,9 @@ def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Whoever controls the value can change the query: read other rows, bypass a login,
     drop tables (CWE-89).
 
-    **Confidence.** High when a parameter, a request field, ``input()`` or the environment
-    reaches the SQL text; medium when the value is not traced; no finding when the SQL text is
+    **Confidence.** High when a request field, ``input()`` or the environment reaches the SQL
+    text; lower, and one severity lower, when only a function parameter does (its callers may
+    pass trusted values) or the value is not traced (a database value); no finding when the SQL text is
     constant or the value went through ``int()``/``float()``. ``execute(sql, params)`` with a
     constant ``sql`` is a parameterised query and is never flagged.
 
@@ -201,8 +202,9 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Shell metacharacters in the value (``;``, ``|``, ``$()``) run further commands with
     the program's rights (CWE-78).
 
-    **Confidence.** High when a parameter, request field, ``input()``, ``sys.argv`` or the
-    environment reaches the command; medium when the command is not traced; none when it is
+    **Confidence.** High when a request field, ``input()``, ``sys.argv`` or the environment
+    reaches the command; lower, and one severity lower, when only a function parameter does or
+    the command is not traced (a database value); none when it is
     constant or each value went through ``shlex.quote``/``int()``. ``subprocess`` with an argument
     list and no shell is not flagged.
 
@@ -253,8 +255,9 @@ def code_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **Why.** Whoever controls the value runs arbitrary Python in the process (CWE-94/95).
 
-    **Confidence.** High when a parameter, request field, ``input()`` or the environment
-    reaches it; medium when untraced; none for constants. ``ast.literal_eval`` is the safe
+    **Confidence.** High when a request field, ``input()`` or the environment reaches it;
+    lower, and one severity lower, when only a function parameter does or it is untraced;
+    none for constants. ``ast.literal_eval`` is the safe
     replacement and is never flagged.
 
     **Example.**

@@ -1,7 +1,8 @@
 """Web: XSS (CWE-79), open redirect (CWE-601), SSRF (CWE-918), CSRF (CWE-352).
 
-Our own rules except CWS079C, which calls Bandit's B701 (jinja2 autoescape) as is: Bandit
-has no taint-aware XSS, redirect, SSRF or CSRF check.
+Our own rules except CWS079C, which calls Bandit's B701 (jinja2 ``Environment`` autoescape) as
+is and adds ``aiohttp_jinja2.setup``: Bandit has no taint-aware XSS, redirect, SSRF or CSRF
+check, and no check of ``jinja2.Template`` (CWS079D).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def markup_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Marking text safe turns off auto-escaping: a ``<script>`` in it runs in the
     victim's browser (CWE-79). A template string from user data is also template injection.
 
-    **Confidence.** High for request data, parameters, ``input()``; medium when untraced; none
-    for constants or values passed through ``escape()``.
+    **Confidence.** High for request data and ``input()``; lower, and one severity lower, for a
+    plain function parameter or an untraced value; none for constants or values passed through
+    ``escape()``.
 
     **Example.**
 
@@ -124,26 +126,87 @@ def _targets(node, name: str) -> bool:
 
 
 @rule("CWS079C", cwe="CWE-79", title="Jinja2 autoescape disabled", severity="high",
-      calls={"Environment"}, bandit=("B701",))
+      calls={"Environment", "setup"}, bandit=("B701",))
 def jinja_autoescape(call: ast.Call, ctx: Context) -> Iterator[Hit]:
-    """A Jinja2 ``Environment`` without HTML auto-escaping (delegates to Bandit B701).
+    """A Jinja2 ``Environment`` without HTML auto-escaping (delegates to Bandit B701), or
+    ``aiohttp_jinja2.setup(..., autoescape=False)``.
 
     **What.** ``jinja2.Environment(...)`` with ``autoescape=False`` or without ``autoescape``
-    (Jinja2's default is off). Bandit's B701 does this check; this rule runs it and reports it
-    under CWE-79.
+    (Jinja2's default is off). Bandit's B701 does this check; this rule runs it. Also
+    ``aiohttp_jinja2.setup(app, loader=..., autoescape=False)``, which Bandit misses
+    (aiohttp-jinja2's own default is on, so only an explicit ``False`` is flagged).
+
+    **CWE.** Bandit files B701 under CWE-94; the weakness is missing output escaping, whose
+    consequence is cross-site scripting: cwescan reports CWE-79 (CWE-116, improper encoding of
+    output, is its cause), as do its other XSS rules.
 
     **Why.** Every ``{{ value }}`` is inserted raw into the HTML (CWE-79).
 
     **Example.**
 
         env = jinja2.Environment(loader=FileSystemLoader("templates"))
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader("t"), autoescape=False)
 
-    **Fix.** ``Environment(..., autoescape=select_autoescape())``.
+    **Fix.** ``Environment(..., autoescape=select_autoescape())``; leave aiohttp-jinja2's
+    ``autoescape`` at its default (on).
     """
+    if last_name(call.func) == "setup":
+        if (ctx.qualname(call) or "").startswith("aiohttp_jinja2.") and is_const(kwarg(call, "autoescape"), False):
+            yield Hit(call, "aiohttp_jinja2.setup() with autoescape=False inserts every {{ value }} "
+                            "into the page unescaped", 0.8)
+        return
     issue = ctx.bandit("B701", call)
     if issue is not None:
         yield Hit(call, f"{issue.text} (Bandit {issue.test_id or 'B701'})",
                   CONFIDENCE.get(str(issue.confidence), 0.6))
+
+
+@rule("CWS079D", cwe="CWE-79", title="Jinja2 Template built without autoescape", severity="high",
+      calls={"Template"})
+def jinja_template_autoescape(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """``jinja2.Template(source)`` without ``autoescape=True``.
+
+    **What.** The ``jinja2.Template`` constructor makes a template with its own environment,
+    whose auto-escaping is off unless ``autoescape=True`` (or ``select_autoescape(...)``) is
+    passed. Bandit's B701 checks ``Environment`` only.
+
+    **Why.** Rendered as HTML, every ``{{ value }}`` goes into the page raw: a ``<script>`` in
+    it runs in the victim's browser (CWE-79).
+
+    **Confidence.** 0.75 when the template text is HTML (a literal with tags, directly or via
+    the variable passed); 0.5 and one severity lower otherwise: plain-text templates (e-mails,
+    configuration files) need no HTML escaping. ``string.Template`` and other engines are not
+    flagged.
+
+    **Example.**
+
+        page = jinja2.Template("<p>Hello {{ name }}</p>").render(name=name)
+
+    **Fix.** ``jinja2.Template(source, autoescape=True)``, or load templates from an
+    ``Environment(autoescape=select_autoescape())``.
+    """
+    qual = ctx.qualname(call) or ""
+    if qual not in ("jinja2.Template", "jinja2.environment.Template"):
+        return
+    escape = kwarg(call, "autoescape")
+    if escape is not None and not is_const(escape, False):
+        return  # True, select_autoescape(...) or a setting decided at run time
+    source = arg(call, 0, "source")
+    html = source is not None and (_html_literal(source) or (
+        isinstance(source, ast.Name) and _html_assigned(source.id, ctx)))
+    state = "autoescape=False" if escape is not None else "no autoescape (off by default)"
+    if html:
+        yield Hit(call, f"{ast.unparse(call.func)}() renders HTML with {state}: values go into the page "
+                        "unescaped", 0.75)
+    else:
+        yield Hit(call, f"{ast.unparse(call.func)}() with {state}: values are inserted unescaped if "
+                        "the output is HTML", 0.5, lower_severity=True)
+
+
+def _html_assigned(name: str, ctx: Context) -> bool:
+    scope = ctx.func if ctx.func is not None else ctx.tree
+    return any(_html_literal(n.value) for n in ast.walk(scope)
+               if isinstance(n, ast.Assign) and _targets(n, name))
 
 
 _REDIRECTS = {"redirect", "HttpResponseRedirect", "HttpResponsePermanentRedirect",
@@ -270,11 +333,13 @@ def _test_client(receiver: ast.AST, ctx: Context) -> bool:
     name = dotted(receiver)
     if name is None:
         return False
-    if name == "self.client" and (_in_test_case(ctx) or is_test_path(ctx.path)):
+    cls = _enclosing_class(ctx)
+    if name == "self.client" and (is_test_path(ctx.path) or cls is not None and any(
+            (dotted(b) or "").endswith(("TestCase", "TestBase")) for b in cls.bases)):
         return True  # django.test.TestCase and its kin give every test self.client
     scopes = [f for f in reversed(ctx.funcs)] + [ctx.tree]
     if name.startswith("self."):
-        scopes = [n for n in ast.walk(ctx.tree) if isinstance(n, ast.ClassDef)]  # setUp() assigns it
+        scopes = [cls] if cls is not None else []  # setUp() or __init__ assigns it
     for scope in scopes:
         for value in _bound_values(scope, name):
             if isinstance(value, ast.Call) and _makes_test_client(value, ctx):
@@ -290,8 +355,10 @@ def _makes_test_client(call: ast.Call, ctx: Context) -> bool:
 
 
 def _bound_values(scope: ast.AST, name: str) -> Iterator[ast.AST]:
-    """Values ``name`` (a variable or ``self.attr``) is assigned or bound by ``with ... as``."""
-    for n in ast.walk(scope):
+    """Values ``name`` (a variable or ``self.attr``) is assigned or bound by ``with ... as`` in
+    ``scope``, not looking into nested functions (their names are their own) unless ``scope``
+    is a class (``self.attr`` is set in any of its methods)."""
+    for n in _walk_scope(scope, into_functions=isinstance(scope, ast.ClassDef)):
         if isinstance(n, ast.Assign):
             if any(dotted(t) == name for t in n.targets):
                 yield n.value
@@ -301,15 +368,24 @@ def _bound_values(scope: ast.AST, name: str) -> Iterator[ast.AST]:
                     yield item.context_expr
 
 
-def _in_test_case(ctx: Context) -> bool:
-    """The enclosing method belongs to a class deriving from a ``...TestCase``."""
+def _walk_scope(scope: ast.AST, into_functions: bool) -> Iterator[ast.AST]:
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        n = stack.pop()
+        yield n
+        if into_functions or not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(n))
+
+
+def _enclosing_class(ctx: Context) -> ast.ClassDef | None:
+    """The class whose method holds the node being checked."""
     if not ctx.funcs:
-        return False
+        return None
     method = ctx.funcs[0]
     for cls in ast.walk(ctx.tree):
         if isinstance(cls, ast.ClassDef) and method in cls.body:
-            return any((dotted(b) or "").endswith(("TestCase", "TestBase")) for b in cls.bases)
-    return False
+            return cls
+    return None
 
 
 def _fixed_host(url: ast.AST, ctx: Context) -> str:
