@@ -97,7 +97,7 @@ _SQL_STATEMENT = re.compile(r"(?is)^\W*(select\s.+\sfrom\s|insert\s+into\s|updat
                             r"delete\s+from\s|replace\s+into\s)")
 
 
-def _leading_text(node: ast.AST) -> str:
+def leading_text(node: ast.AST) -> str:
     """The literal text a string-building expression starts with."""
     while True:
         if isinstance(node, ast.Constant):
@@ -139,7 +139,7 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         return
     if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
         return
-    if not _SQL_STATEMENT.match(_leading_text(node)):
+    if not _SQL_STATEMENT.match(leading_text(node)):
         return
     if _reaches_execute(node, ctx):
         return  # CWS089 reports it where it is executed, with the same flow

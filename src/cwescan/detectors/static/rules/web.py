@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
+from cwescan.detectors.static.rules.injection import leading_text
 from cwescan.detectors.static.taint import TAINTED, Flow, dotted, last_name
 from cwescan.testcode import is_test_path
 
@@ -301,10 +302,9 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow: Flow = ctx.flow(url)
     if flow.level_for("url") != TAINTED:
         return
-    host = _fixed_host(url, ctx)
-    if host and is_test_path(ctx.path) and _LOOPBACK.match(host):
+    if is_test_path(ctx.path) and _LOOPBACK_URL.match(leading_text(_url_value(url, ctx))):
         return  # a test talking to the server it started
-    if host:  # partial SSRF: the data picks a path on a fixed server
+    if _fixed_host(url, ctx):  # partial SSRF: the data picks a path on a fixed server
         yield Hit(call, flow.explain(f"the path of a fixed-host URL in {ast.unparse(func)}()"),
                   0.45, lower_severity=True)
     else:
@@ -312,8 +312,9 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
 
 _DB_SESSION = re.compile(r"(?i)(db|database|sql|orm)\w*\.session$|^(db_)?session\.query")
-_FIXED_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://([^/?#{}%]+)[/?#]")
-_LOOPBACK = re.compile(r"(?i)^(\w+(:\w*)?@)?(localhost|127(\.\d+){3}|\[::1\]|0\.0\.0\.0)(:\d+)?$")
+_FIXED_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#{}%]+[/?#]")
+# a URL on this machine, whatever port follows (often a placeholder)
+_LOOPBACK_URL = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://(localhost|127(\.\d+){3}|\[::1\]|0\.0\.0\.0)([:/?#]|$)")
 
 # callables that make an in-process test client of a web application
 _TEST_CLIENT_CALLS = {"test_client", "TestClient", "FlaskClient", "APIClient", "QuartClient"}
@@ -388,21 +389,18 @@ def _enclosing_class(ctx: Context) -> ast.ClassDef | None:
     return None
 
 
-def _fixed_host(url: ast.AST, ctx: Context) -> str:
-    """The host when the URL starts with a constant scheme://host/, so data only reaches its
-    path or query; else ""."""
-    from cwescan.detectors.static.rules.injection import _leading_text
+def _fixed_host(url: ast.AST, ctx: Context) -> bool:
+    """The URL starts with a constant scheme://host/, so data only reaches its path or query."""
+    return bool(_FIXED_HOST.match(leading_text(_url_value(url, ctx))))
 
+
+def _url_value(url: ast.AST, ctx: Context) -> ast.AST:
+    """The expression a URL variable was first assigned before its use, else ``url`` itself."""
     if isinstance(url, ast.Name) and ctx.func is not None:
         for n in ast.walk(ctx.func):
             if isinstance(n, ast.Assign) and _targets(n, url.id) and n.lineno <= url.lineno:
-                url_value = n.value
-                break
-        else:
-            return False
-        url = url_value
-    m = _FIXED_HOST.match(_leading_text(url))
-    return m.group(1) if m else ""
+                return n.value
+    return url
 
 
 @rule("CWS352", cwe="CWE-352", title="CSRF protection disabled for a view", severity="high",
