@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.walk import read_source
+from cwescan.core.findings import Finding
+from cwescan.scan.walk import read_source
 
 
 class EvalCallDetector(Detector):
@@ -173,7 +173,7 @@ def test_form_feeds_crlf_and_line_separators_keep_line_numbers(tmp_path, monkeyp
     doc = json.loads(r.stdout)
     assert [(f["path"], f["line_number"]) for f in doc["findings"]] == [("odd.py", 7)]
     assert doc["skipped"] == []
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     text = read_source(tmp_path / "odd.py", "odd.py").text
     f = next(u for u in parse_source("odd.py", text).units if u.qualname == "f")
@@ -184,8 +184,8 @@ def test_alarm_inside_the_parser_is_a_timeout_not_a_crash(tmp_path, monkeypatch)
     """The per-file alarm can go off inside CPython's parser, which may turn it into another
     error (`cwescan fuzz` saw "SystemError: AST constructor recursion depth mismatch"). Either
     way the file is reported as timed out, never as a crash."""
-    from cwescan import scanner
-    from cwescan.walk import Candidate
+    from cwescan.scan import pipeline as scanner
+    from cwescan.scan.walk import Candidate
 
     p = tmp_path / "many.py"
     p.write_text("x = [1, 2, 3]\n" * 30_000)  # parses in about 0.3 s
@@ -213,7 +213,7 @@ class AlarmConvertingDetector(Detector):
     name = "converting"
 
     def detect(self, units):
-        from cwescan.scanner import FileTimeout
+        from cwescan.scan.pipeline import FileTimeout
 
         try:
             time.sleep(5)
@@ -223,8 +223,8 @@ class AlarmConvertingDetector(Detector):
 
 
 def test_alarm_converted_inside_a_detector_is_a_timeout(tmp_path):
-    from cwescan.scanner import scan_file
-    from cwescan.walk import Candidate
+    from cwescan.scan.pipeline import scan_file
+    from cwescan.scan.walk import Candidate
 
     p = tmp_path / "a.py"
     p.write_text("x = 1\n")

@@ -6,7 +6,7 @@ import pytest
 
 from cwescan.detectors import create
 from cwescan.detectors.bandit_detector import CONFIDENCE, BanditDetector
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 CODE = '''import hashlib
 import pickle

@@ -34,7 +34,7 @@ class TinyLlamaScorer:
     def __init__(self, precision: str, device: str, seed: int = 0):
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from cwescan.precision import apply_precision
+        from cwescan.ml.precision import apply_precision
 
         torch.manual_seed(seed)
         cfg = LlamaConfig(
@@ -104,7 +104,7 @@ def test_quick_bench_outputs(tmp_path):
 
     pfile = tmp_path / "precision.json"
     B.write_precision_file(data["defaults"], pfile, source="test")
-    from cwescan.precision import default_precision
+    from cwescan.ml.precision import default_precision
 
     assert default_precision("tiny", pfile) == data["defaults"]["tiny"]["precision"]
     assert default_precision("nothing-measured", pfile) == "fp32"

@@ -79,10 +79,10 @@ def test_tiny_pretrain_finetune_ship_and_detect(tmp_path):
     through the detector: the whole path that produced the shipped model."""
     from encoder_helpers import corpus
 
-    from cwescan.artifacts import verify
+    from cwescan.ml.artifacts import verify
     from cwescan.detectors import create
     from cwescan.train.encoder import ship, write_readme
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     root = tmp_path / "site"
     for i, text in enumerate(corpus(40)):

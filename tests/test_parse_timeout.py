@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from cwescan.detectors.static import StaticDetector
-from cwescan.scanner import PARSE_PROBE_CHARS, ScanOptions, parse_finishes, scan
+from cwescan.scan.pipeline import PARSE_PROBE_CHARS, ScanOptions, parse_finishes, scan
 
 SLOW = "x = f'" + "{a}" * 150_000 + "'\n"  # 450 KB: tens of seconds in CPython 3.11's parser
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
+from cwescan.core.findings import Finding
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
 VULNAPP = Path(__file__).resolve().parents[1] / "examples" / "vulnapp"

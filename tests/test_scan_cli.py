@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.scanner import merge
+from cwescan.core.findings import Finding
+from cwescan.scan.pipeline import merge
 
 
 class _CallDetector(Detector):
@@ -186,7 +186,7 @@ def test_demo_app_end_to_end_with_the_static_detector():
     key = json.loads((VULNAPP / "ANSWERS.json").read_text())
     prefix = "examples/vulnapp/"
     found = {(f["path"].removeprefix(prefix), f["line_number"], f["cwe"]) for f in doc["findings"]}
-    from cwescan.cwe import same_family
+    from cwescan.core.cwe import same_family
 
     hits = [v for v in key["vulnerable"]
             if any(p == v["path"] and line == v["line"] and same_family(c, v["cwe"]) for p, line, c in found)]
@@ -242,7 +242,7 @@ def test_precision_reaches_model_detectors_only(tmp_path, monkeypatch):
 
 
 def test_default_detectors_use_the_slm_when_shipped_and_survive_its_failure(tmp_path, monkeypatch):
-    from cwescan import scanner
+    from cwescan.scan import pipeline as scanner
 
     (tmp_path / "a.py").write_text("x = 1\n")
     monkeypatch.setattr(scanner, "slm_available", lambda: (True, ""))
@@ -264,7 +264,7 @@ def test_default_detectors_use_the_slm_when_shipped_and_survive_its_failure(tmp_
 
 
 def test_config_values_sizes_and_baseline_path(tmp_path):
-    from cwescan import config
+    from cwescan.core import config
 
     (tmp_path / ".git").mkdir()
     (tmp_path / "pyproject.toml").write_text(

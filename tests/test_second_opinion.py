@@ -3,8 +3,8 @@
 from cwescan.detectors.base import Detector
 from cwescan.detectors.slm import second_opinion
 from cwescan.detectors.static import StaticDetector
-from cwescan.scanner import ScanOptions, scan
-from cwescan.units import parse_source
+from cwescan.scan.pipeline import ScanOptions, scan
+from cwescan.core.units import parse_source
 
 VULN = '''import os
 from flask import request

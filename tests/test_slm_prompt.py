@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cwescan.slm import prompt as P
+from cwescan.ml.slm import prompt as P
 from cwescan.train.slm import RecipeError, SLMRecipe, load_recipe, record_units
 from cwescan.data.records import Record
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tok():
     from transformers import AutoTokenizer
 
-    from cwescan.slm.base import locate_gguf
+    from cwescan.ml.slm.base import locate_gguf
 
     gguf = locate_gguf("smollm2-135m")
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

@@ -15,7 +15,7 @@ import pytest
 
 from cwescan.detectors import create
 from cwescan.detectors.static import RULES, StaticDetector
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "static"
 MARK = re.compile(r"#\s*(expect|ok):\s*([A-Z0-9, ]+)")
@@ -270,7 +270,7 @@ def test_demo_app_answer_key():
     for path in sorted((root / "vulnapp").glob("*.py")):
         rel = path.relative_to(root).as_posix()
         findings += scan(rel, path.read_text())
-    from cwescan.cwe import same_family
+    from cwescan.core.cwe import same_family
 
     missed = [v for v in key["vulnerable"] if not any(
         f.path == v["path"] and f.start_line == v["line"] and same_family(f.cwe, v["cwe"]) for f in findings)]

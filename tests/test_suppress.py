@@ -9,8 +9,8 @@ from typer.testing import CliRunner
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.suppress import FileSuppressions, apply_baseline, parse_directives
+from cwescan.core.findings import Finding
+from cwescan.scan.suppress import FileSuppressions, apply_baseline, parse_directives
 
 
 class CallDetector(Detector):
@@ -36,7 +36,7 @@ class CallDetector(Detector):
 
 
 def findings_of(text: str, path: str = "a.py"):
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     src = parse_source(path, text)
     return src, CallDetector().detect(src.units)

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cwescan.cli import app
-from cwescan.testcode import TestPaths, is_test_path
+from cwescan.core.testcode import TestPaths, is_test_path
 
 FIXTURE = Path(__file__).parent / "fixtures" / "testcode" / "shop"
 

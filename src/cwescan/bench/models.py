@@ -212,7 +212,7 @@ def _bnb_convert(module, precision: str, device: str):
         raise RuntimeError(f"bitsandbytes is not installed ({e})") from e
     import torch
 
-    from cwescan.precision import gpu_quant_filter
+    from cwescan.ml.precision import gpu_quant_filter
 
     if not device.startswith("cuda"):
         raise RuntimeError("bitsandbytes rows run on CUDA only")
@@ -268,7 +268,7 @@ def compile_called_part(module):
 
 def bench_convert(module, precision: str, device: str):
     """Conversions for rows that `cwescan scan` does not offer (GPU backends)."""
-    from cwescan.precision import _quiet_torchao, apply_precision, gpu_quant_filter
+    from cwescan.ml.precision import _quiet_torchao, apply_precision, gpu_quant_filter
 
     if precision in ("fp32", "bf16", "fp16", "int8", "int4"):
         return apply_precision(module, precision, device)
@@ -293,7 +293,7 @@ def bench_convert(module, precision: str, device: str):
 
 
 def _units_of(records):
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     units, owner = [], []
     for i, r in enumerate(records):
@@ -524,7 +524,7 @@ def _row_process(spec: RowSpec, records, config: BenchConfig) -> dict:
     try:
         return measure_row(spec, records, config)
     except Exception as e:  # noqa: BLE001 - a row that cannot run is reported, not fatal
-        from cwescan.precision import PrecisionUnavailable
+        from cwescan.ml.precision import PrecisionUnavailable
 
         return {
             "model": spec.model,
@@ -932,7 +932,7 @@ def models_command(
     import sys
 
     B = sys.modules[__name__]
-    from cwescan.precision import PRECISION_FILE
+    from cwescan.ml.precision import PRECISION_FILE
 
     if merge:
         try:

@@ -82,8 +82,8 @@ class ScanRun:
 
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None) -> ScanRun:
-    from cwescan.cache import ResultCache
-    from cwescan.scanner import ScanOptions, create_detectors, default_detectors, scan
+    from cwescan.scan.cache import ResultCache
+    from cwescan.scan.pipeline import ScanOptions, create_detectors, default_detectors, scan
 
     names = detector_names or default_detectors()[0]
     marks: dict[str, float] = {}
@@ -93,7 +93,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
             marks.setdefault("model", time.perf_counter())
 
     t0 = time.perf_counter()
-    from cwescan.scanner import third_party_quiet
+    from cwescan.scan.pipeline import third_party_quiet
 
     with third_party_quiet():
         detectors = create_detectors(names, precision, device=device)
@@ -188,8 +188,8 @@ def _card_sha(detector) -> str | None:
 def triage_cost(records, detector, log=print) -> dict:
     """SLM verdicts with and without triage on ``records`` (see the module docstring)."""
     from cwescan.detectors.static import StaticDetector
-    from cwescan.triage import triage
-    from cwescan.units import parse_source
+    from cwescan.scan.triage import triage
+    from cwescan.core.units import parse_source
 
     static = StaticDetector()
     units, owners, reviewed = [], [], []
@@ -242,7 +242,7 @@ def triage_cost(records, detector, log=print) -> dict:
     }
 
 
-# --- commands (registered in cwescan.bench.cli) ----------------------------------------------
+# --- commands (registered in cwescan.cli.bench) ----------------------------------------------
 
 def scan_command(
     files: int = typer.Option(1000, "--files", min=1, help="How many .py files the tree holds."),
@@ -286,8 +286,8 @@ def triage_command(
     import random
 
     from cwescan.data.split import load_part, manifest_hash
-    from cwescan.precision import default_precision
-    from cwescan.scanner import create_detectors, third_party_quiet
+    from cwescan.ml.precision import default_precision
+    from cwescan.scan.pipeline import create_detectors, third_party_quiet
 
     part = load_part("test")
     chosen = part if not records or records >= len(part) else random.Random(0).sample(part, records)

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git", "node_modules"}
 

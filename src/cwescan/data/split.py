@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cwescan import cwe as cwe_catalog
+from cwescan.core import cwe as cwe_catalog
 from cwescan.data.normalize import code_tokens, join_tokens, shingles
 from cwescan.data.records import DataError, Record, default_data_dir, load_records, repo_root
 

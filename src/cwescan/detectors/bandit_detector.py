@@ -19,8 +19,8 @@ from collections.abc import Sequence
 
 from cwescan.detectors.base import FileDetector
 from cwescan.detectors.static.recover import dedented_text
-from cwescan.findings import Finding
-from cwescan.units import SourceFile
+from cwescan.core.findings import Finding
+from cwescan.core.units import SourceFile
 
 CONFIDENCE = {"LOW": 0.4, "MEDIUM": 0.6, "HIGH": 0.8, "UNDEFINED": 0.3}
 SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high", "UNDEFINED": "low"}

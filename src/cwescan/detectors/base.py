@@ -5,8 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from cwescan.findings import Finding
-from cwescan.units import SourceFile, Unit
+from cwescan.core.findings import Finding
+from cwescan.core.units import SourceFile, Unit
 
 
 class Detector(ABC):

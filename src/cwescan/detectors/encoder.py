@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from cwescan import cwe as cwe_catalog
-from cwescan.artifacts import ArtifactError, model_dir, verify
-from cwescan.codeprep import strip_comments
+from cwescan.core import cwe as cwe_catalog
+from cwescan.ml.artifacts import ArtifactError, model_dir, verify
+from cwescan.ml.codeprep import strip_comments
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.units import Unit
+from cwescan.core.findings import Finding
+from cwescan.core.units import Unit
 
 class EncoderDetector(Detector):
     name = "encoder"
@@ -29,9 +29,9 @@ class EncoderDetector(Detector):
         batch_tokens: int = 8192,
         **_: object,
     ) -> None:
-        from cwescan.encoder.model import EncoderClassifier
-        from cwescan.encoder.tokenizer import load_tokenizer
-        from cwescan.precision import apply_precision
+        from cwescan.ml.encoder.model import EncoderClassifier
+        from cwescan.ml.encoder.tokenizer import load_tokenizer
+        from cwescan.ml.precision import apply_precision
 
         directory = Path(model_path) if model_path else model_dir("encoder")
         if not directory.is_dir():
@@ -49,7 +49,7 @@ class EncoderDetector(Detector):
         self._last_scores: list = []
 
     def _scores(self, units: Sequence[Unit]):
-        from cwescan.encoder.infer import score_texts
+        from cwescan.ml.encoder.infer import score_texts
 
         # Comments and docstrings are attacker-written prose: without them "# safe: validated"
         # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.

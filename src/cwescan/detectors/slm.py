@@ -1,6 +1,6 @@
 """The SLM detector: a small causal LM with a shipped LoRA adapter judges each unit.
 
-Load: the adapter folder's card is verified (``cwescan.artifacts.verify``: a changed file is an
+Load: the adapter folder's card is verified (``cwescan.ml.artifacts.verify``: a changed file is an
 ArtifactError), the base model is loaded (dequantized GGUF, cached as safetensors), the adapter
 is merged into the base weights, then the precision is applied (fp32 | bf16 | int8 | int4).
 
@@ -30,12 +30,12 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from cwescan import cwe as cwe_catalog
-from cwescan.artifacts import ArtifactError, model_dir, verify
+from cwescan.core import cwe as cwe_catalog
+from cwescan.ml.artifacts import ArtifactError, model_dir, verify
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.slm import prompt as P
-from cwescan.units import Unit
+from cwescan.core.findings import Finding
+from cwescan.ml.slm import prompt as P
+from cwescan.core.units import Unit
 
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
 PREP_POOL_MIN_UNITS = 256  # fewer units cost less to strip here than to send to workers
@@ -64,9 +64,9 @@ def second_opinion(static: Finding, p_slm: float, slm_cwe: str | None, threshold
 
 
 def apply_precision(model, precision: str):
-    """fp32 | bf16 | int8 | int4 for CPU inference; the benchmark's cwescan.precision wins when present."""
+    """fp32 | bf16 | int8 | int4 for CPU inference; the benchmark's cwescan.ml.precision wins when present."""
     try:
-        from cwescan.precision import apply_precision as shared
+        from cwescan.ml.precision import apply_precision as shared
     except ImportError:
         shared = None
     if shared is not None:
@@ -176,7 +176,7 @@ class SLMDetector(Detector):
         import torch
         from peft import PeftModel
 
-        from cwescan.slm import base
+        from cwescan.ml.slm import base
 
         torch.manual_seed(0)
         base_dir = self.card.get("base_dir")
@@ -250,7 +250,7 @@ class SLMDetector(Detector):
         """(P(vulnerable), decoded CWE/line or None) per window; windows reaching ``cut`` get
         their CWE and line decoded from the same forward pass. Results are cached by prompt, so
         the evaluation's detect-then-score costs one pass."""
-        from cwescan.slm.infer import score_and_decode
+        from cwescan.ml.slm.infer import score_and_decode
 
         def ready(w):
             hit = self._cache.get(w.prompt)
@@ -295,7 +295,7 @@ class SLMDetector(Detector):
     def generate(self, units: Sequence[Unit]) -> list[str]:
         """The JSON answer text per unit (its most suspicious window), always parseable; the
         model's own verdict (P(true) > 0.5) decides. ``stats`` counts answers and parses."""
-        from cwescan.slm.infer import parse_answer
+        from cwescan.ml.slm.infer import parse_answer
 
         self._load()
         windows = self._windows(units, self._hint_map(None))
@@ -334,7 +334,7 @@ class SLMDetector(Detector):
             flagged = p >= cut
             ans = self.answer(p, det if flagged else None)
             if self.mode == "generate":
-                from cwescan.slm.infer import parse_answer
+                from cwescan.ml.slm.infer import parse_answer
 
                 self.stats["answers"] += 1
                 parse_answer(json.dumps(ans))  # holds by construction; raises if the template broke

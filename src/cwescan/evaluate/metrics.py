@@ -3,7 +3,7 @@
 Conventions (documented in docs/EVALUATION.md):
 - A ratio whose denominator is zero is ``None`` ("n/a"), never a silent 0 or 1; MCC is 0 when
   any marginal is empty (the usual convention: no correlation measurable).
-- CWE-typed hits: the predicted CWE is in the same family (``cwescan.cwe.same_family``) as one of
+- CWE-typed hits: the predicted CWE is in the same family (``cwescan.core.cwe.same_family``) as one of
   the record's labelled CWEs. Labels that are not CWE ids only match themselves.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cwescan import cwe as cwe_catalog
+from cwescan.core import cwe as cwe_catalog
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -26,8 +26,8 @@ from cwescan.data.records import Record
 from cwescan.data.split import pair_key
 from cwescan.detectors.base import Detector
 from cwescan.evaluate import metrics as M
-from cwescan.findings import Finding
-from cwescan.units import parse_source
+from cwescan.core.findings import Finding
+from cwescan.core.units import parse_source
 
 
 @dataclass

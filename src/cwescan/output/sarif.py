@@ -14,9 +14,9 @@ import sys
 from urllib.parse import quote
 
 from cwescan import __version__
-from cwescan import cwe as cwe_catalog
-from cwescan.findings import Finding
-from cwescan.scanner import MODEL_DETECTORS, Reported, Report
+from cwescan.core import cwe as cwe_catalog
+from cwescan.core.findings import Finding
+from cwescan.scan.pipeline import MODEL_DETECTORS, Reported, Report
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/cwescan/cwescan"

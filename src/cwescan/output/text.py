@@ -10,8 +10,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from cwescan import cwe as cwe_catalog
-from cwescan.scanner import Report
+from cwescan.core import cwe as cwe_catalog
+from cwescan.scan.pipeline import Report
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
                   "low": "cyan"}

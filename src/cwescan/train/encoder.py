@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from cwescan.encoder.model import OTHER, EncoderShape
+from cwescan.ml.encoder.model import OTHER, EncoderShape
 
 # --- recipe ---------------------------------------------------------------------------------
 
@@ -222,7 +222,7 @@ def pack_blocks(tok, texts: list[str], block_tokens: int):
     separated by </s> as in RoBERTa's full-sentence packing. Returns (int32 array, tokens)."""
     import numpy as np
 
-    from cwescan.encoder.tokenizer import BOS, EOS
+    from cwescan.ml.encoder.tokenizer import BOS, EOS
 
     chunks, n = [], 0
     for start in range(0, len(texts), 2048):
@@ -246,7 +246,7 @@ def mask_tokens(x, mask_prob: float, vocab_size: int, generator=None):
     Returns (inputs, labels with -100 where nothing is predicted)."""
     import torch
 
-    from cwescan.encoder.tokenizer import MASK, SPECIAL_TOKENS
+    from cwescan.ml.encoder.tokenizer import MASK, SPECIAL_TOKENS
 
     dev = x.device
     special = x < len(SPECIAL_TOKENS)
@@ -278,8 +278,8 @@ def pretrain(spec: PretrainSpec, out: Path, device: str, max_steps: int | None) 
     import torch
     from transformers import RobertaForMaskedLM
 
-    from cwescan.encoder.model import save_sharded
-    from cwescan.encoder.tokenizer import train_bpe
+    from cwescan.ml.encoder.model import save_sharded
+    from cwescan.ml.encoder.tokenizer import train_bpe
 
     t0 = time.time()
     torch.manual_seed(spec.seed)
@@ -420,7 +420,7 @@ class Item:
 def family_classes(records, min_count: int) -> list[str]:
     from collections import Counter
 
-    from cwescan.cwe import family
+    from cwescan.core.cwe import family
 
     counts = Counter()
     for r in records:
@@ -433,7 +433,7 @@ def family_classes(records, min_count: int) -> list[str]:
 
 
 def record_family(r, families: list[str]) -> int:
-    from cwescan.cwe import family
+    from cwescan.core.cwe import family
 
     if not (r.vulnerable and r.cwes):
         return -1
@@ -445,9 +445,9 @@ def record_family(r, families: list[str]) -> int:
 
 
 def record_items(records, tok, families, window_tokens, overlap_tokens) -> list[Item]:
-    from cwescan.codeprep import strip_comments
-    from cwescan.encoder.windows import Window, make_windows
-    from cwescan.units import parse_source
+    from cwescan.ml.codeprep import strip_comments
+    from cwescan.ml.encoder.windows import Window, make_windows
+    from cwescan.core.units import parse_source
 
     items = []
     for r in records:
@@ -469,9 +469,9 @@ def record_scores(model, tok, records, device) -> list[float]:
     the max over the record's units of the unit score."""
     import torch
 
-    from cwescan.codeprep import strip_comments
-    from cwescan.encoder.infer import score_texts
-    from cwescan.units import parse_source
+    from cwescan.ml.codeprep import strip_comments
+    from cwescan.ml.encoder.infer import score_texts
+    from cwescan.core.units import parse_source
 
     files = [parse_source(r.id, r.code) for r in records]
     texts = [strip_comments(u.code) for f in files for u in f.units]  # as the detector does
@@ -513,9 +513,9 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
     import torch.nn.functional as F
 
     from cwescan.data.split import load_part, manifest_hash
-    from cwescan.encoder.infer import collate
-    from cwescan.encoder.model import ClassifierConfig, EncoderClassifier
-    from cwescan.encoder.tokenizer import load_tokenizer
+    from cwescan.ml.encoder.infer import collate
+    from cwescan.ml.encoder.model import ClassifierConfig, EncoderClassifier
+    from cwescan.ml.encoder.tokenizer import load_tokenizer
 
     t0 = time.time()
     random.seed(spec.seed)
@@ -661,7 +661,7 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
 def pretrained_body(directory: Path) -> dict:
     """Body weights from a pre-training output (encoder-*.safetensors) or from a fine-tuned
     classifier directory (model-*.safetensors, keys under "encoder.")."""
-    from cwescan.encoder.model import load_sharded
+    from cwescan.ml.encoder.model import load_sharded
 
     if list(directory.glob("encoder-*.safetensors")):
         return load_sharded(directory, "encoder")
@@ -688,7 +688,7 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
     how to reproduce it, and the metrics measured so far."""
     import shutil
 
-    from cwescan.artifacts import write_card
+    from cwescan.ml.artifacts import write_card
 
     run_dir, dest = Path(run_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
@@ -696,7 +696,7 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
         old.unlink()
     import torch
 
-    from cwescan.encoder.model import EncoderClassifier
+    from cwescan.ml.encoder.model import EncoderClassifier
 
     if storage not in ("fp16", "int8"):
         raise ValueError("storage must be fp16 or int8")
@@ -842,8 +842,8 @@ def select_threshold(model_dir: str | Path, data_dir: str | None = None) -> dict
     import torch
 
     from cwescan.data.split import load_part
-    from cwescan.encoder.model import EncoderClassifier
-    from cwescan.encoder.tokenizer import load_tokenizer
+    from cwescan.ml.encoder.model import EncoderClassifier
+    from cwescan.ml.encoder.tokenizer import load_tokenizer
 
     model_dir = Path(model_dir)
     torch.manual_seed(0)

@@ -34,8 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cwescan.slm import prompt as P
-from cwescan.slm.infer import answer_token_ids
+from cwescan.ml.slm import prompt as P
+from cwescan.ml.slm.infer import answer_token_ids
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -47,7 +47,7 @@ class RecipeError(ValueError):
 @dataclass
 class SLMRecipe:
     name: str
-    base_model: str = "smollm2-135m"  # key of cwescan.slm.base.BASE_MODELS
+    base_model: str = "smollm2-135m"  # key of cwescan.ml.slm.base.BASE_MODELS
     base_dir: str | None = None  # a plain transformers checkpoint instead (tests: tiny model)
     method: str = "lora"  # "lora" or "qlora" (4-bit NF4 base via bitsandbytes, GPU only)
     lora_r: int = 16
@@ -119,7 +119,7 @@ def load_recipe(path: str | os.PathLike) -> SLMRecipe:
 
 def record_units(record):
     """(unit, is_positive, cwe, unit-relative line or None) for the units of one record."""
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     f = parse_source(record.id, record.code)
     funcs = [u for u in f.units if u.kind == "function"]
@@ -186,8 +186,8 @@ def twin_pairs(items: list[P.Encoded]) -> list[tuple[int, int]]:
 
 
 def record_scores(model, tokenizer, builder, records, device, batch_size=32) -> list[float]:
-    from cwescan.slm.infer import score_prompts
-    from cwescan.units import parse_source
+    from cwescan.ml.slm.infer import score_prompts
+    from cwescan.core.units import parse_source
 
     prompts, owner = [], []
     for i, rec in enumerate(records):
@@ -257,7 +257,7 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cwescan.slm import base
+    from cwescan.ml.slm import base
 
     if recipe.base_dir:
         d = Path(recipe.base_dir).resolve()
@@ -381,7 +381,7 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from cwescan.artifacts import write_card
+    from cwescan.ml.artifacts import write_card
     from cwescan.data.split import load_part, manifest_hash
 
     t0 = time.time()

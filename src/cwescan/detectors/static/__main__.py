@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cwescan import cwe as cwe_catalog
+from cwescan.core import cwe as cwe_catalog
 from cwescan.detectors.static import RULES
 
 

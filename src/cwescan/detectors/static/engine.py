@@ -17,8 +17,8 @@ from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.recover import tree_of
 from cwescan.detectors.static.registry import RULES, Hit, Rule
 from cwescan.detectors.static.taint import last_name
-from cwescan.findings import SEVERITIES, Finding
-from cwescan.units import SourceFile
+from cwescan.core.findings import SEVERITIES, Finding
+from cwescan.core.units import SourceFile
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _SKIP = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)

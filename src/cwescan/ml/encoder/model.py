@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import RobertaConfig, RobertaModel
 
-from cwescan.encoder.tokenizer import BOS, EOS, PAD
+from cwescan.ml.encoder.tokenizer import BOS, EOS, PAD
 
 SHARD_BYTES = 15 * 1024 * 1024
 OTHER = "other"

@@ -381,13 +381,13 @@ class Outcome:
 class Harness:
     """Runs files through reading, parsing, the static detector and the models' pre-processing.
 
-    ``slm_builder``: a ``cwescan.slm.prompt.PromptBuilder`` (or None to skip that stage);
-    ``encoder_tokenizer``: a ``tokenizers.Tokenizer`` for ``cwescan.encoder.windows`` (or None).
+    ``slm_builder``: a ``cwescan.ml.slm.prompt.PromptBuilder`` (or None to skip that stage);
+    ``encoder_tokenizer``: a ``tokenizers.Tokenizer`` for ``cwescan.ml.encoder.windows`` (or None).
     """
 
     def __init__(self, detectors: list, slm_builder=None, encoder_tokenizer=None,
                  file_timeout: float = 20.0, max_file_size: int | None = None):
-        from cwescan.walk import DEFAULT_MAX_FILE_SIZE
+        from cwescan.scan.walk import DEFAULT_MAX_FILE_SIZE
 
         self.detectors = detectors
         self.slm_builder = slm_builder
@@ -396,8 +396,8 @@ class Harness:
         self.max_file_size = max_file_size or DEFAULT_MAX_FILE_SIZE
 
     def run_file(self, path: Path, relpath: str, kind: str = "") -> Outcome:
-        from cwescan.scanner import FileTimeout, scan_file, time_limit
-        from cwescan.walk import Candidate
+        from cwescan.scan.pipeline import FileTimeout, scan_file, time_limit
+        from cwescan.scan.walk import Candidate
 
         t0 = time.perf_counter()
         size = path.stat().st_size if path.exists() else 0
@@ -426,7 +426,7 @@ class Harness:
             stripped: dict[int, str] = {}  # id(unit) -> code without comments, made once
 
             def strip(unit) -> int:
-                from cwescan.codeprep import strip_comments
+                from cwescan.ml.codeprep import strip_comments
 
                 stripped[id(unit)] = strip_comments(unit.code)
                 if stripped[id(unit)].count("\n") != unit.code.count("\n"):
@@ -467,15 +467,15 @@ class Harness:
         """The encoder detector's input: the unit without comments, cut into token windows."""
         if self.encoder_tokenizer is None:
             return 0
-        from cwescan.codeprep import strip_comments
-        from cwescan.encoder.windows import make_windows
+        from cwescan.ml.codeprep import strip_comments
+        from cwescan.ml.encoder.windows import make_windows
 
         text = stripped if stripped is not None else strip_comments(unit.code)
         return len(make_windows(self.encoder_tokenizer, text))
 
 
 def _check_invariants(src, findings) -> None:
-    from cwescan.units import split_lines
+    from cwescan.core.units import split_lines
 
     n = max(1, len(split_lines(src.text)))
     for u in src.units:

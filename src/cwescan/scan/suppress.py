@@ -23,8 +23,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cwescan import cwe as cwe_catalog
-from cwescan.findings import Finding
+from cwescan.core import cwe as cwe_catalog
+from cwescan.core.findings import Finding
 
 _CWESCAN_RE = re.compile(r"#\s*cwescan\s*:\s*ignore\b(?:\[([^\]]*)\])?", re.IGNORECASE)
 _NOSEC_RE = re.compile(r"#\s*nosec\b:?\s*([A-Za-z0-9_, -]*)", re.IGNORECASE)

@@ -33,17 +33,17 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from cwescan import detectors as detector_registry
-from cwescan import triage as triage_mod
-from cwescan.cache import ResultCache
-from cwescan.cache import model_key as cache_model_key
-from cwescan.cache import unit_key as cache_unit_key
+from cwescan.scan import triage as triage_mod
+from cwescan.scan.cache import ResultCache
+from cwescan.scan.cache import model_key as cache_model_key
+from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
-from cwescan.findings import SEVERITIES, Finding, severity_rank
-from cwescan.precision import default_precision
-from cwescan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
-from cwescan.testcode import DEFAULT_TEST_MODE, DEFAULT_TEST_PATHS, TestPaths
-from cwescan.units import SourceFile, Unit, parse_source
-from cwescan.walk import (
+from cwescan.core.findings import SEVERITIES, Finding, severity_rank
+from cwescan.core.testcode import DEFAULT_TEST_MODE, DEFAULT_TEST_PATHS, TestPaths
+from cwescan.ml.precision import default_precision
+from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
+from cwescan.core.units import SourceFile, Unit, parse_source
+from cwescan.scan.walk import (
     DEFAULT_MAX_FILE_SIZE,
     Candidate,
     Notice,
@@ -59,7 +59,7 @@ PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
 
 def slm_available() -> tuple[bool, str]:
     """Whether the shipped SLM can run here, and if not, why."""
-    artifact = Path(__file__).parent / "models" / "slm"
+    artifact = Path(__file__).parents[1] / "models" / "slm"
     if not artifact.is_dir():
         return False, f"no shipped model at {artifact}"
     try:
@@ -422,7 +422,7 @@ class ScanOptions:
     cache: ResultCache | None = None  # model results per unit; None: no cache
     verbose: bool = False  # let model libraries print their warnings and progress bars
     tests: str = DEFAULT_TEST_MODE  # test code: "report" (lower, never fails), "normal" or "skip"
-    test_paths: tuple[str, ...] = DEFAULT_TEST_PATHS  # what is test code (cwescan.testcode)
+    test_paths: tuple[str, ...] = DEFAULT_TEST_PATHS  # what is test code (cwescan.core.testcode)
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -560,7 +560,7 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
                      cache: ResultCache | None = None,
                      verbose: bool = False) -> tuple[list[Finding], dict]:
     """Findings of the model detectors and what the stage did: per unit, triage decides
-    whether a model must look at it (``cwescan.triage``), then the cache may answer for it;
+    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
     only the rest run through the model, in batches."""
     hints = hints or {}
     # Triage file by file, keeping only the units to review: the trees of files with nothing

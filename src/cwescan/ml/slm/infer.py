@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cwescan.attention import no_plan_attention
-from cwescan.slm import prompt as P
+from cwescan.ml.attention import no_plan_attention
+from cwescan.ml.slm import prompt as P
 
 
 @dataclass

@@ -20,7 +20,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cwescan.artifacts import ArtifactError, sha256_file
+from cwescan.ml.artifacts import ArtifactError, sha256_file
 
 
 @dataclass(frozen=True)

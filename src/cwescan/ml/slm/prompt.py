@@ -34,9 +34,9 @@ import ast
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from cwescan import cwe as cwe_catalog
-from cwescan.codeprep import strip_comments
-from cwescan.units import Unit, split_lines
+from cwescan.core import cwe as cwe_catalog
+from cwescan.ml.codeprep import strip_comments
+from cwescan.core.units import Unit, split_lines
 
 INSTRUCTION = (
     "You are a security code reviewer. Decide whether the Python code below contains a security "

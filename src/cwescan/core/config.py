@@ -17,7 +17,7 @@ spelled with dashes or underscores. Command-line flags override everything here.
     baseline = ".cwescan-baseline.json"
     tests = "report"            # test code: report (one severity lower, never fails --fail-on)
                                 #   | normal (like any code) | skip (not scanned)
-    test-paths = ["tests/", "test_*.py"]  # what is test code (default: cwescan.testcode)
+    test-paths = ["tests/", "test_*.py"]  # what is test code (default: cwescan.core.testcode)
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cwescan.findings import SEVERITIES
-from cwescan.testcode import DEFAULT_TEST_MODE, TEST_MODES
-from cwescan.walk import DEFAULT_MAX_FILE_SIZE
+from cwescan.core.findings import SEVERITIES
+from cwescan.core.testcode import DEFAULT_TEST_MODE, TEST_MODES
+from cwescan.scan.walk import DEFAULT_MAX_FILE_SIZE
 
 FORMATS = ("text", "json", "jsonl", "sarif")
 PRECISIONS = ("fp32", "bf16", "int8", "int4")
@@ -53,7 +53,7 @@ class Config:
     format: str = "text"
     baseline: Path | None = None
     tests: str = DEFAULT_TEST_MODE  # what to do with test code: report | normal | skip
-    test_paths: list[str] | None = None  # None: cwescan.testcode.DEFAULT_TEST_PATHS
+    test_paths: list[str] | None = None  # None: cwescan.core.testcode.DEFAULT_TEST_PATHS
     source: Path | None = None  # the pyproject.toml these came from
 
 

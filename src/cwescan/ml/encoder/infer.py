@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cwescan.attention import no_plan_attention
-from cwescan.encoder.model import EncoderClassifier
-from cwescan.encoder.tokenizer import PAD, SPECIAL_TOKENS
-from cwescan.encoder.windows import Window, make_windows
+from cwescan.ml.attention import no_plan_attention
+from cwescan.ml.encoder.model import EncoderClassifier
+from cwescan.ml.encoder.tokenizer import PAD, SPECIAL_TOKENS
+from cwescan.ml.encoder.windows import Window, make_windows
 
 
 @dataclass

@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
-PRECISION_FILE = Path(__file__).parent / "models" / "precision.json"
+PRECISION_FILE = Path(__file__).parents[1] / "models" / "precision.json"
 INT4_GROUP_SIZE = 32
 
 

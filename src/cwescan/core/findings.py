@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from cwescan import cwe as cwe_catalog
+from cwescan.core import cwe as cwe_catalog
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -36,7 +36,7 @@ class Finding:
     @property
     def in_test(self) -> bool:
         """In test code: reported one severity lower and left out of ``--fail-on``
-        (``cwescan.testcode``)."""
+        (``cwescan.core.testcode``)."""
         return bool(self.extra.get("in_test"))
 
     @property

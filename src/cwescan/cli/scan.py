@@ -16,11 +16,11 @@ from pathlib import Path
 import click
 import typer
 
-from cwescan import config as config_mod
+from cwescan.core import config as config_mod
 from cwescan import output
-from cwescan.cache import ResultCache
-from cwescan.progress import scan_progress
-from cwescan.scanner import (
+from cwescan.cli.progress import scan_progress
+from cwescan.scan.cache import ResultCache
+from cwescan.scan.pipeline import (
     MODEL_DETECTORS,
     ScanOptions,
     create_detectors,
@@ -28,10 +28,10 @@ from cwescan.scanner import (
     scan,
     third_party_quiet,
 )
-from cwescan.triage import REVIEW_MODES
-from cwescan.suppress import BaselineError, load_baseline, write_baseline
-from cwescan.testcode import DEFAULT_TEST_PATHS, TEST_MODES
-from cwescan.walk import find_base
+from cwescan.core.testcode import DEFAULT_TEST_PATHS, TEST_MODES
+from cwescan.scan.triage import REVIEW_MODES
+from cwescan.scan.suppress import BaselineError, load_baseline, write_baseline
+from cwescan.scan.walk import find_base
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C: never mistaken for "findings"

@@ -1,6 +1,6 @@
 """`cwescan fuzz`: push thousands of hostile files through every stage of a scan.
 
-Cases come from :mod:`cwescan.fuzz`. They are written in batches into a temporary folder,
+Cases come from :mod:`cwescan.fuzz.engine`. They are written in batches into a temporary folder,
 found again by ``walk.discover`` (walking), then each goes through reading, parsing, the static
 detector and the models' pre-processing (:class:`cwescan.fuzz.Harness`). Some files in each
 batch would write a canary file if anything ever executed them; the canary must never appear.
@@ -29,7 +29,7 @@ def _err(msg: str) -> None:
 def build_harness(file_timeout: float, seeds: list[bytes], quiet: bool = False):
     """The harness with the static detector and the models' tokenizers: the shipped ones when
     present, else ones built here from the seed files (pre-processing is the same code)."""
-    from cwescan.fuzz import Harness
+    from cwescan.fuzz.engine import Harness
 
     detectors, notes = [], []
     try:
@@ -53,7 +53,7 @@ _BPE_CACHE: dict[int, object] = {}
 
 def _small_bpe(seeds: list[bytes]):
     """A small BPE tokenizer trained on the seed files (cached: training takes seconds)."""
-    from cwescan.encoder.tokenizer import train_bpe
+    from cwescan.ml.encoder.tokenizer import train_bpe
 
     key = hash(tuple(seeds[:100]))
     if key not in _BPE_CACHE:
@@ -78,10 +78,10 @@ class _FastTokenizer:
 
 def _slm_builder(seeds):
     try:
-        from cwescan.slm.prompt import PromptBuilder
+        from cwescan.ml.slm.prompt import PromptBuilder
     except ImportError as e:
         return None, f"SLM prompt builder not available ({e})"
-    from cwescan.artifacts import model_dir
+    from cwescan.ml.artifacts import model_dir
 
     shipped = model_dir("slm")
     try:
@@ -98,10 +98,10 @@ def _slm_builder(seeds):
 
 def _encoder_tokenizer(seeds):
     try:
-        from cwescan.encoder.tokenizer import load_tokenizer
+        from cwescan.ml.encoder.tokenizer import load_tokenizer
     except ImportError as e:
         return None, f"encoder windowing not available ({e})"
-    from cwescan.artifacts import model_dir
+    from cwescan.ml.artifacts import model_dir
 
     shipped = model_dir("encoder") / "tokenizer.json"
     try:
@@ -128,8 +128,8 @@ def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, cra
              quiet: bool = False, shard: int = 0, shards: int = 1) -> dict:
     """Run cases ``shard, shard + shards, ...`` below ``count`` (or as many as ``time_budget``
     seconds allow); return the summary. Case i is the same whatever the sharding."""
-    from cwescan.fuzz import case_at, max_rss_mb, save_crash, stdlib_seeds, write_case
-    from cwescan.walk import discover
+    from cwescan.fuzz.engine import case_at, max_rss_mb, save_crash, stdlib_seeds, write_case
+    from cwescan.scan.walk import discover
 
     seeds = stdlib_seeds(rng=random.Random(seed))
     harness, notes = build_harness(file_timeout, seeds, quiet)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
-from cwescan.encoder.tokenizer import BOS, EOS, encode_with_offsets
+from cwescan.ml.encoder.tokenizer import BOS, EOS, encode_with_offsets
 
 
 @dataclass

@@ -18,12 +18,12 @@ app = typer.Typer(
 )
 
 COMMAND_MODULES = [
-    "cwescan.scan_cli",  # cwescan scan
-    "cwescan.data.cli",  # cwescan data split
-    "cwescan.evaluate.cli",  # cwescan eval
-    "cwescan.train.cli",  # cwescan train slm|encoder
-    "cwescan.bench.cli",  # cwescan bench
-    "cwescan.fuzz_cli",  # cwescan fuzz
+    "cwescan.cli.scan",  # cwescan scan
+    "cwescan.cli.data",  # cwescan data split
+    "cwescan.cli.eval",  # cwescan eval
+    "cwescan.cli.train",  # cwescan train slm|encoder
+    "cwescan.cli.bench",  # cwescan bench
+    "cwescan.cli.fuzz",  # cwescan fuzz
 ]
 
 

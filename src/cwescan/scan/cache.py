@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from cwescan.findings import Finding
-from cwescan.units import Unit
+from cwescan.core.findings import Finding
+from cwescan.core.units import Unit
 
 FORMAT = 1  # bump when the stored layout changes
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -55,12 +55,12 @@ def _digest(obj) -> str:
 
 def _source_hash(detector) -> str:
     """Hash of the code that turns a unit into the detector's answer: its module and, when it
-    has one, the package of the same name (``cwescan/slm/`` for the SLM)."""
+    has one, the package of the same name (``cwescan/ml/slm/`` for the SLM)."""
     module = sys.modules.get(type(detector).__module__)
     paths: list[Path] = []
     if module is not None and getattr(module, "__file__", None):
         paths.append(Path(module.__file__))
-        package = Path(module.__file__).parents[1] / getattr(detector, "name", "")
+        package = Path(module.__file__).parents[1] / "ml" / getattr(detector, "name", "")
         if package.is_dir():
             paths.extend(sorted(package.glob("*.py")))
     h = hashlib.sha256()
@@ -103,7 +103,7 @@ def _finding_fields(f: Finding, start: int) -> dict:
 def unit_key(model: str, unit: Unit, hints: Sequence[Finding]) -> str:
     """Key of ``unit`` for the model keyed ``model``; ``hints``: the static findings that the
     detector is given for the unit's file (only those inside the unit count)."""
-    from cwescan.slm.prompt import callers_of
+    from cwescan.ml.slm.prompt import callers_of
 
     inside = sorted((f for f in hints if unit.start_line <= f.start_line <= unit.end_line),
                     key=Finding.sort_key)

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from cwescan.detectors.static.taint import dotted
-from cwescan.findings import Finding
-from cwescan.units import Unit
+from cwescan.core.findings import Finding
+from cwescan.core.units import Unit
 
 REVIEW_MODES = ("triage", "all")
 

@@ -3,7 +3,7 @@
 over every unit of that part (the windows' scores and decodes are cached, so the answers cost
 almost nothing after the evaluation).
 
-    python3 -m cwescan.slm.evaluate --part test --precision bf16 --out /tmp/eval-slm
+    python3 -m cwescan.ml.slm.evaluate --part test --precision bf16 --out /tmp/eval-slm
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> dict:
     from cwescan.detectors.slm import SLMDetector
     from cwescan.evaluate.report import main_table, write_outputs
     from cwescan.evaluate.runner import run_detector, sample
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--part", default="test")
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
                       batch_size=a.batch_size or (16 if a.device == "cpu" else 128))
     t0 = time.perf_counter()
     run = run_detector("slm", det, recs, batch_size=64)
-    cmd = f"python3 -m cwescan.slm.evaluate --part {a.part} --precision {a.precision} --device {a.device}" + (
+    cmd = f"python3 -m cwescan.ml.slm.evaluate --part {a.part} --precision {a.precision} --device {a.device}" + (
         f" --model {a.model}" if a.model else "") + (f" --limit {a.limit}" if a.limit else "")
     meta = {"command": cmd, "input": f"the {a.part} part of the split", "split": a.part,
             "manifest_hash": manifest_hash(), "records": len(recs), "seconds": round(time.perf_counter() - t0, 2)}

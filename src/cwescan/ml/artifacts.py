@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).parent / "models"
+MODELS_DIR = Path(__file__).parents[1] / "models"
 
 
 class ArtifactError(RuntimeError):
