@@ -83,6 +83,19 @@ class Context:
             message = f"{what}: {message}"
         return self.hit(node, flow, message, lower_severity=level != TAINTED)
 
+    def assigned_value(self, name: ast.AST) -> ast.AST | None:
+        """The value last assigned to the variable ``name`` in the enclosing function before
+        the line it is used on; None for other expressions or when there is none."""
+        if not isinstance(name, ast.Name) or self.func is None:
+            return None
+        found = None
+        for node in ast.walk(self.func):
+            if (isinstance(node, ast.Assign) and node.lineno < name.lineno
+                    and any(isinstance(t, ast.Name) and t.id == name.id for t in node.targets)
+                    and (found is None or node.lineno > found.lineno)):
+                found = node
+        return found.value if found is not None else None
+
     # -- Bandit ------------------------------------------------------------------------------
 
     def bandit(self, test_id: str, call: ast.Call):

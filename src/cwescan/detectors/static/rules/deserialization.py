@@ -70,7 +70,8 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     data = arg(call, 0, "data") or arg(call, 0, "file") or kwarg(call, "f") or kwarg(call, "filename")
     if data is None:
         return
-    if isinstance(data, ast.Call) and last_name(data.func) == "dumps":
+    made = ctx.assigned_value(data) or data
+    if isinstance(made, ast.Call) and last_name(made.func) == "dumps":
         return  # a round trip of the program's own object (copying, or testing pickling)
     flow = ctx.flow(data)
     level = flow.level_for("deserialize")

@@ -324,14 +324,7 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
 def _argument_list(expr: ast.AST, ctx: Context) -> ast.List | ast.Tuple | None:
     """The argument-list literal ``expr`` is, starts with (``["git"] + extra``) or was last
     assigned in the enclosing function; None when it is no list (a command string)."""
-    if isinstance(expr, ast.Name) and ctx.func is not None:
-        value = None
-        for node in ast.walk(ctx.func):
-            if (isinstance(node, ast.Assign) and node.lineno < expr.lineno
-                    and any(isinstance(t, ast.Name) and t.id == expr.id for t in node.targets)
-                    and (value is None or node.lineno > value.lineno)):
-                value = node
-        expr = value.value if value is not None else expr
+    expr = ctx.assigned_value(expr) or expr
     while isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
         expr = expr.left
     return expr if isinstance(expr, (ast.List, ast.Tuple)) else None

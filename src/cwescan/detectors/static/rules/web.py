@@ -296,7 +296,9 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if isinstance(func, ast.Attribute) and _test_client(func.value, ctx):
         return  # calls the application in process, not the network
     name = last_name(func)
-    url = arg(call, 1, "url") if name == "request" else arg(call, 0, "url")
+    # request(method, url); requests.Request(method, url) too, unlike urllib's Request(url)
+    takes_method = name == "request" or name == "Request" and qual.startswith("requests.")
+    url = arg(call, 1, "url") if takes_method else arg(call, 0, "url")
     if url is None or isinstance(url, ast.Constant):
         return
     flow: Flow = ctx.flow(url)
@@ -395,12 +397,8 @@ def _fixed_host(url: ast.AST, ctx: Context) -> bool:
 
 
 def _url_value(url: ast.AST, ctx: Context) -> ast.AST:
-    """The expression a URL variable was first assigned before its use, else ``url`` itself."""
-    if isinstance(url, ast.Name) and ctx.func is not None:
-        for n in ast.walk(ctx.func):
-            if isinstance(n, ast.Assign) and _targets(n, url.id) and n.lineno <= url.lineno:
-                return n.value
-    return url
+    """The expression a URL variable was last assigned before its use, else ``url`` itself."""
+    return ctx.assigned_value(url) or url
 
 
 @rule("CWS352", cwe="CWE-352", title="CSRF protection disabled for a view", severity="high",
