@@ -29,7 +29,7 @@ def markdown() -> str:
         "",
         "Findings in test code (`tests/`, `test_*.py`, `*_test.py`, `conftest.py`...) are reported",
         "one severity lower, marked `in_test`, and never fail `--fail-on`; `tests = \"normal\"` or",
-        "`\"skip\"` in `[tool.cwescan]` (or `--tests`) changes that (see docs/SCANNING.md).",
+        "`\"skip\"` in `[tool.cwescan]` (or `--tests`) changes that (README, \"Test code\").",
         "Suppress a reviewed finding with `# cwescan: ignore[CWE-89]` (or `# nosec`) on the statement.",
         "",
         "| Rule | CWE | Severity | Title | Bandit |",
