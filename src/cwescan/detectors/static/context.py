@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 
 from cwescan.detectors.static import bandit_bridge
+from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.registry import Hit
 from cwescan.detectors.static.taint import CONSTANT, TAINTED, UNKNOWN, Analyzer, Flow, dotted
 
@@ -50,7 +51,7 @@ class Context:
     @property
     def analyzer(self) -> Analyzer:
         if self._analyzer is None:
-            self._analyzer = Analyzer(self.tree, self.qualname)
+            self._analyzer = Analyzer(self.tree, self.qualname, test_file=is_test_path(self.path))
         return self._analyzer
 
     def flow(self, expr: ast.AST | None) -> Flow:

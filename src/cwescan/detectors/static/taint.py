@@ -17,7 +17,8 @@ about it. Every assignment records what the assigned name holds from that line o
 * ``unknown``: anything else (the result of some call, an attribute of ``self``...). Values read
   back from a database (``cursor.fetchone()``, ``Model.objects.get(...)``, ``session.query(...)
   .first()``) are unknown too, labelled as database values: stored data, not request data, even
-  when a request field chose the row.
+  when a request field chose the row. So are the parameters of tests and pytest fixtures in
+  test files: pytest passes them fixtures and parametrized values the test's author chose.
 
 Assignments inside branches and loops join with what the name held before (taint wins), so
 ``if x: v = "default"`` does not hide the tainted ``v`` of the other path. A validation guard,
@@ -55,6 +56,8 @@ SOURCE_CONFIDENCE = {
 WEAK_SOURCES = frozenset({"parameter"})
 UNKNOWN_CONFIDENCE = 0.5
 DATABASE = "database"  # the source label of unknown values read back from a database
+# unknown values whose origin is known and worth naming in an explanation
+_NAMED_UNKNOWN = frozenset({DATABASE, "test-data"})
 
 REQUEST_FIELDS = {
     "args", "form", "values", "json", "data", "files", "cookies", "headers", "GET", "POST",
@@ -286,8 +289,9 @@ class Scope:
 class Analyzer:
     """Answers "what may this expression hold here?" for one file."""
 
-    def __init__(self, tree: ast.Module, resolve) -> None:
+    def __init__(self, tree: ast.Module, resolve, test_file: bool = False) -> None:
         self.resolve = resolve  # callee qualname resolver of the file (aliases)
+        self.test_file = test_file  # test code: tests' and fixtures' parameters are test data
         self.module = Scope()
         self.scopes: dict[int, Scope] = {}
         self.routes: set[int] = set()
@@ -330,10 +334,18 @@ class Analyzer:
             p.arg in ("request", "req") for p in a.args[:2])
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
         params += [p for p in (a.vararg, a.kwarg) if p is not None]
+        # pytest hands a test or fixture its fixtures and parametrized values: data the test's
+        # author chose, not outside input
+        test_data = self.test_file and (getattr(func, "name", "").startswith("test") or any(
+            "fixture" in (dotted(d.func if isinstance(d, ast.Call) else d) or "")
+            for d in getattr(func, "decorator_list", ())))
         for p in params:
             if p.arg in ("self", "cls", "request", "req"):
                 continue
-            if routed:
+            if test_data:
+                f = Flow(UNKNOWN, "test-data", f"test parameter `{p.arg}` (a pytest fixture or "
+                         "parametrized value)", chain=frozenset({p.arg}))
+            elif routed:
                 f = Flow(TAINTED, "route-param", f"URL parameter `{p.arg}`", chain=frozenset({p.arg}))
             elif p.arg == "event" and "handler" in getattr(func, "name", ""):
                 f = Flow(TAINTED, "request", "request data (the Lambda `event`)", chain=frozenset({p.arg}))
@@ -474,7 +486,7 @@ class Analyzer:
             base = ev(node.value, scope, line, d)
             if base.level == TAINTED and node.attr == "filename" and base.source == "upload":
                 return replace(base, source="upload-name", origin="the client-chosen upload filename")
-            return base if base.level == TAINTED or base.source == DATABASE else UNKNOWN_FLOW
+            return base if base.level == TAINTED or base.source in _NAMED_UNKNOWN else UNKNOWN_FLOW
         if isinstance(node, ast.Subscript):
             name = dotted(node.value)
             if name in ("os.environ", "environ"):
@@ -535,7 +547,7 @@ class Analyzer:
         if name == "join" and qual.endswith("path.join"):
             return join(args, "os.path.join()")
         flow = join([receiver, *args])
-        if flow.level == TAINTED or flow.source == DATABASE:
+        if flow.level == TAINTED or flow.source in _NAMED_UNKNOWN:
             return flow
         if name in _PURE and flow.level == CONSTANT:
             return CONST  # a pure function of constants
