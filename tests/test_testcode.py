@@ -124,3 +124,22 @@ def test_text_and_sarif_show_test_code(shop):
     in_test = {res["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: res["properties"].get("in_test")
                for res in results}
     assert in_test["app.py"] is None and in_test["tests/test_views.py"] is True
+
+
+def test_test_and_fixture_parameters_are_test_data():
+    """pytest hands tests and fixtures their fixtures and parametrized values: not a taint
+    source in test files; a helper's parameter still is (weakly), as outside tests."""
+    from cwescan.core.units import parse_source
+    from cwescan.detectors.static import StaticDetector
+
+    code = ("import pytest, requests\n"
+            "def test_get(url):\n    requests.get(url)\n"
+            "@pytest.fixture\ndef page(base):\n    return requests.get(base)\n"
+            "def fetch(url):\n    return requests.get(url)\n")
+
+    def lines(path):
+        found = StaticDetector(select=["CWS918"]).detect(parse_source(path, code).units)
+        return sorted(f.start_line for f in found)
+
+    assert lines("tests/test_api.py") == [8]
+    assert lines("api.py") == [3, 6, 8]
