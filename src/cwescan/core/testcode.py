@@ -9,7 +9,9 @@ default, reports their findings one severity lower, marked ``in_test``, and leav
 them.
 
 Paths are matched like ``exclude`` patterns (.gitignore syntax) against the path relative to
-the project root.
+the project root. ``test-paths`` replaces the patterns for reporting and skipping; the static
+rules' handling of test idioms (test clients, fixtures' parameters, requests to localhost)
+uses the default patterns, since it is about what the code does, not how it is reported.
 """
 
 from __future__ import annotations
