@@ -304,3 +304,16 @@ def test_partial_ssrf_ranks_below_a_free_url():
     free = _confidence(head + "    return requests.get(u)\n", "CWS918")
     path_only = _confidence(head + "    return requests.get('https://api.example.com/' + u)\n", "CWS918")
     assert free > path_only > 0
+
+
+def test_argument_lists_without_a_shell():
+    """Data in the arguments of a shell-less call is no command injection; request data choosing
+    the program is; the command line choosing it is flagged weakly."""
+    head = "import subprocess, sys\nfrom flask import request\ndef f():\n"
+    assert scan("t.py", head + "    subprocess.run(['git', 'log', request.args['ref']])\n",
+                select=["CWS078"]) == []
+    req = _only(head + "    subprocess.run([request.args['prog'], '-v'])\n", "CWS078")
+    argv = _only(head + "    subprocess.run(sys.argv[1:])\n", "CWS078")
+    assert (req.severity, argv.severity) == ("critical", "high")
+    assert req.confidence > argv.confidence == 0.6
+    assert "command-line argument (sys.argv)" in argv.message

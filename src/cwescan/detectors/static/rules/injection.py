@@ -217,8 +217,9 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     What is flagged (taint only): request data or ``input()`` choosing the *program*
     (``subprocess.run([cmd[0], ...])``, ``os.execvp(prog, ...)``), a whole command string
     formatted from tainted data, and the script of ``["sh", "-c", x]``, which is a shell
-    again. The command line (``sys.argv``) or the environment choosing the program is the
-    choice of whoever runs it, and is not flagged.
+    again. The command line (``sys.argv``) choosing the program is mostly the choice of whoever
+    runs it (a wrapper such as ``time``): 0.6, one severity lower. The environment choosing it
+    is not flagged.
 
     **Fix.** ``subprocess.run(["ping", "-c", "1", host], check=True)`` (no shell), or
     ``shlex.quote(host)`` when a shell is unavoidable.
@@ -310,7 +311,13 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
     if target is None or isinstance(target, (ast.Constant, ast.Starred)):
         return
     flow = ctx.flow(target)
-    if flow.level_for("command") != 2 or flow.source in ("environment", "argv"):
+    if flow.level_for("command") != 2 or flow.source == "environment":
+        return
+    if flow.source == "argv":
+        # the command line choosing the program is mostly its user's own choice (a wrapper
+        # like `time` or `nohup`), dangerous when another program builds that command line
+        yield ctx.hit(call, flow, flow.explain(f"{qual}() as the program or its script"), 0.6,
+                      lower_severity=True)
         return
     if flow.source == "parameter":
         # A wrapper running the program its caller names is the caller's choice; flag a
