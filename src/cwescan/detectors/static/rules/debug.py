@@ -57,8 +57,9 @@ def debugger_on(call: ast.Call, ctx: Context) -> Iterator[Hit]:
             return
         if not ctx.imported("flask"):
             return
-        switch = "debug" if is_const(kwarg(call, "debug"), True) else "use_debugger"
-        if not is_const(kwarg(call, switch), True):
+        # Flask.run(host=None, port=None, debug=None, load_dotenv=True, **options)
+        switch = "debug" if is_const(arg(call, 2, "debug"), True) else "use_debugger"
+        if not is_const(arg(call, 2, "debug") if switch == "debug" else kwarg(call, switch), True):
             return
         host = arg(call, 0, "host")
     elif name == "run_simple":
