@@ -58,8 +58,11 @@ def debugger_on(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         if not ctx.imported("flask"):
             return
         # Flask.run(host=None, port=None, debug=None, load_dotenv=True, **options)
-        switch = "debug" if is_const(arg(call, 2, "debug"), True) else "use_debugger"
-        if not is_const(arg(call, 2, "debug") if switch == "debug" else kwarg(call, switch), True):
+        if is_const(arg(call, 2, "debug"), True):
+            switch = "debug"
+        elif is_const(kwarg(call, "use_debugger"), True):
+            switch = "use_debugger"
+        else:
             return
         host = arg(call, 0, "host")
     elif name == "run_simple":
