@@ -72,7 +72,7 @@ def test_bad_review_value_is_a_usage_error(tmp_path):
 
 
 def test_device_reaches_the_model_detectors_and_bad_values_are_usage_errors(tmp_path, adapter, monkeypatch):
-    from cwescan.scan.pipeline import create_detectors
+    from cwescan.detectors import create_detectors
 
     monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: adapter)
     static, slm = create_detectors(["static", "slm"], "fp32", device="cpu")

@@ -1,7 +1,7 @@
 """The scanner hands static findings to a model detector and reports its second opinion."""
 
-from cwescan.detectors.base import Detector
-from cwescan.detectors.slm import second_opinion
+from conftest import KeywordModel
+from cwescan.scan.combine import second_opinion
 from cwescan.detectors.static import StaticDetector
 from cwescan.scan.pipeline import ScanOptions, scan
 from cwescan.core.units import parse_source
@@ -15,12 +15,13 @@ def run():
 '''
 
 
-class OpinionModel(Detector):
+class OpinionModel(KeywordModel):
     """A model-stage detector with a fixed P(vulnerable): it reviews every hint it gets."""
 
     name = "slm"
 
     def __init__(self, p: float):
+        super().__init__()
         self.p = p
         self.seen_hints = 0
 

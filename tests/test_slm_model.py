@@ -58,6 +58,7 @@ def trained(tmp_path_factory):
     return root, card
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_training_lowers_the_loss_and_writes_a_card(trained):
     root, card = trained
     losses = json.loads((root / "adapter" / "logs" / "history.json").read_text())["losses"]
@@ -154,7 +155,7 @@ def test_tampered_adapter_is_refused(trained, tmp_path):
 
 
 def test_second_opinion_raises_agreeing_and_lowers_disagreeing_findings():
-    from cwescan.detectors.slm import second_opinion
+    from cwescan.scan.combine import second_opinion
     from cwescan.core.findings import Finding
 
     f = Finding("a.py", 3, 3, "CWE-89", "CWS101", "SQL", "m", 0.6, "high", "static")

@@ -281,12 +281,12 @@ def test_demo_app_answer_key():
 
 
 def test_docs_are_generated_from_the_rules():
-    out = subprocess.run([sys.executable, "-m", "cwescan.detectors.static", "--docs"],
+    out = subprocess.run([sys.executable, "-m", "cwescan", "rules", "--docs"],
                          capture_output=True, text=True, check=True).stdout
     for r in RULES.values():
         assert f"## {r.id}" in out
     committed = Path(__file__).resolve().parents[1] / "docs" / "RULES.md"
-    assert committed.read_text() == out, "docs/RULES.md is stale: python -m cwescan.detectors.static --docs > docs/RULES.md"
+    assert committed.read_text() == out, "docs/RULES.md is stale: cwescan rules --docs > docs/RULES.md"
 
 
 def test_indented_snippets_are_scanned_with_exact_lines():

@@ -23,7 +23,7 @@ def split_cmd(
 ) -> None:
     """Build the leakage-free split and write its manifests; prints counts per source and CWE."""
     from cwescan.data.records import DataError
-    from cwescan.data.split import PARTS, _count_table, by_cwe, by_source, run_split, splits_dir
+    from cwescan.data.split import PARTS, count_table, by_cwe, by_source, run_split, splits_dir
 
     try:
         result, summary = run_split(data_dir, out)
@@ -39,7 +39,7 @@ def split_cmd(
     typer.echo(f"{'records':34}" + "".join(f"{summary['parts'][p]:>11}" for p in PARTS))
     for title, key, limit in (("source", by_source, None), ("CWE family", by_cwe, top_cwes)):
         typer.echo(f"-- per {title}")
-        for k, v in _count_table(result.parts, key)[:limit]:
+        for k, v in count_table(result.parts, key)[:limit]:
             typer.echo(f"{k[:34]:34}" + "".join(f"{x:>11}" for x in v))
 
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import typer
 
-MODEL_DETECTORS = {"slm", "encoder"}  # take precision= and device= options
 
 
 def _fail(msg: str) -> None:
@@ -31,9 +30,10 @@ def eval_cmd(
 ) -> None:
     """Evaluate detectors on labelled records: binary, ranking, CWE-typed, line, pairwise and
     calibration metrics, per source and per CWE."""
+    # Long because of its typer options; the body builds detectors and calls the runner.
     from cwescan.data.records import DataError, default_data_dir, load_records
     from cwescan.data.split import load_part, manifest_hash
-    from cwescan.detectors import REGISTRY, create
+    from cwescan.detectors import REGISTRY, create_detectors
     from cwescan.evaluate.report import main_table, update_doc as rewrite_doc, write_outputs
     from cwescan.evaluate.runner import perturbed_variants, run_detector, sample
 
@@ -80,15 +80,12 @@ def eval_cmd(
     runs = {}
     t_all = time.perf_counter()
     for name in dict.fromkeys(detector):  # each once, in the order given
-        options = {}
         label = name
-        if name in MODEL_DETECTORS:
-            options = {k: v for k, v in (("precision", precision), ("device", device)) if v}
         if name == "slm" and slm_model:
-            options["model"] = slm_model
             label = "slm" if slm_model == "smollm2" else f"slm-{Path(slm_model).name}"
         try:
-            det = create(name, **options)
+            # the same detectors, options and default precision as `cwescan scan`
+            [det] = create_detectors([name], precision, slm_model, device)
         except KeyError as e:
             _fail(str(e.args[0]))
         except ModuleNotFoundError as e:
@@ -111,5 +108,22 @@ def eval_cmd(
         typer.echo(f"updated the eval table in {update_doc}")
 
 
+def eval_slm_cmd(
+    part: str = typer.Option("test", help="Part of the split: train, validation or test."),
+    precision: str = typer.Option(None, help="fp32, bf16, int8 or int4 (default: as `cwescan scan`)."),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    model: str = typer.Option(None, help="Adapter folder (default: the shipped one)."),
+    batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
+    limit: int = typer.Option(0, help="Evaluate on a sample of N records (0: all)."),
+    out: Path = typer.Option(Path("out/eval-slm"), help="Where the outputs go."),
+) -> None:
+    """Evaluate the SLM on one part of the split the way `cwescan eval` does, and count the
+    parse rate of its constrained answers over every unit of that part."""
+    from cwescan.evaluate.slm_part import evaluate_slm_part
+
+    evaluate_slm_part(part, precision, device, model, batch_size, limit, out)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
+    app.command("eval-slm")(eval_slm_cmd)

@@ -20,15 +20,10 @@ from cwescan.core import config as config_mod
 from cwescan import output
 from cwescan.cli.progress import scan_progress
 from cwescan.scan.cache import ResultCache
-from cwescan.scan.pipeline import (
-    MODEL_DETECTORS,
-    ScanOptions,
-    create_detectors,
-    default_detectors,
-    scan,
-    third_party_quiet,
-)
-from cwescan.core.testcode import DEFAULT_TEST_PATHS, TEST_MODES
+from cwescan.core.precisions import SCAN_PRECISIONS
+from cwescan.detectors import create_detectors, default_detectors
+from cwescan.scan.pipeline import ScanOptions, scan, third_party_quiet
+from cwescan.core.testcode import TEST_MODES, TestCodePolicy
 from cwescan.scan.triage import REVIEW_MODES
 from cwescan.scan.suppress import BaselineError, load_baseline, write_baseline
 from cwescan.scan.walk import find_base
@@ -108,7 +103,7 @@ def scan_command(
         os.environ["PYTHONWARNINGS"] = "ignore"
     fmt = _choice(fmt, config_mod.FORMATS, "--format")
     fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
-    precision = _choice(precision, config_mod.PRECISIONS, "--precision")
+    precision = _choice(precision, SCAN_PRECISIONS, "--precision")
     review = _choice(review, REVIEW_MODES, "--review")
     device = _choice(device, ("cpu", "cuda"), "--device")
     tests = _choice(tests, TEST_MODES, "--tests")
@@ -133,8 +128,7 @@ def scan_command(
 
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
          exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
-         review="triage", use_cache=True, verbose=False, slm_model=None, device=None,
-         tests=None) -> int:
+         review="triage", use_cache=True, verbose=False, slm_model=None, device=None, tests=None) -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -160,8 +154,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         review=review,
         cache=ResultCache() if use_cache else None,
         verbose=verbose,
-        tests=tests or cfg.tests,
-        test_paths=tuple(cfg.test_paths) if cfg.test_paths is not None else DEFAULT_TEST_PATHS,
+        tests=TestCodePolicy(tests or cfg.tests, tuple(cfg.test_paths)),
     )
 
     detectors = _create(names, options.precision, explicit=note is None, verbose=verbose,
@@ -205,15 +198,19 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
             _err(f"warning: {warning}")
     failing = report.failing(fail_on)
     if not quiet:
-        s = report.stats
-        rate = s["files_scanned"] / elapsed if elapsed > 0 else 0.0
-        in_tests = f" ({s['in_test']:,} in test code, which never fails)" if s.get("in_test") else ""
-        _err(f"{plural(s['findings'], 'finding')}, {len(failing):,} at or above --fail-on {fail_on}"
-             f"{in_tests}; "
-             f"{plural(s['files_scanned'], 'file')} in {elapsed:.1f} s ({rate:.3g} files/s)")
-        if "model_stage" in s:
-            _err(model_stage_line(s["model_stage"]))
+        _err(summary_line(report.stats, len(failing), fail_on, elapsed))
+        if "model_stage" in report.stats:
+            _err(model_stage_line(report.stats["model_stage"]))
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def summary_line(s: dict, failing: int, fail_on: str, elapsed: float) -> str:
+    """'12 findings, 3 at or above --fail-on high (2 in test code, which never fails); 40 files
+    in 1.2 s (33.3 files/s)'."""
+    rate = s["files_scanned"] / elapsed if elapsed > 0 else 0.0
+    in_tests = f" ({s['in_test']:,} in test code, which never fails)" if s.get("in_test") else ""
+    return (f"{plural(s['findings'], 'finding')}, {failing:,} at or above --fail-on {fail_on}{in_tests}; "
+            f"{plural(s['files_scanned'], 'file')} in {elapsed:.1f} s ({rate:.3g} files/s)")
 
 
 def _path_warnings(report, options: ScanOptions, cli_excludes: list[str], cfg: config_mod.Config,
@@ -259,7 +256,7 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
             slm_model: str | None = None, device: str | None = None):
     """Detectors asked for by name must start; of the default set, one that fails to start is
     left out with a note."""
-    from cwescan.detectors import REGISTRY
+    from cwescan.detectors import REGISTRY, is_model
 
     out = []
     for name in names:
@@ -269,10 +266,19 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
             with third_party_quiet(enabled=not verbose):  # model detectors may load here
                 out.extend(create_detectors([name], precision, slm_model, device))
         except Exception as e:
-            if explicit or name not in MODEL_DETECTORS:
+            if explicit or not _optional(name, is_model):
                 raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e
             _err(f"detector {name} left out: {type(e).__name__}: {e}")
     return out
+
+
+def _optional(name: str, is_model) -> bool:
+    """Whether a default detector may be left out when it fails: model detectors, and those
+    whose module cannot even be imported (the ``[models]`` extra is not installed)."""
+    try:
+        return is_model(name)
+    except ImportError:
+        return True
 
 
 def register(app: typer.Typer) -> None:

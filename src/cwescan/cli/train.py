@@ -35,5 +35,30 @@ def train_encoder(
     encoder.run(recipe, out=out, device=device, max_steps=max_steps or None)
 
 
+@train_app.command("encoder-threshold")
+def encoder_threshold(
+    model_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="A shipped encoder folder."),
+) -> None:
+    """Choose the encoder's decision threshold on the validation part and write it to its
+    config and card."""
+    from cwescan.train import encoder_ship
+
+    encoder_ship.select_threshold(model_dir)
+
+
+@train_app.command("encoder-ship")
+def encoder_ship(
+    run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="The training run's folder."),
+    dest: Path = typer.Argument(..., help="Where the shipped model goes (src/cwescan/models/encoder)."),
+    command: list[str] = typer.Option([], help="A command that reproduces the run, for the card; repeatable."),
+    storage: str = typer.Option("fp16", help="Storage precision of the weights: fp16 or int8."),
+) -> None:
+    """Copy a fine-tuned encoder into the package and write its card and README."""
+    from cwescan.train import encoder_ship
+
+    encoder_ship.ship(run_dir, dest, command, storage=storage)
+    encoder_ship.write_readme(dest)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")

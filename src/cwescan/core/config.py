@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cwescan.core.findings import SEVERITIES
-from cwescan.core.testcode import DEFAULT_TEST_MODE, TEST_MODES
-from cwescan.scan.walk import DEFAULT_MAX_FILE_SIZE
+from cwescan.core.precisions import SCAN_PRECISIONS
+from cwescan.core.testcode import DEFAULT_TEST_MODE, DEFAULT_TEST_PATHS, TEST_MODES
 
+DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes: larger files are skipped (--max-file-size)
 FORMATS = ("text", "json", "jsonl", "sarif")
-PRECISIONS = ("fp32", "bf16", "int8", "int4")
 FAIL_ON = (*SEVERITIES, "none")
 
 
@@ -53,7 +53,7 @@ class Config:
     format: str = "text"
     baseline: Path | None = None
     tests: str = DEFAULT_TEST_MODE  # what to do with test code: report | normal | skip
-    test_paths: list[str] | None = None  # None: cwescan.core.testcode.DEFAULT_TEST_PATHS
+    test_paths: list[str] = field(default_factory=lambda: list(DEFAULT_TEST_PATHS))  # what is test code
     source: Path | None = None  # the pyproject.toml these came from
 
 
@@ -144,7 +144,7 @@ def _apply(cfg: Config, key: str, value, source: Path | None) -> None:
             raise ConfigError(f"{key}: expected seconds >= 0, got {value!r}")
         cfg.file_timeout = float(value)
     elif key == "precision":
-        cfg.precision = choice(PRECISIONS)
+        cfg.precision = choice(SCAN_PRECISIONS)
     elif key == "slm-model":
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected smollm2, qwen or an adapter folder, got {value!r}")

@@ -69,3 +69,16 @@ class Finding:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def in_unit(finding: Finding, unit, *, nested: bool = True) -> bool:
+    """The one rule for "this finding lies in that unit": same file, and the finding's first
+    line within the unit's lines (decorators and signature included). The module unit holds
+    the top-level code; with ``nested=False`` a finding inside one of the file's functions
+    belongs to that function, not to the module unit. ``unit``: a ``cwescan.core.units.Unit``."""
+    if finding.path != unit.path or not unit.start_line <= finding.start_line <= unit.end_line:
+        return False
+    if nested or unit.kind != "module":
+        return True
+    return not any(o.kind == "function" and o.start_line <= finding.start_line <= o.end_line
+                   for o in unit.file.units)

@@ -16,9 +16,15 @@ uses the default patterns, since it is about what the code does, not how it is r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import pathspec
+
+from cwescan.core.findings import SEVERITIES, Finding, severity_rank
+
+T = TypeVar("T")
 
 # pytest's discovery names, the usual test folders, Django's per-app tests module
 DEFAULT_TEST_PATHS: tuple[str, ...] = (
@@ -42,6 +48,40 @@ class TestPaths:
 
 
 _DEFAULT = TestPaths()
+
+
+@dataclass(frozen=True)
+class TestCodePolicy:
+    """What a scan does with test code: ``mode`` report | normal | skip, test files by
+    ``patterns``."""
+
+    __test__ = False
+
+    mode: str = DEFAULT_TEST_MODE
+    patterns: tuple[str, ...] = DEFAULT_TEST_PATHS
+    paths: TestPaths = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in TEST_MODES:
+            raise ValueError(f"tests: expected one of {', '.join(TEST_MODES)}, got {self.mode!r}")
+        object.__setattr__(self, "paths", TestPaths(self.patterns))
+
+    def to_scan(self, items: Sequence[T], path_of: Callable[[T], str]) -> tuple[list[T], int]:
+        """The items to scan, and how many test files ``skip`` left out."""
+        if self.mode != "skip":
+            return list(items), 0
+        kept = [i for i in items if not self.paths.match(path_of(i))]
+        return kept, len(items) - len(kept)
+
+    def mark(self, findings: Iterable[Finding]) -> None:
+        """In ``report`` mode, findings in test code: marked ``in_test`` and one severity lower,
+        in place."""
+        if self.mode != "report":
+            return
+        for f in findings:
+            if self.paths.match(f.path):
+                f.extra["in_test"] = True
+                f.severity = SEVERITIES[max(0, severity_rank(f.severity) - 1)]
 
 
 def is_test_path(relpath: str) -> bool:

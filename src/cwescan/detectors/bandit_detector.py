@@ -38,8 +38,7 @@ class BanditDetector(FileDetector):
 
     name = "bandit"
 
-    def __init__(self, tests: Sequence[str] | None = None, skips: Sequence[str] = DEFAULT_SKIPS,
-                 **_options) -> None:
+    def __init__(self, tests: Sequence[str] | None = None, skips: Sequence[str] = DEFAULT_SKIPS) -> None:
         from bandit.core import config as b_config
         from bandit.core import manager as b_manager
 
@@ -49,6 +48,11 @@ class BanditDetector(FileDetector):
         self._manager = b_manager.BanditManager(
             conf, "file", profile={"include": set(tests or ()), "exclude": set(skips)})
 
+    @property
+    def skipped_files(self) -> list:
+        """Files Bandit skipped in the last check (it could not parse them)."""
+        return self._manager.skipped
+
     def check_text(self, path: str, text: str) -> list[Finding]:
         from bandit.core import metrics as b_metrics
 
@@ -57,6 +61,8 @@ class BanditDetector(FileDetector):
         m.scores = []
         m.skipped = []
         m.metrics = b_metrics.Metrics()  # per-file counters would otherwise pile up
+        # Bandit's only entry point for one in-memory file is this private method (its public
+        # API reads files from disk); pinned by tests/test_bandit_detector.py.
         m._parse_file(path, io.BytesIO(text.encode("utf-8", "surrogatepass")), [path])
         out = []
         for issue in m.results:

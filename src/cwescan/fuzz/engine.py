@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import random
-import resource
 import sysconfig
 import time
 import traceback
@@ -484,11 +483,6 @@ def _check_invariants(src, findings) -> None:
     for f in findings:
         if not (1 <= f.start_line <= n):
             raise AssertionError(f"finding {f.rule_id} at line {f.start_line} of {n} lines")
-
-
-def max_rss_mb() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_case(folder: Path, index: int, data: bytes) -> Path:

@@ -10,13 +10,12 @@ occurrence counter, so alerts survive edits that move lines.
 from __future__ import annotations
 
 import json
-import sys
 from urllib.parse import quote
 
 from cwescan import __version__
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import Finding
-from cwescan.scan.pipeline import MODEL_DETECTORS, Reported, Report
+from cwescan.core.report import Report, Reported
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/cwescan/cwescan"
@@ -35,9 +34,9 @@ def precision(confidence: float) -> str:
     return "low"
 
 
-def rule_id(f: Finding) -> str:
+def rule_id(f: Finding, models: frozenset[str]) -> str:
     source = f.extra.get("source_detector", f.detector)
-    if source in MODEL_DETECTORS:
+    if source in models:
         return f"{source.upper()}-{f.cwe}"
     return f.rule_id
 
@@ -46,13 +45,13 @@ def _cwe_tag(cwe: str) -> str:
     return f"external/cwe/cwe-{int(cwe.split('-')[1]):03d}"
 
 
-def _rule(rid: str, results: list[Reported]) -> dict:
+def _rule(rid: str, results: list[Reported], report: Report) -> dict:
     f = results[0].finding
     cwes = sorted({r.finding.cwe for r in results}, key=lambda c: int(c.split("-")[1]))
     cwe_name = cwe_catalog.name(f.cwe)
     url = f"https://cwe.mitre.org/data/definitions/{f.cwe.split('-')[1]}.html"
     source = f.extra.get("source_detector", f.detector)
-    if source in MODEL_DETECTORS:
+    if source in report.model_detectors:
         name = f"{source} {cwe_name}"
         short = f"{cwe_name} ({f.cwe}), found by the {source} model"
         full = (f"The {source} model judged this code to contain {f.cwe}: {cwe_name}. "
@@ -62,8 +61,8 @@ def _rule(rid: str, results: list[Reported]) -> dict:
         short = f"{f.title} ({f.cwe})" if f.title else f"{cwe_name} ({f.cwe})"
         full = f"{f.title}. {f.cwe}: {cwe_name}." if f.title else f"{f.cwe}: {cwe_name}."
     body = full
-    doc = _rule_doc(rid)
-    if doc:  # a static rule's docstring is its documentation
+    doc = report.rule_docs.get(rid)
+    if doc and doc[1]:  # a static rule's docstring is its documentation
         full, body = doc[0] or full, doc[1]
     suppress = f"Suppress a reviewed finding with `# cwescan: ignore[{f.cwe}]` on the flagged statement."
     return {
@@ -84,16 +83,6 @@ def _rule(rid: str, results: list[Reported]) -> dict:
     }
 
 
-def _rule_doc(rid: str) -> tuple[str, str] | None:
-    """(summary, documentation) of a static rule, when the static detector ran in this
-    process (it is not imported just for this)."""
-    static = sys.modules.get("cwescan.detectors.static")
-    rule = getattr(static, "RULES", {}).get(rid) if static else None
-    if rule is None or not rule.doc:
-        return None
-    return rule.summary, rule.doc
-
-
 def _location(path: str, start: int | None = None, end: int | None = None) -> dict:
     # a relative URI reference: spaces and the like percent-encoded, slashes kept
     loc: dict = {"artifactLocation": {"uri": quote(path, safe="/"), "uriBaseId": SRCROOT}}
@@ -106,13 +95,13 @@ def _location(path: str, start: int | None = None, end: int | None = None) -> di
 def sarif_dict(report: Report) -> dict:
     by_rule: dict[str, list[Reported]] = {}
     for r in report.findings:
-        by_rule.setdefault(rule_id(r.finding), []).append(r)
+        by_rule.setdefault(rule_id(r.finding, report.model_detectors), []).append(r)
     rule_ids = sorted(by_rule)
     index = {rid: i for i, rid in enumerate(rule_ids)}
     results = []
     for r in report.findings:
         f = r.finding
-        rid = rule_id(f)
+        rid = rule_id(f, report.model_detectors)
         results.append({
             "ruleId": rid,
             "ruleIndex": index[rid],
@@ -146,7 +135,7 @@ def sarif_dict(report: Report) -> dict:
                 "version": __version__,
                 "semanticVersion": __version__,
                 "informationUri": INFORMATION_URI,
-                "rules": [_rule(rid, by_rule[rid]) for rid in rule_ids],
+                "rules": [_rule(rid, by_rule[rid], report) for rid in rule_ids],
             }},
             "invocations": [{
                 "executionSuccessful": True,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from cwescan.core import cwe as cwe_catalog
-from cwescan.scan.pipeline import Report
+from cwescan.core.report import Report
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
                   "low": "cyan"}

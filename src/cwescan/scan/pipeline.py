@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import ast
 import gc
-import inspect
-import importlib.util
 import logging
 import os
 import signal
@@ -35,12 +33,13 @@ from pathlib import Path
 from cwescan import detectors as detector_registry
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
+from cwescan.scan.combine import merge, replace_reviewed
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
-from cwescan.detectors.base import Detector
-from cwescan.core.findings import SEVERITIES, Finding, severity_rank
-from cwescan.core.testcode import DEFAULT_TEST_MODE, DEFAULT_TEST_PATHS, TestPaths
-from cwescan.ml.precision import default_precision
+from cwescan.detectors.base import Detector, ModelDetector
+from cwescan.core.findings import Finding, in_unit
+from cwescan.core.report import Report, Reported
+from cwescan.core.testcode import TestCodePolicy
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.core.units import SourceFile, Unit, parse_source
 from cwescan.scan.walk import (
@@ -52,45 +51,8 @@ from cwescan.scan.walk import (
     read_source,
 )
 
-MODEL_DETECTORS = ("slm", "encoder")  # batched across files; they take precision=
 MODEL_BATCH_UNITS = 256  # units handed to a model detector per call
 PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
-
-
-def slm_available() -> tuple[bool, str]:
-    """Whether the shipped SLM can run here, and if not, why."""
-    artifact = Path(__file__).parents[1] / "models" / "slm"
-    if not artifact.is_dir():
-        return False, f"no shipped model at {artifact}"
-    try:
-        found = importlib.util.find_spec("cwescan.detectors.slm") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        return False, "cwescan.detectors.slm is not installed"
-    return True, ""
-
-
-def default_detectors() -> tuple[list[str], str]:
-    """["static", "slm"] when the shipped SLM is present, else ["static"]; plus a note."""
-    ok, why = slm_available()
-    if ok:
-        return ["static", "slm"], ""
-    return ["static"], f"slm not used: {why}"
-
-
-def create_detectors(names: Sequence[str], precision: str | None = None, slm_model: str | None = None,
-                     device: str | None = None) -> list[Detector]:
-    out = []
-    for name in names:
-        # no --precision: the benchmark's measured default (models/precision.json, else fp32)
-        opts = {"precision": precision or default_precision(name)} if name in MODEL_DETECTORS else {}
-        if name == "slm" and slm_model:
-            opts["model"] = slm_model  # "qwen", "smollm2" or an adapter folder
-        if device and name in MODEL_DETECTORS:
-            opts["device"] = device
-        out.append(detector_registry.create(name, **opts))
-    return out
 
 
 @contextmanager
@@ -343,68 +305,6 @@ def _scan_in_worker(cand: Candidate) -> FileResult:
 
 # --- merging and the report ---------------------------------------------------------------
 
-def merge(findings: Sequence[Finding]) -> list[Finding]:
-    """One finding per (path, start line, CWE family): the most confident one's fields, with
-    ``detector`` naming every detector that agreed ("slm+static") and ``extra["detectors"]``
-    keeping each one's confidence."""
-    groups: dict[tuple, list[Finding]] = {}
-    for f in findings:
-        groups.setdefault((f.path, f.start_line, f.family), []).append(f)
-    merged = []
-    for group in groups.values():
-        best = max(group, key=lambda f: (f.confidence, severity_rank(f.severity),
-                                         f.detector, f.rule_id, -f.end_line))
-        per_detector: dict[str, float] = {}
-        for f in group:
-            for name in f.detector.split("+"):
-                per_detector[name] = max(per_detector.get(name, 0.0), round(f.confidence, 4))
-        extra = dict(best.extra)
-        extra["source_detector"] = best.detector  # whose rule and message are shown
-        extra["detectors"] = dict(sorted(per_detector.items()))
-        merged.append(Finding(
-            path=best.path, start_line=best.start_line, end_line=best.end_line, cwe=best.cwe,
-            rule_id=best.rule_id, title=best.title, message=best.message,
-            confidence=best.confidence, severity=best.severity,
-            detector="+".join(sorted(per_detector)), extra=extra))
-    return sorted(merged, key=Finding.sort_key)
-
-
-@dataclass
-class Reported:
-    """A finding as reported, with its identities across edits."""
-
-    finding: Finding
-    fingerprint: str  # baseline identity: path, CWE family, flagged code
-    line_hash: str  # SARIF primaryLocationLineHash: content hash + per-file occurrence
-    snippet: str = ""  # the first flagged line, for the text report
-
-    def to_dict(self) -> dict:
-        d = self.finding.verdict()
-        d["fingerprint"] = self.fingerprint
-        d["detectors"] = self.finding.extra.get("detectors", {self.finding.detector: d["confidence"]})
-        return d
-
-
-@dataclass
-class Report:
-    base: Path  # paths are relative to this folder
-    detectors: list[str]
-    findings: list[Reported]  # what remains after confidence, suppression and baseline
-    notices: list[Notice]
-    unused_suppressions: list[dict]
-    stats: dict
-    all_findings: list[Reported] = field(default_factory=list)  # before the baseline
-    excludes_used: set[str] = field(default_factory=set)  # exclude patterns that left something out
-
-    def failing(self, fail_on: str) -> list[Reported]:
-        """Findings at or above ``fail_on``; those in test code never fail a scan."""
-        if fail_on == "none":
-            return []
-        threshold = severity_rank(fail_on)
-        return [r for r in self.findings
-                if severity_rank(r.finding.severity) >= threshold and not r.finding.in_test]
-
-
 @dataclass
 class ScanOptions:
     detectors: list[str]
@@ -421,8 +321,7 @@ class ScanOptions:
     review: str = "triage"  # model stage: "triage" (skip units with no security surface) or "all"
     cache: ResultCache | None = None  # model results per unit; None: no cache
     verbose: bool = False  # let model libraries print their warnings and progress bars
-    tests: str = DEFAULT_TEST_MODE  # test code: "report" (lower, never fails), "normal" or "skip"
-    test_paths: tuple[str, ...] = DEFAULT_TEST_PATHS  # what is test code (cwescan.core.testcode)
+    tests: TestCodePolicy = TestCodePolicy()  # test code: reported lower (default), normal or skipped
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -436,19 +335,15 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
     if detectors is None:
-        detectors = create_detectors(options.detectors, options.precision, device=options.device)
-    fast = [d for d in detectors if d.name not in MODEL_DETECTORS]
-    models = [d for d in detectors if d.name in MODEL_DETECTORS]
+        detectors = detector_registry.create_detectors(options.detectors, options.precision,
+                                                       device=options.device)
+    fast = [d for d in detectors if not isinstance(d, ModelDetector)]
+    models = [d for d in detectors if isinstance(d, ModelDetector)]
 
     excludes_used: set[str] = set()
     candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude,
                                    matched_excludes=excludes_used)
-    test_paths = TestPaths(options.test_paths)
-    tests_not_scanned = 0
-    if options.tests == "skip":
-        kept_candidates = [c for c in candidates if not test_paths.match(c.relpath)]
-        tests_not_scanned = len(candidates) - len(kept_candidates)
-        candidates = kept_candidates
+    candidates, tests_not_scanned = options.tests.to_scan(candidates, lambda c: c.relpath)
     with fewer_gc_passes():
         results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
                                   progress=progress)
@@ -460,7 +355,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         raw.extend(r.findings)
     if models:
         # Static findings go to the model detectors as hints; each comes back with the model's
-        # second opinion folded into its confidence (cwescan.detectors.slm.second_opinion) and
+        # second opinion folded into its confidence (cwescan.scan.combine.second_opinion) and
         # replaces the plain static finding, so a disagreeing model ranks it lower.
         hints: dict[str, list[Finding]] = {}
         for f in raw:
@@ -468,14 +363,12 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                        review=options.review, cache=options.cache,
                                                        verbose=options.verbose)
-        reviewed = {_finding_key(f) for f in model_findings if "slm_second_opinion" in f.extra}
-        raw = [f for f in raw if _finding_key(f) not in reviewed] + model_findings
+        raw = replace_reviewed(raw, model_findings)
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
     merged = merge(raw)
-    if options.tests == "report":
-        mark_test_findings(merged, test_paths)
+    options.tests.mark(merged)
     kept, low, suppressed = [], 0, 0
     for f in merged:
         # suppressions first, so a directive over a low-confidence finding counts as used
@@ -499,16 +392,10 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         stats["model_stage"] = model_stats
     if tests_not_scanned:
         stats["test_files_not_scanned"] = tests_not_scanned
+    rule_docs = {rid: doc for d in fast for rid, doc in d.rule_docs().items()}
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
-                  excludes_used)
-
-
-def mark_test_findings(findings: Sequence[Finding], test_paths: TestPaths) -> None:
-    """Findings in test code: marked ``in_test`` and one severity lower, in place."""
-    for f in findings:
-        if test_paths.match(f.path):
-            f.extra["in_test"] = True
-            f.severity = SEVERITIES[max(0, severity_rank(f.severity) - 1)]
+                  model_detectors=frozenset(d.name for d in models), rule_docs=rule_docs,
+                  excludes_used=excludes_used)
 
 
 def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
@@ -549,22 +436,12 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     return results
 
 
-def _finding_key(f: Finding) -> tuple:
-    return (f.path, f.start_line, f.end_line, f.cwe, f.rule_id, f.detector)
-
-
-def _run_model_stage(results: list[FileResult], models: list[Detector], notices: list[Notice],
-                     progress: ProgressHook | None,
-                     hints: dict[str, list[Finding]] | None = None,
-                     review: str = "triage",
-                     cache: ResultCache | None = None,
-                     verbose: bool = False) -> tuple[list[Finding], dict]:
-    """Findings of the model detectors and what the stage did: per unit, triage decides
-    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
-    only the rest run through the model, in batches."""
-    hints = hints or {}
-    # Triage file by file, keeping only the units to review: the trees of files with nothing
-    # to review are freed at once (1,000 stdlib files held every tree: 5 GB).
+def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
+                     review: str) -> tuple[list[Unit], Counter, int]:
+    """The units a model must look at (triage, or all with ``review="all"``), the triage
+    reasons counted, and the number of units seen. Triage goes file by file, keeping only the
+    units to review: the trees of files with nothing to review are freed at once (1,000 stdlib
+    files held every tree: 5 GB)."""
     todo: list[Unit] = []
     reasons: Counter = Counter()
     n_units = 0
@@ -583,6 +460,20 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         n_units += len(units)
         reasons.update(v.kind for v in verdicts)
         todo.extend(u for u, v in zip(units, verdicts) if v.review)
+    return todo, reasons, n_units
+
+
+def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
+                     progress: ProgressHook | None,
+                     hints: dict[str, list[Finding]] | None = None,
+                     review: str = "triage",
+                     cache: ResultCache | None = None,
+                     verbose: bool = False) -> tuple[list[Finding], dict]:
+    """Findings of the model detectors and what the stage did: per unit, triage decides
+    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
+    only the rest run through the model, in batches."""
+    hints = hints or {}
+    todo, reasons, n_units = _units_to_review(results, hints, review)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
     cached: dict[int, int] = {}  # unit -> models that answered it from the cache
@@ -604,12 +495,10 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         done += len(todo) - len(pending)
         if progress and total:
             progress(f"{det.name} units", done, total)
-        takes_hints = "hints" in inspect.signature(det.detect).parameters
-        load = getattr(det, "load", None) or getattr(det, "_load", None)
-        if pending and callable(load):
+        if pending:
             try:
                 with third_party_quiet(enabled=not verbose):
-                    load()
+                    det.load()
             except Exception as e:  # the batches below report it per file
                 notices.append(Notice(pending[0].path, "detector-error",
                                       f"{det.name} could not load: {type(e).__name__}: {e}"))
@@ -617,7 +506,7 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
             batch = pending[i:i + MODEL_BATCH_UNITS]
             try:
                 with third_party_quiet(enabled=not verbose, streams=False):
-                    found = det.detect(batch, hints=hints) if takes_hints and hints else det.detect(batch)
+                    found = det.detect(batch, hints=hints)
             except Exception as e:  # keep the rest of the scan; name the files it missed
                 for path in sorted({u.path for u in batch}):
                     notices.append(Notice(path, "detector-error",
@@ -655,7 +544,7 @@ def _store(cache: ResultCache, keys: dict[int, str], batch: list[Unit], found: l
         by_path.setdefault(u.path, []).append(u)
     unplaced: set[str] = set()
     for f in found:
-        holders = [u for u in by_path.get(f.path, ()) if u.start_line <= f.start_line <= u.end_line]
+        holders = [u for u in by_path.get(f.path, ()) if in_unit(f, u)]
         named = [u for u in holders if u.qualname == f.extra.get("unit")]
         holders = named or holders
         if not holders:

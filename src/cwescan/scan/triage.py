@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from cwescan.detectors.static.taint import dotted
-from cwescan.core.findings import Finding
+from cwescan.core.findings import Finding, in_unit
 from cwescan.core.units import Unit
 
 REVIEW_MODES = ("triage", "all")
@@ -207,8 +207,7 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
     imports_of: dict[int, tuple[dict[str, str], frozenset[str]]] = {}
     out = []
     for u in units:
-        flagged = [f for f in hints.get(u.path, ()) if u.start_line <= f.start_line <= u.end_line
-                   and not (u.kind == "module" and _in_function(f, u))]
+        flagged = [f for f in hints.get(u.path, ()) if in_unit(f, u, nested=False)]
         if flagged:
             out.append(Verdict(True, "static-finding", flagged[0].rule_id))
             continue
@@ -222,7 +221,3 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
         out.append(Verdict(True, *why) if why else Verdict(False, "no-surface"))
     return out
 
-
-def _in_function(f: Finding, module_unit: Unit) -> bool:
-    return any(o.kind == "function" and o.start_line <= f.start_line <= o.end_line
-               for o in module_unit.file.units)

@@ -23,13 +23,14 @@ from pathlib import Path
 
 import pathspec
 
+from cwescan.core.config import DEFAULT_MAX_FILE_SIZE
+
 # Folder names skipped while walking (fnmatch patterns on the folder's own name).
 DEFAULT_SKIP_DIRS = (
     ".venv", "venv", "env", "site-packages", "__pycache__", "build", "dist", ".git", ".hg",
     ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules",
     "*.egg-info",
 )
-DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes
 
 # reason code -> True when the file is still (partly) scanned
 REASONS = {

@@ -34,6 +34,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cwescan.evaluate.metrics import best_f1_threshold, roc_auc
+from cwescan.ml.device import resolve_device
 from cwescan.ml.slm import prompt as P
 from cwescan.ml.slm.infer import answer_token_ids
 
@@ -102,12 +104,9 @@ class SLMRecipe:
 
 
 def load_recipe(path: str | os.PathLike) -> SLMRecipe:
-    import yaml
+    from cwescan.train.recipe_file import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RecipeError(f"{path}: cannot read recipe: {e}") from None
+    data = read_yaml(path, RecipeError)
     try:
         return SLMRecipe.from_dict(data)
     except TypeError as e:
@@ -202,34 +201,6 @@ def record_scores(model, tokenizer, builder, records, device, batch_size=32) -> 
     return best
 
 
-def best_threshold(y: list[bool], s: list[float]) -> dict:
-    """The threshold with the best F1 over the observed scores (ties: the higher threshold)."""
-    pairs = sorted(zip(s, y, strict=True), reverse=True)
-    total_pos = sum(y)
-    tp = fp = 0
-    best = {"f1": 0.0, "threshold": 0.5, "precision": 0.0, "recall": 0.0}
-    for k, (score, label) in enumerate(pairs):
-        tp += label
-        fp += not label
-        if k + 1 < len(pairs) and pairs[k + 1][0] == score:
-            continue
-        prec, rec = tp / (tp + fp), tp / total_pos if total_pos else 0.0
-        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-        if f1 > best["f1"]:
-            nxt = pairs[k + 1][0] if k + 1 < len(pairs) else 0.0
-            best = {"f1": f1, "threshold": (score + nxt) / 2, "precision": prec, "recall": rec}
-    return best
-
-
-def auc(y: list[bool], s: list[float]) -> float:
-    pos = [v for v, t in zip(s, y, strict=True) if t]
-    neg = [v for v, t in zip(s, y, strict=True) if not t]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
 # ---------------------------------------------------------------- training
 
 
@@ -241,16 +212,6 @@ def _seed_all(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-
-
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no GPU")
-    return device
 
 
 def load_model_for_training(recipe: SLMRecipe, device: str):
@@ -378,6 +339,7 @@ def save_adapter(model, out: Path) -> None:
 
 def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None = None,
         train_records=None, validation_records=None) -> dict:
+    # Long on purpose: a training run reads top to bottom (recipe, data, model, train, threshold, card).
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -386,7 +348,7 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
 
     t0 = time.time()
     recipe = load_recipe(recipe_path)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
@@ -466,10 +428,10 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         with autocast:
             s = record_scores(model, tokenizer, builder, validation_records, device)
         yv = [r.vulnerable for r in validation_records]
-        th = best_threshold(yv, s)
+        th = best_f1_threshold(yv, s)
         entry = {"epoch": epoch, "step": step, "train_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
                  "validation_f1": th["f1"], "threshold": th["threshold"], "validation_precision": th["precision"],
-                 "validation_recall": th["recall"], "validation_auc": auc(yv, s)}
+                 "validation_recall": th["recall"], "validation_auc": roc_auc(yv, s)}
         history.append(entry)
         log(f"validation: {json.dumps(entry)}")
         key = "validation_auc" if recipe.select_on == "auc" else "validation_f1"

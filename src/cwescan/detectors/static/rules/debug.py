@@ -44,8 +44,7 @@ def debugger_on(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **Example.**
 
-        if __name__ == "__main__":
-            app.run(host="0.0.0.0", debug=True)
+        app.run(host="0.0.0.0", debug=True)
 
     **Fix.** Serve production with a WSGI server (gunicorn, waitress) and never with the
     development server; turn debugging on only locally, with ``flask run --debug``.
