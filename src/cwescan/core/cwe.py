@@ -21,6 +21,7 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-90": ("LDAP Injection", "high", 7.5),
     "CWE-94": ("Code Injection", "critical", 9.8),
     "CWE-95": ("Eval Injection", "critical", 9.8),
+    "CWE-116": ("Improper Encoding or Escaping of Output", "high", 6.1),
     "CWE-117": ("Log Injection", "medium", 5.3),
     "CWE-200": ("Exposure of Sensitive Information", "medium", 5.3),
     "CWE-209": ("Information Exposure Through an Error Message", "medium", 5.3),
@@ -44,6 +45,9 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-377": ("Insecure Temporary File", "medium", 5.5),
     "CWE-400": ("Uncontrolled Resource Consumption", "medium", 5.3),
     "CWE-434": ("Unrestricted Upload of File with Dangerous Type", "high", 8.8),
+    # the Werkzeug debugger (its console runs code) is the case rules report; Bandit's B201
+    # files it under the consequence, CWE-94
+    "CWE-489": ("Active Debug Code", "high", 7.5),
     "CWE-502": ("Deserialization of Untrusted Data", "critical", 9.8),
     "CWE-522": ("Insufficiently Protected Credentials", "high", 7.5),
     "CWE-532": ("Insertion of Sensitive Information into Log File", "medium", 5.5),

@@ -118,6 +118,7 @@ def sarif_dict(report: Report) -> dict:
                 "severity": f.severity,
                 "detectors": f.extra.get("detectors", {f.detector: round(f.confidence, 4)}),
                 "fingerprint": r.fingerprint,
+                **({"in_test": True} if f.in_test else {}),
             },
         })
     notifications = [{
