@@ -19,6 +19,7 @@ from pathlib import Path
 from cwescan.evaluate import prevalence as PV
 
 EQUAL_RECALLS = (0.2, 0.4, 0.6)
+NEVER = 1.01  # a policy threshold no probability reaches: the decision is never taken
 
 
 def _family_right(row: dict) -> bool:
@@ -189,6 +190,20 @@ def run(scores_path: Path, manifest_path: Path, card_dir: Path | None = None, re
                                  + (f" --repeat-scores {repeat_scores}" if repeat_scores else "")
                                  + (f" --baseline-scores {baseline_scores}" if baseline_scores else "") + " --write",
         })
+        # the scan's decision policy (cwescan.core.policy.DecisionPolicy.from_card) reads this section
+        card["policy"] = {
+            "model_only": th["model_only"] if th["model_only"] is not None else NEVER,
+            "safe": th["second_opinion_safe"],
+            "vulnerable": th["second_opinion_vulnerable"],
+            "cwe_head": th["cwe_head"] if th["cwe_head"] is not None else NEVER,
+            "chosen": f"cwescan train calibrate on the validation mix at {prevalence:.0%} prevalence: "
+                      "model_only = precision >= 0.5, safe = <= 5 % of vulnerable records below, vulnerable = "
+                      "<= 1 % of realistic negatives at or above, cwe_head = >= 50 % of named CWEs right "
+                      "(see thresholds_how); line keeps the policy default (no line confidence was scored)",
+            "prevalence": prevalence,
+            "metrics": {"held_out_model_only": main["held_out_model_only"],
+                        "ece_test_mix": main["calibration"]["ece_test_mix"]},
+        }
         if "repeat" in result:
             card["reproduction_realistic"] = {
                 "f1_delta_points_at_model_only": result["reproduction_f1_delta_points"],
