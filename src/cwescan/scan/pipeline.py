@@ -36,6 +36,7 @@ from cwescan.scan.combine import apply_policy, merge, replace_reviewed
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
+from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import Finding, in_unit
 from cwescan.core.report import Report, Reported
 from cwescan.scan.file_budget import FileBudget
@@ -575,9 +576,15 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "findings": len(visible),
         "by_detector": dict(sorted(by_detector.items())),
         "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if by_severity[s]},
-        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: int(kv[0].split("-")[1]))),
+        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: _cwe_order(kv[0]))),
         "suppressed": suppressed,
         "baselined": baselined,
         "below_min_confidence": low,
         **({"in_test": in_test} if (in_test := sum(r.finding.in_test for r in visible)) else {}),
     }
+
+
+def _cwe_order(cwe: str) -> tuple[int, str]:
+    """CWE ids by number; an id without one (``NVD-CWE-noinfo``, a model-only finding whose CWE
+    the model was not sure of) after them."""
+    return (int(cwe.split("-")[1]), "") if cwe_catalog.is_cwe(cwe) else (1 << 30, cwe)
