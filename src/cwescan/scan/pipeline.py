@@ -169,6 +169,7 @@ class FileResult:
     n_units: int = 0
     suppressions: FileSuppressions | None = None
     source: SourceFile | None = None  # kept in-process only, for the model detectors
+    function_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each function unit
 
 
 def _parse_notice(relpath: str, error: str) -> Notice:
@@ -216,6 +217,7 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     if src.parser == "lowered":
         result.notices.append(_lowered_notice(cand.relpath, src.lowered))
     result.n_units = len(src.units)
+    result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
@@ -343,7 +345,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
-    merged = merge(raw)
+    merged = merge(raw, {r.relpath: r.function_spans for r in results})
     options.tests.mark(merged)
     kept, low, suppressed = [], 0, 0
     for f in merged:
@@ -576,15 +578,9 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "findings": len(visible),
         "by_detector": dict(sorted(by_detector.items())),
         "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if by_severity[s]},
-        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: _cwe_order(kv[0]))),
+        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: cwe_catalog.sort_key(kv[0]))),
         "suppressed": suppressed,
         "baselined": baselined,
         "below_min_confidence": low,
         **({"in_test": in_test} if (in_test := sum(r.finding.in_test for r in visible)) else {}),
     }
-
-
-def _cwe_order(cwe: str) -> tuple[int, str]:
-    """CWE ids by number; an id without one (``NVD-CWE-noinfo``, a model-only finding whose CWE
-    the model was not sure of) after them."""
-    return (int(cwe.split("-")[1]), "") if cwe_catalog.is_cwe(cwe) else (1 << 30, cwe)
