@@ -38,6 +38,7 @@ from cwescan.scan.cache import ResultCache
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
+from cwescan.scan.executor import BatchDone, StageExecutor
 from cwescan.core.findings import Finding, severity_rank
 from cwescan.ml.precision import default_precision
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
@@ -46,6 +47,7 @@ from cwescan.scan.walk import (
     DEFAULT_MAX_FILE_SIZE,
     Candidate,
     Notice,
+    ReadResult,
     discover,
     find_base,
     read_source,
@@ -252,14 +254,21 @@ def parse_finishes(text: str, timeout: float) -> bool:
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
               keep_source: bool, keep_text: bool = True) -> FileResult:
     """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
-    read = read_source(cand.abspath, cand.relpath, max_size)
-    result = FileResult(cand.relpath, read.text, scanned=read.text is not None)
+    return scan_read(cand.relpath, read_source(cand.abspath, cand.relpath, max_size), fast,
+                     timeout, keep_source, keep_text)
+
+
+def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout: float,
+              keep_source: bool, keep_text: bool = True) -> FileResult:
+    """Parse and run the fast detectors on one file already read (here or on another machine).
+    Never raises (but KeyboardInterrupt)."""
+    result = FileResult(relpath, read.text, scanned=read.text is not None)
     if read.notice is not None:
         result.notices.append(read.notice)
     if read.text is None:
         return result
     if timeout and len(read.text) > PARSE_PROBE_CHARS and not parse_finishes(read.text, timeout):
-        result.notices.append(Notice(cand.relpath, "parse-timeout",
+        result.notices.append(Notice(relpath, "parse-timeout",
                                      f"the parser did not finish within {timeout:g} s (--file-timeout; "
                                      "tried in a child process, which was stopped); file skipped"))
         result.scanned, result.text = False, None
@@ -267,16 +276,16 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     alarm = Alarm()
     try:
         with time_limit(timeout) as alarm:
-            src = parse_source(cand.relpath, read.text)
+            src = parse_source(relpath, read.text)
         if alarm.fired:  # went off inside the parser, which turned it into a parse error
             raise FileTimeout
     except (Exception, FileTimeout) as e:
-        result.notices.append(_failure(cand.relpath, "parsing", e, alarm.fired, timeout))
-        result.suppressions = _suppressions(cand.relpath, read.text, None)
+        result.notices.append(_failure(relpath, "parsing", e, alarm.fired, timeout))
+        result.suppressions = _suppressions(relpath, read.text, None)
         result.text = None  # the model stage would parse it again: it gets no units from it
         return result
     if src.error and read.text.strip():
-        result.notices.append(_parse_notice(cand.relpath, src.error))
+        result.notices.append(_parse_notice(relpath, src.error))
     result.n_units = len(src.units)
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
@@ -286,8 +295,8 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
                 found = det.detect(src.units)
             result.findings.extend(found)
         except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
-            result.notices.append(_failure(cand.relpath, det.name, e, alarm.fired, timeout))
-    result.suppressions = _suppressions(cand.relpath, read.text, src.tree)
+            result.notices.append(_failure(relpath, det.name, e, alarm.fired, timeout))
+    result.suppressions = _suppressions(relpath, read.text, src.tree)
     if keep_source:
         result.source = src
     if not keep_text and not result.findings:
@@ -424,9 +433,12 @@ ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
 
 def scan(paths: Sequence[Path], options: ScanOptions,
          detectors: Sequence[Detector] | None = None,
-         progress: ProgressHook | None = None) -> Report:
+         progress: ProgressHook | None = None,
+         executor: StageExecutor | None = None) -> Report:
     """Scan ``paths``. ``detectors`` may be given ready-made; else ``options.detectors`` are
-    created through the registry."""
+    created through the registry. ``executor``: where the file and model stages run (default
+    :class:`LocalExecutor`: this process and its worker processes)."""
+    executor = executor or LocalExecutor()
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
     if detectors is None:
@@ -436,8 +448,8 @@ def scan(paths: Sequence[Path], options: ScanOptions,
 
     candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude)
     with fewer_gc_passes():
-        results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
-                                  progress=progress)
+        results = executor.run_files(candidates, fast, options, keep_source=bool(models),
+                                     progress=progress)
     notices = list(notices)
     raw: list[Finding] = []
     model_stats: dict = {}
@@ -453,7 +465,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
             hints.setdefault(f.path, []).append(f)
         model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                        review=options.review, cache=options.cache,
-                                                       verbose=options.verbose)
+                                                       verbose=options.verbose, executor=executor)
         reviewed = {_finding_key(f) for f in model_findings if "slm_second_opinion" in f.extra}
         raw = [f for f in raw if _finding_key(f) not in reviewed] + model_findings
 
@@ -482,6 +494,38 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     if models:
         stats["model_stage"] = model_stats
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported)
+
+
+class LocalExecutor(StageExecutor):
+    """Both stages on this machine: files in this process or, from PARALLEL_MIN_FILES files
+    on, in spawned worker processes; model batches in this process."""
+
+    def run_files(self, candidates, fast, options, keep_source, progress):
+        return _run_fast_stage(list(candidates), list(fast), options, keep_source, progress)
+
+    def run_model(self, detector, batches, hints, verbose, batch_done: BatchDone):
+        takes_hints = "hints" in inspect.signature(detector.detect).parameters
+        load = getattr(detector, "load", None) or getattr(detector, "_load", None)
+        out: list[list[Finding] | Exception] = []
+        load_error: Exception | None = None
+        if batches and callable(load):
+            try:
+                with third_party_quiet(enabled=not verbose):
+                    load()
+            except Exception as e:  # every batch reports it per file
+                load_error = RuntimeError(f"could not load: {type(e).__name__}: {e}")
+        for batch in batches:
+            if load_error is not None:
+                out.append(load_error)
+            else:
+                try:
+                    with third_party_quiet(enabled=not verbose, streams=False):
+                        out.append(detector.detect(batch, hints=hints) if takes_hints and hints
+                                   else detector.detect(batch))
+                except Exception as e:  # keep the rest of the scan
+                    out.append(e)
+            batch_done(len(batch))
+        return out
 
 
 def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
@@ -531,11 +575,13 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
                      hints: dict[str, list[Finding]] | None = None,
                      review: str = "triage",
                      cache: ResultCache | None = None,
-                     verbose: bool = False) -> tuple[list[Finding], dict]:
+                     verbose: bool = False,
+                     executor: StageExecutor | None = None) -> tuple[list[Finding], dict]:
     """Findings of the model detectors and what the stage did: per unit, triage decides
     whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
     only the rest run through the model, in batches."""
     hints = hints or {}
+    executor = executor or LocalExecutor()
     # Triage file by file, keeping only the units to review: the trees of files with nothing
     # to review are freed at once (1,000 stdlib files held every tree: 5 GB).
     todo: list[Unit] = []
@@ -577,33 +623,27 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         done += len(todo) - len(pending)
         if progress and total:
             progress(f"{det.name} units", done, total)
-        takes_hints = "hints" in inspect.signature(det.detect).parameters
-        load = getattr(det, "load", None) or getattr(det, "_load", None)
-        if pending and callable(load):
-            try:
-                with third_party_quiet(enabled=not verbose):
-                    load()
-            except Exception as e:  # the batches below report it per file
-                notices.append(Notice(pending[0].path, "detector-error",
-                                      f"{det.name} could not load: {type(e).__name__}: {e}"))
-        for i in range(0, len(pending), MODEL_BATCH_UNITS):
-            batch = pending[i:i + MODEL_BATCH_UNITS]
-            try:
-                with third_party_quiet(enabled=not verbose, streams=False):
-                    found = det.detect(batch, hints=hints) if takes_hints and hints else det.detect(batch)
-            except Exception as e:  # keep the rest of the scan; name the files it missed
+
+        def batch_done(n: int, stage: str = f"{det.name} units") -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(stage, done, total)
+
+        # Same batches whatever the executor: a detector's numbers may depend on what it is
+        # given together (padding), and the report must not depend on where it ran.
+        batches = [pending[i:i + MODEL_BATCH_UNITS] for i in range(0, len(pending), MODEL_BATCH_UNITS)]
+        answers = executor.run_model(det, batches, hints, verbose, batch_done) if batches else []
+        for batch, found in zip(batches, answers):
+            if isinstance(found, Exception):  # keep the rest of the scan; name the files it missed
                 for path in sorted({u.path for u in batch}):
                     notices.append(Notice(path, "detector-error",
-                                          f"{det.name} failed: {type(e).__name__}: {e}"))
-                found = None
-            if found is not None:
-                out.extend(found)
-                ran.update(id(u) for u in batch)
-                if mkey is not None:
-                    _store(cache, keys, batch, found)
-            done += len(batch)
-            if progress:
-                progress(f"{det.name} units", done, total)
+                                          f"{det.name} failed: {type(found).__name__}: {found}"))
+                continue
+            out.extend(found)
+            ran.update(id(u) for u in batch)
+            if mkey is not None:
+                _store(cache, keys, batch, found)
     if cache is not None and cache.writes:
         cache.prune()
     from_cache = sum(1 for u in todo if cached.get(id(u), 0) == len(models))
