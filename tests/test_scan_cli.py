@@ -263,17 +263,6 @@ def test_default_detectors_use_the_slm_when_shipped_and_survive_its_failure(tmp_
     assert "slm not used: no shipped model" in r.stderr
 
 
-def test_progress_bar_hook_counts_files(tmp_path):
-    from cwescan.cli.scan import _progress
-
-    with _progress(enabled=True) as hook:
-        hook("files", 1, 3)
-        hook("files", 3, 3)
-        hook("slm units", 5, 10)
-    with _progress(enabled=False) as hook:
-        assert hook is None
-
-
 def test_config_values_sizes_and_baseline_path(tmp_path):
     from cwescan.core import config
 

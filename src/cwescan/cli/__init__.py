@@ -7,6 +7,8 @@ import importlib
 
 import typer
 
+from cwescan import __version__
+
 app = typer.Typer(
     name="cwescan",
     help="Find security weaknesses (CWEs) in Python code, offline.",
@@ -23,6 +25,19 @@ COMMAND_MODULES = [
     "cwescan.cli.bench",  # cwescan bench
     "cwescan.cli.fuzz",  # cwescan fuzz
 ]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"cwescan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """Find security weaknesses (CWEs) in Python code, offline."""
+
 
 for _name in COMMAND_MODULES:
     try:

@@ -7,8 +7,10 @@ is, 2 on a usage error, a bad config or baseline, or an internal error; 130 when
 from __future__ import annotations
 
 import io
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
@@ -16,6 +18,7 @@ import typer
 
 from cwescan.core import config as config_mod
 from cwescan import output
+from cwescan.cli.progress import scan_progress
 from cwescan.scan.cache import ResultCache
 from cwescan.scan.pipeline import (
     MODEL_DETECTORS,
@@ -39,6 +42,11 @@ class ReportWriteError(OSError):
 
 def _err(message: str) -> None:
     typer.echo(f"cwescan: {message}", err=True)
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """'1 finding', '2 findings', '1,204 units', '3 entries'."""
+    return f"{n:,} {noun if n == 1 else nouns or noun + 's'}"
 
 
 def _choice(value: str | None, options: tuple[str, ...], flag: str) -> str | None:
@@ -91,6 +99,9 @@ def scan_command(
                                  help="Let model libraries print their own warnings while loading."),
 ) -> None:
     """Scan Python files for security weaknesses (CWEs)."""
+    if quiet:  # truly quiet: no library's warnings either, here or in worker processes
+        warnings.simplefilter("ignore")
+        os.environ["PYTHONWARNINGS"] = "ignore"
     fmt = _choice(fmt, config_mod.FORMATS, "--format")
     fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
     precision = _choice(precision, config_mod.PRECISIONS, "--precision")
@@ -155,7 +166,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
     options.detectors = [d.name for d in detectors]
 
     started = time.monotonic()
-    with _progress(enabled=not quiet and sys.stderr.isatty()) as hook:
+    with scan_progress(quiet) as hook:
         report = scan(paths, options, detectors=detectors, progress=hook)
     elapsed = time.monotonic() - started
 
@@ -167,7 +178,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         except OSError as e:
             raise ReportWriteError(f"cannot write baseline {write_baseline_to}: {e.strerror or e}") from e
         if not quiet:
-            _err(f"wrote baseline of {len(report.all_findings)} findings to {write_baseline_to}")
+            _err(f"wrote baseline of {plural(len(report.all_findings), 'finding')} to {write_baseline_to}")
 
     if output_file:
         buffer = io.StringIO()
@@ -180,15 +191,40 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         output.write(report, fmt, sys.stdout)
         sys.stdout.flush()
 
+    if not quiet:
+        for warning in _path_warnings(report, options, cli_excludes=exclude or [], cfg=cfg, roots=roots,
+                                      baseline_file=baseline or cfg.baseline):
+            _err(f"warning: {warning}")
     failing = report.failing(fail_on)
     if not quiet:
         s = report.stats
         rate = s["files_scanned"] / elapsed if elapsed > 0 else 0.0
-        _err(f"{s['findings']} findings, {len(failing)} at or above --fail-on {fail_on}; "
-             f"{s['files_scanned']} files in {elapsed:.1f} s ({rate:.3g} files/s)")
+        _err(f"{plural(s['findings'], 'finding')}, {len(failing):,} at or above --fail-on {fail_on}; "
+             f"{plural(s['files_scanned'], 'file')} in {elapsed:.1f} s ({rate:.3g} files/s)")
         if "model_stage" in s:
             _err(model_stage_line(s["model_stage"]))
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _path_warnings(report, options: ScanOptions, cli_excludes: list[str], cfg: config_mod.Config,
+                   roots: list[Path], baseline_file: Path | None) -> list[str]:
+    """Settings that silently did nothing: an exclude pattern that matched no path, a baseline
+    none of whose entries matched (often: written from another project root)."""
+    out = []
+    # a config pattern is checked only when the scan covers the config's folder: scanning a
+    # subfolder legitimately leaves project-wide patterns unused
+    project = cfg.source.parent.resolve() if cfg.source else None
+    covers_project = project is not None and any(r == project or project.is_relative_to(r) for r in roots)
+    checked = [*(cfg.exclude if covers_project else []), *cli_excludes]
+    for pattern in dict.fromkeys(p for p in checked if p.strip()):
+        if pattern not in report.excludes_used:
+            out.append(f"exclude pattern {pattern!r} matched nothing (patterns are relative to the "
+                       f"project root {report.base})")
+    if options.baseline and report.all_findings and not report.stats.get("baselined"):
+        entries = sum(options.baseline.values())
+        out.append(f"baseline {baseline_file} matched none of its {plural(entries, 'entry', 'entries')}"
+                   f"; paths in it are relative to the project root (here {report.base})")
+    return out
 
 
 def model_stage_line(m: dict) -> str:
@@ -227,44 +263,6 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
                 raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e
             _err(f"detector {name} left out: {type(e).__name__}: {e}")
     return out
-
-
-class _progress:
-    """A rich progress bar on stderr (files done/total, rate, ETA), or nothing."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                                   TaskProgressColumn, TextColumn, TimeRemainingColumn)
-        from rich.text import Text
-
-        class RateColumn(ProgressColumn):
-            def render(self, task):
-                speed = task.finished_speed or task.speed
-                return Text("" if speed is None else f"{speed:,.0f}/s", style="progress.data.speed")
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TaskProgressColumn(), RateColumn(), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.bar.__enter__()
-        return self.update
-
-    def update(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.bar.add_task(stage, total=total)
-        self.bar.update(self.tasks[stage], completed=done, total=total)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
 
 
 def register(app: typer.Typer) -> None:

@@ -10,6 +10,7 @@ bodies and script code without repeating what the function units already cover.
 from __future__ import annotations
 
 import ast
+import warnings
 from dataclasses import dataclass, field
 
 
@@ -84,7 +85,11 @@ def parse_source(path: str, text: str) -> SourceFile:
     lines = split_lines(text)
     n = max(1, len(lines))
     try:
-        src.tree = ast.parse(text, filename=path)
+        # invalid escapes in the scanned code are its authors' business, not a message for
+        # whoever runs the scan (SyntaxWarning on 3.12+, DeprecationWarning before)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            src.tree = ast.parse(text, filename=path)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         src.error = f"{type(e).__name__}: {e}"
         src.units = [Unit(src, "module", "module", 1, n, text)]

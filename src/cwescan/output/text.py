@@ -59,7 +59,8 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
     sev = ", ".join(f"{n} {name}" for name, n in s["by_severity"].items())
     summary = (f"{s['findings']} finding{'s' if s['findings'] != 1 else ''}"
                + (f" ({sev})" if sev else "")
-               + f" in {s['files_scanned']} files scanned ({s['units']} units)"
+               + f" in {s['files_scanned']} file{'s' if s['files_scanned'] != 1 else ''} scanned"
+               + f" ({s['units']} unit{'s' if s['units'] != 1 else ''})"
                + f"; {s['files_skipped']} skipped, {s['files_partial']} partly scanned"
                + f"; detectors: {', '.join(s['detectors'])}")
     hidden = [f"{s[k]} {label}" for k, label in (("suppressed", "suppressed inline"),

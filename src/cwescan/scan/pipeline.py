@@ -402,6 +402,7 @@ class Report:
     unused_suppressions: list[dict]
     stats: dict
     all_findings: list[Reported] = field(default_factory=list)  # before the baseline
+    excludes_used: set[str] = field(default_factory=set)  # exclude patterns that left something out
 
     def failing(self, fail_on: str) -> list[Reported]:
         if fail_on == "none":
@@ -446,7 +447,9 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     fast = [d for d in detectors if d.name not in MODEL_DETECTORS]
     models = [d for d in detectors if d.name in MODEL_DETECTORS]
 
-    candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude)
+    excludes_used: set[str] = set()
+    candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude,
+                                   matched_excludes=excludes_used)
     with fewer_gc_passes():
         results = executor.run_files(candidates, fast, options, keep_source=bool(models),
                                      progress=progress)
@@ -493,7 +496,8 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                    low=low, suppressed=suppressed, baselined=sum(hidden))
     if models:
         stats["model_stage"] = model_stats
-    return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported)
+    return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
+                  excludes_used)
 
 
 class LocalExecutor(StageExecutor):

@@ -76,18 +76,22 @@ class Candidate:
     relpath: str  # posix, relative to the report base
 
 
-def find_base(paths: Iterable[Path], cwd: Path | None = None) -> Path:
-    """The folder finding paths are reported relative to: the enclosing git work tree when all
-    paths share one (SARIF wants repository-relative uris), else the current folder when it
-    holds every path, else the paths' common ancestor."""
-    cwd = (cwd or Path.cwd()).resolve()
+def find_base(paths: Iterable[Path]) -> Path:
+    """The project root: the folder report paths, fingerprints, baselines and exclude patterns
+    are relative to. It is the enclosing git work tree when all paths share one (SARIF wants
+    repository-relative uris), else the nearest folder at or above them holding a
+    pyproject.toml, else the paths' common folder. It never depends on the current folder, so a
+    baseline written from one folder matches a scan started from another."""
     dirs = [p.resolve() if p.resolve().is_dir() else p.resolve().parent for p in paths]
-    common = Path(os.path.commonpath([str(d) for d in dirs])) if dirs else cwd
+    if not dirs:
+        return Path.cwd().resolve()
+    common = Path(os.path.commonpath([str(d) for d in dirs]))
     for parent in (common, *common.parents):
         if (parent / ".git").exists():
             return parent
-    if all(_is_within(d, cwd) for d in dirs):
-        return cwd
+    for parent in (common, *common.parents):
+        if (parent / "pyproject.toml").is_file():
+            return parent
     return common
 
 
@@ -119,10 +123,18 @@ class _Ignore:
     """The .gitignore files in effect for one folder, each matching paths relative to its own
     folder, plus exclude globs matching paths relative to the base."""
 
-    def __init__(self, base: Path, excludes: pathspec.PathSpec | None):
+    def __init__(self, base: Path, patterns: list[str], matched: set[str] | None = None):
         self.base = base
-        self.excludes = excludes
+        self.patterns = patterns
+        self.excludes = pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None
+        self.matched = matched if matched is not None else set()  # patterns that left something out
         self._gitignores: dict[Path, pathspec.PathSpec | None] = {}
+
+    def _note_match(self, rel: str) -> None:
+        # only on a match, which is rare next to the paths walked: which pattern(s) did it
+        for p in self.patterns:
+            if p not in self.matched and pathspec.GitIgnoreSpec.from_lines([p]).match_file(rel):
+                self.matched.add(p)
 
     def gitignore(self, folder: Path) -> pathspec.PathSpec | None:
         if folder not in self._gitignores:
@@ -138,6 +150,7 @@ class _Ignore:
     def ignored(self, path: Path, is_dir: bool, gitignore_dirs: list[Path]) -> bool:
         suffix = "/" if is_dir else ""
         if self.excludes is not None and self.excludes.match_file(_rel(path, self.base) + suffix):
+            self._note_match(_rel(path, self.base) + suffix)
             return True
         # deeper .gitignore files come last; a later negation ("!x.py") can re-include
         verdict = False
@@ -171,10 +184,14 @@ def discover(
     skip_dirs: Iterable[str] = DEFAULT_SKIP_DIRS,
     use_gitignore: bool = True,
     force_exclude: bool = False,
+    matched_excludes: set[str] | None = None,
 ) -> tuple[list[Candidate], list[Notice]]:
     """Python files under ``paths`` (sorted, unique) and notices about what was left out on the
     way (symlinks pointing out of the tree, broken symlinks). With ``force_exclude``, excludes
-    and .gitignore apply to the named paths too (for pre-commit, which names every file)."""
+    and .gitignore apply to the named paths too (for pre-commit, which names every file).
+    Exclude patterns match paths relative to ``base`` (the project root); those that left
+    something out (or cover a named path) are added to ``matched_excludes``."""
+    matched = matched_excludes if matched_excludes is not None else set()
     base = base.resolve()
     skip_dirs = tuple(skip_dirs)
     patterns = [p for p in exclude if p.strip()]
@@ -187,16 +204,17 @@ def discover(
             raise FileNotFoundError(f"no such file or folder: {given}")
         root = given.resolve()
         if force_exclude:
-            everything = _Ignore(base, pathspec.GitIgnoreSpec.from_lines(patterns) if patterns else None)
+            everything = _Ignore(base, patterns, matched)
             gi_dirs = _gitignore_ancestors(root.parent, base) if use_gitignore else []
             if root != base and everything.ignored(root, root.is_dir(), gi_dirs):
                 continue
         # Excludes that cover the named path itself do not apply below it: naming a path
         # asks for it to be scanned.
-        active = patterns if force_exclude else [p for p in patterns
-                  if not pathspec.GitIgnoreSpec.from_lines([p]).match_file(
-                      _rel(root, base) + ("/" if root.is_dir() else ""))]
-        ignore = _Ignore(base, pathspec.GitIgnoreSpec.from_lines(active) if active else None)
+        named = _rel(root, base) + ("/" if root.is_dir() else "")
+        covering = set() if force_exclude else {p for p in patterns
+                                                if pathspec.GitIgnoreSpec.from_lines([p]).match_file(named)}
+        matched.update(covering)
+        ignore = _Ignore(base, [p for p in patterns if p not in covering], matched)
         if not root.is_dir():
             rel = _rel(root, base)
             if given.is_symlink() and not given.exists():

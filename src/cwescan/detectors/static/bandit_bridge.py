@@ -9,13 +9,18 @@ that call. The rule keeps its own id and CWE, and records Bandit's test id in th
 from __future__ import annotations
 
 import ast
+import warnings
 
-from bandit.core import context as b_context
-from bandit.core import utils as b_utils
-from bandit.plugins.crypto_request_no_cert_validation import request_with_no_cert_validation
-from bandit.plugins.hashlib_insecure_functions import hashlib as hashlib_insecure
-from bandit.plugins.jinja2_templates import jinja2_autoescape_false
-from bandit.plugins.yaml_load import yaml_load
+# Importing Bandit makes stevedore warn about its own deprecated arguments: a message for
+# Bandit's authors, not for whoever runs a scan.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from bandit.core import context as b_context
+    from bandit.core import utils as b_utils
+    from bandit.plugins.crypto_request_no_cert_validation import request_with_no_cert_validation
+    from bandit.plugins.hashlib_insecure_functions import hashlib as hashlib_insecure
+    from bandit.plugins.jinja2_templates import jinja2_autoescape_false
+    from bandit.plugins.yaml_load import yaml_load
 
 TESTS = {
     "B324": hashlib_insecure,
