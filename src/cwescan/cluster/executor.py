@@ -53,6 +53,12 @@ class RayExecutor(StageExecutor):
         self._actors: dict[str, list] = {}
         self.where: dict[str, list[dict]] = {}  # detector -> where each actor runs
 
+    def describe(self) -> str:
+        """'2 nodes, 2 CPUs, 0 GPUs'."""
+        nodes = sum(1 for n in ray.nodes() if n["Alive"])
+        res = ray.cluster_resources()
+        return f"{nodes} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs"
+
     # --- file stage -----------------------------------------------------------------------
 
     def run_files(self, candidates: Sequence[Candidate], fast: Sequence[Detector],

@@ -15,6 +15,7 @@ use it to run the same code over several nodes on one machine.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -65,22 +66,22 @@ def connect(address: str, num_cpus: int | None = None,
     """Attach this process to the cluster named by ``address`` (see the module doc)."""
     import ray
 
-    local = address == "local" or address.startswith("127.")
-    for name, value in (LOCAL_ENV if local else RAY_QUIET_ENV).items():
+    for name, value in RAY_QUIET_ENV.items():
         os.environ.setdefault(name, value)
     if ray.is_initialized():
         return
     try:
         if address == "local":
             ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_bytes,
+                     logging_level=logging.WARNING,
                      include_dashboard=False, _node_ip_address=LOOPBACK, log_to_driver=False,
                      runtime_env={"env_vars": {"PYTHONPATH": _worker_env()["PYTHONPATH"]}})
         elif address == "auto" or address.startswith("ray://"):
-            ray.init(address=address, log_to_driver=False)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
         else:
             host = address.rsplit(":", 1)[0]
             kwargs = {"_node_ip_address": host} if host.startswith("127.") else {}
-            ray.init(address=address, log_to_driver=False, **kwargs)
+            ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
         raise ClusterError(f"cannot reach Ray cluster {address!r}: {e}") from e
 

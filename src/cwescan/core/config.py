@@ -15,6 +15,7 @@ spelled with dashes or underscores. Command-line flags override everything here.
     slm-model = "qwen"          # smollm2 (default) | qwen | an adapter folder
     format = "text"             # text | json | jsonl | sarif
     baseline = ".cwescan-baseline.json"
+    cluster = "auto"            # scan on a Ray cluster: auto | local | ray://host:port | host:port
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Config:
     slm_model: str | None = None  # None: the default adapter (SmolLM2); "qwen" or an adapter folder
     format: str = "text"
     baseline: Path | None = None
+    cluster: str | None = None  # Ray cluster address; None: scan on this machine
     source: Path | None = None  # the pyproject.toml these came from
 
 
@@ -142,6 +144,10 @@ def _apply(cfg: Config, key: str, value, source: Path | None) -> None:
         cfg.slm_model = value if value in known else str((source.parent if source else Path.cwd()) / value)
     elif key == "format":
         cfg.format = choice(FORMATS)
+    elif key == "cluster":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected auto, local, ray://host:port or host:port, got {value!r}")
+        cfg.cluster = value
     elif key == "baseline":
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a path, got {value!r}")
