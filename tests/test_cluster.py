@@ -37,10 +37,63 @@ def test_scan_without_cluster_never_imports_ray(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["findings"]
 
 
+def _repo(root: Path, remote: str) -> Path:
+    """A git work tree holding a copy of the demo app, with an origin remote."""
+    shutil.copytree(VULNAPP, root / "app")
+    subprocess.run(["git", "init", "-q", "-b", "main", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "remote", "add", "origin", remote], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com",
+                    "commit", "-q", "-m", "init"], check=True)
+    return root
+
+
+def _two_repos(tmp_path: Path) -> list[Path]:
+    return [_repo(tmp_path / "fleet" / "alpha", "https://example.com/org/alpha.git"),
+            _repo(tmp_path / "fleet" / "beta", "https://example.com/org/beta.git")]
+
+
+def test_several_repositories_each_finding_names_its_own(tmp_path):
+    from cwescan.output.sarif import sarif_dict
+    from cwescan.scan.pipeline import ScanOptions, create_detectors, scan
+
+    repos = _two_repos(tmp_path)
+    report = scan(repos, ScanOptions(detectors=["static"]), detectors=create_detectors(["static"]))
+    doc = json.loads(_render(report, "json"))
+    assert [r["name"] for r in doc["repositories"]] == ["alpha", "beta"]
+    head = subprocess.run(["git", "-C", str(repos[0]), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert doc["repositories"][0]["revision"] == head
+    assert doc["repositories"][0]["remote"] == "https://example.com/org/alpha.git"
+    for f in doc["findings"]:
+        assert f["path"].startswith(f["repository"] + "/")
+    assert {f["repository"] for f in doc["findings"]} == {"alpha", "beta"}
+    runs = sarif_dict(report)["runs"]
+    # GitHub takes one run per tool and category: one run per repository, each its own category
+    assert [r["automationDetails"]["id"] for r in runs] == ["cwescan/alpha/", "cwescan/beta/"]
+    for run, repo in zip(runs, repos):
+        assert run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == repo.resolve().as_uri() + "/"
+        assert run["versionControlProvenance"][0]["repositoryUri"].endswith(repo.name + ".git")
+        uris = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in run["results"]}
+        assert uris and all(u.startswith("app/") for u in uris)
+    assert sum(len(r["results"]) for r in runs) == len(doc["findings"])
+    # one repository: the report is as before (no repository field, one run)
+    single = scan([repos[0]], ScanOptions(detectors=["static"]), detectors=create_detectors(["static"]))
+    assert "repositories" not in json.loads(_render(single, "json"))
+    assert "automationDetails" not in sarif_dict(single)["runs"][0]
+
+
+def _render(report, fmt: str) -> str:
+    from cwescan import output
+
+    buffer = io.StringIO()
+    output.write(report, fmt, buffer)
+    return buffer.getvalue()
+
+
 ray = pytest.importorskip("ray")
 pytest.importorskip("psutil")
 
-from cwescan import output  # noqa: E402
 from cwescan.cluster import runtime  # noqa: E402
 from cwescan.cluster.executor import RayExecutor  # noqa: E402
 from cwescan.scan.pipeline import ScanOptions, create_detectors, scan  # noqa: E402
@@ -61,12 +114,7 @@ def _report(paths, names, executor=None, adapter=None, review="triage", progress
     detectors = create_detectors(names, "fp32", str(adapter) if adapter else None)
     options = ScanOptions(detectors=names, precision="fp32", review=review)
     report = scan(paths, options, detectors=detectors, executor=executor, progress=progress)
-    out = {}
-    for fmt in ("json", "sarif"):
-        buffer = io.StringIO()
-        output.write(report, fmt, buffer)
-        out[fmt] = buffer.getvalue()
-    return out
+    return {fmt: _render(report, fmt) for fmt in ("json", "sarif")}
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +175,19 @@ def test_cluster_report_is_byte_identical_to_local(cluster, adapter, tmp_path):
     assert {s["reason"] for s in doc["skipped"]} >= {"syntax-error", "binary", "empty"}
     assert remote["json"] == local["json"]
     assert remote["sarif"] == local["sarif"]
+
+
+@pytest.mark.slow
+def test_several_repositories_share_the_cluster(cluster, adapter, tmp_path):
+    repos = _two_repos(tmp_path)
+    local = _report(repos, ["static", "slm"], adapter=adapter)
+    executor = RayExecutor(precision="fp32", slm_model=str(adapter))
+    try:
+        remote = _report(repos, ["static", "slm"], executor=executor, adapter=adapter)
+    finally:
+        executor.close()
+    assert remote == local
+    assert {f["repository"] for f in json.loads(remote["json"])["findings"]} == {"alpha", "beta"}
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector
 from cwescan.scan.executor import BatchDone, StageExecutor
+from cwescan.scan.repositories import Repository, find_repositories, repository_of
 from cwescan.core.findings import Finding, severity_rank
 from cwescan.ml.precision import default_precision
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
@@ -385,11 +386,14 @@ class Reported:
     fingerprint: str  # baseline identity: path, CWE family, flagged code
     line_hash: str  # SARIF primaryLocationLineHash: content hash + per-file occurrence
     snippet: str = ""  # the first flagged line, for the text report
+    repository: str | None = None  # its repository's name, when the scan covers several
 
     def to_dict(self) -> dict:
         d = self.finding.verdict()
         d["fingerprint"] = self.fingerprint
         d["detectors"] = self.finding.extra.get("detectors", {self.finding.detector: d["confidence"]})
+        if self.repository is not None:
+            d["repository"] = self.repository
         return d
 
 
@@ -403,6 +407,7 @@ class Report:
     stats: dict
     all_findings: list[Reported] = field(default_factory=list)  # before the baseline
     excludes_used: set[str] = field(default_factory=set)  # exclude patterns that left something out
+    repositories: list[Repository] = field(default_factory=list)  # empty: one repository
 
     def failing(self, fail_on: str) -> list[Reported]:
         if fail_on == "none":
@@ -486,6 +491,10 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         else:
             kept.append(f)
     reported = _fingerprint(kept, texts)
+    repositories = find_repositories(paths, base)
+    for r in reported:
+        repo = repository_of(r.finding.path, repositories)
+        r.repository = repo.name if repo else None
     hidden = (apply_baseline([r.fingerprint for r in reported], options.baseline)
               if options.baseline else [False] * len(reported))
     visible = [r for r, h in zip(reported, hidden) if not h]
@@ -497,7 +506,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     if models:
         stats["model_stage"] = model_stats
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
-                  excludes_used)
+                  excludes_used, repositories=repositories)
 
 
 class LocalExecutor(StageExecutor):
