@@ -65,6 +65,9 @@ class ModelWorker:
         return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
                 "gpus": ray.get_gpu_ids()}
 
+    def load(self) -> None:
+        self._load()
+
     def _load(self):
         if self.detector is None:
             from cwescan.scan.pipeline import create_detectors, third_party_quiet
