@@ -28,11 +28,18 @@ from cwescan.bench.static import stdlib_path
 
 
 @contextmanager
-def _attached(address: str, cpus_per_node: int):
-    """This process connected to the cluster at ``address`` (``local``: one started here)."""
+def _attached(address: str, cpus_per_node: int, device: str | None = None):
+    """This process connected to the cluster at ``address`` (``local``: one started here; with
+    ``device`` cuda a single node holding every GPU of this machine, as Ray finds them)."""
     from cwescan.cluster import runtime
 
-    if address == "local":
+    if address == "local" and device == "cuda":
+        runtime.connect("local")
+        try:
+            yield f"local: 1 node with this machine's GPUs on {runtime.LOOPBACK}"
+        finally:
+            runtime.disconnect()
+    elif address == "local":
         with runtime.LocalCluster(workers=1, cpus_per_node=cpus_per_node) as cluster:
             cluster.connect()
             try:
@@ -92,7 +99,7 @@ def cluster_bench(address: str, files: int, source: Path | None, out: Path,
         return run, buffer.getvalue()
 
     runs = []
-    with _attached(address, cpus_per_node) as where:
+    with _attached(address, cpus_per_node, device) as where:
         import ray
 
         resources = ray.cluster_resources()

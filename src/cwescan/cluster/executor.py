@@ -139,17 +139,19 @@ class RayExecutor(StageExecutor):
             n = self.workers or int(ray.cluster_resources().get("GPU", 0))
             if n < 1:
                 raise RuntimeError("--device cuda: the cluster has no GPU")
-            actors = [ModelWorker.options(num_gpus=1).remote(spec, verbose) for _ in range(n)]
+            actors = [ModelWorker.options(num_gpus=1, num_cpus=0).remote(spec, verbose) for _ in range(n)]
         else:
             nodes = [node for node in ray.nodes() if node["Alive"] and node["Resources"].get("CPU")]
             if self.workers:
                 nodes = (nodes * self.workers)[:self.workers]
-            # one per node, holding that node's CPUs (the file stage is over by now); soft
-            # affinity lets a restarted actor come back on another node
+            # one per node, its torch using every CPU of the node. It reserves none: the file
+            # stage is over when it computes, and a reservation would starve the file tasks of a
+            # later scan while the actor waits. Soft affinity lets a restarted actor come back
+            # on another node.
             actors = [ModelWorker.options(
-                num_cpus=node["Resources"]["CPU"],
+                num_cpus=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
-            ).remote(spec, verbose) for node in nodes]
+            ).remote(spec, verbose, threads=int(node["Resources"]["CPU"])) for node in nodes]
         self._actors[name] = actors
         self.where[name] = ray.get([a.where.remote() for a in actors])
         return actors

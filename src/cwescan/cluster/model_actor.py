@@ -57,9 +57,14 @@ class UnitBatch:
 
 @ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=CALL_RETRIES)
 class ModelWorker:
-    def __init__(self, spec: DetectorSpec, verbose: bool = False) -> None:
+    def __init__(self, spec: DetectorSpec, verbose: bool = False, threads: int | None = None) -> None:
         self.spec, self.verbose = spec, verbose
         self.detector = None
+        if threads:  # Ray gives a process that reserves no CPU one thread; the model gets the node's
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+            import torch
+
+            torch.set_num_threads(threads)
 
     def where(self) -> dict:
         return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(),
