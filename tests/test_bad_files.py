@@ -1,7 +1,6 @@
 """Bad input never stops a scan: each kind of bad file is reported with its reason in every
 output format, and every good file is still scanned."""
 
-import ast
 import json
 import os
 import random
@@ -13,41 +12,23 @@ from typer.testing import CliRunner
 
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
+from conftest import CallDetector
 from cwescan.detectors.base import Detector
-from cwescan.core.findings import Finding
 from cwescan.scan.walk import read_source
 
 
-class EvalCallDetector(Detector):
-    """A real, tiny detector for these tests: flags every ``eval(...)`` call. Sleeps on a unit
-    holding ``SLOW_MARKER`` and fails on one holding ``BOOM_MARKER``, to exercise the
-    per-file time bound and detector-error handling."""
+class EvalCallDetector(CallDetector):
+    """Flags every ``eval(...)`` call; sleeps on a unit holding ``SLOW_MARKER`` and fails on one
+    holding ``BOOM_MARKER`` (conftest), to exercise the per-file time bound and detector errors."""
 
     name = "evalcall"
+    calls = {"eval": ("CWE-95", "critical", 0.9)}
 
-    def detect(self, units):
-        out = []
-        for u in units:
-            if "SLOW_MARKER" in u.code:
-                time.sleep(5)
-            if "BOOM_MARKER" in u.code:
-                raise RuntimeError("detector bug")
-            if u.node is None:
-                continue
-            for n in ast.walk(u.node):
-                if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "eval"
-                        and u.start_line <= n.lineno <= u.end_line
-                        and (u.kind == "function" or not _inside_function(u.node, n))):
-                    out.append(Finding(u.path, n.lineno, n.end_lineno, "CWE-95", "TEST1", "eval call",
-                                       "eval() runs its argument as code", 0.9, "critical", self.name))
-        return out
+    def rule_id(self, called, cwe):
+        return "TEST1"
 
-
-def _inside_function(tree, node):
-    for f in ast.walk(tree):
-        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.lineno <= node.lineno <= f.end_lineno:
-            return True
-    return False
+    def message(self, called):
+        return "eval() runs its argument as code"
 
 
 GOOD = {
@@ -189,10 +170,10 @@ def test_alarm_inside_the_parser_is_a_timeout_not_a_crash(tmp_path, monkeypatch)
 
     p = tmp_path / "many.py"
     p.write_text("x = [1, 2, 3]\n" * 30_000)  # parses in about 0.3 s
-    # above PARSE_PROBE_CHARS the parse is tried in a child first, stopped at the bound: skipped
+    # its worst case is near the bound: the parse is tried in a child first, stopped: skipped
     r = scanner.scan_file(Candidate(p, "many.py"), [], 5_000_000, 0.01, keep_source=False)
     assert [n.reason for n in r.notices] == ["parse-timeout"], r.notices
-    monkeypatch.setattr(scanner, "PARSE_PROBE_CHARS", 10**9)  # the in-process alarm path
+    monkeypatch.setattr(scanner, "parse_may_stall", lambda text, timeout: False)  # in process
     r = scanner.scan_file(Candidate(p, "many.py"), [], 5_000_000, 0.01, keep_source=False)
     assert [n.reason for n in r.notices] == ["timeout"], r.notices
 

@@ -55,7 +55,8 @@ def _two_repos(tmp_path: Path) -> list[Path]:
 
 def test_several_repositories_each_finding_names_its_own(tmp_path):
     from cwescan.output.sarif import sarif_dict
-    from cwescan.scan.pipeline import ScanOptions, create_detectors, scan
+    from cwescan.detectors import create_detectors
+    from cwescan.scan.pipeline import ScanOptions, scan
 
     repos = _two_repos(tmp_path)
     report = scan(repos, ScanOptions(detectors=["static"]), detectors=create_detectors(["static"]))
@@ -96,7 +97,8 @@ pytest.importorskip("psutil")
 
 from cwescan.cluster import runtime  # noqa: E402
 from cwescan.cluster.executor import RayExecutor  # noqa: E402
-from cwescan.scan.pipeline import ScanOptions, create_detectors, scan  # noqa: E402
+from cwescan.detectors import create_detectors  # noqa: E402
+from cwescan.scan.pipeline import ScanOptions, scan  # noqa: E402
 
 
 def _tree(root: Path, copies: int) -> Path:

@@ -125,7 +125,7 @@ for m in ("torchao", "bitsandbytes", "transformers"):
     else
         sizes=(--batches "${BATCHES:-1,64,256,512}" --speed-units "${SPEED_UNITS:-512}" --latency-units "${LATENCY_UNITS:-64}")
     fi
-    python3 -c 'from cwescan.cli.bench import bench_app; bench_app()' models --device "$dev" "${sizes[@]}" \
+    python3 -m cwescan bench models --device "$dev" "${sizes[@]}" \
         --models "${MODELS:-slm,encoder}" --precisions "$precisions" --order precision \
         --records "${RECORDS:-0}" --threads "$threads" --time-budget "$budget" --no-write-default --out "$out" 2>&1 \
         | grep --line-buffered -v -E 'Loading weights|de-quantizing|Failed to load|_pytree|warn' | tee "$out/bench.log"

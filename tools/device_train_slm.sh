@@ -14,7 +14,7 @@
 #   device:  bash tools/device_train_slm.sh collect       # results (adapters, cards, logs, test metrics) -> $OUT
 #
 # Each job runs `cwescan train slm` with a recipe from recipes/ and then evaluates the adapter on
-# the test part (`python3 -m cwescan.ml.slm.evaluate --part test --device cuda --precision bf16`).
+# the test part (`cwescan eval-slm --part test --device cuda --precision bf16`).
 # The smol recipe runs twice (a, b) to check that the training command reproduces its test F1.
 # Jobs run from a copy of the repository in the stash, so they outlive the call that started them.
 set -euo pipefail
@@ -45,7 +45,7 @@ env_for() {  # environment of a job using base model $1 (smol|qwen) and the code
 job_cmd() {  # name recipe: train, then evaluate on the test part
     local run=$STASH/runs/$1
     echo "rm -rf $run && mkdir -p $run && { python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
-        python3 -m cwescan.ml.slm.evaluate --part test --device cuda --precision bf16 --model $run/adapter --out $run/eval-test &&
+        python3 -m cwescan eval-slm --part test --device cuda --precision bf16 --model $run/adapter --out $run/eval-test &&
         echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1"
 }
 

@@ -31,14 +31,14 @@ REP = int(os.environ.get("REP", 4))
 
 
 def prepare(out: str) -> None:
-    from cwescan.bench.models import _units_of
+    from cwescan.bench.models import units_of
     from cwescan.data.split import load_part
     from cwescan.detectors import create
     from cwescan.ml.slm import infer
     from cwescan.ml.slm.prompt import callers_of
 
     os.makedirs(out, exist_ok=True)
-    units, _ = _units_of(load_part("test"))
+    units, _ = units_of(load_part("test"))
     det = create("slm", precision="bf16")
     det.load()
     windows = det._windows(units, {})

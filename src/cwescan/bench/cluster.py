@@ -60,13 +60,14 @@ def cluster_bench(address: str, files: int, source: Path | None, out: Path,
                   worker_counts: tuple[int, ...] = (1, 2), cpus_per_node: int = 1) -> dict:
     from cwescan import output
     from cwescan.cluster.executor import RayExecutor
-    from cwescan.scan.pipeline import MODEL_DETECTORS, ScanOptions, create_detectors, scan, third_party_quiet
+    from cwescan.detectors import create_detectors, is_model
+    from cwescan.scan.pipeline import ScanOptions, scan, third_party_quiet
 
     source = source or stdlib_path()
     tree = out / "tree"
     copied = build_tree(source, files, tree)
     names = detector_names or ["static"]
-    models = [n for n in names if n in MODEL_DETECTORS]
+    models = [n for n in names if is_model(n)]
 
     def one_scan(executor) -> tuple[dict, str]:
         with third_party_quiet():

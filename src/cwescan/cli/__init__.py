@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "cwescan.cli.train",  # cwescan train slm|encoder
     "cwescan.cli.bench",  # cwescan bench
     "cwescan.cli.fuzz",  # cwescan fuzz
+    "cwescan.cli.rules",  # cwescan rules
 ]
 
 
@@ -40,13 +41,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_show_versio
 
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as e:  # a command not built yet
-        if e.name is None or not _name.startswith(e.name):
-            raise
-        continue
-    _module.register(app)
+    importlib.import_module(_name).register(app)
 
 
 def main() -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
 
 import typer
 
-MODEL_DETECTORS = {"slm", "encoder"}  # take precision= and device= options
 
 
 def _fail(msg: str) -> None:
@@ -28,12 +28,16 @@ def eval_cmd(
     perturb: bool = typer.Option(False, help="Also measure verdict flips under semantics-preserving rewrites."),
     batch_size: int = typer.Option(64, help="Records per detector call."),
     update_doc: Path = typer.Option(None, help="Rewrite the eval-table block of this markdown file (e.g. docs/EVALUATION.md)."),
+    negatives: Path = typer.Option(None, help="A negatives corpus (`cwescan data negatives`): also report precision at "
+                                   "1 % prevalence and false alarms per 1,000 lines on its held-out (test) packages."),
+    negatives_limit: int = typer.Option(0, help="Score a deterministic sample of N corpus units (0: all)."),
 ) -> None:
     """Evaluate detectors on labelled records: binary, ranking, CWE-typed, line, pairwise and
-    calibration metrics, per source and per CWE."""
+    calibration metrics, per source and per CWE; with --negatives, the realistic-prevalence view."""
+    # Long because of its typer options; the body builds detectors and calls the runner.
     from cwescan.data.records import DataError, default_data_dir, load_records
     from cwescan.data.split import load_part, manifest_hash
-    from cwescan.detectors import REGISTRY, create
+    from cwescan.detectors import REGISTRY, create_detectors
     from cwescan.evaluate.report import main_table, update_doc as rewrite_doc, write_outputs
     from cwescan.evaluate.runner import perturbed_variants, run_detector, sample
 
@@ -50,6 +54,8 @@ def eval_cmd(
                         ("--limit", limit or None)):
         argv += [flag, str(value)] if value else []
     argv += ["--perturb"] if perturb else []
+    argv += ["--negatives", str(negatives)] if negatives else []
+    argv += ["--negatives-limit", str(negatives_limit)] if negatives_limit else []
     meta: dict = {"command": shlex.join(["cwescan", "eval", *argv])}
     try:
         if records:
@@ -77,18 +83,15 @@ def eval_cmd(
             _fail("--perturb needs cwescan.evaluate.perturb (PERTURBATIONS), which is not available yet")
         perturbations = perturbed_variants(recs, PERTURBATIONS)  # once, shared by the detectors
 
-    runs = {}
+    runs, dets = {}, {}
     t_all = time.perf_counter()
     for name in dict.fromkeys(detector):  # each once, in the order given
-        options = {}
         label = name
-        if name in MODEL_DETECTORS:
-            options = {k: v for k, v in (("precision", precision), ("device", device)) if v}
         if name == "slm" and slm_model:
-            options["model"] = slm_model
             label = "slm" if slm_model == "smollm2" else f"slm-{Path(slm_model).name}"
         try:
-            det = create(name, **options)
+            # the same detectors, options and default precision as `cwescan scan`
+            [det] = create_detectors([name], precision, slm_model, device)
         except KeyError as e:
             _fail(str(e.args[0]))
         except ModuleNotFoundError as e:
@@ -97,13 +100,30 @@ def eval_cmd(
             _fail(f"cannot load detector {name!r}: {type(e).__name__}: {e}")
         run = run_detector(label, det, recs, batch_size, perturbations)
         runs[label] = run
+        dets[label] = det
         typer.echo(
             f"{label}: {len(recs)} records in {run.seconds:.1f} s "
             f"({len(recs) / max(run.seconds, 1e-9):.1f} records/s)" + (f", {run.errors} errors" if run.errors else ""),
             err=True,
         )
+    realistic = None
+    if negatives:
+        from cwescan.data.negatives import NegativesError
+        from cwescan.evaluate.prevalence import negatives_table, negatives_view
+
+        try:
+            realistic = negatives_view(runs, recs, negatives, negatives_limit, batch_size, dets)
+        except (DataError, NegativesError) as e:
+            _fail(str(e))
     meta["seconds"] = round(time.perf_counter() - t_all, 2)
     written = write_outputs(recs, runs, meta, out)
+    if realistic is not None:
+        from cwescan.evaluate.prevalence import write_pr_plot
+
+        (out / "realistic.json").write_text(json.dumps(realistic, indent=1) + "\n")
+        write_pr_plot(realistic, out / "realistic_pr.png")
+        written += [out / "realistic.json", out / "realistic_pr.png"]
+        typer.echo(negatives_table(realistic))
     typer.echo(main_table(runs))
     typer.echo(f"total {meta['seconds']:.1f} s; wrote " + ", ".join(str(p) for p in written))
     if update_doc:
@@ -111,5 +131,42 @@ def eval_cmd(
         typer.echo(f"updated the eval table in {update_doc}")
 
 
+def eval_slm_cmd(
+    part: str = typer.Option("test", help="Part of the split: train, validation or test."),
+    precision: str = typer.Option(None, help="fp32, bf16, int8 or int4 (default: as `cwescan scan`)."),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    model: str = typer.Option(None, help="Adapter folder (default: the shipped one)."),
+    batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
+    limit: int = typer.Option(0, help="Evaluate on a sample of N records (0: all)."),
+    out: Path = typer.Option(Path("out/eval-slm"), help="Where the outputs go."),
+) -> None:
+    """Evaluate the SLM on one part of the split the way `cwescan eval` does, and count the
+    parse rate of its constrained answers over every unit of that part."""
+    from cwescan.evaluate.slm_part import evaluate_slm_part
+
+    evaluate_slm_part(part, precision, device, model, batch_size, limit, out)
+
+
+def eval_mix_cmd(
+    negatives: Path = typer.Option(..., help="A negatives corpus built by `cwescan data negatives`."),
+    out: Path = typer.Option(..., help="Score file to write (JSON)."),
+    model: str = typer.Option(None, help="SLM adapter folder (default: the shipped one)."),
+    part: list[str] = typer.Option(["validation", "test"], "--part", help="Parts to score (repeatable)."),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    precision: str = typer.Option("bf16", help="fp32, bf16, int8 or int4"),
+    batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
+) -> None:
+    """Score the SLM on the realistic mix (labelled parts + negatives corpus parts) into one file,
+    the input of `cwescan train calibrate`."""
+    from cwescan.evaluate.mix_scores import score_mix
+
+    command = shlex.join(["cwescan", "eval-mix", "--negatives", str(negatives), "--out", str(out),
+                          *(["--model", model] if model else []), *[a for p in part for a in ("--part", p)],
+                          "--device", device, "--precision", precision])
+    score_mix(negatives, model, part, device, precision, batch_size, out, command)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
+    app.command("eval-slm")(eval_slm_cmd)
+    app.command("eval-mix")(eval_mix_cmd)

@@ -128,7 +128,9 @@ def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, cra
              quiet: bool = False, shard: int = 0, shards: int = 1) -> dict:
     """Run cases ``shard, shard + shards, ...`` below ``count`` (or as many as ``time_budget``
     seconds allow); return the summary. Case i is the same whatever the sharding."""
-    from cwescan.fuzz.engine import case_at, max_rss_mb, save_crash, stdlib_seeds, write_case
+    # Long on purpose: the fuzz loop and its per-stage crash bookkeeping read best in one piece.
+    from cwescan.core.process import peak_rss_mb
+    from cwescan.fuzz.engine import case_at, save_crash, stdlib_seeds, write_case
     from cwescan.scan.walk import discover
 
     seeds = stdlib_seeds(rng=random.Random(seed))
@@ -211,7 +213,7 @@ def run_fuzz(count: int, seed: int, time_budget: float, file_timeout: float, cra
         "slowest_seconds": slowest.seconds if slowest else 0.0,
         "stage_max": {k: f"{v[0]:.2f} s  {v[1]}" for k, v in sorted(stage_max.items())},
         "stage_max_raw": stage_max,
-        "max_rss_mb": round(max_rss_mb(), 1),
+        "max_rss_mb": round(peak_rss_mb() or 0.0, 1),
         "seconds": round(time.monotonic() - started, 1),
         "notes": notes,
         "seed": seed,

@@ -7,7 +7,6 @@ files plus (path, unit index) picks, and the actor parses the files again with t
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 
@@ -75,14 +74,13 @@ class ModelWorker:
 
     def _load(self):
         if self.detector is None:
-            from cwescan.scan.pipeline import create_detectors, third_party_quiet
+            from cwescan.detectors import create_detectors
+            from cwescan.scan.pipeline import third_party_quiet
 
             with third_party_quiet(enabled=not self.verbose):
                 det = create_detectors([self.spec.name], self.spec.precision, self.spec.slm_model,
                                        self.spec.device)[0]
-                load = getattr(det, "load", None) or getattr(det, "_load", None)
-                if callable(load):
-                    load()
+                det.load()
             self.detector = det
         return self.detector
 
@@ -92,6 +90,4 @@ class ModelWorker:
         det = self._load()
         units = batch.units()
         with third_party_quiet(enabled=not self.verbose, streams=False):
-            if "hints" in inspect.signature(det.detect).parameters and batch.hints:
-                return det.detect(units, hints=batch.hints)
-            return det.detect(units)
+            return det.detect(units, hints=batch.hints)

@@ -37,16 +37,24 @@ import json
 import warnings
 from pathlib import Path
 
-PRECISIONS = ("fp32", "bf16", "fp16", "int8", "int4")
+from cwescan.core.precisions import PRECISIONS
+
 PRECISION_FILE = Path(__file__).parents[1] / "models" / "precision.json"
 INT4_GROUP_SIZE = 32
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` itself when it is one of PRECISIONS; else a ValueError naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return precision
 
 
 class PrecisionUnavailable(RuntimeError):
     """The requested precision has no working kernel on this device / software stack."""
 
 
-def _quiet_torchao():
+def quiet_torchao():
     """Import torchao's quantization API without its noise about optional CUDA extensions."""
     import logging
 
@@ -121,7 +129,7 @@ def apply_precision(model, precision: str, device: str = "cpu"):
 
     if precision == "int8":
         if on_cuda:
-            q = _quiet_torchao()
+            q = quiet_torchao()
             model = model.to(device=device, dtype=torch.bfloat16)
             q.quantize_(model, q.Int8WeightOnlyConfig(), filter_fn=gpu_quant_filter)
             return model
@@ -133,7 +141,7 @@ def apply_precision(model, precision: str, device: str = "cpu"):
             return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
 
     # int4
-    q = _quiet_torchao()
+    q = quiet_torchao()
     model = model.to(device=device, dtype=torch.bfloat16)
     if on_cuda:
         # tile_packed_to_4d runs torch's own tinygemm kernel; torchao's default int4 layout

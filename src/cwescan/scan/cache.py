@@ -32,8 +32,9 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 
-from cwescan.core.findings import Finding
+from cwescan.core.findings import Finding, in_unit
 from cwescan.core.units import Unit
+from cwescan.detectors.base import ModelDetector
 
 FORMAT = 1  # bump when the stored layout changes
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -53,14 +54,14 @@ def _digest(obj) -> str:
                                      separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def _source_hash(detector) -> str:
+def _source_hash(detector: ModelDetector) -> str:
     """Hash of the code that turns a unit into the detector's answer: its module and, when it
     has one, the package of the same name (``cwescan/ml/slm/`` for the SLM)."""
     module = sys.modules.get(type(detector).__module__)
     paths: list[Path] = []
-    if module is not None and getattr(module, "__file__", None):
+    if module is not None and module.__file__:
         paths.append(Path(module.__file__))
-        package = Path(module.__file__).parents[1] / "ml" / getattr(detector, "name", "")
+        package = Path(module.__file__).parents[1] / "ml" / detector.name
         if package.is_dir():
             paths.extend(sorted(package.glob("*.py")))
     h = hashlib.sha256()
@@ -72,25 +73,13 @@ def _source_hash(detector) -> str:
     return h.hexdigest()
 
 
-def model_key(detector) -> str | None:
-    """The model part of every key for ``detector``; None when it has no card (no identity we
-    can trust, so its results are not cached)."""
-    card = getattr(detector, "card", None)
-    if not isinstance(card, dict) or not card.get("files"):
+def model_key(detector: ModelDetector) -> str | None:
+    """The model part of every key for ``detector``; None when it has no trusted identity
+    (its results are then not cached)."""
+    identity = detector.cache_identity()
+    if identity is None:
         return None
-    options = getattr(detector, "options", None)
-    return _digest({
-        "format": FORMAT,
-        "detector": getattr(detector, "name", type(detector).__name__),
-        "card_sha256": _digest(card),
-        "precision": getattr(detector, "precision", None),
-        "device": str(getattr(detector, "device", "cpu")),
-        "threshold": getattr(detector, "threshold", None),
-        "mode": getattr(detector, "mode", None),
-        "hints_in_prompt": getattr(detector, "hints_in_prompt", None),
-        "options": repr(options) if options is not None else None,
-        "code": _source_hash(detector),
-    })
+    return _digest({"format": FORMAT, **identity, "code": _source_hash(detector)})
 
 
 def _finding_fields(f: Finding, start: int) -> dict:
@@ -105,7 +94,7 @@ def unit_key(model: str, unit: Unit, hints: Sequence[Finding]) -> str:
     detector is given for the unit's file (only those inside the unit count)."""
     from cwescan.ml.slm.prompt import callers_of
 
-    inside = sorted((f for f in hints if unit.start_line <= f.start_line <= unit.end_line),
+    inside = sorted((f for f in hints if in_unit(f, unit)),
                     key=Finding.sort_key)
     return _digest({
         "model": model,

@@ -12,10 +12,7 @@ Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` ins
 
 from __future__ import annotations
 
-import ast
 import gc
-import inspect
-import importlib.util
 import logging
 import os
 import signal
@@ -35,13 +32,19 @@ from pathlib import Path
 from cwescan import detectors as detector_registry
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
+from cwescan.scan.combine import apply_policy, merge, replace_reviewed
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
-from cwescan.detectors.base import Detector
+from cwescan.detectors.base import Detector, ModelDetector
+from cwescan.core import cwe as cwe_catalog
+from cwescan.core.findings import Finding, in_unit
+from cwescan.core.report import Report, Reported
 from cwescan.scan.executor import BatchDone, StageExecutor
-from cwescan.scan.repositories import Repository, find_repositories, repository_of
-from cwescan.core.findings import Finding, severity_rank
-from cwescan.ml.precision import default_precision
+from cwescan.scan.file_budget import FileBudget
+from cwescan.core.repositories import find_repositories, repository_of
+from cwescan.scan.model_budget import budget_notice, within_budget
+from cwescan.scan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
+from cwescan.core.testcode import TestCodePolicy
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.core.units import SourceFile, Unit, parse_source
 from cwescan.scan.walk import (
@@ -54,45 +57,8 @@ from cwescan.scan.walk import (
     read_source,
 )
 
-MODEL_DETECTORS = ("slm", "encoder")  # batched across files; they take precision=
 MODEL_BATCH_UNITS = 256  # units handed to a model detector per call
 PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
-
-
-def slm_available() -> tuple[bool, str]:
-    """Whether the shipped SLM can run here, and if not, why."""
-    artifact = Path(__file__).parents[1] / "models" / "slm"
-    if not artifact.is_dir():
-        return False, f"no shipped model at {artifact}"
-    try:
-        found = importlib.util.find_spec("cwescan.detectors.slm") is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
-        return False, "cwescan.detectors.slm is not installed"
-    return True, ""
-
-
-def default_detectors() -> tuple[list[str], str]:
-    """["static", "slm"] when the shipped SLM is present, else ["static"]; plus a note."""
-    ok, why = slm_available()
-    if ok:
-        return ["static", "slm"], ""
-    return ["static"], f"slm not used: {why}"
-
-
-def create_detectors(names: Sequence[str], precision: str | None = None, slm_model: str | None = None,
-                     device: str | None = None) -> list[Detector]:
-    out = []
-    for name in names:
-        # no --precision: the benchmark's measured default (models/precision.json, else fp32)
-        opts = {"precision": precision or default_precision(name)} if name in MODEL_DETECTORS else {}
-        if name == "slm" and slm_model:
-            opts["model"] = slm_model  # "qwen", "smollm2" or an adapter folder
-        if device and name in MODEL_DETECTORS:
-            opts["device"] = device
-        out.append(detector_registry.create(name, **opts))
-    return out
 
 
 @contextmanager
@@ -206,6 +172,7 @@ class FileResult:
     n_units: int = 0
     suppressions: FileSuppressions | None = None
     source: SourceFile | None = None  # kept in-process only, for the model detectors
+    function_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each function unit
 
 
 def _parse_notice(relpath: str, error: str) -> Notice:
@@ -216,40 +183,10 @@ def _parse_notice(relpath: str, error: str) -> Notice:
     return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
 
 
-# Files larger than this are first parsed in a forked child that is killed at --file-timeout:
-# CPython 3.11 parses some inputs (many f-string placeholders) in quadratic time inside C,
-# where the alarm cannot interrupt it (300 KB: 47 s; docs/ROBUSTNESS.md). Below this size
-# such a parse stays within a few seconds, which is not worth a process per file.
-PARSE_PROBE_CHARS = 64_000
-
-
-def _parse_and_exit(text: str) -> None:
-    try:
-        ast.parse(text)
-    except BaseException:  # noqa: BLE001 - only whether it returns matters
-        pass
-    os._exit(0)  # no atexit handlers, no flushing of buffers inherited from the parent
-
-
-def parse_finishes(text: str, timeout: float) -> bool:
-    """Whether ``ast.parse(text)`` returns within ``timeout`` seconds, tried in a forked child
-    (the text is inherited, nothing is pickled; no answer comes back but the exit). True where
-    fork is unavailable: the in-process alarm is then the only bound."""
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return True
-    try:
-        child = get_context("fork").Process(target=_parse_and_exit, args=(text,))
-        child.start()
-    except OSError:  # cannot fork (process limit, memory): parse in process as before
-        return True
-    child.join(timeout)
-    if child.is_alive():
-        child.kill()
-        child.join()
-        return False
-    return True
+def _lowered_notice(relpath: str, constructs: str) -> Notice:
+    return Notice(relpath, "lowered", f"syntax newer than Python {sys.version_info.major}."
+                  f"{sys.version_info.minor} ({constructs}) was rewritten line for line before "
+                  "parsing; every rule ran")
 
 
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
@@ -268,15 +205,15 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         result.notices.append(read.notice)
     if read.text is None:
         return result
-    if timeout and len(read.text) > PARSE_PROBE_CHARS and not parse_finishes(read.text, timeout):
-        result.notices.append(Notice(relpath, "parse-timeout",
-                                     f"the parser did not finish within {timeout:g} s (--file-timeout; "
-                                     "tried in a child process, which was stopped); file skipped"))
+    budget = FileBudget(timeout)
+    # a parse tried in a child runs again here: each run gets half of the file's budget
+    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout / 2, relpath):
+        result.notices.append(Notice(relpath, "parse-timeout", parse_timeout_message(timeout)))
         result.scanned, result.text = False, None
         return result
     alarm = Alarm()
     try:
-        with time_limit(timeout) as alarm:
+        with time_limit(budget.left()) as alarm:
             src = parse_source(relpath, read.text)
         if alarm.fired:  # went off inside the parser, which turned it into a parse error
             raise FileTimeout
@@ -287,12 +224,15 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         return result
     if src.error and read.text.strip():
         result.notices.append(_parse_notice(relpath, src.error))
+    if src.parser == "lowered":
+        result.notices.append(_lowered_notice(relpath, src.lowered))
     result.n_units = len(src.units)
+    result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
         try:
-            with time_limit(timeout) as alarm:
+            with time_limit(budget.left()) as alarm:
                 found = det.detect(src.units)
             result.findings.extend(found)
         except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
@@ -352,70 +292,6 @@ def _scan_in_worker(cand: Candidate) -> FileResult:
 
 # --- merging and the report ---------------------------------------------------------------
 
-def merge(findings: Sequence[Finding]) -> list[Finding]:
-    """One finding per (path, start line, CWE family): the most confident one's fields, with
-    ``detector`` naming every detector that agreed ("slm+static") and ``extra["detectors"]``
-    keeping each one's confidence."""
-    groups: dict[tuple, list[Finding]] = {}
-    for f in findings:
-        groups.setdefault((f.path, f.start_line, f.family), []).append(f)
-    merged = []
-    for group in groups.values():
-        best = max(group, key=lambda f: (f.confidence, severity_rank(f.severity),
-                                         f.detector, f.rule_id, -f.end_line))
-        per_detector: dict[str, float] = {}
-        for f in group:
-            for name in f.detector.split("+"):
-                per_detector[name] = max(per_detector.get(name, 0.0), round(f.confidence, 4))
-        extra = dict(best.extra)
-        extra["source_detector"] = best.detector  # whose rule and message are shown
-        extra["detectors"] = dict(sorted(per_detector.items()))
-        merged.append(Finding(
-            path=best.path, start_line=best.start_line, end_line=best.end_line, cwe=best.cwe,
-            rule_id=best.rule_id, title=best.title, message=best.message,
-            confidence=best.confidence, severity=best.severity,
-            detector="+".join(sorted(per_detector)), extra=extra))
-    return sorted(merged, key=Finding.sort_key)
-
-
-@dataclass
-class Reported:
-    """A finding as reported, with its identities across edits."""
-
-    finding: Finding
-    fingerprint: str  # baseline identity: path, CWE family, flagged code
-    line_hash: str  # SARIF primaryLocationLineHash: content hash + per-file occurrence
-    snippet: str = ""  # the first flagged line, for the text report
-    repository: str | None = None  # its repository's name, when the scan covers several
-
-    def to_dict(self) -> dict:
-        d = self.finding.verdict()
-        d["fingerprint"] = self.fingerprint
-        d["detectors"] = self.finding.extra.get("detectors", {self.finding.detector: d["confidence"]})
-        if self.repository is not None:
-            d["repository"] = self.repository
-        return d
-
-
-@dataclass
-class Report:
-    base: Path  # paths are relative to this folder
-    detectors: list[str]
-    findings: list[Reported]  # what remains after confidence, suppression and baseline
-    notices: list[Notice]
-    unused_suppressions: list[dict]
-    stats: dict
-    all_findings: list[Reported] = field(default_factory=list)  # before the baseline
-    excludes_used: set[str] = field(default_factory=set)  # exclude patterns that left something out
-    repositories: list[Repository] = field(default_factory=list)  # empty: one repository
-
-    def failing(self, fail_on: str) -> list[Reported]:
-        if fail_on == "none":
-            return []
-        threshold = severity_rank(fail_on)
-        return [r for r in self.findings if severity_rank(r.finding.severity) >= threshold]
-
-
 @dataclass
 class ScanOptions:
     detectors: list[str]
@@ -432,6 +308,7 @@ class ScanOptions:
     review: str = "triage"  # model stage: "triage" (skip units with no security surface) or "all"
     cache: ResultCache | None = None  # model results per unit; None: no cache
     verbose: bool = False  # let model libraries print their warnings and progress bars
+    tests: TestCodePolicy = TestCodePolicy()  # test code: reported lower (default), normal or skipped
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -448,13 +325,15 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
     if detectors is None:
-        detectors = create_detectors(options.detectors, options.precision, device=options.device)
-    fast = [d for d in detectors if d.name not in MODEL_DETECTORS]
-    models = [d for d in detectors if d.name in MODEL_DETECTORS]
+        detectors = detector_registry.create_detectors(options.detectors, options.precision,
+                                                       device=options.device)
+    fast = [d for d in detectors if not isinstance(d, ModelDetector)]
+    models = [d for d in detectors if isinstance(d, ModelDetector)]
 
     excludes_used: set[str] = set()
     candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude,
                                    matched_excludes=excludes_used)
+    candidates, tests_not_scanned = options.tests.to_scan(candidates, lambda c: c.relpath)
     with fewer_gc_passes():
         results = executor.run_files(candidates, fast, options, keep_source=bool(models),
                                      progress=progress)
@@ -466,7 +345,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         raw.extend(r.findings)
     if models:
         # Static findings go to the model detectors as hints; each comes back with the model's
-        # second opinion folded into its confidence (cwescan.detectors.slm.second_opinion) and
+        # second opinion folded into its confidence (cwescan.scan.combine.second_opinion) and
         # replaces the plain static finding, so a disagreeing model ranks it lower.
         hints: dict[str, list[Finding]] = {}
         for f in raw:
@@ -474,12 +353,13 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                        review=options.review, cache=options.cache,
                                                        verbose=options.verbose, executor=executor)
-        reviewed = {_finding_key(f) for f in model_findings if "slm_second_opinion" in f.extra}
-        raw = [f for f in raw if _finding_key(f) not in reviewed] + model_findings
+        raw = replace_reviewed(raw, model_findings)
+        raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
-    merged = merge(raw)
+    merged = merge(raw, {r.relpath: r.function_spans for r in results})
+    options.tests.mark(merged)
     kept, low, suppressed = [], 0, 0
     for f in merged:
         # suppressions first, so a directive over a low-confidence finding counts as used
@@ -505,8 +385,12 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                    low=low, suppressed=suppressed, baselined=sum(hidden))
     if models:
         stats["model_stage"] = model_stats
+    if tests_not_scanned:
+        stats["test_files_not_scanned"] = tests_not_scanned
+    rule_docs = {rid: doc for d in fast for rid, doc in d.rule_docs().items()}
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
-                  excludes_used, repositories=repositories)
+                  model_detectors=frozenset(d.name for d in models), rule_docs=rule_docs,
+                  excludes_used=excludes_used, repositories=repositories)
 
 
 class LocalExecutor(StageExecutor):
@@ -517,14 +401,12 @@ class LocalExecutor(StageExecutor):
         return _run_fast_stage(list(candidates), list(fast), options, keep_source, progress)
 
     def run_model(self, detector, batches, hints, verbose, batch_done: BatchDone):
-        takes_hints = "hints" in inspect.signature(detector.detect).parameters
-        load = getattr(detector, "load", None) or getattr(detector, "_load", None)
         out: list[list[Finding] | Exception] = []
         load_error: Exception | None = None
-        if batches and callable(load):
+        if batches:
             try:
                 with third_party_quiet(enabled=not verbose):
-                    load()
+                    detector.load()
             except Exception as e:  # every batch reports it per file
                 load_error = RuntimeError(f"could not load: {type(e).__name__}: {e}")
         for batch in batches:
@@ -533,8 +415,7 @@ class LocalExecutor(StageExecutor):
             else:
                 try:
                     with third_party_quiet(enabled=not verbose, streams=False):
-                        out.append(detector.detect(batch, hints=hints) if takes_hints and hints
-                                   else detector.detect(batch))
+                        out.append(detector.detect(batch, hints=hints))
                 except Exception as e:  # keep the rest of the scan
                     out.append(e)
             batch_done(len(batch))
@@ -579,11 +460,40 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     return results
 
 
-def _finding_key(f: Finding) -> tuple:
-    return (f.path, f.start_line, f.end_line, f.cwe, f.rule_id, f.detector)
+def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
+                     review: str, notices: list[Notice]) -> tuple[list[Unit], Counter, int, int]:
+    """The units a model must look at (triage, or all with ``review="all"``), the triage
+    reasons counted, the number of units seen and the number left out by the per-file model
+    budget (each such file gets a notice in ``notices``). Triage goes file by file, keeping only the
+    units to review: the trees of files with nothing to review are freed at once (1,000 stdlib
+    files held every tree: 5 GB)."""
+    todo: list[Unit] = []
+    reasons: Counter = Counter()
+    n_units = 0
+    over_budget = 0  # units left out by the per-file model budget
+    for r in results:
+        if r.text is None:
+            continue
+        src = r.source or parse_source(r.relpath, r.text)
+        r.source = None
+        if not r.n_units:
+            r.n_units = len(src.units)
+        units = [u for u in src.units if u.code.strip()]
+        units, left_out = within_budget(units)
+        if left_out:
+            over_budget += left_out
+            notices.append(budget_notice(r.relpath, len(units), len(units) + left_out))
+        if review == "all":
+            verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
+        else:
+            verdicts = triage_mod.triage(units, hints)
+        n_units += len(units)
+        reasons.update(v.kind for v in verdicts)
+        todo.extend(u for u, v in zip(units, verdicts) if v.review)
+    return todo, reasons, n_units, over_budget
 
 
-def _run_model_stage(results: list[FileResult], models: list[Detector], notices: list[Notice],
+def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
                      progress: ProgressHook | None,
                      hints: dict[str, list[Finding]] | None = None,
                      review: str = "triage",
@@ -595,26 +505,7 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
     only the rest run through the model, in batches."""
     hints = hints or {}
     executor = executor or LocalExecutor()
-    # Triage file by file, keeping only the units to review: the trees of files with nothing
-    # to review are freed at once (1,000 stdlib files held every tree: 5 GB).
-    todo: list[Unit] = []
-    reasons: Counter = Counter()
-    n_units = 0
-    for r in results:
-        if r.text is None:
-            continue
-        src = r.source or parse_source(r.relpath, r.text)
-        r.source = None
-        if not r.n_units:
-            r.n_units = len(src.units)
-        units = [u for u in src.units if u.code.strip()]
-        if review == "all":
-            verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
-        else:
-            verdicts = triage_mod.triage(units, hints)
-        n_units += len(units)
-        reasons.update(v.kind for v in verdicts)
-        todo.extend(u for u, v in zip(units, verdicts) if v.review)
+    todo, reasons, n_units, over_budget = _units_to_review(results, hints, review, notices)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
     cached: dict[int, int] = {}  # unit -> models that answered it from the cache
@@ -667,6 +558,7 @@ def _run_model_stage(results: list[FileResult], models: list[Detector], notices:
         "cleared": n_units - len(todo),  # triage: no security surface, no model
         "cached": from_cache,  # every model's answer came from the cache
         "reasons": dict(sorted(reasons.items())),
+        **({"over_budget": over_budget} if over_budget else {}),
     }
     return out, stats
 
@@ -681,7 +573,7 @@ def _store(cache: ResultCache, keys: dict[int, str], batch: list[Unit], found: l
         by_path.setdefault(u.path, []).append(u)
     unplaced: set[str] = set()
     for f in found:
-        holders = [u for u in by_path.get(f.path, ()) if u.start_line <= f.start_line <= u.end_line]
+        holders = [u for u in by_path.get(f.path, ()) if in_unit(f, u)]
         named = [u for u in holders if u.qualname == f.extra.get("unit")]
         holders = named or holders
         if not holders:
@@ -712,7 +604,8 @@ def _fingerprint(findings: list[Finding], texts: dict[str, str]) -> list[Reporte
 def _stats(results: list[FileResult], notices: list[Notice], visible: list[Reported],
            detectors: list[str], *, low: int, suppressed: int, baselined: int) -> dict:
     skipped_paths = {n.path for n in notices if not n.scanned}
-    partial_paths = {n.path for n in notices if n.scanned and n.reason != "empty"}
+    partial_paths = {n.path for n in notices if n.scanned and not n.complete}
+    lowered_paths = {n.path for n in notices if n.reason == "lowered"}
     by_detector: Counter = Counter()
     for r in visible:
         for name in r.finding.extra.get("detectors", {r.finding.detector: 0}):
@@ -724,12 +617,14 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "files_scanned": sum(1 for r in results if r.scanned),
         "files_skipped": len(skipped_paths),
         "files_partial": len(partial_paths),
+        **({"files_lowered": len(lowered_paths)} if lowered_paths else {}),
         "units": sum(r.n_units for r in results),
         "findings": len(visible),
         "by_detector": dict(sorted(by_detector.items())),
         "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if by_severity[s]},
-        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: int(kv[0].split("-")[1]))),
+        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: cwe_catalog.sort_key(kv[0]))),
         "suppressed": suppressed,
         "baselined": baselined,
         "below_min_confidence": low,
+        **({"in_test": in_test} if (in_test := sum(r.finding.in_test for r in visible)) else {}),
     }

@@ -23,22 +23,25 @@ from pathlib import Path
 
 import pathspec
 
+from cwescan.core.config import DEFAULT_MAX_FILE_SIZE
+
 # Folder names skipped while walking (fnmatch patterns on the folder's own name).
 DEFAULT_SKIP_DIRS = (
     ".venv", "venv", "env", "site-packages", "__pycache__", "build", "dist", ".git", ".hg",
     ".svn", ".tox", ".nox", ".mypy_cache", ".pytest_cache", ".ruff_cache", "node_modules",
     "*.egg-info",
 )
-DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes
 
 # reason code -> True when the file is still (partly) scanned
 REASONS = {
     "empty": True,  # scanned, nothing in it
+    "lowered": True,  # fully scanned: syntax newer than this Python was rewritten first
     "syntax-error": True,  # no AST: static rules skip it, models still read the text
     "too-deep": True,  # nesting too deep for the parser; models still read the text
     "timeout": True,  # a detector ran past --file-timeout on it
     "parse-timeout": False,  # the parser itself ran past --file-timeout (stopped in a child)
     "detector-error": True,  # a detector failed on this file; others still ran
+    "model-budget": True,  # models read only part of a very large file; static rules all of it
     "binary": False,
     "nul-byte": False,
     "undecodable": False,
@@ -49,6 +52,8 @@ REASONS = {
     "symlink-outside-root": False,
     "worker-lost": False,  # the process scanning it died on every try (cluster scans)
 }
+
+COMPLETE_REASONS = ("empty", "lowered")
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,11 @@ class Notice:
     @property
     def scanned(self) -> bool:
         return REASONS[self.reason]
+
+    @property
+    def complete(self) -> bool:
+        """Scanned in full: the notice only tells something about how."""
+        return self.reason in COMPLETE_REASONS
 
     def to_dict(self) -> dict:
         return {"path": self.path, "reason": self.reason, "scanned": self.scanned,
