@@ -146,11 +146,12 @@ class RayExecutor(StageExecutor):
                 nodes = (nodes * self.workers)[:self.workers]
             # one per node, its torch using every CPU of the node. It reserves none: the file
             # stage is over when it computes, and a reservation would starve the file tasks of a
-            # later scan while the actor waits. Soft affinity lets a restarted actor come back
-            # on another node.
+            # later scan while the actor waits. Pinned to its node (soft affinity was seen to put
+            # both actors of a two-node cluster on one node); when that node is gone for good,
+            # its batches go to the other actors (run_model).
             actors = [ModelWorker.options(
                 num_cpus=0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=True),
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
             ).remote(spec, verbose, threads=int(node["Resources"]["CPU"])) for node in nodes]
         self._actors[name] = actors
         self.where[name] = ray.get([a.where.remote() for a in actors])
