@@ -167,7 +167,8 @@ class RayExecutor(StageExecutor):
                   hints: dict[str, list[Finding]], verbose: bool,
                   batch_done: BatchDone) -> list[list[Finding] | Exception]:
         actors = list(self._actors_for(detector.name, verbose))
-        payloads = [ray.put(UnitBatch.of(list(b), hints)) for b in batches]
+        # built as they are dispatched, so the first actors start while later batches are packed
+        payloads: dict[int, object] = {}
         answers: list[list[Finding] | Exception | None] = [None] * len(batches)
         queue = deque(range(len(batches)))
         tries = [0] * len(batches)
@@ -183,6 +184,8 @@ class RayExecutor(StageExecutor):
                 while queue and load[id(actor)] < CALLS_PER_ACTOR:
                     i = queue.popleft()
                     tries[i] += 1
+                    if i not in payloads:
+                        payloads[i] = ray.put(UnitBatch.of(list(batches[i]), hints))
                     in_flight[actor.detect.remote(payloads[i])] = (i, actor)
                     load[id(actor)] += 1
             if not in_flight:  # every actor is gone: what is left fails
@@ -194,6 +197,7 @@ class RayExecutor(StageExecutor):
             load[id(actor)] -= 1
             try:
                 settle(i, ray.get(ready[0]))
+                payloads.pop(i, None)  # let the object store free it
             except RayTaskError as e:  # the detector itself raised: as a local scan reports it
                 cause = e.as_instanceof_cause()
                 settle(i, cause if isinstance(cause, Exception) else RuntimeError(str(e)))
