@@ -138,3 +138,13 @@ def test_windows_built_in_a_process_pool_equal_the_serial_ones(tok):
         pooled = P.PromptBuilder(tok).many_unit_windows(units, executor=pool)
     assert [[w.prompt for w in ws] for ws in pooled] == [[w.prompt for w in ws] for ws in serial]
     assert "trusted" not in serial[1][0].prompt and "Validated" not in serial[2][0].prompt
+
+
+def test_count_memo_stays_bounded_and_correct(tok, monkeypatch):
+    """Regression (found by cwescan fuzz): the memo was cleared after deciding which texts it
+    already knew, so the next lookup raised KeyError once it passed its bound."""
+    monkeypatch.setattr(P, "MEMO_MAX_TEXTS", 5)
+    b = P.PromptBuilder(tok)
+    texts = [f"line {i}\n" for i in range(8)]
+    first = b.counts(texts)
+    assert b.counts(texts[:3] + ["new text\n"]) == first[:3] + [len(tok.encode("new text\n", add_special_tokens=False))]

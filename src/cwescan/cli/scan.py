@@ -65,7 +65,7 @@ def scan_command(
                                 help="Exit 1 when a finding at or above this severity remains: "
                                      "low | medium | high | critical | none (default high)."),
     min_confidence: float = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
-                                         help="Hide findings below this confidence (default 0)."),
+                                         help="Hide findings below this confidence (default 0.3; 0 shows every finding)."),
     baseline: Path = typer.Option(None, "--baseline", help="Hide findings recorded in this baseline file."),
     write_baseline_to: Path = typer.Option(None, "--write-baseline",
                                            help="Record the current findings as a baseline file."),

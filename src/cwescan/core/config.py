@@ -36,6 +36,12 @@ FORMATS = ("text", "json", "jsonl", "sarif")
 FAIL_ON = (*SEVERITIES, "none")
 
 
+# Findings below this confidence are not shown unless --min-confidence asks for them. Rule
+# findings start well above it (a source-to-sink flow 0.8+, parameter-only evidence 0.55,
+# Bandit's LOW 0.4); a rule finding a model confidently calls safe is lowered below it.
+DEFAULT_MIN_CONFIDENCE = 0.3
+
+
 class ConfigError(ValueError):
     """A setting has the wrong type or value."""
 
@@ -45,7 +51,7 @@ class Config:
     detectors: list[str] | None = None  # None: pick the default set
     exclude: list[str] = field(default_factory=list)
     fail_on: str = "high"
-    min_confidence: float = 0.0
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     file_timeout: float = 20.0
     precision: str | None = None  # None: each model detector's own default

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import re
 
+# The type of a finding whose evidence does not support a CWE: a model that is sure something is
+# wrong but not sure what. NVD's own id for "insufficient information"; never a CWE guess.
+UNSPECIFIED = "NVD-CWE-noinfo"
+
 # id -> (name, default severity, GitHub "security-severity" score 0-10)
 CWES: dict[str, tuple[str, str, float]] = {
+    UNSPECIFIED: ("Possible weakness of uncertain type", "low", 2.0),
     "CWE-20": ("Improper Input Validation", "medium", 5.0),
     "CWE-22": ("Path Traversal", "high", 7.5),
     "CWE-73": ("External Control of File Name or Path", "high", 7.5),
@@ -81,11 +86,18 @@ _CWE_RE = re.compile(r"(?i)^\s*(?:cwe)?[-_ ]?0*(\d+)\s*$")
 
 
 def normalize(cwe: str | int) -> str:
-    """'cwe-079', 'CWE_79', '79' and 79 all become 'CWE-79'."""
+    """'cwe-079', 'CWE_79', '79' and 79 all become 'CWE-79'; ``UNSPECIFIED`` stays itself."""
+    if str(cwe).strip().lower() == UNSPECIFIED.lower():
+        return UNSPECIFIED
     m = _CWE_RE.match(str(cwe))
     if not m:
         raise ValueError(f"not a CWE id: {cwe!r}")
     return f"CWE-{int(m.group(1))}"
+
+
+def is_cwe(cwe: str) -> bool:
+    """Whether ``cwe`` names a CWE entry (not ``UNSPECIFIED``)."""
+    return normalize(cwe) != UNSPECIFIED
 
 
 def family(cwe: str | int) -> str:

@@ -119,9 +119,9 @@ def gen_huge_literal(rng: random.Random, seeds: list[bytes]) -> bytes:
         return b"x = {" + b", ".join(b"%d: %d" % (i, i) for i in range(n // 10)) + b"}\n"
     if kind == "fstring":
         # CPython 3.11 parses f-string placeholders in quadratic time, in C where no timer can
-        # interrupt it (100,000 placeholders: 47 s; see docs/ROBUSTNESS.md). Capped so the
-        # fuzz run finishes; the stall itself is documented, not hidden.
-        return b"x = f'" + b"{a}" * min(n // 3, 20_000) + b"'\n"
+        # interrupt it (3 MB: over an hour); the scan parses such a file in a child process
+        # that is killed at --file-timeout (cwescan.scan.parse_guard).
+        return b"x = f'" + b"{a}" * (n // 3) + b"'\n"
     if kind == "docstring":
         return b'def f():\n    """' + b"line\n" * (n // 5) + b'"""\n    eval(input())\n'
     return b"# " + b"c" * n + b"\nimport os\n"
@@ -395,10 +395,13 @@ class Harness:
         self.max_file_size = max_file_size or DEFAULT_MAX_FILE_SIZE
 
     def run_file(self, path: Path, relpath: str, kind: str = "") -> Outcome:
+        from cwescan.scan.file_budget import FileBudget
+        from cwescan.scan.model_budget import within_budget
         from cwescan.scan.pipeline import FileTimeout, scan_file, time_limit
         from cwescan.scan.walk import Candidate
 
         t0 = time.perf_counter()
+        budget = FileBudget(self.file_timeout)  # one --file-timeout for all stages of the file
         size = path.stat().st_size if path.exists() else 0
         out = Outcome(relpath, kind, size, scanned=False, reasons=[])
         stage = "scan_file"
@@ -421,7 +424,9 @@ class Harness:
             _check_invariants(src, result.findings)
             out.units = len(src.units)
             # the models' pre-processing, as the scanner's model stage feeds it
-            units = [u for u in src.units if u.code.strip()]
+            units, left_out = within_budget([u for u in src.units if u.code.strip()])
+            if left_out:
+                out.reasons.append("model-budget")
             stripped: dict[int, str] = {}  # id(unit) -> code without comments, made once
 
             def strip(unit) -> int:
@@ -439,8 +444,11 @@ class Harness:
                               ("slm_prompt", self._slm_windows),
                               ("encoder_windows", encoder)):
                 t = time.perf_counter()
+                if budget.spent():  # not started: its tokenizer calls could not be stopped
+                    out.reasons.append(f"timeout:{stage}")
+                    continue
                 try:
-                    with time_limit(self.file_timeout):
+                    with time_limit(budget.left()):
                         out.windows += sum(fn(u) for u in units)
                 except FileTimeout:
                     out.reasons.append(f"timeout:{stage}")

@@ -44,7 +44,7 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
     if report.notices:
         console.print(Text(f"Skipped or partly scanned files ({len(report.notices)})", style="bold"))
         for n in report.notices:
-            state = ("scanned" if n.reason == "empty" else "partly scanned") if n.scanned else "skipped"
+            state = ("scanned" if n.complete else "partly scanned") if n.scanned else "skipped"
             console.print(Text.assemble(f"  {n.path}  ", (f"{n.reason}", "magenta"),
                                         (f" ({state}): {n.message}", "dim")))
         console.print()

@@ -12,7 +12,6 @@ Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` ins
 
 from __future__ import annotations
 
-import ast
 import gc
 import logging
 import os
@@ -33,12 +32,15 @@ from pathlib import Path
 from cwescan import detectors as detector_registry
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
-from cwescan.scan.combine import merge, replace_reviewed
+from cwescan.scan.combine import apply_policy, merge, replace_reviewed
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
 from cwescan.core.findings import Finding, in_unit
 from cwescan.core.report import Report, Reported
+from cwescan.scan.file_budget import FileBudget
+from cwescan.scan.model_budget import budget_notice, within_budget
+from cwescan.scan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
 from cwescan.core.testcode import TestCodePolicy
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.core.units import SourceFile, Unit, parse_source
@@ -176,40 +178,10 @@ def _parse_notice(relpath: str, error: str) -> Notice:
     return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
 
 
-# Files larger than this are first parsed in a forked child that is killed at --file-timeout:
-# CPython 3.11 parses some inputs (many f-string placeholders) in quadratic time inside C,
-# where the alarm cannot interrupt it (300 KB: 47 s; docs/ROBUSTNESS.md). Below this size
-# such a parse stays within a few seconds, which is not worth a process per file.
-PARSE_PROBE_CHARS = 64_000
-
-
-def _parse_and_exit(text: str) -> None:
-    try:
-        ast.parse(text)
-    except BaseException:  # noqa: BLE001 - only whether it returns matters
-        pass
-    os._exit(0)  # no atexit handlers, no flushing of buffers inherited from the parent
-
-
-def parse_finishes(text: str, timeout: float) -> bool:
-    """Whether ``ast.parse(text)`` returns within ``timeout`` seconds, tried in a forked child
-    (the text is inherited, nothing is pickled; no answer comes back but the exit). True where
-    fork is unavailable: the in-process alarm is then the only bound."""
-    import multiprocessing
-
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return True
-    try:
-        child = get_context("fork").Process(target=_parse_and_exit, args=(text,))
-        child.start()
-    except OSError:  # cannot fork (process limit, memory): parse in process as before
-        return True
-    child.join(timeout)
-    if child.is_alive():
-        child.kill()
-        child.join()
-        return False
-    return True
+def _lowered_notice(relpath: str, constructs: str) -> Notice:
+    return Notice(relpath, "lowered", f"syntax newer than Python {sys.version_info.major}."
+                  f"{sys.version_info.minor} ({constructs}) was rewritten line for line before "
+                  "parsing; every rule ran")
 
 
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
@@ -221,15 +193,15 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
         result.notices.append(read.notice)
     if read.text is None:
         return result
-    if timeout and len(read.text) > PARSE_PROBE_CHARS and not parse_finishes(read.text, timeout):
-        result.notices.append(Notice(cand.relpath, "parse-timeout",
-                                     f"the parser did not finish within {timeout:g} s (--file-timeout; "
-                                     "tried in a child process, which was stopped); file skipped"))
+    budget = FileBudget(timeout)
+    # a parse tried in a child runs again here: each run gets half of the file's budget
+    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout / 2, cand.relpath):
+        result.notices.append(Notice(cand.relpath, "parse-timeout", parse_timeout_message(timeout)))
         result.scanned, result.text = False, None
         return result
     alarm = Alarm()
     try:
-        with time_limit(timeout) as alarm:
+        with time_limit(budget.left()) as alarm:
             src = parse_source(cand.relpath, read.text)
         if alarm.fired:  # went off inside the parser, which turned it into a parse error
             raise FileTimeout
@@ -240,12 +212,14 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
         return result
     if src.error and read.text.strip():
         result.notices.append(_parse_notice(cand.relpath, src.error))
+    if src.parser == "lowered":
+        result.notices.append(_lowered_notice(cand.relpath, src.lowered))
     result.n_units = len(src.units)
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
         try:
-            with time_limit(timeout) as alarm:
+            with time_limit(budget.left()) as alarm:
                 found = det.detect(src.units)
             result.findings.extend(found)
         except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
@@ -364,6 +338,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                                                        review=options.review, cache=options.cache,
                                                        verbose=options.verbose)
         raw = replace_reviewed(raw, model_findings)
+        raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
@@ -437,14 +412,16 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
 
 
 def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
-                     review: str) -> tuple[list[Unit], Counter, int]:
+                     review: str, notices: list[Notice]) -> tuple[list[Unit], Counter, int, int]:
     """The units a model must look at (triage, or all with ``review="all"``), the triage
-    reasons counted, and the number of units seen. Triage goes file by file, keeping only the
+    reasons counted, the number of units seen and the number left out by the per-file model
+    budget (each such file gets a notice in ``notices``). Triage goes file by file, keeping only the
     units to review: the trees of files with nothing to review are freed at once (1,000 stdlib
     files held every tree: 5 GB)."""
     todo: list[Unit] = []
     reasons: Counter = Counter()
     n_units = 0
+    over_budget = 0  # units left out by the per-file model budget
     for r in results:
         if r.text is None:
             continue
@@ -453,6 +430,10 @@ def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
         if not r.n_units:
             r.n_units = len(src.units)
         units = [u for u in src.units if u.code.strip()]
+        units, left_out = within_budget(units)
+        if left_out:
+            over_budget += left_out
+            notices.append(budget_notice(r.relpath, len(units), len(units) + left_out))
         if review == "all":
             verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
         else:
@@ -460,7 +441,7 @@ def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
         n_units += len(units)
         reasons.update(v.kind for v in verdicts)
         todo.extend(u for u, v in zip(units, verdicts) if v.review)
-    return todo, reasons, n_units
+    return todo, reasons, n_units, over_budget
 
 
 def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
@@ -473,7 +454,7 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
     whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
     only the rest run through the model, in batches."""
     hints = hints or {}
-    todo, reasons, n_units = _units_to_review(results, hints, review)
+    todo, reasons, n_units, over_budget = _units_to_review(results, hints, review, notices)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
     cached: dict[int, int] = {}  # unit -> models that answered it from the cache
@@ -530,6 +511,7 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
         "cleared": n_units - len(todo),  # triage: no security surface, no model
         "cached": from_cache,  # every model's answer came from the cache
         "reasons": dict(sorted(reasons.items())),
+        **({"over_budget": over_budget} if over_budget else {}),
     }
     return out, stats
 
@@ -575,7 +557,8 @@ def _fingerprint(findings: list[Finding], texts: dict[str, str]) -> list[Reporte
 def _stats(results: list[FileResult], notices: list[Notice], visible: list[Reported],
            detectors: list[str], *, low: int, suppressed: int, baselined: int) -> dict:
     skipped_paths = {n.path for n in notices if not n.scanned}
-    partial_paths = {n.path for n in notices if n.scanned and n.reason != "empty"}
+    partial_paths = {n.path for n in notices if n.scanned and not n.complete}
+    lowered_paths = {n.path for n in notices if n.reason == "lowered"}
     by_detector: Counter = Counter()
     for r in visible:
         for name in r.finding.extra.get("detectors", {r.finding.detector: 0}):
@@ -587,6 +570,7 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "files_scanned": sum(1 for r in results if r.scanned),
         "files_skipped": len(skipped_paths),
         "files_partial": len(partial_paths),
+        **({"files_lowered": len(lowered_paths)} if lowered_paths else {}),
         "units": sum(r.n_units for r in results),
         "findings": len(visible),
         "by_detector": dict(sorted(by_detector.items())),

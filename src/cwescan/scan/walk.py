@@ -35,11 +35,13 @@ DEFAULT_SKIP_DIRS = (
 # reason code -> True when the file is still (partly) scanned
 REASONS = {
     "empty": True,  # scanned, nothing in it
+    "lowered": True,  # fully scanned: syntax newer than this Python was rewritten first
     "syntax-error": True,  # no AST: static rules skip it, models still read the text
     "too-deep": True,  # nesting too deep for the parser; models still read the text
     "timeout": True,  # a detector ran past --file-timeout on it
     "parse-timeout": False,  # the parser itself ran past --file-timeout (stopped in a child)
     "detector-error": True,  # a detector failed on this file; others still ran
+    "model-budget": True,  # models read only part of a very large file; static rules all of it
     "binary": False,
     "nul-byte": False,
     "undecodable": False,
@@ -49,6 +51,8 @@ REASONS = {
     "broken-symlink": False,
     "symlink-outside-root": False,
 }
+
+COMPLETE_REASONS = ("empty", "lowered")
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,11 @@ class Notice:
     @property
     def scanned(self) -> bool:
         return REASONS[self.reason]
+
+    @property
+    def complete(self) -> bool:
+        """Scanned in full: the notice only tells something about how."""
+        return self.reason in COMPLETE_REASONS
 
     def to_dict(self) -> dict:
         return {"path": self.path, "reason": self.reason, "scanned": self.scanned,

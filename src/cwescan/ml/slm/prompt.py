@@ -144,6 +144,9 @@ def callers_of(unit: Unit) -> list[Unit]:
     return [other for other in _callers_by_name(unit.file).get(name, ()) if other is not unit]
 
 
+MEMO_MAX_TEXTS = 200_000  # token counts remembered per builder
+
+
 class PromptBuilder:
     def __init__(self, tokenizer, options: PromptOptions | None = None) -> None:
         self.tok = tokenizer
@@ -159,10 +162,10 @@ class PromptBuilder:
         in one call of the fast tokenizer (the Python wrapper's per-call overhead dominated prompt
         building), memoised: twins, callers and blank lines repeat."""
         memo = self._counts
+        if len(memo) > MEMO_MAX_TEXTS:  # bounded; cleared before deciding what is known
+            memo.clear()
         todo = list(dict.fromkeys(t for t in texts if t not in memo))
         if todo:
-            if len(memo) > 200_000:
-                memo.clear()
             backend = getattr(self.tok, "backend_tokenizer", None)
             if backend is not None:
                 batch = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
