@@ -31,5 +31,7 @@ def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
     write_card(adapter, {
         "name": "slm", "kind": "lora-adapter", "base_dir": "../base", "threshold": threshold,
         "cwe_vocab": ["CWE-78", "CWE-89", "CWE-502"], "prompt": {"max_tokens": 256, "callers": True},
+        # a random model: scans show what it flags, as it flags it
+        "policy": {"model_only": threshold, "cwe_head": 0.0, "line": 0.0},
     })
     return adapter

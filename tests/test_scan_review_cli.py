@@ -50,7 +50,7 @@ def test_summary_counts_and_cache_through_the_cli(tmp_path, adapter, monkeypatch
     assert "units: 3; model reviewed 1, triage cleared 2, from cache 0" in cold.stderr
     stage = json.loads(cold.stdout)["stats"]["model_stage"]
     assert stage == {"review": "triage", "units": 3, "reviewed": 1, "cleared": 2, "cached": 0,
-                     "reasons": {"no-surface": 2, "static-finding": 1}}
+                     "reasons": {"no-surface": 2, "static-finding": 1}, "model_only_withheld": 0}
 
     warm = _invoke(root)
     assert "model reviewed 0, triage cleared 2, from cache 1" in warm.stderr

@@ -155,14 +155,21 @@ def test_tampered_adapter_is_refused(trained, tmp_path):
 
 
 def test_second_opinion_raises_agreeing_and_lowers_disagreeing_findings():
-    from cwescan.scan.combine import second_opinion
     from cwescan.core.findings import Finding
+    from cwescan.core.policy import DecisionPolicy
+    from cwescan.scan.combine import second_opinion
 
+    policy = DecisionPolicy(safe=0.05, vulnerable=0.5)
     f = Finding("a.py", 3, 3, "CWE-89", "CWS101", "SQL", "m", 0.6, "high", "static")
-    up = second_opinion(f, 0.8, "CWE-89", threshold=0.5)
-    down = second_opinion(f, 0.1, None, threshold=0.5)
-    assert up.confidence == pytest.approx(1 - 0.4 * 0.2) and up.extra["slm_second_opinion"]["agrees"]
-    assert down.confidence == pytest.approx(0.35) and not down.extra["slm_second_opinion"]["agrees"]
+    up = second_opinion(f, 0.8, "CWE-89", policy)
+    down = second_opinion(f, 0.01, None, policy)
+    unsure = second_opinion(f, 0.3, None, policy)
+    assert up.confidence == pytest.approx(1 - 0.4 * 0.2) and up.extra["slm_second_opinion"]["verdict"] == "agrees"
+    assert down.confidence < policy.display and down.severity == "medium"
+    assert down.extra["slm_second_opinion"]["verdict"] == "disagrees"
+    assert unsure.confidence == 0.6 and unsure.extra["slm_second_opinion"]["verdict"] == "unsure"
+    # a model sure of another CWE family does not agree with the rule
+    assert second_opinion(f, 0.9, "CWE-79", policy).extra["slm_second_opinion"]["verdict"] == "unsure"
 
 
 def test_joined_gguf_chunks_are_hash_checked(tmp_path):

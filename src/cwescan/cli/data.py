@@ -66,5 +66,41 @@ def export_cmd(
     typer.echo(f"wrote {len(records)} {part} records to {out}")
 
 
+@data_app.command("negatives")
+def negatives_cmd(
+    site_packages: Path = typer.Option(..., "--site-packages", help="A site-packages folder to read Python sources from."),
+    out: Path = typer.Option(..., help="Folder for <part>.jsonl and MANIFEST.json."),
+    data_dir: Path = typer.Option(None, help="Labelled records to de-duplicate against (default: $CWESCAN_DATA or ../shared/datasets)."),
+    part: list[str] = typer.Option(None, "--part", help="Parts to write (repeatable; default all)."),
+    packages_of: Path = typer.Option(None, "--packages-of", help="A MANIFEST.json: read only the packages it lists "
+                                     "for the parts asked (to rebuild its held-out part here)."),
+    workers: int = typer.Option(0, help="Worker processes (0: one per core, at most 32)."),
+) -> None:
+    """Build the realistic-negatives corpus: units of site-packages code that triage would send to
+    the model, presumed safe, split by package, de-duplicated against the labelled data."""
+    import shlex
+    import sys
+
+    from cwescan.data.negatives import PARTS, NegativesError, build_negatives, read_manifest
+    from cwescan.data.records import DataError, default_data_dir, load_records
+
+    parts = part or list(PARTS)
+    try:
+        labelled = load_records(data_dir or default_data_dir())
+        only = None
+        if packages_of:
+            only = [p["name"] for p in read_manifest(packages_of)["packages"] if p["part"] in parts]
+        command = shlex.join(["cwescan", "data", "negatives", *sys.argv[3:]]) if sys.argv[1:3] == ["data", "negatives"] \
+            else shlex.join(["cwescan", "data", "negatives", "--site-packages", str(site_packages), "--out", str(out)])
+        m = build_negatives(site_packages, out, labelled, only=only, parts=parts, workers=workers or None,
+                            command=command)
+    except (DataError, NegativesError) as e:
+        _fail(str(e))
+    typer.echo(f"wrote {out}  packages_sha256 {m['packages_sha256']}")
+    typer.echo(f"{'':18}" + "".join(f"{p:>12}" for p in parts))
+    for key in ("packages", "files", "source_lines", "reviewed_units", "dropped_labelled", "dropped_repeats", "kept_units"):
+        typer.echo(f"{key:18}" + "".join(f"{m['parts'][p][key]:>12}" for p in parts))
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
 from pathlib import Path
@@ -27,9 +28,12 @@ def eval_cmd(
     perturb: bool = typer.Option(False, help="Also measure verdict flips under semantics-preserving rewrites."),
     batch_size: int = typer.Option(64, help="Records per detector call."),
     update_doc: Path = typer.Option(None, help="Rewrite the eval-table block of this markdown file (e.g. docs/EVALUATION.md)."),
+    negatives: Path = typer.Option(None, help="A negatives corpus (`cwescan data negatives`): also report precision at "
+                                   "1 % prevalence and false alarms per 1,000 lines on its held-out (test) packages."),
+    negatives_limit: int = typer.Option(0, help="Score a deterministic sample of N corpus units (0: all)."),
 ) -> None:
     """Evaluate detectors on labelled records: binary, ranking, CWE-typed, line, pairwise and
-    calibration metrics, per source and per CWE."""
+    calibration metrics, per source and per CWE; with --negatives, the realistic-prevalence view."""
     # Long because of its typer options; the body builds detectors and calls the runner.
     from cwescan.data.records import DataError, default_data_dir, load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -50,6 +54,8 @@ def eval_cmd(
                         ("--limit", limit or None)):
         argv += [flag, str(value)] if value else []
     argv += ["--perturb"] if perturb else []
+    argv += ["--negatives", str(negatives)] if negatives else []
+    argv += ["--negatives-limit", str(negatives_limit)] if negatives_limit else []
     meta: dict = {"command": shlex.join(["cwescan", "eval", *argv])}
     try:
         if records:
@@ -77,7 +83,7 @@ def eval_cmd(
             _fail("--perturb needs cwescan.evaluate.perturb (PERTURBATIONS), which is not available yet")
         perturbations = perturbed_variants(recs, PERTURBATIONS)  # once, shared by the detectors
 
-    runs = {}
+    runs, dets = {}, {}
     t_all = time.perf_counter()
     for name in dict.fromkeys(detector):  # each once, in the order given
         label = name
@@ -94,13 +100,30 @@ def eval_cmd(
             _fail(f"cannot load detector {name!r}: {type(e).__name__}: {e}")
         run = run_detector(label, det, recs, batch_size, perturbations)
         runs[label] = run
+        dets[label] = det
         typer.echo(
             f"{label}: {len(recs)} records in {run.seconds:.1f} s "
             f"({len(recs) / max(run.seconds, 1e-9):.1f} records/s)" + (f", {run.errors} errors" if run.errors else ""),
             err=True,
         )
+    realistic = None
+    if negatives:
+        from cwescan.data.negatives import NegativesError
+        from cwescan.evaluate.prevalence import negatives_table, negatives_view
+
+        try:
+            realistic = negatives_view(runs, recs, negatives, negatives_limit, batch_size, dets)
+        except (DataError, NegativesError) as e:
+            _fail(str(e))
     meta["seconds"] = round(time.perf_counter() - t_all, 2)
     written = write_outputs(recs, runs, meta, out)
+    if realistic is not None:
+        from cwescan.evaluate.prevalence import write_pr_plot
+
+        (out / "realistic.json").write_text(json.dumps(realistic, indent=1) + "\n")
+        write_pr_plot(realistic, out / "realistic_pr.png")
+        written += [out / "realistic.json", out / "realistic_pr.png"]
+        typer.echo(negatives_table(realistic))
     typer.echo(main_table(runs))
     typer.echo(f"total {meta['seconds']:.1f} s; wrote " + ", ".join(str(p) for p in written))
     if update_doc:
@@ -124,6 +147,26 @@ def eval_slm_cmd(
     evaluate_slm_part(part, precision, device, model, batch_size, limit, out)
 
 
+def eval_mix_cmd(
+    negatives: Path = typer.Option(..., help="A negatives corpus built by `cwescan data negatives`."),
+    out: Path = typer.Option(..., help="Score file to write (JSON)."),
+    model: str = typer.Option(None, help="SLM adapter folder (default: the shipped one)."),
+    part: list[str] = typer.Option(["validation", "test"], "--part", help="Parts to score (repeatable)."),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    precision: str = typer.Option("bf16", help="fp32, bf16, int8 or int4"),
+    batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
+) -> None:
+    """Score the SLM on the realistic mix (labelled parts + negatives corpus parts) into one file,
+    the input of `cwescan train calibrate`."""
+    from cwescan.evaluate.mix_scores import score_mix
+
+    command = shlex.join(["cwescan", "eval-mix", "--negatives", str(negatives), "--out", str(out),
+                          *(["--model", model] if model else []), *[a for p in part for a in ("--part", p)],
+                          "--device", device, "--precision", precision])
+    score_mix(negatives, model, part, device, precision, batch_size, out, command)
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("eval-slm")(eval_slm_cmd)
+    app.command("eval-mix")(eval_mix_cmd)

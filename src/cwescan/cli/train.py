@@ -60,5 +60,26 @@ def encoder_ship(
     encoder_ship.write_readme(dest)
 
 
+@train_app.command("calibrate")
+def calibrate(
+    scores: Path = typer.Option(..., exists=True, dir_okay=False, help="Score file of `python3 -m cwescan.evaluate.mix_scores`."),
+    negatives_manifest: Path = typer.Option(..., exists=True, help="MANIFEST.json of the negatives corpus scored."),
+    card: Path = typer.Option(None, file_okay=False, help="Adapter folder whose card gets the thresholds (with --write)."),
+    repeat_scores: Path = typer.Option(None, exists=True, dir_okay=False, help="Score file of a second training run."),
+    baseline_scores: Path = typer.Option(None, exists=True, dir_okay=False, help="Score file of the adapter to beat."),
+    prevalence: float = typer.Option(0.01, help="Share of reviewed units that are vulnerable in real code."),
+    write: bool = typer.Option(False, help="Write thresholds, calibration and realistic metrics into the card."),
+    report: Path = typer.Option(None, help="Also write the whole analysis as JSON here."),
+) -> None:
+    """Choose the SLM's thresholds and calibration on the validation mix at realistic prevalence,
+    and measure them on the test mix (held-out packages)."""
+    from cwescan.train.calibrate import run
+
+    if not 0 < prevalence < 1:
+        typer.echo("error: --prevalence must be in (0, 1)", err=True)
+        raise typer.Exit(2)
+    run(scores, negatives_manifest, card, repeat_scores, baseline_scores, prevalence, write, report)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")

@@ -15,6 +15,9 @@ spelled with dashes or underscores. Command-line flags override everything here.
     slm-model = "qwen"          # smollm2 (default) | qwen | an adapter folder
     format = "text"             # text | json | jsonl | sarif
     baseline = ".cwescan-baseline.json"
+    tests = "report"            # test code: report (one severity lower, never fails --fail-on)
+                                #   | normal (like any code) | skip (not scanned)
+    test-paths = ["tests/", "test_*.py"]  # what is test code (default: cwescan.core.testcode)
 """
 
 from __future__ import annotations
@@ -26,10 +29,17 @@ from pathlib import Path
 
 from cwescan.core.findings import SEVERITIES
 from cwescan.core.precisions import SCAN_PRECISIONS
+from cwescan.core.testcode import DEFAULT_TEST_MODE, DEFAULT_TEST_PATHS, TEST_MODES
 
 DEFAULT_MAX_FILE_SIZE = 5_000_000  # bytes: larger files are skipped (--max-file-size)
 FORMATS = ("text", "json", "jsonl", "sarif")
 FAIL_ON = (*SEVERITIES, "none")
+
+
+# Findings below this confidence are not shown unless --min-confidence asks for them. Rule
+# findings start well above it (a source-to-sink flow 0.8+, parameter-only evidence 0.55,
+# Bandit's LOW 0.4); a rule finding a model confidently calls safe is lowered below it.
+DEFAULT_MIN_CONFIDENCE = 0.3
 
 
 class ConfigError(ValueError):
@@ -41,13 +51,15 @@ class Config:
     detectors: list[str] | None = None  # None: pick the default set
     exclude: list[str] = field(default_factory=list)
     fail_on: str = "high"
-    min_confidence: float = 0.0
+    min_confidence: float = DEFAULT_MIN_CONFIDENCE
     max_file_size: int = DEFAULT_MAX_FILE_SIZE
     file_timeout: float = 20.0
     precision: str | None = None  # None: each model detector's own default
     slm_model: str | None = None  # None: the default adapter (SmolLM2); "qwen" or an adapter folder
     format: str = "text"
     baseline: Path | None = None
+    tests: str = DEFAULT_TEST_MODE  # what to do with test code: report | normal | skip
+    test_paths: list[str] = field(default_factory=lambda: list(DEFAULT_TEST_PATHS))  # what is test code
     source: Path | None = None  # the pyproject.toml these came from
 
 
@@ -121,6 +133,10 @@ def _apply(cfg: Config, key: str, value, source: Path | None) -> None:
         cfg.detectors = string_list()
     elif key == "exclude":
         cfg.exclude = string_list()
+    elif key == "tests":
+        cfg.tests = choice(TEST_MODES)
+    elif key == "test-paths":
+        cfg.test_paths = string_list()
     elif key == "fail-on":
         cfg.fail_on = choice(FAIL_ON)
     elif key == "min-confidence":

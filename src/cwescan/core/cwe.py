@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import re
 
+# The type of a finding whose evidence does not support a CWE: a model that is sure something is
+# wrong but not sure what. NVD's own id for "insufficient information"; never a CWE guess.
+UNSPECIFIED = "NVD-CWE-noinfo"
+
 # id -> (name, default severity, GitHub "security-severity" score 0-10)
 CWES: dict[str, tuple[str, str, float]] = {
+    UNSPECIFIED: ("Possible weakness of uncertain type", "low", 2.0),
     "CWE-20": ("Improper Input Validation", "medium", 5.0),
     "CWE-22": ("Path Traversal", "high", 7.5),
     "CWE-73": ("External Control of File Name or Path", "high", 7.5),
@@ -16,6 +21,7 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-90": ("LDAP Injection", "high", 7.5),
     "CWE-94": ("Code Injection", "critical", 9.8),
     "CWE-95": ("Eval Injection", "critical", 9.8),
+    "CWE-116": ("Improper Encoding or Escaping of Output", "high", 6.1),
     "CWE-117": ("Log Injection", "medium", 5.3),
     "CWE-200": ("Exposure of Sensitive Information", "medium", 5.3),
     "CWE-209": ("Information Exposure Through an Error Message", "medium", 5.3),
@@ -39,6 +45,9 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-377": ("Insecure Temporary File", "medium", 5.5),
     "CWE-400": ("Uncontrolled Resource Consumption", "medium", 5.3),
     "CWE-434": ("Unrestricted Upload of File with Dangerous Type", "high", 8.8),
+    # the Werkzeug debugger (its console runs code) is the case rules report; Bandit's B201
+    # files it under the consequence, CWE-94
+    "CWE-489": ("Active Debug Code", "high", 7.5),
     "CWE-502": ("Deserialization of Untrusted Data", "critical", 9.8),
     "CWE-522": ("Insufficiently Protected Credentials", "high", 7.5),
     "CWE-532": ("Insertion of Sensitive Information into Log File", "medium", 5.5),
@@ -77,11 +86,18 @@ _CWE_RE = re.compile(r"(?i)^\s*(?:cwe)?[-_ ]?0*(\d+)\s*$")
 
 
 def normalize(cwe: str | int) -> str:
-    """'cwe-079', 'CWE_79', '79' and 79 all become 'CWE-79'."""
+    """'cwe-079', 'CWE_79', '79' and 79 all become 'CWE-79'; ``UNSPECIFIED`` stays itself."""
+    if str(cwe).strip().lower() == UNSPECIFIED.lower():
+        return UNSPECIFIED
     m = _CWE_RE.match(str(cwe))
     if not m:
         raise ValueError(f"not a CWE id: {cwe!r}")
     return f"CWE-{int(m.group(1))}"
+
+
+def is_cwe(cwe: str) -> bool:
+    """Whether ``cwe`` names a CWE entry (not ``UNSPECIFIED``)."""
+    return normalize(cwe) != UNSPECIFIED
 
 
 def family(cwe: str | int) -> str:

@@ -34,6 +34,12 @@ class Finding:
             raise ValueError(f"unknown severity {self.severity!r}")
 
     @property
+    def in_test(self) -> bool:
+        """In test code: reported one severity lower and left out of ``--fail-on``
+        (``cwescan.core.testcode``)."""
+        return bool(self.extra.get("in_test"))
+
+    @property
     def family(self) -> str:
         return cwe_catalog.family(self.cwe)
 
@@ -41,8 +47,9 @@ class Finding:
         return (self.path, self.start_line, self.end_line, self.cwe, self.rule_id, self.detector)
 
     def verdict(self) -> dict:
-        """The structured verdict of the research papers, plus where and why."""
-        return {
+        """The structured verdict of the research papers, plus where and why (and ``in_test``
+        for a finding in test code)."""
+        d = {
             "vulnerability": True,
             "type": f"{self.cwe}: {cwe_catalog.name(self.cwe)}",
             "line_number": self.start_line,
@@ -56,6 +63,9 @@ class Finding:
             "detector": self.detector,
             "explanation": self.message,
         }
+        if self.in_test:
+            d["in_test"] = True
+        return d
 
     def to_dict(self) -> dict:
         return asdict(self)

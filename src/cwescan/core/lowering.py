@@ -284,7 +284,7 @@ class _Lowerer:
         body = self.parse(b"(" + source + b"\n)", "eval").body
         row, col = at
         for n in ast.walk(body):
-            if "lineno" in n._attributes and getattr(n, "lineno", None) is not None:
+            if getattr(n, "lineno", None) is not None:  # nodes with a position (not ops, contexts)
                 if n.lineno == 1:
                     n.col_offset += col - 1
                 if getattr(n, "end_lineno", None) == 1:

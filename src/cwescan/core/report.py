@@ -44,7 +44,9 @@ class Report:
     excludes_used: set[str] = field(default_factory=set)  # exclude patterns that left something out
 
     def failing(self, fail_on: str) -> list[Reported]:
+        """Findings at or above ``fail_on``; those in test code never fail a scan."""
         if fail_on == "none":
             return []
         threshold = severity_rank(fail_on)
-        return [r for r in self.findings if severity_rank(r.finding.severity) >= threshold]
+        return [r for r in self.findings
+                if severity_rank(r.finding.severity) >= threshold and not r.finding.in_test]

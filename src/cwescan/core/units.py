@@ -115,3 +115,43 @@ def parse_source(path: str, text: str) -> SourceFile:
     if module_code.strip() or not src.units:
         src.units.insert(0, Unit(src, "module", "module", 1, n, module_code, src.tree))
     return src
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def _body_statements(unit: Unit) -> list[ast.stmt]:
+    node = unit.node
+    if node is None:
+        return []
+    body = list(getattr(node, "body", []))
+    if body and _is_docstring(body[0]):
+        body = body[1:]
+    if unit.kind == "module":  # the module unit holds what is outside its functions
+        body = [b for b in body if not isinstance(b, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return body
+
+
+def body_lines(unit: Unit) -> frozenset[int]:
+    """File lines of the unit's own statements: not its decorators or ``def`` line, not its
+    docstring, not blank or comment-only lines -- the lines a finding may point at."""
+    text = unit.file.text.split("\n")
+    out = set()
+    for stmt in _body_statements(unit):
+        for n in range(stmt.lineno, (stmt.end_lineno or stmt.lineno) + 1):
+            line = text[n - 1].strip() if 0 < n <= len(text) else ""
+            if line and not line.startswith("#"):
+                out.add(n)
+    return frozenset(out)
+
+
+def code_span(unit: Unit) -> tuple[int, int]:
+    """The lines a finding about the whole unit spans: a function from its first decorator or
+    ``def`` to its end; the module's top-level code from its first to its last statement (no
+    module docstring, no leading blank lines)."""
+    if unit.kind != "module":
+        return unit.start_line, unit.end_line
+    lines = body_lines(unit)
+    return (min(lines), max(lines)) if lines else (unit.start_line, unit.end_line)

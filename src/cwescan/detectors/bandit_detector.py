@@ -27,6 +27,9 @@ SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high", "UNDEFINED": "low"
 DEFAULT_SKIPS = ("B101",)
 # Bandit reports a few tests without a CWE (0); these are the weaknesses they are about.
 FALLBACK_CWE = {"B105": "CWE-259", "B106": "CWE-259", "B107": "CWE-259"}
+# Bandit files these under CWE-94, the consequence; the catalogue names the weakness, as the
+# static rules covering them do (CWS489, CWS079C/D), so both detectors report one finding.
+CWE_OVERRIDE = {"B201": "CWE-489", "B701": "CWE-79", "B702": "CWE-79"}
 
 
 class BanditDetector(FileDetector):
@@ -64,7 +67,8 @@ class BanditDetector(FileDetector):
         out = []
         for issue in m.results:
             cwe_id = getattr(issue.cwe, "id", 0) or 0
-            cwe = f"CWE-{cwe_id}" if cwe_id else FALLBACK_CWE.get(issue.test_id, "CWE-703")
+            cwe = CWE_OVERRIDE.get(issue.test_id) or (
+                f"CWE-{cwe_id}" if cwe_id else FALLBACK_CWE.get(issue.test_id, "CWE-703"))
             lines = [n for n in (issue.linerange or []) if isinstance(n, int) and n > 0]
             start = int(issue.lineno or (lines[0] if lines else 1))
             end = max([start, *lines])

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from cwescan.core.findings import Finding, in_unit
+from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import SourceFile, Unit
 
 
@@ -81,6 +82,7 @@ class ModelDetector(Detector):
     device: str = "cpu"
     card: dict  # the model card (card.json) its weights were verified against
     threshold: float = 0.5  # P(vulnerable) at or above which a unit is reported
+    policy: DecisionPolicy = DecisionPolicy()  # how its opinion becomes what a scan shows (from its card)
     model = None  # the loaded torch module (None before load()); the benchmark swaps in converted ones
 
     def set_batch(self, sequences: int) -> None:

@@ -11,6 +11,9 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from cwescan.core.policy import DecisionPolicy
+from cwescan.core.units import body_lines, code_span
+from cwescan.scan.triage import unit_surface
 from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.artifacts import ArtifactError, model_dir, verify
 from cwescan.ml.codeprep import strip_comments
@@ -44,6 +47,7 @@ class EncoderDetector(ModelDetector):
         config = json.loads((directory / "config.json").read_text())
         self.families: list[str] = config["families"]
         self.threshold = float(threshold if threshold is not None else config.get("threshold", 0.5))
+        self.policy = DecisionPolicy.from_card(self.card)
         self.batch_tokens = batch_tokens
         self.windows_scored = 0  # total windows run through the model, for benchmarks and reports
         self._last_key: list | None = None
@@ -124,7 +128,11 @@ class EncoderDetector(ModelDetector):
                     confidence=s.prob,
                     severity=cwe_catalog.severity(cwe),
                     detector=self.name,
-                    extra={"family_probability": round(s.family_probs[named[0]], 4) if named else None, "windows": s.windows},
+                    extra={"family_probability": round(s.family_probs[named[0]], 4) if named else None,
+                           "cwe_confidence": round(s.family_probs[named[0]], 4) if named else 0.0,
+                           "line_is_code": line in body_lines(u), "unit_span": list(code_span(u)),
+                           "evidence": (ev.as_dict() if (ev := unit_surface(u)) else None),
+                           "unit": u.qualname, "windows": s.windows},
                 )
             )
         return findings

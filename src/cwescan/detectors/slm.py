@@ -34,7 +34,10 @@ from cwescan.ml.precision import apply_precision, check_precision
 from cwescan.detectors.base import ModelDetector
 from cwescan.core.findings import Finding, in_unit
 from cwescan.ml.slm import prompt as P
+from cwescan.core.policy import DecisionPolicy
+from cwescan.core.units import body_lines, code_span
 from cwescan.scan.combine import second_opinion
+from cwescan.scan.triage import unit_surface
 from cwescan.core.units import Unit
 
 PREP_POOL_MIN_UNITS = 256  # fewer units cost less to strip here than to send to workers
@@ -82,6 +85,7 @@ class SLMDetector(ModelDetector):
             raise ArtifactError(f"{self.adapter_dir}: no SLM adapter here (run `cwescan train slm` or use --detector static)")
         self.card = verify(self.adapter_dir)
         self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        self.policy = DecisionPolicy.from_card(self.card)
         self.cwe_vocab = self.card.get("cwe_vocab") or ["CWE-20"]
         prompt_cfg = self.card.get("prompt", {})
         self.options = P.PromptOptions(
@@ -295,11 +299,19 @@ class SLMDetector(ModelDetector):
                 self.stats["answers"] += 1
                 parse_answer(json.dumps(ans))  # holds by construction; raises if the template broke
                 self.stats["parsed"] += 1
-            unit_view[i] = (p, ans["type"])
+            unit_view[i] = (p, ans["type"] if flagged else None)
+            statics = [f for f in hint_map.get(u.path, []) if in_unit(f, u, nested=False)]
+            # second opinion on every rule finding inside this unit
+            for f in statics:
+                findings.append(second_opinion(f, p, unit_view[i][1], self.policy, self.name))
             if not flagged:
                 continue
             cwe = ans["type"]
-            line = u.file_line(min(max(ans["line_number"], 1), len(u.code.split("\n"))))
+            if any(cwe_catalog.same_family(cwe, f.cwe) for f in statics):
+                continue  # one weakness, one finding: the rule finding carries the model's opinion
+            n_lines = len(u.code.split("\n"))
+            line = u.file_line(min(max(ans["line_number"], 1), n_lines))
+            surface = unit_surface(u)
             findings.append(
                 Finding(
                     path=u.path,
@@ -308,14 +320,18 @@ class SLMDetector(ModelDetector):
                     cwe=cwe,
                     rule_id="SLM",
                     title=f"{cwe_catalog.name(cwe)} (model)",
-                    message=f"The SLM judges {u.qualname} vulnerable to {cwe} ({cwe_catalog.name(cwe)}) "
+                    message=f"The model judges {u.qualname} vulnerable to {cwe} ({cwe_catalog.name(cwe)}) "
                     f"with P(vulnerable)={p:.2f}, most likely at line {line}.",
                     confidence=p,
                     severity=cwe_catalog.severity(cwe),
-                    detector="slm",
+                    detector=self.name,
                     extra={
                         "answer": ans,
                         "cwe_confidence": round(det["cwe_confidence"], 4),
+                        "line_confidence": round(det.get("line_confidence", 0.0), 4),
+                        "line_is_code": line in body_lines(u),
+                        "unit_span": list(code_span(u)),
+                        "evidence": surface.as_dict() if surface else None,
                         "unit": u.qualname,
                         "window": [u.file_line(w.first_line), u.file_line(w.last_line)],
                         "windows": len(ws),
@@ -326,11 +342,5 @@ class SLMDetector(ModelDetector):
                     },
                 )
             )
-        # second opinion on every static finding inside these units
-        for i, u in enumerate(units):
-            for f in hint_map.get(u.path, []):
-                if in_unit(f, u, nested=False):
-                    p, c = unit_view[i]
-                    findings.append(second_opinion(f, p, c, self.threshold))
         return sorted(findings, key=Finding.sort_key)
 

@@ -47,9 +47,11 @@ def _cwe_tag(cwe: str) -> str:
 
 def _rule(rid: str, results: list[Reported], report: Report) -> dict:
     f = results[0].finding
-    cwes = sorted({r.finding.cwe for r in results}, key=lambda c: int(c.split("-")[1]))
+    cwes = sorted({r.finding.cwe for r in results if cwe_catalog.is_cwe(r.finding.cwe)},
+                  key=lambda c: int(c.split("-")[1]))
     cwe_name = cwe_catalog.name(f.cwe)
-    url = f"https://cwe.mitre.org/data/definitions/{f.cwe.split('-')[1]}.html"
+    url = (f"https://cwe.mitre.org/data/definitions/{f.cwe.split('-')[1]}.html" if cwe_catalog.is_cwe(f.cwe)
+           else "https://nvd.nist.gov/vuln/categories")
     source = f.extra.get("source_detector", f.detector)
     if source in report.model_detectors:
         name = f"{source} {cwe_name}"
@@ -64,7 +66,8 @@ def _rule(rid: str, results: list[Reported], report: Report) -> dict:
     doc = report.rule_docs.get(rid)
     if doc and doc[1]:  # a static rule's docstring is its documentation
         full, body = doc[0] or full, doc[1]
-    suppress = f"Suppress a reviewed finding with `# cwescan: ignore[{f.cwe}]` on the flagged statement."
+    suppress = ("Suppress a reviewed finding with `# cwescan: ignore"
+                + (f"[{f.cwe}]" if cwe_catalog.is_cwe(f.cwe) else "") + "` on the flagged statement.")
     return {
         "id": rid,
         "name": "".join(w.capitalize() for w in "".join(c if c.isalnum() else " " for c in name).split()) or rid,
@@ -76,7 +79,7 @@ def _rule(rid: str, results: list[Reported], report: Report) -> dict:
         "defaultConfiguration": {"level": LEVELS[f.severity]},
         "properties": {
             "tags": ["security", *(_cwe_tag(c) for c in cwes)],
-            "security-severity": f"{max(cwe_catalog.security_severity(c) for c in cwes):.1f}",
+            "security-severity": f"{max(cwe_catalog.security_severity(r.finding.cwe) for r in results):.1f}",
             "precision": precision(max(r.finding.confidence for r in results)),
             "problem.severity": PROBLEM_SEVERITY[LEVELS[f.severity]],
         },
@@ -115,6 +118,7 @@ def sarif_dict(report: Report) -> dict:
                 "severity": f.severity,
                 "detectors": f.extra.get("detectors", {f.detector: round(f.confidence, 4)}),
                 "fingerprint": r.fingerprint,
+                **({"in_test": True} if f.in_test else {}),
             },
         })
     notifications = [{

@@ -32,7 +32,8 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
                 (f"  {f.start_line:>5}  ", "dim"),
                 (f"{f.severity.upper():<8}", SEVERITY_STYLE[f.severity]),
                 f"  {f.cwe} {cwe_catalog.name(f.cwe)}",
-                (f"  [{f.rule_id}, {f.detector} {f.confidence:.2f}]", "dim"),
+                (f"  [{f.rule_id}, {f.detector} {f.confidence:.2f}"
+                 + (", test code" if f.in_test else "") + "]", "dim"),
             )
             console.print(head)
             console.print(Text(f"         {f.title}: {f.message}" if f.title else f"         {f.message}"))
@@ -67,6 +68,10 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
                                                  ("baselined", "in baseline"),
                                                  ("below_min_confidence", "below --min-confidence"))
               if s[k]]
+    if s.get("in_test"):
+        summary += f"; {s['in_test']} in test code (one severity lower, never fail --fail-on)"
+    if s.get("test_files_not_scanned"):
+        summary += f"; {s['test_files_not_scanned']} test files not scanned (tests = skip)"
     if hidden:
         summary += f"; hidden: {', '.join(hidden)}"
     console.print(Text(summary, style="bold"))

@@ -32,7 +32,7 @@ from pathlib import Path
 from cwescan import detectors as detector_registry
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
-from cwescan.scan.combine import merge, replace_reviewed
+from cwescan.scan.combine import apply_policy, merge, replace_reviewed
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
@@ -41,6 +41,7 @@ from cwescan.core.report import Report, Reported
 from cwescan.scan.file_budget import FileBudget
 from cwescan.scan.model_budget import budget_notice, within_budget
 from cwescan.scan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
+from cwescan.core.testcode import TestCodePolicy
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
 from cwescan.core.units import SourceFile, Unit, parse_source
 from cwescan.scan.walk import (
@@ -294,6 +295,7 @@ class ScanOptions:
     review: str = "triage"  # model stage: "triage" (skip units with no security surface) or "all"
     cache: ResultCache | None = None  # model results per unit; None: no cache
     verbose: bool = False  # let model libraries print their warnings and progress bars
+    tests: TestCodePolicy = TestCodePolicy()  # test code: reported lower (default), normal or skipped
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -315,6 +317,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     excludes_used: set[str] = set()
     candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude,
                                    matched_excludes=excludes_used)
+    candidates, tests_not_scanned = options.tests.to_scan(candidates, lambda c: c.relpath)
     with fewer_gc_passes():
         results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
                                   progress=progress)
@@ -335,10 +338,12 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                                                        review=options.review, cache=options.cache,
                                                        verbose=options.verbose)
         raw = replace_reviewed(raw, model_findings)
+        raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
     merged = merge(raw)
+    options.tests.mark(merged)
     kept, low, suppressed = [], 0, 0
     for f in merged:
         # suppressions first, so a directive over a low-confidence finding counts as used
@@ -360,6 +365,8 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                    low=low, suppressed=suppressed, baselined=sum(hidden))
     if models:
         stats["model_stage"] = model_stats
+    if tests_not_scanned:
+        stats["test_files_not_scanned"] = tests_not_scanned
     rule_docs = {rid: doc for d in fast for rid, doc in d.rule_docs().items()}
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
                   model_detectors=frozenset(d.name for d in models), rule_docs=rule_docs,
@@ -572,4 +579,5 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "suppressed": suppressed,
         "baselined": baselined,
         "below_min_confidence": low,
+        **({"in_test": in_test} if (in_test := sum(r.finding.in_test for r in visible)) else {}),
     }

@@ -38,6 +38,7 @@ import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 from cwescan.detectors.static.taint import dotted
 from cwescan.core.findings import Finding, in_unit
@@ -54,7 +55,7 @@ AMBIGUOUS_METHODS = frozenset({
     "delete", "put", "post", "patch", "head", "options", "stream", "parse", "load", "decode",
     "open", "read", "move", "copy", "remove", "rename", "extra", "match", "search", "sub",
     "split", "compile", "Request", "Environment", "Cipher", "choice", "sample", "shuffle",
-    "random", "uniform", "randint", "get", "format",
+    "random", "uniform", "randint", "get", "format", "setup", "Template",
 })
 
 
@@ -155,10 +156,29 @@ def _unit_nodes(unit: Unit) -> Iterator[ast.AST]:
                 stack.append(child)
 
 
+class Surface(NamedTuple):
+    """Where a unit touches a security-relevant surface: ("sink", "subprocess.run", 12)."""
+
+    kind: str  # "sink" or "source"
+    what: str
+    line: int  # 1-based line in the file
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "what": self.what, "line": self.line}
+
+
+def unit_surface(unit: Unit) -> Surface | None:
+    """``surface`` of one unit, with its file's imports and bindings worked out here (for a
+    few units; ``triage`` shares them across a file's units)."""
+    if unit.file.tree is None or unit.node is None:
+        return None
+    return surface(unit, file_imports(unit.file.tree), file_bindings(unit.file.tree))
+
+
 def surface(unit: Unit, imports: dict[str, str],
-            bound: frozenset[str] = frozenset()) -> tuple[str, str] | None:
-    """How ``unit`` touches a security-relevant surface, as (kind, what): ("sink",
-    "subprocess.run"), ("source", "request.args"); None when it does not. ``bound``: names
+            bound: frozenset[str] = frozenset()) -> Surface | None:
+    """How ``unit`` touches a security-relevant surface, as (kind, what, line): ("sink",
+    "subprocess.run", 12), ("source", "request.args", 9); None when it does not. ``bound``: names
     the file binds (``file_bindings``); a call through a name bound nowhere and not a builtin
     is taken as imported under that name (``subprocess.call(x)`` in a snippet without its
     import)."""
@@ -178,25 +198,25 @@ def surface(unit: Unit, imports: dict[str, str],
                 resolved = head  # free name: an import we cannot see
             qual = (f"{resolved}.{rest}" if rest else resolved) if resolved else name
             if qual in _SOURCE_CALLS or (resolved and qual.endswith((".getenv", ".environ.get"))):
-                return "source", qual
+                return Surface("source", qual, node.lineno)
             if last not in sinks:
                 continue
             if resolved:
-                return "sink", qual
+                return Surface("sink", qual, node.lineno)
             if isinstance(func, ast.Name) and hasattr(builtins, last) and last not in _STR_METHODS:
-                return "sink", f"{last}()"
+                return Surface("sink", f"{last}()", node.lineno)
             if isinstance(func, ast.Attribute) and last in distinctive:
-                return "sink", f".{last}()"
+                return Surface("sink", f".{last}()", node.lineno)
         elif isinstance(node, ast.Attribute):
             field = request_field(node)
             if field:
-                return "source", field
+                return Surface("source", field, node.lineno)
             name = dotted(node)
             if name:
                 head, _, rest = name.partition(".")
                 qual = f"{imports[head]}.{rest}" if head in imports and rest else name
                 if qual in _SOURCE_NAMES:
-                    return "source", qual
+                    return Surface("source", qual, node.lineno)
     return None
 
 
@@ -218,6 +238,6 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
         if key not in imports_of:
             imports_of[key] = file_imports(u.file.tree), file_bindings(u.file.tree)
         why = surface(u, *imports_of[key])
-        out.append(Verdict(True, *why) if why else Verdict(False, "no-surface"))
+        out.append(Verdict(True, why.kind, why.what) if why else Verdict(False, "no-surface"))
     return out
 

@@ -68,7 +68,11 @@ class SLMRecipe:
     seed: int = 0
     bf16: bool = True  # bf16 base weights + autocast on cuda
     verdict_weight: float = 1.0  # loss weight of the true/false token relative to the other answer tokens
-    select_on: str = "auc"  # epoch selection on validation: "auc" (ranking) or "f1" (at its best threshold)
+    select_on: str = "auc"  # epoch selection on validation: "auc" (ranking), "f1" (at its best threshold) or
+    # "mix_auc" (mean of the labelled AUC and the AUC of vulnerable records against realistic negatives)
+    negatives_dir: str | None = None  # corpus of `cwescan data negatives` (train.jsonl, validation.jsonl)
+    negatives_ratio: float = 0.0  # realistic negative units added per labelled training example
+    max_validation_negatives: int | None = 2000  # sample of validation negatives scored after each epoch
     max_train_examples: int | None = None  # cap (smoke tests)
     max_validation_records: int | None = None
     description: str = ""
@@ -93,7 +97,9 @@ class SLMRecipe:
             (r.max_tokens >= 128, "max_tokens must be at least 128"),
             (r.verdict_weight > 0, "verdict_weight must be positive"),
             (r.pair_weight >= 0, "pair_weight must be non-negative"),
-            (r.select_on in ("auc", "f1"), "select_on must be auc or f1"),
+            (r.select_on in ("auc", "f1", "mix_auc"), "select_on must be auc, f1 or mix_auc"),
+            (r.negatives_ratio >= 0, "negatives_ratio must be non-negative"),
+            (r.select_on != "mix_auc" or bool(r.negatives_dir), "select_on: mix_auc needs negatives_dir"),
             (isinstance(r.target_modules, list) and all(isinstance(t, str) for t in r.target_modules),
              "target_modules must be a list of names"),
         ]
@@ -179,6 +185,31 @@ def twin_pairs(items: list[P.Encoded]) -> list[tuple[int, int]]:
             if items[v].meta["record"] != items[f].meta["record"] and _prompt_ids(items[v]) != _prompt_ids(items[f]):
                 pairs.append((v, f))
     return pairs
+
+
+def load_negatives(recipe: SLMRecipe, train_records=()) -> dict:
+    """The realistic negatives of a recipe: ``negatives_ratio`` x (units of the labelled train
+    records) units sampled from the corpus' train part, and a sample of its
+    validation part; both deterministic in the seed. Empty without ``negatives_dir``."""
+    from cwescan.data.negatives import manifest_digest, read_manifest
+    from cwescan.data.records import load_records
+
+    if not recipe.negatives_dir:
+        return {"train": [], "validation": [], "manifest_hash": None}
+    d = Path(os.path.expandvars(recipe.negatives_dir))  # recipes name the corpus as ${CWESCAN_NEGATIVES}
+    manifest = read_manifest(d)
+    train = load_records(d / "train.jsonl") if recipe.negatives_ratio > 0 else []
+    validation = load_records(d / "validation.jsonl")
+    rng = random.Random(recipe.seed)
+    from cwescan.core.units import parse_source
+
+    labelled_units = sum(len(parse_source(r.id, r.code).units) for r in train_records)
+    n = min(len(train), round(recipe.negatives_ratio * labelled_units))
+    train = rng.sample(train, n) if n < len(train) else train
+    cap = recipe.max_validation_negatives
+    if cap and len(validation) > cap:
+        validation = random.Random(recipe.seed + 1).sample(validation, cap)
+    return {"train": train, "validation": validation, "manifest_hash": manifest_digest(manifest)}
 
 
 # ---------------------------------------------------------------- validation
@@ -370,13 +401,17 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
     builder = P.PromptBuilder(tokenizer, P.PromptOptions(max_tokens=recipe.max_tokens, callers=recipe.callers,
                                                          strip_comments=recipe.strip_comments))
     train = examples(train_records, tokenizer, builder)
+    negatives = load_negatives(recipe, train_records)
+    if negatives["train"]:
+        train += examples(negatives["train"], tokenizer, builder)
     if recipe.max_train_examples:
         train = random.Random(recipe.seed).sample(train, min(len(train), recipe.max_train_examples))
     n_pos = sum(e.meta["positive"] for e in train)
     pairs = twin_pairs(train) if recipe.pair_weight > 0 else []
     pair_of = {v: f for v, f in pairs}
     log(f"device={device} train examples={len(train)} (positive {n_pos}, twin pairs {len(pairs)}) "
-        f"validation records={len(validation_records)}")
+        f"validation records={len(validation_records)} (+{len(negatives['validation'])} realistic negatives; "
+        f"{len(negatives['train'])} realistic negative units in train)")
     cwe_vocab = sorted({c for r in train_records if r.vulnerable for c in r.cwes[:1]}, key=lambda c: int(c.split("-")[1]))
 
     lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
@@ -432,9 +467,14 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         entry = {"epoch": epoch, "step": step, "train_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
                  "validation_f1": th["f1"], "threshold": th["threshold"], "validation_precision": th["precision"],
                  "validation_recall": th["recall"], "validation_auc": roc_auc(yv, s)}
+        if negatives["validation"]:
+            with autocast:
+                sn = record_scores(model, tokenizer, builder, negatives["validation"], device)
+            entry["negatives_auc"] = roc_auc([True] * sum(yv) + [False] * len(sn), [v for v, t in zip(s, yv) if t] + sn)
+            entry["validation_mix_auc"] = (entry["validation_auc"] + entry["negatives_auc"]) / 2
         history.append(entry)
         log(f"validation: {json.dumps(entry)}")
-        key = "validation_auc" if recipe.select_on == "auc" else "validation_f1"
+        key = {"auc": "validation_auc", "f1": "validation_f1", "mix_auc": "validation_mix_auc"}[recipe.select_on]
         value = entry[key] if entry[key] == entry[key] else -1.0  # NaN (one class only) ranks last
         if best is None or value > best["_select"]:
             entry["_select"] = value
@@ -458,6 +498,8 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         "kind": "lora-adapter",
         **base_info,
         "split_manifest_hash": mhash,
+        "negatives_manifest_hash": negatives["manifest_hash"],
+        "train_negative_units": len(negatives["train"]),
         "recipe": dataclasses.asdict(recipe),
         "recipe_file": str(recipe_path),
         "command": "cwescan train slm --recipe " + shlex.quote(str(recipe_path)) + f" --out {out} --device {device}"
