@@ -10,7 +10,7 @@ safe). Precision at prevalence pi follows from the two rates, whatever the mix's
 where TPR is measured on the positives and FPR on the corpus units. Calibration (isotonic,
 pool-adjacent-violators) is fitted on the validation mix with the same weights, so a calibrated
 probability means "this share of units scored like this is vulnerable when pi of the reviewed
-units are". Everything here works from score files (``cwescan.evaluate.mix_scores``), so the
+units are". Everything here works from score files (``cwescan eval-mix``), so the
 numbers can be recomputed on any machine from the file.
 """
 
