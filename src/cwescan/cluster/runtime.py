@@ -35,7 +35,7 @@ LOOPBACK = "127.0.0.2"
 # the model and the parsers.
 DEFAULT_OBJECT_STORE_BYTES = 200 * 1024 * 1024
 RAY_QUIET_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DEDUP_LOGS": "0"}
-# Clusters started here require Ray's auth token (~/.ray/auth_token), as `ray.init` does by default.
+# A LocalCluster requires Ray's token authentication, with a token of its own (see start()).
 LOCAL_ENV = {**RAY_QUIET_ENV, "RAY_AUTH_MODE": "token"}
 
 
