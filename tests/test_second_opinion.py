@@ -1,5 +1,7 @@
 """The decision policy: how a model's opinion on a unit becomes what a scan shows."""
 
+import pytest
+
 from conftest import KeywordModel
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import SEVERITIES, Finding
@@ -146,7 +148,7 @@ def test_thresholds_read_raw_scores_and_confidences_are_calibrated_probabilities
     assert policy.probability(0.95) == 0.6 and policy.probability(0.3) == 0.001
     rule = Finding("a.py", 3, 3, "CWE-89", "CWS089", "t", "m", 0.8, "critical", "static")
     agreed = second_opinion(rule, 0.95, "CWE-89", policy)
-    assert agreed.confidence == 1 - 0.2 * 0.4 and agreed.extra[SECOND_OPINION]["score"] == 0.95
+    assert agreed.confidence == pytest.approx(1 - 0.2 * 0.4) and agreed.extra[SECOND_OPINION]["score"] == 0.95
     f = _model_finding(0.6, 0.9, 0.9, 14)  # a calibrated confidence of 0.6 ...
     f.extra["score"] = 0.95  # ... from a raw score above the model-only threshold: shown
     assert model_only(f, policy) is not None
