@@ -194,7 +194,7 @@ class AlarmConvertingDetector(Detector):
     name = "converting"
 
     def detect(self, units):
-        from cwescan.scan.pipeline import FileTimeout
+        from cwescan.scan.limits import FileTimeout
 
         try:
             time.sleep(5)

@@ -137,7 +137,7 @@ def test_third_party_quiet_hides_output_unless_the_block_fails(capfd):
     import logging
     import warnings
 
-    from cwescan.scan.pipeline import third_party_quiet
+    from cwescan.scan.quiet import third_party_quiet
 
     with third_party_quiet():
         os.write(2, b"C-level noise\n")

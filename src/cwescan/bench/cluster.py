@@ -58,10 +58,13 @@ def cluster_bench(address: str, files: int, source: Path | None, out: Path,
                   detector_names: list[str] | None, precision: str | None, review: str,
                   device: str | None, slm_model: str | None = None,
                   worker_counts: tuple[int, ...] = (1, 2), cpus_per_node: int = 1) -> dict:
+    # Long because one timed scan per worker count shares the tree, detectors and reference
+    # report; splitting it would pass all of them around.
     from cwescan import output
     from cwescan.cluster.executor import RayExecutor
     from cwescan.detectors import create_detectors, is_model
-    from cwescan.scan.pipeline import ScanOptions, scan, third_party_quiet
+    from cwescan.scan.pipeline import ScanOptions, scan
+    from cwescan.scan.quiet import third_party_quiet
 
     source = source or stdlib_path()
     tree = out / "tree"

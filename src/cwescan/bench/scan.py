@@ -95,7 +95,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
             marks.setdefault("model", time.perf_counter())
 
     t0 = time.perf_counter()
-    from cwescan.scan.pipeline import third_party_quiet
+    from cwescan.scan.quiet import third_party_quiet
 
     with third_party_quiet():
         detectors = create_detectors(names, precision, device=device)
@@ -291,7 +291,7 @@ def triage_command(
     from cwescan.data.split import load_part, manifest_hash
     from cwescan.ml.precision import default_precision
     from cwescan.detectors import create_detectors
-    from cwescan.scan.pipeline import third_party_quiet
+    from cwescan.scan.quiet import third_party_quiet
 
     part = load_part("test")
     chosen = part if not records or records >= len(part) else random.Random(0).sample(part, records)

@@ -22,7 +22,8 @@ from cwescan.cli.progress import scan_progress
 from cwescan.scan.cache import ResultCache
 from cwescan.core.precisions import SCAN_PRECISIONS
 from cwescan.detectors import create_detectors, default_detectors
-from cwescan.scan.pipeline import ScanOptions, scan, third_party_quiet
+from cwescan.scan.pipeline import ScanOptions, scan
+from cwescan.scan.quiet import third_party_quiet
 from cwescan.core.testcode import TEST_MODES, TestCodePolicy
 from cwescan.scan.triage import REVIEW_MODES
 from cwescan.scan.suppress import BaselineError, load_baseline, write_baseline
@@ -184,25 +185,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
 
     if not quiet and not report.stats["files_scanned"] and not report.notices:
         _err("no Python files found under " + ", ".join(map(str, paths)))
-    if write_baseline_to:
-        try:
-            write_baseline(write_baseline_to, [r.to_dict() for r in report.all_findings])
-        except OSError as e:
-            raise ReportWriteError(f"cannot write baseline {write_baseline_to}: {e.strerror or e}") from e
-        if not quiet:
-            _err(f"wrote baseline of {plural(len(report.all_findings), 'finding')} to {write_baseline_to}")
-
-    if output_file:
-        buffer = io.StringIO()
-        output.write(report, fmt, buffer, color=False)
-        try:
-            output_file.write_text(buffer.getvalue(), encoding="utf-8")
-        except OSError as e:
-            raise ReportWriteError(f"cannot write report {output_file}: {e.strerror or e}") from e
-    else:
-        output.write(report, fmt, sys.stdout)
-        sys.stdout.flush()
-
+    _write_outputs(report, fmt, output_file, write_baseline_to, quiet)
     if not quiet:
         for warning in _path_warnings(report, options, cli_excludes=exclude or [], cfg=cfg, roots=roots,
                                       baseline_file=baseline or cfg.baseline):
@@ -213,6 +196,28 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         if "model_stage" in report.stats:
             _err(model_stage_line(report.stats["model_stage"]))
     return EXIT_FINDINGS if failing else EXIT_CLEAN
+
+
+def _write_outputs(report, fmt: str, output_file: Path | None, write_baseline_to: Path | None,
+                   quiet: bool) -> None:
+    """The baseline file, if asked for, and the report (to a file or stdout)."""
+    if write_baseline_to:
+        try:
+            write_baseline(write_baseline_to, [r.to_dict() for r in report.all_findings])
+        except OSError as e:
+            raise ReportWriteError(f"cannot write baseline {write_baseline_to}: {e.strerror or e}") from e
+        if not quiet:
+            _err(f"wrote baseline of {plural(len(report.all_findings), 'finding')} to {write_baseline_to}")
+    if output_file:
+        buffer = io.StringIO()
+        output.write(report, fmt, buffer, color=False)
+        try:
+            output_file.write_text(buffer.getvalue(), encoding="utf-8")
+        except OSError as e:
+            raise ReportWriteError(f"cannot write report {output_file}: {e.strerror or e}") from e
+    else:
+        output.write(report, fmt, sys.stdout)
+        sys.stdout.flush()
 
 
 def summary_line(s: dict, failing: int, fail_on: str, elapsed: float) -> str:

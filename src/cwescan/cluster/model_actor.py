@@ -75,7 +75,7 @@ class ModelWorker:
     def _load(self):
         if self.detector is None:
             from cwescan.detectors import create_detectors
-            from cwescan.scan.pipeline import third_party_quiet
+            from cwescan.scan.quiet import third_party_quiet
 
             with third_party_quiet(enabled=not self.verbose):
                 det = create_detectors([self.spec.name], self.spec.precision, self.spec.slm_model,
@@ -85,7 +85,7 @@ class ModelWorker:
         return self.detector
 
     def detect(self, batch: UnitBatch) -> list[Finding]:
-        from cwescan.scan.pipeline import third_party_quiet
+        from cwescan.scan.quiet import third_party_quiet
 
         det = self._load()
         units = batch.units()

@@ -397,7 +397,8 @@ class Harness:
     def run_file(self, path: Path, relpath: str, kind: str = "") -> Outcome:
         from cwescan.scan.file_budget import FileBudget
         from cwescan.scan.model_budget import within_budget
-        from cwescan.scan.pipeline import FileTimeout, scan_file, time_limit
+        from cwescan.scan.limits import FileTimeout, time_limit
+        from cwescan.scan.pipeline import scan_file
         from cwescan.scan.walk import Candidate
 
         t0 = time.perf_counter()

@@ -13,18 +13,12 @@ Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` ins
 from __future__ import annotations
 
 import gc
-import logging
 import os
-import signal
 import sys
-import tempfile
-import threading
-import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -33,6 +27,8 @@ from cwescan import detectors as detector_registry
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
 from cwescan.scan.combine import apply_policy, merge, replace_reviewed
+from cwescan.scan.limits import Alarm, FileTimeout, fewer_gc_passes, time_limit
+from cwescan.scan.quiet import third_party_quiet
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
@@ -59,107 +55,6 @@ from cwescan.scan.walk import (
 
 MODEL_BATCH_UNITS = 64  # units handed to a model detector per call: each call reports progress (~1 min on 2 CPU cores)
 PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
-
-
-@contextmanager
-def third_party_quiet(enabled: bool = True, streams: bool = True):
-    """Hide what model libraries print (torchao's missing optional kernels, torch's deprecation
-    lines, transformers' progress bars and advice): Python warnings and logging below ERROR
-    are off and, with ``streams``, ``sys.stderr`` and file descriptor 2 go to a temporary file
-    (the descriptor catches C-level prints). What was caught is written out after all when the
-    block fails. Without ``streams`` (around inference, while a progress bar may be drawing)
-    only warnings and logging are held back."""
-    if not enabled:
-        yield
-        return
-    for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
-                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TQDM_DISABLE", "1")):
-        os.environ.setdefault(name, value)
-    previous_disable = logging.root.manager.disable
-    saved_fd, sink, saved_stderr = None, None, sys.stderr
-    if streams:
-        try:
-            sys.stderr.flush()
-            saved_fd = os.dup(2)
-            sink = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
-            os.dup2(sink.fileno(), 2)
-            sys.stderr = sink
-        except (OSError, ValueError):  # no usable stderr: nothing to hide
-            if saved_fd is not None:
-                os.close(saved_fd)
-            saved_fd = None
-    failed = False
-    try:
-        logging.disable(logging.WARNING)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    except BaseException:
-        failed = True
-        raise
-    finally:
-        logging.disable(previous_disable)
-        if saved_fd is not None:
-            sys.stderr = saved_stderr
-            sink.flush()
-            os.dup2(saved_fd, 2)
-            os.close(saved_fd)
-            if failed:
-                sink.seek(0)
-                saved_stderr.write(sink.read()[-20_000:])
-                saved_stderr.flush()
-            sink.close()
-
-
-# --- per-file stage -----------------------------------------------------------------------
-
-class FileTimeout(BaseException):
-    """Raised by the alarm; a BaseException so detectors' ``except Exception`` cannot eat it."""
-
-
-@contextmanager
-def fewer_gc_passes():
-    """Parsing allocates millions of AST nodes that die with their file; with the default
-    thresholds the cyclic GC runs thousands of times and walks every live object (detector
-    tables, results) each time. Freeze what exists and collect less often, as mypy does."""
-    old = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(200_000, 20, 20)
-    try:
-        yield
-    finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
-
-
-class Alarm:
-    """Whether a :func:`time_limit` went off. The alarm can land inside C code (the parser),
-    which may turn the FileTimeout into another error, e.g. SystemError; this tells them apart."""
-
-    fired = False
-
-
-@contextmanager
-def time_limit(seconds: float):
-    """Interrupt the block after ``seconds`` (main thread on POSIX only; else no bound).
-    Yields an :class:`Alarm`."""
-    alarm = Alarm()
-    if (not seconds or not hasattr(signal, "setitimer")
-            or threading.current_thread() is not threading.main_thread()):
-        yield alarm
-        return
-
-    def on_alarm(signum, frame):
-        alarm.fired = True
-        raise FileTimeout
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield alarm
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 @dataclass
