@@ -170,6 +170,7 @@ def score_and_decode(
     lines: Sequence[Sequence[int]] | None = None,
     batch_size: int = 16,
     device: str = "cpu",
+    prefix_cache: bool = True,
 ) -> list[tuple[float, dict | None]]:
     """(P(vulnerable), details) per prompt. Prompts whose P reaches ``cut`` are continued from
     the same forward pass's KV cache: the CWE id and the line (``lines[i]``: the allowed line
@@ -183,7 +184,10 @@ def score_and_decode(
     49,152-row head is never applied (torch turned that 3-D product into a batched copy of the
     whole head per batch, half the CPU time), and a bf16 model's verdict logits keep fp32
     resolution, so near-twins no longer tie. Without decoding, the probabilities stay on the
-    device until the end (one host sync per call)."""
+    device until the end (one host sync per call).
+
+    ``prefix_cache``: the instruction every prompt starts with is computed once per model and
+    each batch continues from its keys and values (``cwescan.slm.prefix``)."""
     import torch
 
     ids = answer_token_ids(tokenizer)
@@ -192,8 +196,11 @@ def score_and_decode(
     if not seqs:
         return out
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    packed = Packed(seqs, pad, device)
     split = split_head(model, ids, device)
+    prefix = _shared_prefix(model, split, tokenizer, seqs, device) if prefix_cache else None
+    if prefix is not None:  # feed only what follows the cached instruction
+        seqs = [s[prefix.length:] for s in seqs]
+    packed = Packed(seqs, pad, device)
     decode = cut <= 1.0
     pending: list[torch.Tensor] = []
     with torch.inference_mode(), no_plan_attention(device):  # no cuDNN plan per batch width
@@ -201,7 +208,14 @@ def score_and_decode(
             idx = packed.order[s:e]
             x, lens, m = packed.batch(s, e)
             last = (torch.arange(e - s, device=device), lens - 1)  # each row's answer slot
-            if split is not None:
+            if prefix is not None:
+                width = x.shape[1]
+                pos = torch.arange(prefix.length, prefix.length + width, device=device)[None].expand(e - s, -1)
+                res = split[0](input_ids=x, position_ids=pos, cache=prefix.cache(e - s), use_cache=True)
+                two = res.last_hidden_state[last].float() @ split[1].T
+                if decode:  # the continuation's mask covers the cached prefix too
+                    m = torch.cat([m.new_ones(e - s, prefix.length), m], -1)
+            elif split is not None:
                 res = split[0](input_ids=x, use_cache=decode)
                 two = res.last_hidden_state[last].float() @ split[1].T
             else:  # a model that only gives logits (all positions': slow, but exact)
@@ -229,6 +243,23 @@ def score_and_decode(
     return out
 
 
+def _shared_prefix(model, split, tokenizer, seqs, device):
+    """The cached instruction prefix (``prefix.PrefixKV``) when every sequence starts with it
+    and the decoder is a transformers model that can continue from a cache (not a stand-in such
+    as the benchmark's ONNX Runtime session or a compiled graph); else None."""
+    from transformers import PreTrainedModel
+
+    from cwescan.slm import prefix as prefix_mod
+
+    if split is None or not isinstance(split[0], PreTrainedModel):
+        return None
+    head = encode_prompts(tokenizer, [P.PROMPT_PREFIX])[0]
+    if not prefix_mod.common_prefix(seqs, head):
+        return None
+    prefix_mod.use_prefix_attention(model)
+    return prefix_mod.prefix_kv(model, split[0], head, device)
+
+
 class _Batch:
     """A batch of padded sequences (``mask``: 1 = real token) continued from a KV cache; a row
     whose slot is already decoded feeds a masked dummy token, so its position does not move and
@@ -248,7 +279,7 @@ class _Batch:
         steps = torch.arange(t.shape[1], device=self.device)[None]
         self.mask = torch.cat([self.mask, act], -1)
         out = self.model(input_ids=t, attention_mask=self.mask, position_ids=self.pos[:, None] + steps,
-                         past_key_values=self.cache, use_cache=True)
+                         cache=self.cache, use_cache=True)
         self.cache = out.past_key_values
         self.pos = self.pos + act[:, 0] * t.shape[1]
         return out.logits[:, -1]
