@@ -92,6 +92,22 @@ def tune_cpu_allocator(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2
     return _ALLOCATOR_TUNED
 
 
+def release_free_memory() -> bool:
+    """Hand the heap's free memory back to the kernel (glibc ``malloc_trim``). The thresholds
+    above keep freed activations for reuse inside a scoring call, but across a scan the heap
+    only grew (batches of new shapes fit no freed block): the SLM stage of a cold 1,000-file
+    scan peaked at 5.7 GB RSS. Called after each scoring call, it costs one round of page faults
+    per call, not per forward pass. False where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
 def apply_precision(model, precision: str, device: str = "cpu"):
     """Convert ``model`` (a float ``nn.Module`` in eval mode) to ``precision`` on ``device``.
 

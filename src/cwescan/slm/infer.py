@@ -171,6 +171,7 @@ def score_and_decode(
     batch_size: int = 16,
     device: str = "cpu",
     prefix_cache: bool = True,
+    counts: dict | None = None,
 ) -> list[tuple[float, dict | None]]:
     """(P(vulnerable), details) per prompt. Prompts whose P reaches ``cut`` are continued from
     the same forward pass's KV cache: the CWE id and the line (``lines[i]``: the allowed line
@@ -187,7 +188,9 @@ def score_and_decode(
     device until the end (one host sync per call).
 
     ``prefix_cache``: the instruction every prompt starts with is computed once per model and
-    each batch continues from its keys and values (``cwescan.slm.prefix``)."""
+    each batch continues from its keys and values (``cwescan.slm.prefix``). ``counts`` (a dict)
+    gets ``tokens`` (prompt tokens the model read), ``padded_tokens`` (with batch padding) and
+    ``prefix_tokens`` (tokens served from the prefix cache) added."""
     import torch
 
     ids = answer_token_ids(tokenizer)
@@ -202,6 +205,12 @@ def score_and_decode(
         seqs = [s[prefix.length:] for s in seqs]
     packed = Packed(seqs, pad, device)
     decode = cut <= 1.0
+    if counts is not None:
+        spans = packed.spans(batch_size)
+        counts["tokens"] = counts.get("tokens", 0) + sum(packed.lengths)
+        counts["padded_tokens"] = counts.get("padded_tokens", 0) + sum(
+            (e - s) * packed.lengths[e - 1] for s, e in spans)
+        counts["prefix_tokens"] = counts.get("prefix_tokens", 0) + (prefix.length * len(seqs) if prefix else 0)
     pending: list[torch.Tensor] = []
     with torch.inference_mode(), no_plan_attention(device):  # no cuDNN plan per batch width
         for s, e in packed.spans(batch_size):
