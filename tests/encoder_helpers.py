@@ -24,7 +24,7 @@ def corpus(n: int = 60) -> list[str]:
 
 
 def tiny_tokenizer(vocab_size: int = 400):
-    from cwescan.encoder.tokenizer import train_bpe
+    from cwescan.ml.encoder.tokenizer import train_bpe
 
     return train_bpe(corpus(), vocab_size=vocab_size, min_frequency=1)
 
@@ -32,8 +32,8 @@ def tiny_tokenizer(vocab_size: int = 400):
 def tiny_artifact(directory: Path, window_tokens: int = 32, threshold: float = 0.5) -> Path:
     import torch
 
-    from cwescan.artifacts import write_card
-    from cwescan.encoder.model import ClassifierConfig, EncoderClassifier, EncoderShape
+    from cwescan.ml.artifacts import write_card
+    from cwescan.ml.encoder.model import ClassifierConfig, EncoderClassifier, EncoderShape
 
     tok = tiny_tokenizer()
     torch.manual_seed(0)

@@ -13,8 +13,8 @@ def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from cwescan.artifacts import write_card
-    from cwescan.slm.base import locate_gguf
+    from cwescan.ml.artifacts import write_card
+    from cwescan.ml.slm.base import locate_gguf
 
     gguf = locate_gguf("smollm2-135m")
     tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -31,5 +31,7 @@ def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
     write_card(adapter, {
         "name": "slm", "kind": "lora-adapter", "base_dir": "../base", "threshold": threshold,
         "cwe_vocab": ["CWE-78", "CWE-89", "CWE-502"], "prompt": {"max_tokens": 256, "callers": True},
+        # a random model: scans show what it flags, as it flags it
+        "policy": {"model_only": threshold, "cwe_head": 0.0, "line": 0.0},
     })
     return adapter

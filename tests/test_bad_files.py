@@ -1,7 +1,6 @@
 """Bad input never stops a scan: each kind of bad file is reported with its reason in every
 output format, and every good file is still scanned."""
 
-import ast
 import json
 import os
 import random
@@ -13,41 +12,23 @@ from typer.testing import CliRunner
 
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
+from conftest import CallDetector
 from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.walk import read_source
+from cwescan.scan.walk import read_source
 
 
-class EvalCallDetector(Detector):
-    """A real, tiny detector for these tests: flags every ``eval(...)`` call. Sleeps on a unit
-    holding ``SLOW_MARKER`` and fails on one holding ``BOOM_MARKER``, to exercise the
-    per-file time bound and detector-error handling."""
+class EvalCallDetector(CallDetector):
+    """Flags every ``eval(...)`` call; sleeps on a unit holding ``SLOW_MARKER`` and fails on one
+    holding ``BOOM_MARKER`` (conftest), to exercise the per-file time bound and detector errors."""
 
     name = "evalcall"
+    calls = {"eval": ("CWE-95", "critical", 0.9)}
 
-    def detect(self, units):
-        out = []
-        for u in units:
-            if "SLOW_MARKER" in u.code:
-                time.sleep(5)
-            if "BOOM_MARKER" in u.code:
-                raise RuntimeError("detector bug")
-            if u.node is None:
-                continue
-            for n in ast.walk(u.node):
-                if (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "eval"
-                        and u.start_line <= n.lineno <= u.end_line
-                        and (u.kind == "function" or not _inside_function(u.node, n))):
-                    out.append(Finding(u.path, n.lineno, n.end_lineno, "CWE-95", "TEST1", "eval call",
-                                       "eval() runs its argument as code", 0.9, "critical", self.name))
-        return out
+    def rule_id(self, called, cwe):
+        return "TEST1"
 
-
-def _inside_function(tree, node):
-    for f in ast.walk(tree):
-        if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.lineno <= node.lineno <= f.end_lineno:
-            return True
-    return False
+    def message(self, called):
+        return "eval() runs its argument as code"
 
 
 GOOD = {
@@ -173,7 +154,7 @@ def test_form_feeds_crlf_and_line_separators_keep_line_numbers(tmp_path, monkeyp
     doc = json.loads(r.stdout)
     assert [(f["path"], f["line_number"]) for f in doc["findings"]] == [("odd.py", 7)]
     assert doc["skipped"] == []
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     text = read_source(tmp_path / "odd.py", "odd.py").text
     f = next(u for u in parse_source("odd.py", text).units if u.qualname == "f")
@@ -184,15 +165,15 @@ def test_alarm_inside_the_parser_is_a_timeout_not_a_crash(tmp_path, monkeypatch)
     """The per-file alarm can go off inside CPython's parser, which may turn it into another
     error (`cwescan fuzz` saw "SystemError: AST constructor recursion depth mismatch"). Either
     way the file is reported as timed out, never as a crash."""
-    from cwescan import scanner
-    from cwescan.walk import Candidate
+    from cwescan.scan import pipeline as scanner
+    from cwescan.scan.walk import Candidate
 
     p = tmp_path / "many.py"
     p.write_text("x = [1, 2, 3]\n" * 30_000)  # parses in about 0.3 s
-    # above PARSE_PROBE_CHARS the parse is tried in a child first, stopped at the bound: skipped
+    # its worst case is near the bound: the parse is tried in a child first, stopped: skipped
     r = scanner.scan_file(Candidate(p, "many.py"), [], 5_000_000, 0.01, keep_source=False)
     assert [n.reason for n in r.notices] == ["parse-timeout"], r.notices
-    monkeypatch.setattr(scanner, "PARSE_PROBE_CHARS", 10**9)  # the in-process alarm path
+    monkeypatch.setattr(scanner, "parse_may_stall", lambda text, timeout: False)  # in process
     r = scanner.scan_file(Candidate(p, "many.py"), [], 5_000_000, 0.01, keep_source=False)
     assert [n.reason for n in r.notices] == ["timeout"], r.notices
 
@@ -213,7 +194,7 @@ class AlarmConvertingDetector(Detector):
     name = "converting"
 
     def detect(self, units):
-        from cwescan.scanner import FileTimeout
+        from cwescan.scan.pipeline import FileTimeout
 
         try:
             time.sleep(5)
@@ -223,8 +204,8 @@ class AlarmConvertingDetector(Detector):
 
 
 def test_alarm_converted_inside_a_detector_is_a_timeout(tmp_path):
-    from cwescan.scanner import scan_file
-    from cwescan.walk import Candidate
+    from cwescan.scan.pipeline import scan_file
+    from cwescan.scan.walk import Candidate
 
     p = tmp_path / "a.py"
     p.write_text("x = 1\n")

@@ -6,7 +6,7 @@ import pytest
 
 from cwescan.detectors import create
 from cwescan.detectors.bandit_detector import CONFIDENCE, BanditDetector
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 CODE = '''import hashlib
 import pickle
@@ -93,3 +93,18 @@ def test_indented_snippet(detector):
     src = parse_source("record-9", "    def load(self, blob):\n        import pickle\n        return pickle.loads(blob)\n")
     assert src.tree is None
     assert ("B301", 3) in {(f.rule_id, f.start_line) for f in detector.detect(src.units)}
+
+
+def test_debugger_and_autoescape_share_the_static_rules_cwes():
+    """Bandit files B201 and B701 under CWE-94; reported under the static rules' CWEs, the
+    two detectors agree on one weakness per line."""
+    from cwescan.detectors.static import StaticDetector
+
+    code = ("import jinja2\nfrom flask import Flask\napp = Flask(__name__)\n"
+            "env = jinja2.Environment(autoescape=False)\n"
+            "app.run(host='0.0.0.0', debug=True)\n")
+    units = parse_source("app.py", code).units
+    bandit = {(f.start_line, f.rule_id): f.cwe for f in BanditDetector().detect(units)}
+    static = {(f.start_line, f.rule_id): f.cwe for f in StaticDetector().detect(units)}
+    assert bandit[(4, "B701")] == static[(4, "CWS079C")] == "CWE-79"
+    assert bandit[(5, "B201")] == static[(5, "CWS489")] == "CWE-489"

@@ -25,8 +25,10 @@ CODE = [
 ]
 
 
-class TinyLlamaScorer:
-    """A detector-shaped scorer around a 2-layer random Llama: bytes as tokens, P(vulnerable)
+from cwescan.detectors.base import ModelDetector  # noqa: E402
+
+class TinyLlamaScorer(ModelDetector):
+    """A model detector around a 2-layer random Llama: bytes as tokens, P(vulnerable)
     from the logits of two answer tokens at the last position (like the SLM's score mode)."""
 
     threshold = 0.5
@@ -34,7 +36,7 @@ class TinyLlamaScorer:
     def __init__(self, precision: str, device: str, seed: int = 0):
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        from cwescan.precision import apply_precision
+        from cwescan.ml.precision import apply_precision
 
         torch.manual_seed(seed)
         cfg = LlamaConfig(
@@ -42,8 +44,21 @@ class TinyLlamaScorer:
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
         )
         self.model = apply_precision(LlamaForCausalLM(cfg).eval(), precision, device)
-        self.device = device
+        self.device, self.precision = device, precision
         self.batch_size = 8
+        self.card = {}
+
+    def load(self) -> None:
+        pass  # built loaded
+
+    def cache_identity(self):
+        return None
+
+    def set_batch(self, sequences: int) -> None:
+        self.batch_size = sequences
+
+    def detect(self, units, hints=None):
+        return []
 
     def score(self, units):
         out = []
@@ -104,12 +119,13 @@ def test_quick_bench_outputs(tmp_path):
 
     pfile = tmp_path / "precision.json"
     B.write_precision_file(data["defaults"], pfile, source="test")
-    from cwescan.precision import default_precision
+    from cwescan.ml.precision import default_precision
 
     assert default_precision("tiny", pfile) == data["defaults"]["tiny"]["precision"]
     assert default_precision("nothing-measured", pfile) == "fp32"
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_row_in_own_process():
     config = B.BenchConfig(batches=(1, 4), speed_units=8, threads=1)
     ballast = bytearray(400 * 2**20)  # the parent's peak grows; the child's must not include it
@@ -153,6 +169,7 @@ def test_time_budget_skips_rows_and_latency_units_cap_batch_one():
     assert "not run: time budget" in B.render_markdown(result)
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
     """The real SLMDetector on a tiny Llama: loaded through load(), cache cleared through
     clear_cache(), and for ONNX its decoder (the part the score path calls) exported and put in
@@ -170,6 +187,7 @@ def test_slm_detector_rows_through_its_public_api_onnx_included(tmp_path):
     assert onnx["onnx_file"] == "model.int8.onnx"
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_compiled_row_counts_flops_outside_the_graph(tmp_path):
     """bf16-compiled: the SLM's decoder runs under torch.compile; the meter's hooks stay outside
     the graph (tokens at the compiled decoder, FLOPs from its Linear shapes), so FLOPs per token

@@ -18,6 +18,7 @@ from cwescan.cli import app  # noqa: E402
 from slm_helpers import tiny_slm_artifact  # noqa: E402
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_bench_scan_cold_then_warm(tmp_path, monkeypatch):
     adapter = tiny_slm_artifact(tmp_path / "model")
     monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: adapter)
@@ -42,6 +43,7 @@ def test_bench_scan_cold_then_warm(tmp_path, monkeypatch):
     assert md.count("\n") == 4 and "| cold cache |" in md and "| warm cache |" in md
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_triage_cost_counts_with_a_tiny_slm(tmp_path):
     from cwescan.bench.scan import triage_cost
     from cwescan.data.records import Record

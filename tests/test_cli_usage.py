@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from cwescan import __version__
 from cwescan.cli import app
-from cwescan.progress import ProgressLog, scan_progress
+from cwescan.cli.progress import ProgressLog, scan_progress
 
 VULN = 'import os\n\ndef run(x):\n    os.system("ls " + input())\n'
 

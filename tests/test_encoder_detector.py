@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from cwescan.artifacts import ArtifactError
+from cwescan.ml.artifacts import ArtifactError
 from cwescan.detectors import create
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 from encoder_helpers import tiny_artifact
 
 CODE = '''import os

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from cwescan.train.encoder import Recipe, best_threshold, load_recipe, run
+from cwescan.evaluate.metrics import best_f1_threshold
+from cwescan.train.encoder import Recipe, load_recipe, run
 
 RECIPES = sorted(Path(__file__).resolve().parents[1].glob("recipes/encoder-*.yaml"))
 
@@ -41,9 +42,11 @@ def test_bad_recipes_are_refused(tmp_path, text, message):
 
 
 def test_best_threshold_maximises_f1():
-    thr, m = best_threshold([1, 1, 0, 0, 1], [0.9, 0.8, 0.7, 0.1, 0.2])
+    m = best_f1_threshold([1, 1, 0, 0, 1], [0.9, 0.8, 0.7, 0.1, 0.2])
+    thr = m["threshold"]
     assert thr == 0.2 and m["f1"] == pytest.approx(2 * 0.75 * 1.0 / 1.75)
-    thr, m = best_threshold([1, 1, 0, 0], [0.9, 0.8, 0.3, 0.1])
+    m = best_f1_threshold([1, 1, 0, 0], [0.9, 0.8, 0.3, 0.1])
+    thr = m["threshold"]
     assert thr == 0.8 and m["f1"] == 1.0
 
 
@@ -79,10 +82,10 @@ def test_tiny_pretrain_finetune_ship_and_detect(tmp_path):
     through the detector: the whole path that produced the shipped model."""
     from encoder_helpers import corpus
 
-    from cwescan.artifacts import verify
+    from cwescan.ml.artifacts import verify
     from cwescan.detectors import create
-    from cwescan.train.encoder import ship, write_readme
-    from cwescan.units import parse_source
+    from cwescan.train.encoder_ship import ship, write_readme
+    from cwescan.core.units import parse_source
 
     root = tmp_path / "site"
     for i, text in enumerate(corpus(40)):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from cwescan.artifacts import model_dir
-from cwescan.units import parse_source
+from cwescan.ml.artifacts import model_dir
+from cwescan.core.units import parse_source
 
 pytestmark = pytest.mark.slow
 

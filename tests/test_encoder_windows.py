@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cwescan.encoder.tokenizer import BOS, EOS, MASK, PAD, encode_with_offsets
-from cwescan.encoder.windows import make_windows, token_lines
+from cwescan.ml.encoder.tokenizer import BOS, EOS, MASK, PAD, encode_with_offsets
+from cwescan.ml.encoder.windows import make_windows, token_lines
 from encoder_helpers import corpus, tiny_tokenizer
 
 

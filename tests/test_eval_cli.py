@@ -17,8 +17,8 @@ from cwescan.detectors import REGISTRY
 from cwescan.detectors.base import Detector
 from cwescan.evaluate.report import TABLE_END, TABLE_START
 from cwescan.evaluate.runner import predict, run_detector, sample, twin_pairs
-from cwescan.findings import Finding
-from cwescan.units import Unit
+from cwescan.core.findings import Finding
+from cwescan.core.units import Unit
 
 RULES = [  # (pattern, cwe, confidence)
     (re.compile(r"execute\(.*%"), "CWE-89", 0.9),

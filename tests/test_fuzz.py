@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from cwescan import fuzz
+from cwescan.fuzz import engine as fuzz
 from cwescan.cli import app
-from cwescan.codeprep import strip_comments
+from cwescan.ml.codeprep import strip_comments
 from cwescan.evaluate.perturb import PERTURBATIONS
-from cwescan.fuzz_cli import build_harness
+from cwescan.cli.fuzz import build_harness
 
 # Small seeds keep each example fast; the long form mutates whole files (up to 64 KB).
 SEEDS = fuzz.stdlib_seeds(limit=60, rng=random.Random(0), max_bytes=6000)
@@ -110,7 +110,7 @@ def test_cli_short_form(tmp_path):
 
 def test_cli_saves_crashing_inputs(tmp_path, monkeypatch):
     """A stage that raises is counted as a crash and its input is kept for reproduction."""
-    import cwescan.codeprep as codeprep
+    import cwescan.ml.codeprep as codeprep
 
     def broken(code, docstrings=True):
         raise RuntimeError("boom in pre-processing")
@@ -125,7 +125,7 @@ def test_cli_saves_crashing_inputs(tmp_path, monkeypatch):
 
 def test_shards_cover_every_case_once(tmp_path):
     """--jobs N runs shard k of N in each process; together they run each case exactly once."""
-    from cwescan.fuzz_cli import merge_summaries, run_fuzz
+    from cwescan.cli.fuzz import merge_summaries, run_fuzz
 
     parts = [run_fuzz(7, 5, 0.0, 5.0, tmp_path / "crashes", quiet=True, shard=k, shards=2) for k in range(2)]
     assert [p["cases"] for p in parts] == [4, 3]

@@ -116,8 +116,8 @@ def _strip_prose(text: str) -> str:
 
 def test_static_detector_finds_no_deserialisation_in_cwescan():
     pytest.importorskip("cwescan.detectors.static", reason="static detector not built yet")
-    from cwescan.cwe import same_family
-    from cwescan.scanner import ScanOptions, scan
+    from cwescan.core.cwe import same_family
+    from cwescan.scan.pipeline import ScanOptions, scan
 
     report = scan([SRC], ScanOptions(detectors=["static"], jobs=1))
     assert report.stats["files_scanned"] > 20

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cwescan.cli import app
-from cwescan.scanner import default_detectors
+from cwescan.detectors import default_detectors
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "vulnapp"

@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from cwescan.codeprep import strip_comments
+from cwescan.ml.codeprep import strip_comments
 from cwescan.evaluate.perturb import COMMENT_KINDS, PERTURBATIONS, code_tokens
 
 SAMPLES = [

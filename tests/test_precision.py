@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cwescan.precision import PrecisionUnavailable, apply_precision, default_precision  # noqa: E402
+from cwescan.ml.precision import PrecisionUnavailable, apply_precision, default_precision  # noqa: E402
 
 
 def _model():
@@ -91,7 +91,7 @@ def test_default_precision_reads_the_bench_file(tmp_path):
 def test_no_plan_attention_turns_off_cudnn_attention_on_cuda_only():
     import torch
 
-    from cwescan.attention import no_plan_attention
+    from cwescan.ml.attention import no_plan_attention
 
     before = torch.backends.cuda.cudnn_sdp_enabled()
     with no_plan_attention("cpu"):

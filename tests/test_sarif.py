@@ -1,7 +1,6 @@
 """SARIF 2.1.0 output: valid against the official schema, GitHub's properties, and
 fingerprints that survive lines shifting."""
 
-import ast
 import json
 from pathlib import Path
 
@@ -11,56 +10,29 @@ from typer.testing import CliRunner
 
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
-from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
+from conftest import CallDetector
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
 VULNAPP = Path(__file__).resolve().parents[1] / "examples" / "vulnapp"
 
 
-class CallDetector(Detector):
+class TCalls(CallDetector):
     """Flags a few dangerous calls by name, like a static rule set would."""
 
-    name = "t_calls"
-    CALLS = {"eval": ("CWE-95", "critical"), "loads": ("CWE-502", "critical"),
-             "md5": ("CWE-328", "medium"), "choice": ("CWE-330", "low")}
+    calls = {"eval": ("CWE-95", "critical", 0.75), "loads": ("CWE-502", "critical", 0.75),
+             "md5": ("CWE-328", "medium", 0.75), "choice": ("CWE-330", "low", 0.75)}
 
-    def detect(self, units):
-        out = []
-        for u in units:
-            if u.node is None:
-                continue
-            for n in ast.walk(u.node):
-                if isinstance(n, ast.Call):
-                    called = getattr(n.func, "id", getattr(n.func, "attr", ""))
-                    if called in self.CALLS and (u.kind == "function" or n.lineno not in _function_lines(u)):
-                        cwe, sev = self.CALLS[called]
-                        out.append(Finding(u.path, n.lineno, n.end_lineno, cwe, f"TC-{called}", f"{called} call",
-                                           f"{called}() on possibly untrusted data", 0.75, sev, self.name))
-        return out
+    def rule_id(self, called, cwe):
+        return f"TC-{called}"
 
-
-def _function_lines(unit):
-    return {i for n in ast.walk(unit.node) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
-            for i in range(n.lineno, n.end_lineno + 1)}
-
-
-class FakeModel(Detector):
-    """A model-like detector (named "slm" so the pipeline batches it like one): it reports
-    each function whose code mentions ``request`` as CWE-20 with the unit's span."""
-
-    name = "slm"
-
-    def detect(self, units):
-        return [Finding(u.path, u.start_line, u.end_line, "CWE-20", "SLM", "model verdict",
-                        "the model judged this function vulnerable", 0.66, "medium", "slm")
-                for u in units if u.kind == "function" and "request" in u.code]
+    def message(self, called):
+        return f"{called}() on possibly untrusted data"
 
 
 @pytest.fixture(autouse=True)
 def registered(monkeypatch):
-    monkeypatch.setitem(REGISTRY, "t_calls", f"{__name__}:CallDetector")
-    monkeypatch.setitem(REGISTRY, "t_model", f"{__name__}:FakeModel")
+    monkeypatch.setitem(REGISTRY, "t_calls", f"{__name__}:TCalls")
+    monkeypatch.setitem(REGISTRY, "t_model", "conftest:KeywordModel")
 
 
 def sarif(*args) -> dict:

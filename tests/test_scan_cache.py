@@ -12,10 +12,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from cwescan.cache import ResultCache  # noqa: E402
+from cwescan.scan.cache import ResultCache  # noqa: E402
 from cwescan.detectors.slm import SLMDetector  # noqa: E402
 from cwescan.detectors.static import StaticDetector  # noqa: E402
-from cwescan.scanner import ScanOptions, scan  # noqa: E402
+from cwescan.scan.pipeline import ScanOptions, scan  # noqa: E402
 
 from slm_helpers import tiny_slm_artifact  # noqa: E402
 
@@ -99,7 +99,7 @@ def test_review_all_and_no_cache(tmp_path, adapter):
 
 
 def test_key_changes_with_threshold_and_precision(tmp_path, adapter):
-    from cwescan.cache import model_key
+    from cwescan.scan.cache import model_key
 
     a = SLMDetector(model=adapter, precision="fp32")
     assert model_key(a) == model_key(SLMDetector(model=adapter, precision="fp32"))
@@ -124,7 +124,7 @@ def test_damaged_entries_are_misses(tmp_path, adapter):
 
 
 def test_prune_keeps_the_store_bounded(tmp_path):
-    from cwescan.findings import Finding
+    from cwescan.core.findings import Finding
 
     cache = ResultCache(tmp_path / "c", max_bytes=4000)
     f = Finding("a.py", 3, 3, "CWE-78", "SLM", "t", "m" * 200, 0.9, "high", "slm", {"unit": "f"})
@@ -138,7 +138,7 @@ def test_prune_keeps_the_store_bounded(tmp_path):
 
 
 def test_cache_root_from_environment(tmp_path, monkeypatch):
-    from cwescan.cache import default_root
+    from cwescan.scan.cache import default_root
 
     monkeypatch.setenv("CWESCAN_CACHE", str(tmp_path / "x"))
     assert default_root() == tmp_path / "x"

@@ -1,6 +1,5 @@
 """`cwescan scan`: exit codes, config, merging of detectors, determinism, formats, workers."""
 
-import ast
 import json
 from pathlib import Path
 
@@ -9,38 +8,17 @@ from typer.testing import CliRunner
 
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
-from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.scanner import merge
+from conftest import CallDetector, KeywordModel
+from cwescan.core.findings import Finding
+from cwescan.scan.combine import merge
 
 
-class _CallDetector(Detector):
-    """Flags calls by name: a small real detector for pipeline tests."""
-
-    calls: dict = {}  # called name -> (cwe, severity, confidence)
-
-    def detect(self, units):
-        out = []
-        for u in units:
-            if u.kind != "module" or u.node is None:
-                continue
-            for n in ast.walk(u.node):
-                if isinstance(n, ast.Call):
-                    called = getattr(n.func, "id", getattr(n.func, "attr", ""))
-                    if called in self.calls:
-                        cwe, sev, conf = self.calls[called]
-                        out.append(Finding(u.path, n.lineno, n.end_lineno, cwe, f"{self.name}-{called}",
-                                           f"{called} call", f"{called}() flagged by {self.name}",
-                                           conf, sev, self.name))
-        return out
-
-
-class EvalDetector(_CallDetector):
+class EvalDetector(CallDetector):
     name = "t_eval"
     calls = {"eval": ("CWE-95", "critical", 0.9), "md5": ("CWE-328", "medium", 0.6)}
 
 
-class ExecDetector(_CallDetector):
+class ExecDetector(CallDetector):
     name = "t_exec"
     calls = {"eval": ("CWE-94", "critical", 0.7), "random": ("CWE-330", "low", 0.3)}
 
@@ -186,7 +164,7 @@ def test_demo_app_end_to_end_with_the_static_detector():
     key = json.loads((VULNAPP / "ANSWERS.json").read_text())
     prefix = "examples/vulnapp/"
     found = {(f["path"].removeprefix(prefix), f["line_number"], f["cwe"]) for f in doc["findings"]}
-    from cwescan.cwe import same_family
+    from cwescan.core.cwe import same_family
 
     hits = [v for v in key["vulnerable"]
             if any(p == v["path"] and line == v["line"] and same_family(c, v["cwe"]) for p, line, c in found)]
@@ -198,16 +176,11 @@ def test_demo_app_end_to_end_with_the_static_detector():
     assert doc["skipped"] == [] and doc["stats"]["files_scanned"] == 7
 
 
-class PrecisionModel(Detector):
-    """Stands in for a model detector: reports each line of a function that calls ``eval``,
-    and says in its message which precision it was built with."""
+class PrecisionModel(KeywordModel):
+    """A model detector that reports each line of a function that calls ``eval``, and says in
+    its message which precision it was built with."""
 
-    name = "slm"
-
-    def __init__(self, precision: str = "fp32", device: str = "cpu"):
-        self.precision = precision
-
-    def detect(self, units):
+    def detect(self, units, hints=None):
         out = []
         for u in units:
             for i, line in enumerate(u.code.split("\n"), 1):
@@ -218,14 +191,9 @@ class PrecisionModel(Detector):
         return out
 
 
-class BrokenModel(Detector):
-    name = "slm"
-
+class BrokenModel(KeywordModel):
     def __init__(self, **options):
         raise RuntimeError("weights missing")
-
-    def detect(self, units):  # pragma: no cover - never built
-        return []
 
 
 def test_precision_reaches_model_detectors_only(tmp_path, monkeypatch):
@@ -242,7 +210,7 @@ def test_precision_reaches_model_detectors_only(tmp_path, monkeypatch):
 
 
 def test_default_detectors_use_the_slm_when_shipped_and_survive_its_failure(tmp_path, monkeypatch):
-    from cwescan import scanner
+    from cwescan import detectors as scanner
 
     (tmp_path / "a.py").write_text("x = 1\n")
     monkeypatch.setattr(scanner, "slm_available", lambda: (True, ""))
@@ -264,7 +232,7 @@ def test_default_detectors_use_the_slm_when_shipped_and_survive_its_failure(tmp_
 
 
 def test_config_values_sizes_and_baseline_path(tmp_path):
-    from cwescan import config
+    from cwescan.core import config
 
     (tmp_path / ".git").mkdir()
     (tmp_path / "pyproject.toml").write_text(

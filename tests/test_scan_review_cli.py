@@ -50,7 +50,7 @@ def test_summary_counts_and_cache_through_the_cli(tmp_path, adapter, monkeypatch
     assert "units: 3; model reviewed 1, triage cleared 2, from cache 0" in cold.stderr
     stage = json.loads(cold.stdout)["stats"]["model_stage"]
     assert stage == {"review": "triage", "units": 3, "reviewed": 1, "cleared": 2, "cached": 0,
-                     "reasons": {"no-surface": 2, "static-finding": 1}}
+                     "reasons": {"no-surface": 2, "static-finding": 1}, "model_only_withheld": 0}
 
     warm = _invoke(root)
     assert "model reviewed 0, triage cleared 2, from cache 1" in warm.stderr
@@ -72,7 +72,7 @@ def test_bad_review_value_is_a_usage_error(tmp_path):
 
 
 def test_device_reaches_the_model_detectors_and_bad_values_are_usage_errors(tmp_path, adapter, monkeypatch):
-    from cwescan.scanner import create_detectors
+    from cwescan.detectors import create_detectors
 
     monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: adapter)
     static, slm = create_detectors(["static", "slm"], "fp32", device="cpu")

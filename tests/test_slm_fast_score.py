@@ -12,9 +12,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cwescan.slm import infer  # noqa: E402
-from cwescan.slm import prompt as P  # noqa: E402
-from cwescan.units import parse_source  # noqa: E402
+from cwescan.ml.slm import infer  # noqa: E402
+from cwescan.ml.slm import prompt as P  # noqa: E402
+from cwescan.core.units import parse_source  # noqa: E402
 
 CODES = [
     "def q(db, name):\n    return db.execute(\"SELECT * FROM t WHERE n='%s'\" % name)\n",
@@ -29,7 +29,7 @@ CODES = [
 def tok():
     from transformers import AutoTokenizer
 
-    from cwescan.slm.base import locate_gguf
+    from cwescan.ml.slm.base import locate_gguf
 
     gguf = locate_gguf("smollm2-135m")
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -160,7 +160,7 @@ def test_bf16_verdicts_keep_float32_resolution(tok, model, reference):
 def test_quantized_heads_give_float_rows(tok, model):
     import copy
 
-    from cwescan.precision import apply_precision
+    from cwescan.ml.precision import apply_precision
 
     ids = infer.answer_token_ids(tok)
     for precision in ("int8", "int4"):
@@ -209,7 +209,7 @@ def adapter(tmp_path_factory, tok, model):
     SLMDetector."""
     from peft import LoraConfig, get_peft_model
 
-    from cwescan.artifacts import write_card
+    from cwescan.ml.artifacts import write_card
 
     root = tmp_path_factory.mktemp("slm-fast")
     model.save_pretrained(root / "base")
@@ -227,8 +227,8 @@ def test_detector_public_api_loads_swaps_and_forgets(tok, model, adapter):
 
     det = SLMDetector(model=adapter)
     assert det.model is None
-    loaded = det.load()
-    assert det.model is loaded and isinstance(loaded, torch.nn.Module)
+    det.load()
+    assert isinstance(det.model, torch.nn.Module)
     units = [u for i, code in enumerate(CODES) for u in parse_source(f"f{i}.py", code).units]
     first = det.score(units)
     assert det._cache and det.builder._counts

@@ -8,9 +8,9 @@ import shutil
 
 import pytest
 
-from cwescan.artifacts import ArtifactError
+from cwescan.ml.artifacts import ArtifactError
 from cwescan.data.records import Record
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 VULN = [
     ("def q(db, name):\n    return db.execute(\"SELECT * FROM t WHERE n='%s'\" % name)\n", "CWE-89", 2),
@@ -36,7 +36,7 @@ def trained(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from cwescan.slm.base import locate_gguf
+    from cwescan.ml.slm.base import locate_gguf
     from cwescan.train.slm import run
 
     root = tmp_path_factory.mktemp("slm")
@@ -58,6 +58,7 @@ def trained(tmp_path_factory):
     return root, card
 
 
+@pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)
 def test_training_lowers_the_loss_and_writes_a_card(trained):
     root, card = trained
     losses = json.loads((root / "adapter" / "logs" / "history.json").read_text())["losses"]
@@ -71,7 +72,7 @@ def test_training_lowers_the_loss_and_writes_a_card(trained):
 def test_adapter_is_fp16_safetensors_and_reloads(trained):
     import torch
 
-    from cwescan.artifacts import load_safetensors
+    from cwescan.ml.artifacts import load_safetensors
 
     root, _ = trained
     tensors = load_safetensors(root / "adapter" / "adapter_model.safetensors")
@@ -85,7 +86,7 @@ def units():
 
 def test_score_and_generate_always_parse(trained):
     from cwescan.detectors.slm import SLMDetector
-    from cwescan.slm.infer import parse_answer
+    from cwescan.ml.slm.infer import parse_answer
 
     root, _ = trained
     det = SLMDetector(model=root / "adapter", mode="generate")
@@ -114,7 +115,7 @@ def test_flagged_units_get_a_known_cwe_and_a_line_inside_the_unit(trained):
 
 def test_batched_decoding_matches_one_by_one(trained):
     from cwescan.detectors.slm import SLMDetector
-    from cwescan.slm.infer import score_and_decode
+    from cwescan.ml.slm.infer import score_and_decode
 
     root, card = trained
     det = SLMDetector(model=root / "adapter")
@@ -154,20 +155,27 @@ def test_tampered_adapter_is_refused(trained, tmp_path):
 
 
 def test_second_opinion_raises_agreeing_and_lowers_disagreeing_findings():
-    from cwescan.detectors.slm import second_opinion
-    from cwescan.findings import Finding
+    from cwescan.core.findings import Finding
+    from cwescan.core.policy import DecisionPolicy
+    from cwescan.scan.combine import second_opinion
 
+    policy = DecisionPolicy(safe=0.05, vulnerable=0.5)
     f = Finding("a.py", 3, 3, "CWE-89", "CWS101", "SQL", "m", 0.6, "high", "static")
-    up = second_opinion(f, 0.8, "CWE-89", threshold=0.5)
-    down = second_opinion(f, 0.1, None, threshold=0.5)
-    assert up.confidence == pytest.approx(1 - 0.4 * 0.2) and up.extra["slm_second_opinion"]["agrees"]
-    assert down.confidence == pytest.approx(0.35) and not down.extra["slm_second_opinion"]["agrees"]
+    up = second_opinion(f, 0.8, "CWE-89", policy)
+    down = second_opinion(f, 0.01, None, policy)
+    unsure = second_opinion(f, 0.3, None, policy)
+    assert up.confidence == pytest.approx(1 - 0.4 * 0.2) and up.extra["slm_second_opinion"]["verdict"] == "agrees"
+    assert down.confidence < policy.display and down.severity == "medium"
+    assert down.extra["slm_second_opinion"]["verdict"] == "disagrees"
+    assert unsure.confidence == 0.6 and unsure.extra["slm_second_opinion"]["verdict"] == "unsure"
+    # a model sure of another CWE family does not agree with the rule
+    assert second_opinion(f, 0.9, "CWE-79", policy).extra["slm_second_opinion"]["verdict"] == "unsure"
 
 
 def test_joined_gguf_chunks_are_hash_checked(tmp_path):
     import hashlib
 
-    from cwescan.slm.base import BASE_MODELS, join_chunks
+    from cwescan.ml.slm.base import BASE_MODELS, join_chunks
 
     parts = []
     for i, data in enumerate([b"GGUF" + b"a" * 100, b"b" * 50]):
@@ -188,7 +196,7 @@ def test_twin_pairs_link_changed_units_and_the_ranking_loss_orders_them(trained)
     import torch
     from transformers import AutoTokenizer
 
-    from cwescan.slm import prompt as P
+    from cwescan.ml.slm import prompt as P
     from cwescan.train.slm import examples, pair_ranking_loss, twin_pairs
 
     root, _ = trained

@@ -1,4 +1,4 @@
-"""Prefix caching (``cwescan.slm.prefix``): scores and decoded answers continued from the cached
+"""Prefix caching (``cwescan.ml.slm.prefix``): scores and decoded answers continued from the cached
 instruction equal those of full prompts. Tiny random Llama with SmolLM2's tokenizer, fp32
 (tight tolerance) and bf16 (its rounding)."""
 
@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from cwescan.slm import infer  # noqa: E402
-from cwescan.slm import prefix as prefix_mod  # noqa: E402
-from cwescan.slm import prompt as P  # noqa: E402
-from cwescan.units import parse_source  # noqa: E402
+from cwescan.ml.slm import infer  # noqa: E402
+from cwescan.ml.slm import prefix as prefix_mod  # noqa: E402
+from cwescan.ml.slm import prompt as P  # noqa: E402
+from cwescan.core.units import parse_source  # noqa: E402
 
 CODES = [
     "def q(db, name):\n    return db.execute(\"SELECT * FROM t WHERE n='%s'\" % name)\n",
@@ -28,7 +28,7 @@ CODES = [
 def tok():
     from transformers import AutoTokenizer
 
-    from cwescan.slm.base import locate_gguf
+    from cwescan.ml.slm.base import locate_gguf
 
     gguf = locate_gguf("smollm2-135m")
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)

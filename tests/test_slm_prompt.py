@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cwescan.slm import prompt as P
+from cwescan.ml.slm import prompt as P
 from cwescan.train.slm import RecipeError, SLMRecipe, load_recipe, record_units
 from cwescan.data.records import Record
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tok():
     from transformers import AutoTokenizer
 
-    from cwescan.slm.base import locate_gguf
+    from cwescan.ml.slm.base import locate_gguf
 
     gguf = locate_gguf("smollm2-135m")
     return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -138,3 +138,13 @@ def test_windows_built_in_a_process_pool_equal_the_serial_ones(tok):
         pooled = P.PromptBuilder(tok).many_unit_windows(units, executor=pool)
     assert [[w.prompt for w in ws] for ws in pooled] == [[w.prompt for w in ws] for ws in serial]
     assert "trusted" not in serial[1][0].prompt and "Validated" not in serial[2][0].prompt
+
+
+def test_count_memo_stays_bounded_and_correct(tok, monkeypatch):
+    """Regression (found by cwescan fuzz): the memo was cleared after deciding which texts it
+    already knew, so the next lookup raised KeyError once it passed its bound."""
+    monkeypatch.setattr(P, "MEMO_MAX_TEXTS", 5)
+    b = P.PromptBuilder(tok)
+    texts = [f"line {i}\n" for i in range(8)]
+    first = b.counts(texts)
+    assert b.counts(texts[:3] + ["new text\n"]) == first[:3] + [len(tok.encode("new text\n", add_special_tokens=False))]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 VULNERABLE = (
     "def find(cursor, name):\n"
@@ -20,7 +20,7 @@ SAFE = (
 
 @pytest.mark.slow
 def test_shipped_adapter_ranks_the_injection_above_its_fix():
-    from cwescan.artifacts import model_dir, verify
+    from cwescan.ml.artifacts import model_dir, verify
     from cwescan.detectors import create
 
     card = verify(model_dir("slm"))
@@ -38,7 +38,7 @@ def test_shipped_adapter_ranks_the_injection_above_its_fix():
 def test_shipped_adapters_are_chosen_by_short_name_and_checked(tmp_path):
     """`--slm-model qwen` / `slm-model = "qwen"` pick the Qwen adapter; its card is verified
     and records the six-package base. (Loading its 0.5B base is left to a manual run.)"""
-    from cwescan.config import from_mapping
+    from cwescan.core.config import from_mapping
     from cwescan.detectors.slm import SLMDetector
 
     qwen = SLMDetector(model="qwen")

@@ -3,7 +3,7 @@
 from cwescan.detectors.static import StaticDetector
 from cwescan.detectors.static.engine import fold_string_concatenation
 from cwescan.evaluate.perturb import PERTURBATIONS
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 SQL = '''def find(cur, name):
     cur.execute("SELECT * FROM users WHERE name = '%s'" % name)

@@ -15,7 +15,7 @@ import pytest
 
 from cwescan.detectors import create
 from cwescan.detectors.static import RULES, StaticDetector
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 FIXTURES = Path(__file__).parent / "fixtures" / "static"
 MARK = re.compile(r"#\s*(expect|ok):\s*([A-Z0-9, ]+)")
@@ -107,7 +107,87 @@ def test_message_explains_the_flow():
             "    return conn.execute(query)\n")
     (f,) = scan("t.py", code, select=["CWS089"])
     assert "parameter `username`" in f.message and "f-string" in f.message and "line 2" in f.message
-    assert (f.start_line, f.end_line, f.cwe, f.severity) == (3, 3, "CWE-89", "critical")
+    # a plain parameter is the caller's value: reported, one severity below the rule's
+    assert (f.start_line, f.end_line, f.cwe, f.severity) == (3, 3, "CWE-89", "high")
+
+
+def _only(code: str, rule_id: str, path: str = "t.py"):
+    (f,) = [f for f in scan(path, code, select=[rule_id]) if f.rule_id == rule_id]
+    return f
+
+
+@pytest.mark.parametrize("source, kind, severity", [
+    ("request.args['h']", "request data (request.args)", "critical"),
+    ("sys.argv[1]", "command-line argument (sys.argv)", "critical"),
+    ("os.environ['HOST']", "environment variable `HOST`", "critical"),
+    ("input()", "user input (input())", "critical"),
+    ("host", "parameter `host` (caller-supplied, not known to be user input)", "high"),
+])
+def test_parameter_only_evidence_ranks_below_request_argv_and_env(source, kind, severity):
+    """A parameter of a library function is not untrusted input: below every real source in
+    confidence and one severity lower; the explanation names the source kind."""
+    head = "import os, sys\nfrom flask import request\n"
+    f = _only(head + f"def ping(host):\n    os.system('ping ' + {source})\n", "CWS078")
+    assert f.message.startswith(f"shell command from a non-constant value: {kind} reaches os.system()")
+    assert f.severity == severity
+    param = _only(head + "def ping(host):\n    os.system('ping ' + host)\n", "CWS078")
+    if severity == "critical":
+        assert f.confidence > param.confidence
+
+
+def test_the_strongest_source_names_a_mixed_value():
+    code = ("import os\nfrom flask import request\n"
+            "def f(prefix):\n    os.system(prefix + request.args['x'])\n")
+    f = _only(code, "CWS078")
+    assert "request data (request.args)" in f.message and f.severity == "critical"
+
+
+DB_VALUES = """import os
+from flask import request
+
+
+def from_orm():
+    note = Note.objects.get(pk=request.GET["id"])
+    os.system("echo " + note.title)
+
+
+def from_cursor(conn):
+    row = conn.execute("SELECT cmd FROM jobs").fetchone()
+    os.system(row[0])
+
+
+def from_request():
+    os.system("echo " + request.args["title"])
+"""
+
+
+def test_database_values_are_not_request_data():
+    found = {f.start_line: f for f in scan("t.py", DB_VALUES, select=["CWS078"])}
+    orm, cursor, req = found[7], found[12], found[16]
+    for f in (orm, cursor):
+        assert "a value read from the database" in f.message, f.message
+        assert f.confidence == 0.5 and f.severity == "high"  # untraced: one severity lower
+    assert "Note.objects.get()" in orm.message and "fetchone()" in cursor.message
+    assert req.confidence == 0.9 and req.severity == "critical"
+
+
+def test_debugger_rank_depends_on_who_can_reach_it():
+    head = "from flask import Flask\napp = Flask(__name__)\n"
+    exposed = _only(head + "app.run(host='0.0.0.0', debug=True)\n", "CWS489")
+    local = _only(head + "app.run(debug=True)\n", "CWS489")
+    assert (exposed.cwe, exposed.severity, exposed.confidence) == ("CWE-489", "high", 0.8)
+    assert (local.severity, local.confidence) == ("medium", 0.6)
+    assert "0.0.0.0" in exposed.message and "loopback" in local.message
+    # no Flask in the module: some other object's run(debug=True)
+    assert scan("t.py", "import trainer\ntrainer.run(debug=True)\n", select=["CWS489"]) == []
+
+
+def test_jinja_template_rank_depends_on_html():
+    head = "from jinja2 import Template\n"
+    html = _only(head + "t = Template('<b>{{ x }}</b>')\n", "CWS079D")
+    text = _only(head + "t = Template('Dear {{ x }}')\n", "CWS079D")
+    assert (html.cwe, html.severity, html.confidence) == ("CWE-79", "high", 0.75)
+    assert (text.severity, text.confidence) == ("medium", 0.5)
 
 
 def test_taint_follows_branches_and_sanitisers():
@@ -190,7 +270,7 @@ def test_demo_app_answer_key():
     for path in sorted((root / "vulnapp").glob("*.py")):
         rel = path.relative_to(root).as_posix()
         findings += scan(rel, path.read_text())
-    from cwescan.cwe import same_family
+    from cwescan.core.cwe import same_family
 
     missed = [v for v in key["vulnerable"] if not any(
         f.path == v["path"] and f.start_line == v["line"] and same_family(f.cwe, v["cwe"]) for f in findings)]
@@ -201,12 +281,12 @@ def test_demo_app_answer_key():
 
 
 def test_docs_are_generated_from_the_rules():
-    out = subprocess.run([sys.executable, "-m", "cwescan.detectors.static", "--docs"],
+    out = subprocess.run([sys.executable, "-m", "cwescan", "rules", "--docs"],
                          capture_output=True, text=True, check=True).stdout
     for r in RULES.values():
         assert f"## {r.id}" in out
     committed = Path(__file__).resolve().parents[1] / "docs" / "RULES.md"
-    assert committed.read_text() == out, "docs/RULES.md is stale: python -m cwescan.detectors.static --docs > docs/RULES.md"
+    assert committed.read_text() == out, "docs/RULES.md is stale: cwescan rules --docs > docs/RULES.md"
 
 
 def test_indented_snippets_are_scanned_with_exact_lines():
@@ -224,3 +304,16 @@ def test_partial_ssrf_ranks_below_a_free_url():
     free = _confidence(head + "    return requests.get(u)\n", "CWS918")
     path_only = _confidence(head + "    return requests.get('https://api.example.com/' + u)\n", "CWS918")
     assert free > path_only > 0
+
+
+def test_argument_lists_without_a_shell():
+    """Data in the arguments of a shell-less call is no command injection; request data choosing
+    the program is; the command line choosing it is flagged weakly."""
+    head = "import subprocess, sys\nfrom flask import request\ndef f():\n"
+    assert scan("t.py", head + "    subprocess.run(['git', 'log', request.args['ref']])\n",
+                select=["CWS078"]) == []
+    req = _only(head + "    subprocess.run([request.args['prog'], '-v'])\n", "CWS078")
+    argv = _only(head + "    subprocess.run(sys.argv[1:])\n", "CWS078")
+    assert (req.severity, argv.severity) == ("critical", "high")
+    assert req.confidence > argv.confidence == 0.6
+    assert "command-line argument (sys.argv)" in argv.message

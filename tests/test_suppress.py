@@ -1,45 +1,35 @@
 """Inline suppressions (any line of the flagged statement, CWE families, # nosec), unused
 suppressions, and the count-aware baseline."""
 
-import ast
 import json
 
 from typer.testing import CliRunner
 
 from cwescan.cli import app
 from cwescan.detectors import REGISTRY
-from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.suppress import FileSuppressions, apply_baseline, parse_directives
+from conftest import CallDetector
+from cwescan.scan.suppress import FileSuppressions, apply_baseline, parse_directives
 
 
-class CallDetector(Detector):
+class SuppressCalls(CallDetector):
     """Flags calls to ``eval`` (CWE-95) and ``system`` (CWE-78): enough real findings to
     suppress and baseline."""
 
     name = "calls"
-    CWES = {"eval": ("CWE-95", "critical"), "system": ("CWE-78", "critical")}
+    calls = {"eval": ("CWE-95", "critical", 0.8), "system": ("CWE-78", "critical", 0.8)}
 
-    def detect(self, units):
-        out = []
-        for u in units:
-            if u.kind != "module" or u.node is None:
-                continue
-            for n in ast.walk(u.node):
-                if isinstance(n, ast.Call):
-                    name = getattr(n.func, "id", getattr(n.func, "attr", ""))
-                    if name in self.CWES:
-                        cwe, sev = self.CWES[name]
-                        out.append(Finding(u.path, n.lineno, n.lineno, cwe, "T" + cwe[4:], f"{name} call",
-                                           "dangerous call", 0.8, sev, self.name))
-        return out
+    def rule_id(self, called, cwe):
+        return "T" + cwe[4:]
+
+    def message(self, called):
+        return "dangerous call"
 
 
 def findings_of(text: str, path: str = "a.py"):
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     src = parse_source(path, text)
-    return src, CallDetector().detect(src.units)
+    return src, SuppressCalls().detect(src.units)
 
 
 def hidden(text: str) -> list[bool]:
@@ -100,7 +90,7 @@ def test_apply_baseline_is_count_aware():
 
 
 def run(args, monkeypatch):
-    monkeypatch.setitem(REGISTRY, "calls", f"{__name__}:CallDetector")
+    monkeypatch.setitem(REGISTRY, "calls", f"{__name__}:SuppressCalls")
     result = CliRunner().invoke(app, ["scan", *args, "-d", "calls", "-q"])
     return result
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from cwescan import artifacts
-from cwescan.artifacts import ArtifactError, load_safetensors, verify, write_card
+from cwescan.ml import artifacts
+from cwescan.ml.artifacts import ArtifactError, load_safetensors, verify, write_card
 
 SHIPPED = sorted(p for p in artifacts.MODELS_DIR.glob("*") if (p / "card.json").is_file()) \
     if artifacts.MODELS_DIR.is_dir() else []

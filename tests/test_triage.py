@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from cwescan import triage as T
+from cwescan.scan import triage as T
 from cwescan.detectors.static import RULES, StaticDetector, rule
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 
 def verdicts(code: str, with_static: bool = False) -> dict[str, T.Verdict]:
@@ -137,7 +137,7 @@ def test_third_party_quiet_hides_output_unless_the_block_fails(capfd):
     import logging
     import warnings
 
-    from cwescan.scanner import third_party_quiet
+    from cwescan.scan.pipeline import third_party_quiet
 
     with third_party_quiet():
         os.write(2, b"C-level noise\n")

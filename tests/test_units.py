@@ -1,4 +1,4 @@
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 SRC = '''import os
 

@@ -3,7 +3,7 @@
 import os
 from pathlib import Path
 
-from cwescan.walk import discover, find_base, read_source
+from cwescan.scan.walk import discover, find_base, read_source
 
 
 def write(root: Path, rel: str, text: str = "x = 1\n") -> Path:

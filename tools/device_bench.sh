@@ -118,14 +118,14 @@ for m in ("torchao", "bitsandbytes", "transformers"):
     # convert the GGUF once before the rows (-> safetensors cache, ~40 s): the first row's wall time
     # then predicts the others (the budget check counts the slowest row so far ahead); it counts
     # against the budget too
-    python3 -c 'from cwescan.slm.base import converted_dir; print("base checkpoint:", converted_dir()[0])' 2>&1 | grep -v -i warn || true
+    python3 -c 'from cwescan.ml.slm.base import converted_dir; print("base checkpoint:", converted_dir()[0])' 2>&1 | grep -v -i warn || true
     budget=$(( ${BUDGET:-420} - ($(date +%s) - t0) ))
     if [ -n "${QUICK:-}" ]; then
         sizes=(--quick)
     else
         sizes=(--batches "${BATCHES:-1,64,256,512}" --speed-units "${SPEED_UNITS:-512}" --latency-units "${LATENCY_UNITS:-64}")
     fi
-    python3 -c 'from cwescan.bench.cli import bench_app; bench_app()' models --device "$dev" "${sizes[@]}" \
+    python3 -m cwescan bench models --device "$dev" "${sizes[@]}" \
         --models "${MODELS:-slm,encoder}" --precisions "$precisions" --order precision \
         --records "${RECORDS:-0}" --threads "$threads" --time-budget "$budget" --no-write-default --out "$out" 2>&1 \
         | grep --line-buffered -v -E 'Loading weights|de-quantizing|Failed to load|_pytree|warn' | tee "$out/bench.log"

@@ -15,7 +15,7 @@ export CWESCAN_DATA=${CWESCAN_DATA:-$PWD/.carry/encoder/data}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/run.log"
 python3 -c "import site, torch, transformers, tokenizers; print(site.getsitepackages(), torch.__version__, transformers.__version__, tokenizers.__version__)" 2>&1 | tee -a "$OUT/run.log"
 # an inner limit, so that whatever finished is still copied back before the call ends
-timeout "${LIMIT:-540}" python3 -m cwescan.train.encoder "$RECIPE" "$WORK" auto 2>&1 | tee -a "$OUT/run.log"
+timeout "${LIMIT:-540}" python3 -m cwescan train encoder --recipe "$RECIPE" --out "$WORK" --device auto 2>&1 | tee -a "$OUT/run.log"
 status=${PIPESTATUS[0]}
 mkdir -p "$OUT/pretrained" "$OUT/model"
 # the pre-trained body (34 MB) and the classifier (34 MB) together exceed what comes back (64 MB)

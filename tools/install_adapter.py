@@ -15,13 +15,13 @@ import json
 import shutil
 from pathlib import Path
 
-from cwescan.artifacts import write_card
-from cwescan.slm.base import BASE_MODELS
+from cwescan.ml.artifacts import write_card
+from cwescan.ml.slm.base import BASE_MODELS
 
 DEVICE_COMMAND = (
     "tools/device_train_slm.sh prepare (here); on the lent GPU: `bash tools/device_train_slm.sh stash cNN` for each "
     "carried folder .carry/slm/cNN, then `bash tools/device_train_slm.sh launch smol|qwen`, `poll`, `collect`; "
-    "each job runs the command above and then `python3 -m cwescan.slm.evaluate --part test --device cuda --precision bf16`"
+    "each job runs the command above and then `cwescan eval-slm --part test --device cuda --precision bf16`"
 )
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     card["device_command"] = DEVICE_COMMAND
     card["base_source"] = src.description
     card["adapter_dtype"] = "float16"
-    card["evaluation"] = {**summary(a.run), "command": "python3 -m cwescan.slm.evaluate --part test --device cuda "
+    card["evaluation"] = {**summary(a.run), "command": "cwescan eval-slm --part test --device cuda "
                           "--precision bf16 (same runner and metrics as cwescan eval --detector slm --split test)"}
     if a.repeat:
         rep = json.loads((a.repeat / "adapter" / "card.json").read_text())

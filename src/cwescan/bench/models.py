@@ -13,8 +13,8 @@ freshly spawned process (so peak RSS is that row's alone) and measures, on the s
   work over the GEMM peak of the row's dtype (``bench.roofline``, measured in the same run).
 
 Rows are built by a *scorer factory*: a picklable callable ``factory(precision, device)``
-returning an object with ``score(units) -> list[float]``, an optional ``threshold`` and an
-``nn.Module`` attribute (found by ``find_module``). ``detector_factory`` builds the real detectors
+returning a ``ModelDetector`` (``score``, ``threshold``, ``model``, ``set_batch``,
+``clear_cache``). ``detector_factory`` builds the real detectors
 through the registry; tests pass a tiny model's factory.
 """
 
@@ -23,10 +23,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import math
 import os
 import platform
-import resource
 import statistics
 import time
 import traceback
@@ -34,7 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import typer
+from cwescan.bench.convert import bench_convert, compile_called_part
+from cwescan.bench.meter import Meter, weights_bytes
+from cwescan.bench.models_report import render_markdown, write_outputs  # noqa: F401 - part of this benchmark's API
+from cwescan.core.precisions import SCAN_PRECISIONS  # noqa: F401 - rows `cwescan scan` can run
+from cwescan.core.process import peak_rss_mb
+from cwescan.detectors.base import ModelDetector
 
 # Prices used for "cost per 1,000 reviews" (a review = one unit scored); flags override them.
 # CPU: about the on-demand price of one vCPU of a current x86 cloud instance; GPU: one H100.
@@ -42,7 +45,6 @@ DEFAULT_PRICE_CPU_CORE_HOUR = 0.05
 DEFAULT_PRICE_GPU_HOUR = 2.50
 
 # precisions a detector takes natively (``precision=``) on CPU: what `cwescan scan` can run
-SCAN_PRECISIONS = ("fp32", "bf16", "int8", "int4")
 CPU_ROWS = ("fp32", "bf16", "int8", "int4", "onnx-int8")
 GPU_ROWS = ("fp32", "fp16", "bf16", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4", "ao-fp8")
 BENCH_ONLY = ("onnx-int8", "onnx-fp32", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4",
@@ -75,117 +77,14 @@ class BenchConfig:
 # ------------------------------------------------------------------ scorers
 
 
-def find_module(obj):
-    """(attribute name, nn.Module) of the model inside a detector / scorer."""
+def _loaded_module(detector: ModelDetector):
+    """The torch module of ``detector``, loaded."""
     import torch
 
-    if isinstance(getattr(obj, "model", None), torch.nn.Module):
-        return "model", obj.model
-    for name, value in vars(obj).items():
-        if isinstance(value, torch.nn.Module):
-            return name, value
-    raise TypeError(f"{type(obj).__name__} holds no torch module to benchmark")
-
-
-def _loaded_module(obj):
-    """find_module, after ``load()`` for a detector that loads its model lazily (on first use)."""
-    try:
-        return find_module(obj)
-    except TypeError:
-        if callable(getattr(obj, "load", None)):
-            obj.load()
-            return find_module(obj)
-        raise
-
-
-def _linear_like(m) -> bool:
-    return isinstance(getattr(m, "in_features", None), int) and isinstance(getattr(m, "out_features", None), int)
-
-
-class Meter:
-    """Counts the tokens a model is fed and the matmul FLOPs its Linear-like layers execute."""
-
-    def __init__(self):
-        self.tokens = 0
-        self.flops = 0
-        self.extra_flops_per_token = 0.0  # for modules whose insides cannot be hooked (ONNX)
-        self._handles = []
-
-    def attach(self, module, token_module=None, linears: bool = True) -> None:
-        """Count tokens where they enter ``token_module`` (default: the input embedding, which
-        sees every token whichever part of the model a detector calls; else ``module``) and
-        FLOPs in every Linear-like layer of ``module`` (``linears=False``: none; FLOPs then
-        come from ``extra_flops_per_token``, for insides that run compiled or in ONNX Runtime)."""
-        import torch
-
-        self.detach()
-        if token_module is None:
-            try:
-                token_module = module.get_input_embeddings()
-            except (AttributeError, NotImplementedError):
-                token_module = None
-            if not isinstance(token_module, torch.nn.Module):
-                token_module = module
-        self._handles.append(token_module.register_forward_pre_hook(self._count_tokens, with_kwargs=True))
-        for m in module.modules() if linears else ():
-            if _linear_like(m):
-                self._handles.append(m.register_forward_pre_hook(self._count_linear))
-
-    def detach(self) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def _count_tokens(self, _m, args, kwargs):
-        import torch
-
-        for t in list(args) + list(kwargs.values()):
-            if isinstance(t, torch.Tensor) and t.dim() >= 2 and not t.is_floating_point():
-                n = t.shape[0] * t.shape[1]
-                self.tokens += n
-                self.flops += int(self.extra_flops_per_token * n)
-                return
-
-    def _count_linear(self, m, args):
-        x = args[0] if args else None
-        if x is not None and hasattr(x, "numel") and x.numel():
-            self.flops += 2 * m.in_features * m.out_features * (x.numel() // max(1, x.shape[-1]))
-
-    def reset(self) -> None:
-        self.tokens = self.flops = 0
-
-
-def weights_bytes(module) -> int:
-    """Bytes of the weights as held for inference: every tensor of the state dict once (tied
-    weights counted once), quantized / packed tensors by their inner storage."""
-    import torch
-
-    seen: set[int] = set()
-
-    def size(t) -> int:
-        if isinstance(t, torch.Tensor):
-            if type(t) not in (torch.Tensor, torch.nn.Parameter) and hasattr(t, "__tensor_flatten__"):
-                names, _ = t.__tensor_flatten__()  # torchao quantized tensors: their inner tensors
-                return sum(size(getattr(t, n)) for n in names)
-            try:
-                key = t.untyped_storage().data_ptr() if not t.is_quantized else id(t)
-            except (RuntimeError, NotImplementedError):
-                key = id(t)
-            if key in seen and key != 0:
-                return 0
-            seen.add(key)
-            return t.numel() * t.element_size()
-        if isinstance(t, (tuple, list)):
-            return sum(size(x) for x in t)
-        if "PackedParams" in type(t).__name__ or "ScriptObject" in type(t).__name__:
-            try:  # torch.ao dynamic Linear: (int8 weight, bias)
-                w, b = torch.ops.quantized.linear_unpack(t)
-                return size(w) + (size(b) if b is not None else 0)
-            except Exception:  # noqa: BLE001 - unknown packing: not counted
-                return 0
-        return 0
-
-    return sum(size(v) for v in module.state_dict(keep_vars=True).values())
+    detector.load()
+    if not isinstance(detector.model, torch.nn.Module):
+        raise TypeError(f"{type(detector).__name__} holds no torch module to benchmark")
+    return detector.model
 
 
 def detector_factory(name: str, precision: str, device: str):
@@ -202,98 +101,11 @@ def make_factory(name: str) -> Callable:
     return functools.partial(detector_factory, name)
 
 
-# ------------------------------------------------------------------ bench-only conversions
-
-
-def _bnb_convert(module, precision: str, device: str):
-    try:
-        import bitsandbytes as bnb
-    except ImportError as e:
-        raise RuntimeError(f"bitsandbytes is not installed ({e})") from e
-    import torch
-
-    from cwescan.precision import gpu_quant_filter
-
-    if not device.startswith("cuda"):
-        raise RuntimeError("bitsandbytes rows run on CUDA only")
-
-    dtype = torch.float16 if precision == "bnb-int8" else torch.bfloat16
-
-    def swap(parent):
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.Linear) and gpu_quant_filter(child, child_name) and child_name != "lm_head":
-                bias = child.bias is not None
-                if precision == "bnb-int8":
-                    new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, bias=bias, has_fp16_weights=False, threshold=6.0)
-                    new.weight = bnb.nn.Int8Params(child.weight.data.cpu().half(), requires_grad=False, has_fp16_weights=False)
-                else:
-                    new = bnb.nn.Linear4bit(
-                        child.in_features, child.out_features, bias=bias, compute_dtype=torch.bfloat16, quant_type="nf4"
-                    )
-                    new.weight = bnb.nn.Params4bit(child.weight.data.cpu().to(torch.bfloat16), requires_grad=False, quant_type="nf4")
-                if bias:
-                    new.bias = torch.nn.Parameter(child.bias.data.cpu().to(dtype), requires_grad=False)
-                setattr(parent, child_name, new.to(device))
-            else:
-                swap(child)
-
-    module = module.to(dtype)
-    swap(module)
-    return module.to(device)
-
-
-def linear_flops_per_token(module) -> int:
-    """Matmul FLOPs one token costs in ``module``'s Linear-like layers (each runs once a token)."""
-    return sum(2 * m.in_features * m.out_features for m in module.modules() if _linear_like(m))
-
-
-def compile_called_part(module):
-    """(module, compiled part, its FLOPs per token): bf16 ``module`` whose part a detector calls
-    -- the SLM's decoder (``module.model``; the detector applies two head rows itself), or the
-    whole encoder -- is replaced by ``torch.compile(part, dynamic=True)`` (inductor: fuses the
-    norms, rotary embeddings and activations between the matmuls; dynamic, because every batch
-    has another shape)."""
-    import torch
-
-    decoder = getattr(module, "model", None)
-    is_lm = isinstance(decoder, torch.nn.Module) and getattr(module, "lm_head", None) is not None
-    part = decoder if is_lm else module
-    flops = linear_flops_per_token(part)
-    compiled = torch.compile(part, dynamic=True)
-    if is_lm:
-        module.model = compiled
-        return module, compiled, flops
-    return compiled, compiled, flops
-
-
-def bench_convert(module, precision: str, device: str):
-    """Conversions for rows that `cwescan scan` does not offer (GPU backends)."""
-    from cwescan.precision import _quiet_torchao, apply_precision, gpu_quant_filter
-
-    if precision in ("fp32", "bf16", "fp16", "int8", "int4"):
-        return apply_precision(module, precision, device)
-    if precision in ("ao-int8", "ao-int4"):
-        return apply_precision(module, precision[3:], device)
-    if precision.startswith("bnb-"):
-        return _bnb_convert(module, precision, device)
-    import torch
-
-    q = _quiet_torchao()
-    module = module.to(device=device, dtype=torch.bfloat16)
-    if precision == "ao-int8dyn":
-        q.quantize_(module, q.Int8DynamicActivationInt8WeightConfig(), filter_fn=gpu_quant_filter)
-    elif precision == "ao-fp8":
-        q.quantize_(module, q.Float8DynamicActivationFloat8WeightConfig(), filter_fn=gpu_quant_filter)
-    else:
-        raise ValueError(f"unknown bench precision {precision!r}")
-    return module
-
-
 # ------------------------------------------------------------------ one row
 
 
-def _units_of(records):
-    from cwescan.units import parse_source
+def units_of(records):
+    from cwescan.core.units import parse_source
 
     units, owner = [], []
     for i, r in enumerate(records):
@@ -316,17 +128,12 @@ class _Row:
     def set_batch(self, b: int) -> None:
         """Make the detector's own batch ``b`` sequences: the model detectors sort a call's
         windows by length and batch them internally (as in a scan)."""
-        if hasattr(self.scorer, "batch_size"):
-            self.scorer.batch_size = b
-        if hasattr(self.scorer, "batch_tokens"):  # the encoder batches by a token budget
-            config = getattr(self.meter_module, "config", None)
-            self.scorer.batch_tokens = b * int(getattr(config, "window_tokens", 512))
+        self.scorer.set_batch(b)
 
     def score(self, units) -> list[float]:
         # a detector's memo of already-scored prompts would turn repeated sweeps into lookups:
         # every timed call computes
-        if callable(getattr(self.scorer, "clear_cache", None)):
-            self.scorer.clear_cache()
+        self.scorer.clear_cache()
         return list(self.scorer.score(units))
 
 
@@ -334,19 +141,6 @@ def _say(text: str) -> None:
     import sys
 
     print(text, file=sys.stderr, flush=True)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set. VmHWM belongs to the current address space; getrusage's
-    ru_maxrss is not used first because a spawned child inherits the parent's high-water mark
-    across fork + exec."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _sync(device: str):
@@ -358,6 +152,8 @@ def _sync(device: str):
 
 def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     """Measure one row in this process (see the module docstring)."""
+    # Long on purpose: one benchmark row is one sequence (load, convert, attach meters, sweep
+    # batches, time batch 1, score accuracy) whose steps share the meter and module state.
     import torch
 
     from cwescan.evaluate import metrics as M
@@ -365,7 +161,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     torch.set_num_threads(config.threads)
     out: dict = {"model": spec.model, "precision": spec.precision, "device": spec.device}
     out["load_average_start"] = os.getloadavg()[0]  # other work on the machine skews CPU rows
-    units, owner = _units_of(records)
+    units, owner = units_of(records)
     sample = _speed_sample(units, config.speed_units)
     on_gpu = spec.device.startswith("cuda")
     if on_gpu:
@@ -378,7 +174,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     scorer = spec.factory(
         spec.precision if native else "fp32", "cpu" if spec.precision.startswith("onnx") else spec.device
     )
-    attr, module = _loaded_module(scorer)
+    module = _loaded_module(scorer)
     meter = Meter()
     extra: dict = {}
     token_module = None
@@ -387,8 +183,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
 
         meter.attach(module)
         pair = sorted(sample, key=lambda u: len(u.code))[-2:] if len(sample) >= 2 else units[:2]
-        if hasattr(scorer, "batch_size"):
-            scorer.batch_size = 2
+        scorer.set_batch(2)
         # the part of the model the detector calls (the SLM calls its decoder, not the LM head)
         part, call, swap = called_part(module, lambda: _Row(scorer, meter, module).score(pair))  # uncached
         meter.extra_flops_per_token = meter.flops / max(1, meter.tokens)
@@ -396,16 +191,15 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         new, extra = export_int8(part, call, threads=config.threads, quantize=spec.precision == "onnx-int8")
         token_module = new
         if swap is None:
-            setattr(scorer, attr, new)
+            scorer.model = new
             module = new
         else:
             swap(new)
-        if hasattr(scorer, "device"):
-            scorer.device = "cpu"
+        scorer.device = "cpu"
     elif spec.precision.endswith("-compiled"):
         module = bench_convert(module, spec.precision.removesuffix("-compiled"), spec.device)
         module, token_module, meter.extra_flops_per_token = compile_called_part(module)
-        setattr(scorer, attr, module)
+        scorer.model = module
         # compile now, for a batch of one and a large batch (dynamo specialises size 1): the
         # compile time is load time, not part of the first timed batch
         warm = _Row(scorer, meter, module)
@@ -415,7 +209,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         _sync(spec.device)
     elif not native and spec.precision != "fp32":
         module = bench_convert(module, spec.precision, spec.device)
-        setattr(scorer, attr, module)
+        scorer.model = module
     out["load_s"] = time.perf_counter() - t0
     _say(f"  loaded in {out['load_s']:.1f} s; {len(units)} units, sweep over {len(sample)}")
     out["weights_bytes"] = extra.get("onnx_bytes") or weights_bytes(module)
@@ -423,7 +217,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     # hooks inside a compiled graph would run once, at tracing: count tokens where they enter
     meter.attach(module, token_module, linears=not spec.precision.endswith("-compiled"))
     row = _Row(scorer, meter, module)
-    threshold = float(getattr(scorer, "threshold", 0.5))
+    threshold = float(scorer.threshold)
 
     # batch sweep: the same sample at every batch size, handed over in one call (the detector
     # sorts by length and batches, as a scan does); batch 1 goes unit by unit for latencies
@@ -524,7 +318,7 @@ def _row_process(spec: RowSpec, records, config: BenchConfig) -> dict:
     try:
         return measure_row(spec, records, config)
     except Exception as e:  # noqa: BLE001 - a row that cannot run is reported, not fatal
-        from cwescan.precision import PrecisionUnavailable
+        from cwescan.ml.precision import PrecisionUnavailable
 
         return {
             "model": spec.model,
@@ -772,232 +566,3 @@ def merge_results(results: Sequence[dict]) -> dict:
     derive(base["rows"], base["peaks"], config)
     base["defaults"] = choose_defaults(base["rows"])
     return base
-
-
-# ------------------------------------------------------------------ rendering
-
-
-def _fmt(v, spec: str = ".1f", none: str = "—") -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return none
-    return format(v, spec)
-
-
-def render_markdown(result: dict) -> str:
-    m = result["machine"]
-    lines = [
-        "| model | precision | device | records | F1 | ΔF1 | acc | Δacc | units/s b=1 | units/s best (b) | speed-up | units per CPU-s "
-        "(speed-up) | p50 / p95 ms (b=1) | peak mem MB | weights MB | load s | roofline | $ / 1k units | load avg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in result["rows"]:
-        if "error" in r:
-            why = r["error"].splitlines()[0][:140].replace("|", "/")
-            lines.append(f"| {r['model']} | {r['precision']} | {r['device']} | not run: {why} |" + " |" * 15)
-            continue
-        mem = r.get("gpu_peak_mb") or r.get("peak_rss_mb")
-        lines.append(
-            "| "
-            + " | ".join(
-                [
-                    r["model"],
-                    r["precision"],
-                    r["device"],
-                    str(r.get("records", "—")),
-                    _fmt(r["f1"], ".3f"),
-                    _fmt(r.get("delta_f1") and 100 * r["delta_f1"], "+.1f") if r.get("delta_f1") is not None else "—",
-                    _fmt(r["accuracy"], ".3f"),
-                    _fmt(100 * r["delta_accuracy"], "+.1f") if r.get("delta_accuracy") is not None else "—",
-                    _fmt(r.get("batch1_units_per_s")),
-                    f"{_fmt(r['best_units_per_s'])} ({r['best_batch']})",
-                    _fmt(r.get("speedup_vs_fp32"), ".2f") + ("×" if r.get("speedup_vs_fp32") else ""),
-                    f"{_fmt(r.get('best_units_per_cpu_s'), '.2f')} ({_fmt(r.get('speedup_vs_fp32_cpu_time'), '.2f')}×)"
-                    if not r["device"].startswith("cuda") else "—",
-                    f"{_fmt(r.get('p50_ms'), '.0f')} / {_fmt(r.get('p95_ms'), '.0f')}",
-                    _fmt(mem, ".0f"),
-                    _fmt(r["weights_bytes"] / 1e6, ".1f"),
-                    _fmt(r["load_s"], ".1f"),
-                    _fmt(r.get("roofline_share") and 100 * r["roofline_share"], ".1f") + ("%" if r.get("roofline_share") else ""),
-                    _fmt(r.get("cost_per_1k_usd"), ".4f"),
-                    _fmt(r.get("load_average_start"), ".1f"),
-                ]
-            )
-            + " |"
-        )
-    peaks = "; ".join(
-        f"{dev}: " + ", ".join(f"{k} {v / 1e12:.2f} T" for k, v in p.items() if v) for dev, p in result["peaks"].items()
-    )
-    cfg = result["config"]
-    head = [
-        f"Machine: {m.get('cpu')} ({m.get('cores')} cores visible, {cfg['threads']} threads used, "
-        f"AMX {'yes' if m.get('amx') else 'no'}), torch {m.get('torch')}, torchao {m.get('torchao', '—')}, "
-        f"onnxruntime {m.get('onnxruntime', '—')}" + (f", GPU {m['gpu']}" if m.get("gpu") else ""),
-        f"Records (first run merged): {result.get('records', {})}",
-        f"Measured GEMM peaks (FLOP/s, int8 OP/s): {peaks}",
-        f"Prices: CPU ${cfg['price_cpu_core_hour']}/core-hour × {cfg['cores']} cores, GPU ${cfg['price_gpu_hour']}/GPU-hour; "
-        "a unit = one function or module body scored once. ΔF1 / Δacc in points vs the same model's fp32.",
-        "",
-    ]
-    defaults = result.get("defaults") or {}
-    tail = [""] + [
-        f"Default for `{k}`: **{d['precision']}** — {d.get('speedup_ranked', d['speedup'])}× fp32 by "
-        f"{d.get('ranked_by', 'best_units_per_s')} ({d['speedup']}× wall-clock units/s), F1 {d['f1']} vs {d['f1_fp32']} at fp32."
-        for k, d in defaults.items()
-    ]
-    return "\n".join(head + lines + tail) + "\n"
-
-
-def render_pareto(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in result["rows"] if "f1" in r and r.get("best_units_per_s")]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    markers = {"cpu": "o", "cuda": "s"}
-    for model in sorted({r["model"] for r in rows}):
-        pts = [r for r in rows if r["model"] == model]
-        for dev in sorted({r["device"] for r in pts}):
-            sel = [r for r in pts if r["device"] == dev]
-            ax.scatter([r["best_units_per_s"] for r in sel], [r["f1"] for r in sel], marker=markers.get(dev, "^"), label=f"{model} ({dev})")
-            for r in sel:
-                ax.annotate(r["precision"], (r["best_units_per_s"], r["f1"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("units / s at best batch (log)")
-    ax.set_ylabel("F1 (test part)")
-    ax.set_title("Quantization: throughput vs F1, one point per model × precision × device")
-    ax.grid(True, which="both", alpha=0.3)
-    if rows:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def write_outputs(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str) + "\n")
-    (out / "bench.md").write_text(render_markdown(result))
-    render_pareto(result, out / "pareto.png")
-
-
-# ------------------------------------------------------------------ command
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def models_command(
-    quick: bool = typer.Option(False, "--quick", help="Reduced matrix (few records, batches 1 and 8) for CI smoke use."),
-    model_names: str = typer.Option("slm,encoder", "--models", help="Comma-separated model detectors (slm-qwen: the SLM with the Qwen adapter)."),
-    precisions: str = typer.Option(
-        None, "--precisions", help="Comma-separated rows. CPU: fp32,bf16,int8,int4,onnx-int8; "
-        "CUDA: fp32,fp16,bf16,bf16-compiled,bnb-int8,bnb-nf4,ao-int8,ao-int8dyn,ao-int4,ao-fp8."
-    ),
-    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
-    out: Path = typer.Option(Path("bench-out"), "--out", help="Folder for bench.json, bench.md, pareto.png."),
-    records: int = typer.Option(0, "--records", min=0, help="Use this many test records (deterministic sample; 0 = all)."),
-    part: str = typer.Option("test", "--part", help="Split part the accuracy is measured on."),
-    batches: str = typer.Option(None, "--batches", help="Batch sizes of the sweep, e.g. 1,4,8,16,32."),
-    speed_units: int = typer.Option(None, "--speed-units", min=2, help="Units in the batch-sweep sample."),
-    threads: int = typer.Option(2, "--threads", min=1, help="torch / ONNX Runtime threads (= cores paid for)."),
-    price_cpu: float = typer.Option(None, "--price-per-hour-cpu", help="USD per core-hour (default 0.05)."),
-    price_gpu: float = typer.Option(None, "--price-per-hour-gpu", help="USD per GPU-hour (default 2.50)."),
-    write_default: bool = typer.Option(
-        None, "--write-default/--no-write-default",
-        help="Write the measured default precision per model to models/precision.json "
-        "(default: yes for a full CPU run that includes fp32).",
-    ),
-    isolate: bool = typer.Option(
-        None, "--isolate/--no-isolate",
-        help="One fresh process per row (default on CPU, so peak RSS is per row; GPU rows report "
-        "max_memory_allocated per row instead and run in one process).",
-    ),
-    merge: list[Path] = typer.Option(
-        None, "--merge", help="Do not measure: merge these bench.json files (later rows win) and render into --out."
-    ),
-    latency_units: int = typer.Option(None, "--latency-units", min=1, help="Batch 1 (p50/p95) on the first N sweep units only."),
-    time_budget: float = typer.Option(
-        None, "--time-budget", min=1, help="Seconds: a row that would start past it (by the slowest row so far) is reported as not run."
-    ),
-    order: str = typer.Option(
-        "model", "--order", help="Row order: 'model' (each model's precisions in turn) or 'precision' (each precision for every "
-        "model: the backends listed last, the likeliest to fail or be cut by --time-budget, go last for all models)."
-    ),
-) -> None:
-    """Quantization benchmark of the model detectors: accuracy, speed, memory, roofline, cost."""
-    import json
-
-    import sys
-
-    B = sys.modules[__name__]
-    from cwescan.precision import PRECISION_FILE
-
-    if merge:
-        try:
-            merged = B.merge_results([json.loads(p.read_text()) for p in merge])
-        except (OSError, ValueError, KeyError) as e:
-            raise typer.BadParameter(f"cannot merge: {e}", param_hint="--merge") from e
-        B.write_outputs(merged, out)
-        typer.echo(B.render_markdown(merged))
-        if write_default and merged["defaults"]:  # only when asked: merged files may be partial
-            B.write_precision_file(merged["defaults"], PRECISION_FILE, source=f"cwescan bench models --merge {' '.join(map(str, merge))}")
-            typer.echo(f"wrote {PRECISION_FILE}")
-        typer.echo(f"wrote {out}/bench.json, bench.md, pareto.png")
-        return
-    if device not in ("cpu", "cuda"):
-        raise typer.BadParameter("choose cpu or cuda", param_hint="--device")
-    rows = _csv(precisions) if precisions else list(
-        ("fp32", "bf16", "int8") if quick else (B.CPU_ROWS if device == "cpu" else B.GPU_ROWS)
-    )
-    known = set(B.CPU_ROWS) | set(B.GPU_ROWS) | {"onnx-fp32"}
-    bad = [p for p in rows if p not in known]
-    if bad:
-        raise typer.BadParameter(f"unknown precision(s) {bad}; known: {sorted(known)}", param_hint="--precisions")
-    config = B.BenchConfig(threads=threads, cores=threads, isolate=device == "cpu" if isolate is None else isolate)
-    if quick:
-        config.batches, config.speed_units = (1, 8), 8
-        records = records or 12
-    if batches:
-        config.batches = tuple(int(b) for b in _csv(batches))
-    if speed_units:
-        config.speed_units = speed_units
-    config.latency_units = latency_units
-    config.time_budget_s = time_budget
-    if order not in ("model", "precision"):
-        raise typer.BadParameter("choose model or precision", param_hint="--order")
-    if price_cpu is not None:
-        config.price_cpu_core_hour = price_cpu
-    if price_gpu is not None:
-        config.price_gpu_hour = price_gpu
-
-    from cwescan.data.split import load_part, manifest_hash
-    from cwescan.evaluate.runner import sample
-
-    try:
-        recs = load_part(part)
-        info = {"part": part, "manifest_hash": manifest_hash()}
-    except Exception as e:  # noqa: BLE001 - no split here: say so rather than guess data
-        raise typer.BadParameter(f"cannot load the {part} part of the split: {e}", param_hint="--part") from e
-    recs = sample(recs, records or None)
-    info.update({"n": len(recs), "vulnerable": sum(r.vulnerable for r in recs), "sampled_from_part": bool(records)})
-    pairs = [(m, p) for m in _csv(model_names) for p in rows]
-    if order == "precision":
-        pairs.sort(key=lambda mp: rows.index(mp[1]))  # stable: models keep their order within a precision
-    specs = [B.RowSpec(m, p, device, B.make_factory(m)) for m, p in pairs]
-    out.mkdir(parents=True, exist_ok=True)
-
-    def partial(res):
-        (out / "bench.partial.json").write_text(json.dumps(res.to_json(), indent=2, default=str) + "\n")
-
-    result = B.run_bench(specs, recs, config, quick=quick, progress=typer.echo, records_info=info, on_row=partial).to_json()
-    (out / "bench.partial.json").unlink(missing_ok=True)
-    B.write_outputs(result, out)
-    typer.echo(B.render_markdown(result))
-    if write_default is None:
-        write_default = not quick and device == "cpu" and "fp32" in rows
-    if write_default and result["defaults"]:
-        B.write_precision_file(result["defaults"], PRECISION_FILE, source=f"cwescan bench models ({len(recs)} {part} records)")
-        typer.echo(f"wrote {PRECISION_FILE}")
-    typer.echo(f"wrote {out}/bench.json, bench.md, pareto.png")

@@ -122,7 +122,7 @@ class OrtModule(torch.nn.Module):
 
 
 def _cache_dir() -> Path:
-    from cwescan.slm.base import cache_root
+    from cwescan.ml.slm.base import cache_root
 
     return cache_root() / "onnx"
 

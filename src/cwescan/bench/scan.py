@@ -34,6 +34,7 @@ from pathlib import Path
 import typer
 
 from cwescan.bench.static import collect, stdlib_path
+from cwescan.core.process import peak_rss_mb
 
 
 def build_tree(source: Path, files: int, dest: Path) -> list[str]:
@@ -82,8 +83,9 @@ class ScanRun:
 
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None) -> ScanRun:
-    from cwescan.cache import ResultCache
-    from cwescan.scanner import ScanOptions, create_detectors, default_detectors, scan
+    from cwescan.scan.cache import ResultCache
+    from cwescan.detectors import create_detectors, default_detectors
+    from cwescan.scan.pipeline import ScanOptions, scan
 
     names = detector_names or default_detectors()[0]
     marks: dict[str, float] = {}
@@ -93,7 +95,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
             marks.setdefault("model", time.perf_counter())
 
     t0 = time.perf_counter()
-    from cwescan.scanner import third_party_quiet
+    from cwescan.scan.pipeline import third_party_quiet
 
     with third_party_quiet():
         detectors = create_detectors(names, precision, device=device)
@@ -111,16 +113,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         findings=report.stats["findings"], create_s=round(t1 - t0, 2),
         static_s=round(model_start - t1, 2), model_s=round(t2 - model_start, 2),
         detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}),
-        peak_rss_mb=_peak_rss_mb())
-
-
-def _peak_rss_mb() -> float | None:
-    try:
-        import resource
-
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
-    except (ImportError, OSError):
-        return None
+        peak_rss_mb=_rounded_peak_rss())
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
@@ -172,24 +165,24 @@ def _confusion(flags: list[bool], labels: list[bool]) -> dict:
 
 
 def prf(c: dict) -> dict:
-    p = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 0.0
-    r = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 0.0
-    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    from cwescan.evaluate.metrics import prf as precision_recall_f1
+
+    p, r, f1 = precision_recall_f1(c["tp"], c["fp"], c["fn"])
     return {**c, "precision": round(p, 4), "recall": round(r, 4), "f1": round(f1, 4)}
 
 
 def _card_sha(detector) -> str | None:
     import hashlib
 
-    card = getattr(detector, "card", None)
+    card = detector.card
     return hashlib.sha256(json.dumps(card, sort_keys=True).encode()).hexdigest() if card else None
 
 
 def triage_cost(records, detector, log=print) -> dict:
     """SLM verdicts with and without triage on ``records`` (see the module docstring)."""
     from cwescan.detectors.static import StaticDetector
-    from cwescan.triage import triage
-    from cwescan.units import parse_source
+    from cwescan.scan.triage import triage
+    from cwescan.core.units import parse_source
 
     static = StaticDetector()
     units, owners, reviewed = [], [], []
@@ -232,7 +225,7 @@ def triage_cost(records, detector, log=print) -> dict:
         "score_seconds": round(seconds, 1),
         "units_per_s": round(len(units) / seconds, 2) if seconds else None,
         "threshold": thr,
-        "precision": getattr(detector, "precision", None),
+        "precision": detector.precision,
         "slm": {"without_triage": prf(_confusion(full, labels)),
                 "with_triage": prf(_confusion(tri, labels))},
         "static_or_slm": {"without_triage": prf(_confusion(with_static, labels)),
@@ -242,7 +235,7 @@ def triage_cost(records, detector, log=print) -> dict:
     }
 
 
-# --- commands (registered in cwescan.bench.cli) ----------------------------------------------
+# --- commands (registered in cwescan.cli.bench) ----------------------------------------------
 
 def scan_command(
     files: int = typer.Option(1000, "--files", min=1, help="How many .py files the tree holds."),
@@ -286,15 +279,16 @@ def triage_command(
     import random
 
     from cwescan.data.split import load_part, manifest_hash
-    from cwescan.precision import default_precision
-    from cwescan.scanner import create_detectors, third_party_quiet
+    from cwescan.ml.precision import default_precision
+    from cwescan.detectors import create_detectors
+    from cwescan.scan.pipeline import third_party_quiet
 
     part = load_part("test")
     chosen = part if not records or records >= len(part) else random.Random(0).sample(part, records)
     precision = precision or default_precision("slm")
     with third_party_quiet():
         [slm] = create_detectors(["slm"], precision)
-        (getattr(slm, "load", None) or slm._load)()  # loading is not part of the scoring time
+        slm.load()  # loading is not part of the scoring time
     result = triage_cost(chosen, slm, log=typer.echo)
     result["split_manifest_hash"] = manifest_hash()
     result["sampled"] = len(chosen) < len(part)
@@ -302,3 +296,8 @@ def triage_command(
     out.mkdir(parents=True, exist_ok=True)
     (out / "triage.json").write_text(json.dumps(result, indent=2) + "\n")
     typer.echo(json.dumps(result, indent=2))
+
+
+def _rounded_peak_rss() -> float | None:
+    mb = peak_rss_mb()
+    return round(mb, 1) if mb is not None else None

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cwescan.units import parse_source
+from cwescan.core.units import parse_source
 
 SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", ".git", "node_modules"}
 
@@ -81,5 +81,5 @@ def run_both(files: list[tuple[str, str]]) -> tuple[Run, Run, dict]:
         static.findings += len(found)
         bandit.findings += len(b_found)
         static.failed_files += src.tree is None
-        bandit.failed_files += bool(bandit_det._manager.skipped)
+        bandit.failed_files += bool(bandit_det.skipped_files)
     return static, bandit, dict(static_det.errors)

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from cwescan import cwe as cwe_catalog
+from cwescan.core import cwe as cwe_catalog
 
 
 class DataError(Exception):

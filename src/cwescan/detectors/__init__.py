@@ -1,12 +1,19 @@
-"""Detector registry: name -> factory. Factories import lazily so that `cwescan scan
---detector static` never imports torch."""
+"""Detector registry: name -> factory, and the default set. Factories import lazily so that
+`cwescan scan --detector static` never imports torch.
+
+Every caller that builds detectors by name (scan, eval, bench) goes through
+:func:`create_detectors`, so they all get the same options: model detectors (subclasses of
+:class:`~cwescan.detectors.base.ModelDetector`) get the measured default precision unless one
+is given, and a device."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
-from cwescan.detectors.base import Detector
+from cwescan.detectors.base import Detector, ModelDetector
 
 # name -> "module:callable"; the callable takes keyword options and returns a Detector
 REGISTRY: dict[str, str] = {
@@ -16,13 +23,77 @@ REGISTRY: dict[str, str] = {
     "encoder": "cwescan.detectors.encoder:EncoderDetector",
 }
 
+# what the model detectors need beyond the core install: `pip install 'cwescan[models]'`
+MODEL_EXTRA = ("torch", "transformers", "peft", "tokenizers")
 
-def create(name: str, **options) -> Detector:
+
+def factory(name: str) -> Callable[..., Detector]:
     if name not in REGISTRY:
         raise KeyError(f"unknown detector {name!r}; choose from {', '.join(REGISTRY)}")
     module, attr = REGISTRY[name].split(":")
-    factory: Callable[..., Detector] = getattr(importlib.import_module(module), attr)
-    return factory(**options)
+    return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["Detector", "REGISTRY", "create"]
+def is_model(name: str) -> bool:
+    """Whether detector ``name`` is a model detector (imports its module)."""
+    made = factory(name)
+    return isinstance(made, type) and issubclass(made, ModelDetector)
+
+
+def create(name: str, **options) -> Detector:
+    """Detector ``name`` with ``options``; an option it does not take is a TypeError naming it."""
+    made = factory(name)
+    try:
+        return made(**options)
+    except TypeError as e:
+        if "unexpected keyword argument" in str(e):
+            raise TypeError(f"detector {name!r} has no option {str(e).rsplit(' ', 1)[-1]}") from None
+        raise
+
+
+def create_detectors(names: Sequence[str], precision: str | None = None, slm_model: str | None = None,
+                     device: str | None = None) -> list[Detector]:
+    """The detectors ``names``, as scan, eval and bench build them."""
+    from cwescan.ml.precision import default_precision
+
+    out = []
+    for name in names:
+        opts: dict = {}
+        if is_model(name):
+            # no --precision: the benchmark's measured default (models/precision.json, else fp32)
+            opts["precision"] = precision or default_precision(name)
+            if device:
+                opts["device"] = device
+        if name == "slm" and slm_model:
+            opts["model"] = slm_model  # "qwen", "smollm2" or an adapter folder
+        out.append(create(name, **opts))
+    return out
+
+
+def missing_model_extra() -> list[str]:
+    """Packages of the ``[models]`` extra that are not installed here."""
+    return [m for m in MODEL_EXTRA if importlib.util.find_spec(m) is None]
+
+
+def slm_available() -> tuple[bool, str]:
+    """Whether the shipped SLM can run here, and if not, why."""
+    artifact = Path(__file__).parents[1] / "models" / "slm"
+    if not artifact.is_dir():
+        return False, f"no shipped model at {artifact}"
+    missing = missing_model_extra()
+    if missing:
+        return False, (f"the model libraries are not installed ({', '.join(missing)}); "
+                       "pip install 'cwescan[models]'")
+    return True, ""
+
+
+def default_detectors() -> tuple[list[str], str]:
+    """["static", "slm"] when the shipped SLM can run, else ["static"]; plus a note."""
+    ok, why = slm_available()
+    if ok:
+        return ["static", "slm"], ""
+    return ["static"], f"slm not used: {why}"
+
+
+__all__ = ["Detector", "ModelDetector", "REGISTRY", "create", "create_detectors", "default_detectors",
+           "factory", "is_model", "slm_available"]

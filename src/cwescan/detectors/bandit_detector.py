@@ -19,14 +19,17 @@ from collections.abc import Sequence
 
 from cwescan.detectors.base import FileDetector
 from cwescan.detectors.static.recover import dedented_text
-from cwescan.findings import Finding
-from cwescan.units import SourceFile
+from cwescan.core.findings import Finding
+from cwescan.core.units import SourceFile
 
 CONFIDENCE = {"LOW": 0.4, "MEDIUM": 0.6, "HIGH": 0.8, "UNDEFINED": 0.3}
 SEVERITY = {"LOW": "low", "MEDIUM": "medium", "HIGH": "high", "UNDEFINED": "low"}
 DEFAULT_SKIPS = ("B101",)
 # Bandit reports a few tests without a CWE (0); these are the weaknesses they are about.
 FALLBACK_CWE = {"B105": "CWE-259", "B106": "CWE-259", "B107": "CWE-259"}
+# Bandit files these under CWE-94, the consequence; the catalogue names the weakness, as the
+# static rules covering them do (CWS489, CWS079C/D), so both detectors report one finding.
+CWE_OVERRIDE = {"B201": "CWE-489", "B701": "CWE-79", "B702": "CWE-79"}
 
 
 class BanditDetector(FileDetector):
@@ -35,8 +38,7 @@ class BanditDetector(FileDetector):
 
     name = "bandit"
 
-    def __init__(self, tests: Sequence[str] | None = None, skips: Sequence[str] = DEFAULT_SKIPS,
-                 **_options) -> None:
+    def __init__(self, tests: Sequence[str] | None = None, skips: Sequence[str] = DEFAULT_SKIPS) -> None:
         from bandit.core import config as b_config
         from bandit.core import manager as b_manager
 
@@ -46,6 +48,11 @@ class BanditDetector(FileDetector):
         self._manager = b_manager.BanditManager(
             conf, "file", profile={"include": set(tests or ()), "exclude": set(skips)})
 
+    @property
+    def skipped_files(self) -> list:
+        """Files Bandit skipped in the last check (it could not parse them)."""
+        return self._manager.skipped
+
     def check_text(self, path: str, text: str) -> list[Finding]:
         from bandit.core import metrics as b_metrics
 
@@ -54,11 +61,14 @@ class BanditDetector(FileDetector):
         m.scores = []
         m.skipped = []
         m.metrics = b_metrics.Metrics()  # per-file counters would otherwise pile up
+        # Bandit's only entry point for one in-memory file is this private method (its public
+        # API reads files from disk); pinned by tests/test_bandit_detector.py.
         m._parse_file(path, io.BytesIO(text.encode("utf-8", "surrogatepass")), [path])
         out = []
         for issue in m.results:
             cwe_id = getattr(issue.cwe, "id", 0) or 0
-            cwe = f"CWE-{cwe_id}" if cwe_id else FALLBACK_CWE.get(issue.test_id, "CWE-703")
+            cwe = CWE_OVERRIDE.get(issue.test_id) or (
+                f"CWE-{cwe_id}" if cwe_id else FALLBACK_CWE.get(issue.test_id, "CWE-703"))
             lines = [n for n in (issue.linerange or []) if isinstance(n, int) and n > 0]
             start = int(issue.lineno or (lines[0] if lines else 1))
             end = max([start, *lines])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
-from cwescan.findings import Finding
-from cwescan.units import SourceFile, Unit
+from cwescan.core.findings import Finding, in_unit
+from cwescan.core.policy import DecisionPolicy
+from cwescan.core.units import SourceFile, Unit
 
 
 class Detector(ABC):
@@ -21,17 +22,27 @@ class Detector(ABC):
     @abstractmethod
     def detect(self, units: Sequence[Unit]) -> list[Finding]: ...
 
+    def detect_and_score(self, units: Sequence[Unit]) -> tuple[list[Finding], list[float] | None]:
+        """Findings and native per-unit scores (None for a detector without a native score) in
+        one call, so that a model can compute both in one pass (the evaluation uses it)."""
+        findings = self.detect(units)
+        return findings, (self.score(units) if self.has_native_score() else None)
+
+    def has_native_score(self) -> bool:
+        return type(self).score is not Detector.score
+
+    def rule_docs(self) -> dict[str, tuple[str, str]]:
+        """rule id -> (summary, documentation) for the reports; empty for detectors whose rules
+        are not documented one by one."""
+        return {}
+
     def score(self, units: Sequence[Unit]) -> list[float]:
         """P(vulnerable) per unit, for ranking and evaluation. Detectors without a native
         score use their most confident finding inside the unit (0 when none)."""
         findings = self.detect(units)
         out = []
         for u in units:
-            inside = [
-                f.confidence
-                for f in findings
-                if f.path == u.path and u.start_line <= f.start_line <= u.end_line
-            ]
+            inside = [f.confidence for f in findings if in_unit(f, u)]
             out.append(max(inside, default=0.0))
         return out
 
@@ -54,6 +65,48 @@ class FileDetector(Detector):
             found = self.check_source(src)
             spans = wanted[key]
             if len(spans) != len(src.units) and src.tree is not None:  # only some units were asked for
-                found = [f for f in found if any(u.start_line <= f.start_line <= u.end_line for u in spans)]
+                found = [f for f in found if any(in_unit(f, u) for u in spans)]
             out.extend(found)
         return sorted(out, key=Finding.sort_key)
+
+
+class ModelDetector(Detector):
+    """A detector backed by a trained model. The scan's model stage batches its units across
+    files, loads it only when the cache cannot answer, and keys cached answers by
+    :meth:`cache_identity`; ``cwescan eval`` and the benchmarks use the same methods.
+
+    ``precision`` (one of ``cwescan.ml.precision.PRECISIONS``) and ``device`` ("cpu", "cuda")
+    are set by the constructor and say how the weights run."""
+
+    precision: str = "fp32"
+    device: str = "cpu"
+    card: dict  # the model card (card.json) its weights were verified against
+    threshold: float = 0.5  # P(vulnerable) at or above which a unit is reported
+    policy: DecisionPolicy = DecisionPolicy()  # how its opinion becomes what a scan shows (from its card)
+    model = None  # the loaded torch module (None before load()); the benchmark swaps in converted ones
+
+    def set_batch(self, sequences: int) -> None:
+        """Batch ``sequences`` windows per forward pass (benchmarks sweep it)."""
+
+    def clear_cache(self) -> None:
+        """Forget memoised results, so the next call computes everything (benchmarks)."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load the weights (idempotent). Construction stays cheap so that a scan the cache
+        answers never loads a model."""
+
+    @abstractmethod
+    def detect(self, units: Sequence[Unit],
+               hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
+        """Findings for ``units``; ``hints``: static findings per path, which the detector may
+        combine with its own opinion (``cwescan.scan.combine``)."""
+
+    @abstractmethod
+    def score(self, units: Sequence[Unit]) -> list[float]: ...
+
+    @abstractmethod
+    def cache_identity(self) -> dict | None:
+        """Everything besides the unit that decides this detector's answers (model card,
+        precision, device, threshold, options), JSON-serialisable; None when it has no trusted
+        identity, so its answers are never cached."""

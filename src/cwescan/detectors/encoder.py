@@ -7,17 +7,22 @@ at the line the line head points at, typed by the family head."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from cwescan import cwe as cwe_catalog
-from cwescan.artifacts import ArtifactError, model_dir, verify
-from cwescan.codeprep import strip_comments
-from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.units import Unit
+from cwescan.core.policy import DecisionPolicy
+from cwescan.core.units import body_lines, code_span
+from cwescan.scan.triage import unit_surface
+from cwescan.core import cwe as cwe_catalog
+from cwescan.ml.artifacts import ArtifactError, model_dir, verify
+from cwescan.ml.codeprep import strip_comments
+from cwescan.detectors.base import ModelDetector
+from cwescan.core.findings import Finding
+from cwescan.core.units import Unit
 
-class EncoderDetector(Detector):
+
+class EncoderDetector(ModelDetector):
     name = "encoder"
 
     def __init__(
@@ -27,29 +32,56 @@ class EncoderDetector(Detector):
         threshold: float | None = None,
         model_path: str | Path | None = None,
         batch_tokens: int = 8192,
-        **_: object,
     ) -> None:
-        from cwescan.encoder.model import EncoderClassifier
-        from cwescan.encoder.tokenizer import load_tokenizer
-        from cwescan.precision import apply_precision
+        from cwescan.ml.precision import check_precision
 
         directory = Path(model_path) if model_path else model_dir("encoder")
         if not directory.is_dir():
             raise ArtifactError(f"{directory}: no encoder model; train one with `cwescan train encoder`")
         self.card = verify(directory)  # hashes first: nothing unverified is read
+        self.directory = directory
         self.device = device
-        self.precision = precision
-        self.tokenizer = load_tokenizer(directory / "tokenizer.json")
-        # fp32 / bf16 / fp16 (GPU) / int8 / int4 conversion is shared with the other models
-        self.model = apply_precision(EncoderClassifier.load(directory), precision, device).eval()
-        self.threshold = float(threshold if threshold is not None else self.model.config.threshold)
+        self.precision = check_precision(precision)
+        self.model = None  # loaded by load(), so that a scan the cache answers never reads the weights
+        self.tokenizer = None
+        config = json.loads((directory / "config.json").read_text())
+        self.families: list[str] = config["families"]
+        self.threshold = float(threshold if threshold is not None else config.get("threshold", 0.5))
+        self.policy = DecisionPolicy.from_card(self.card)
         self.batch_tokens = batch_tokens
         self.windows_scored = 0  # total windows run through the model, for benchmarks and reports
         self._last_key: list | None = None
         self._last_scores: list = []
 
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        from cwescan.ml.encoder.model import EncoderClassifier
+        from cwescan.ml.encoder.tokenizer import load_tokenizer
+        from cwescan.ml.precision import apply_precision
+
+        self.tokenizer = load_tokenizer(self.directory / "tokenizer.json")
+        # fp32 / bf16 / fp16 (GPU) / int8 / int4 conversion is shared with the other models
+        self.model = apply_precision(EncoderClassifier.load(self.directory), self.precision, self.device).eval()
+
+    def set_batch(self, sequences: int) -> None:
+        # the encoder batches by a token budget: ``sequences`` full windows
+        self.load()
+        self.batch_tokens = sequences * int(self.model.config.window_tokens)
+
+    def clear_cache(self) -> None:
+        self._last_key, self._last_scores = None, []
+
+    def cache_identity(self) -> dict | None:
+        if not self.card.get("files"):
+            return None
+        return {"detector": self.name, "card": self.card, "precision": self.precision,
+                "device": str(self.device), "threshold": self.threshold, "options": None}
+
     def _scores(self, units: Sequence[Unit]):
-        from cwescan.encoder.infer import score_texts
+        from cwescan.ml.encoder.infer import score_texts
+
+        self.load()
 
         # Comments and docstrings are attacker-written prose: without them "# safe: validated"
         # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.
@@ -67,8 +99,10 @@ class EncoderDetector(Detector):
     def score(self, units: Sequence[Unit]) -> list[float]:
         return [s.prob for s in self._scores(units)]
 
-    def detect(self, units: Sequence[Unit]) -> list[Finding]:
-        families = self.model.config.families
+    def detect(self, units: Sequence[Unit],
+               hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
+        """``hints`` are not used: the encoder judges the code alone."""
+        families = self.families
         findings = []
         for u, s in zip(units, self._scores(units), strict=True):
             if s.windows == 0 or s.prob < self.threshold:
@@ -94,7 +128,11 @@ class EncoderDetector(Detector):
                     confidence=s.prob,
                     severity=cwe_catalog.severity(cwe),
                     detector=self.name,
-                    extra={"family_probability": round(s.family_probs[named[0]], 4) if named else None, "windows": s.windows},
+                    extra={"family_probability": round(s.family_probs[named[0]], 4) if named else None,
+                           "cwe_confidence": round(s.family_probs[named[0]], 4) if named else 0.0,
+                           "line_is_code": line in body_lines(u), "unit_span": list(code_span(u)),
+                           "evidence": (ev.as_dict() if (ev := unit_surface(u)) else None),
+                           "unit": u.qualname, "windows": s.windows},
                 )
             )
         return findings

@@ -1,6 +1,6 @@
 """The SLM detector: a small causal LM with a shipped LoRA adapter judges each unit.
 
-Load: the adapter folder's card is verified (``cwescan.artifacts.verify``: a changed file is an
+Load: the adapter folder's card is verified (``cwescan.ml.artifacts.verify``: a changed file is an
 ArtifactError), the base model is loaded (dequantized GGUF, cached as safetensors), the adapter
 is merged into the base weights, then the precision is applied (fp32 | bf16 | int8 | int4).
 
@@ -16,13 +16,11 @@ Modes (same finding fields either way):
 Static hints and second opinion: ``detect(units, hints={path: [Finding, ...]})`` (or the option
 ``static_findings``) gives static findings inside a unit to the model as hint lines when
 ``hints_in_prompt`` is on, and every static finding gets the model's second opinion through
-``second_opinion`` (documented there). The scanner's cross-detector merge can call
-``second_opinion(static_finding, p_slm, slm_cwe, threshold)`` directly with the SLM's unit score.
+``cwescan.scan.combine.second_opinion`` (documented there).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import weakref
@@ -30,65 +28,19 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from cwescan import cwe as cwe_catalog
-from cwescan.artifacts import ArtifactError, model_dir, verify
-from cwescan.detectors.base import Detector
-from cwescan.findings import Finding
-from cwescan.slm import prompt as P
-from cwescan.units import Unit
+from cwescan.core import cwe as cwe_catalog
+from cwescan.ml.artifacts import ArtifactError, model_dir, verify
+from cwescan.ml.precision import apply_precision, check_precision, release_free_memory
+from cwescan.detectors.base import ModelDetector
+from cwescan.core.findings import Finding, in_unit
+from cwescan.ml.slm import prompt as P
+from cwescan.core.policy import DecisionPolicy
+from cwescan.core.units import body_lines, code_span
+from cwescan.scan.combine import second_opinion
+from cwescan.scan.triage import unit_surface
+from cwescan.core.units import Unit
 
-PRECISIONS = ("fp32", "bf16", "int8", "int4")
 PREP_POOL_MIN_UNITS = 256  # fewer units cost less to strip here than to send to workers
-
-
-def second_opinion(static: Finding, p_slm: float, slm_cwe: str | None, threshold: float) -> Finding:
-    """A static finding with the SLM's second opinion folded into its confidence.
-
-    - the model agrees (p_slm >= threshold and its CWE, if any, is in the same family):
-      noisy-OR, ``1 - (1 - p_static) * (1 - p_slm)`` -- two independent signals raise confidence;
-    - otherwise: the plain average ``(p_static + p_slm) / 2`` -- a disagreeing model lowers it,
-      but never drops a static finding (the merge keeps it, ranked lower).
-    """
-    agree = p_slm >= threshold and (slm_cwe is None or cwe_catalog.same_family(slm_cwe, static.cwe))
-    ps = static.confidence
-    combined = 1 - (1 - ps) * (1 - p_slm) if agree else (ps + p_slm) / 2
-    extra = dict(static.extra)
-    extra["slm_second_opinion"] = {
-        "p_vulnerable": round(p_slm, 4),
-        "cwe": slm_cwe,
-        "agrees": agree,
-        "static_confidence": round(ps, 4),
-        "rule": "noisy-or" if agree else "average",
-    }
-    return dataclasses.replace(static, confidence=combined, extra=extra)
-
-
-def apply_precision(model, precision: str):
-    """fp32 | bf16 | int8 | int4 for CPU inference; the benchmark's cwescan.precision wins when present."""
-    try:
-        from cwescan.precision import apply_precision as shared
-    except ImportError:
-        shared = None
-    if shared is not None:
-        return shared(model, precision)
-    import torch
-
-    if precision == "fp32":
-        return model.float()
-    if precision == "bf16":
-        return model.to(torch.bfloat16)
-    if precision == "int8":
-        return torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
-    if precision == "int4":
-        try:
-            from torchao.quantization import Int4WeightOnlyConfig, quantize_
-
-            model = model.to(torch.bfloat16)
-            quantize_(model, Int4WeightOnlyConfig(group_size=32, int4_packing_format="opaque"))
-            return model
-        except Exception as e:  # noqa: BLE001 - report why int4 is unavailable here
-            raise RuntimeError(f"int4 weight-only quantization is not available on this CPU/torchao: {e}") from None
-    raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
 
 
 # shipped adapters by short name (`--slm-model`); anything else is taken as an adapter folder
@@ -98,7 +50,7 @@ SHIPPED_MODELS = {
 }
 
 
-class SLMDetector(Detector):
+class SLMDetector(ModelDetector):
     name = "slm"
 
     def __init__(
@@ -114,15 +66,13 @@ class SLMDetector(Detector):
         hints_in_prompt: bool = False,
         prep_workers: int | None = None,
         prefix_cache: bool = True,
-        **_: object,
     ) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+        check_precision(precision)
         if mode not in ("score", "generate"):
             raise ValueError("mode must be 'score' or 'generate'")
         self.precision, self.device, self.mode = precision, device, mode
         self.batch_size = batch_size
-        self.prefix_cache = prefix_cache  # the instruction's keys and values computed once (slm/prefix.py)
+        self.prefix_cache = prefix_cache  # the instruction's keys and values computed once (ml/slm/prefix.py)
         # processes that strip comments while building prompts: worth it only where the model
         # is fast (a GPU); on a CPU the cores belong to the model
         if prep_workers is None:
@@ -137,6 +87,7 @@ class SLMDetector(Detector):
             raise ArtifactError(f"{self.adapter_dir}: no SLM adapter here (run `cwescan train slm` or use --detector static)")
         self.card = verify(self.adapter_dir)
         self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
+        self.policy = DecisionPolicy.from_card(self.card)
         self.cwe_vocab = self.card.get("cwe_vocab") or ["CWE-20"]
         prompt_cfg = self.card.get("prompt", {})
         self.options = P.PromptOptions(
@@ -153,10 +104,16 @@ class SLMDetector(Detector):
 
     # ------------------------------------------------------------ loading
 
-    def load(self):
-        """Load the model now (it otherwise loads on first use) and return it."""
+    def load(self) -> None:
+        """Load the model now (it otherwise loads on first use)."""
         self._load()
-        return self._model
+
+    def cache_identity(self) -> dict | None:
+        if not self.card.get("files"):
+            return None
+        return {"detector": self.name, "card": self.card, "precision": self.precision,
+                "device": str(self.device), "threshold": self.threshold, "mode": self.mode,
+                "hints_in_prompt": self.hints_in_prompt, "options": repr(self.options)}
 
     @property
     def model(self):
@@ -167,6 +124,9 @@ class SLMDetector(Detector):
     @model.setter
     def model(self, module) -> None:
         self._model = module
+
+    def set_batch(self, sequences: int) -> None:
+        self.batch_size = sequences
 
     def clear_cache(self) -> None:
         """Forget what earlier calls memoised (scores by prompt, the prompt builder's token
@@ -181,7 +141,7 @@ class SLMDetector(Detector):
         import torch
         from peft import PeftModel
 
-        from cwescan.slm import base
+        from cwescan.ml.slm import base
 
         torch.manual_seed(0)
         base_dir = self.card.get("base_dir")
@@ -216,7 +176,7 @@ class SLMDetector(Detector):
         return [
             P.Hint(f.start_line - unit.start_line + 1, f.cwe, f.title)
             for f in hints.get(unit.path, [])
-            if unit.start_line <= f.start_line <= unit.end_line
+            if in_unit(f, unit)
         ]
 
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
@@ -255,7 +215,7 @@ class SLMDetector(Detector):
         """(P(vulnerable), decoded CWE/line or None) per window; windows reaching ``cut`` get
         their CWE and line decoded from the same forward pass. Results are cached by prompt, so
         the evaluation's detect-then-score costs one pass."""
-        from cwescan.slm.infer import score_and_decode
+        from cwescan.ml.slm.infer import score_and_decode
 
         def ready(w):
             hit = self._cache.get(w.prompt)
@@ -270,8 +230,6 @@ class SLMDetector(Detector):
                                    counts=self.stats)
             self.stats["scored_windows"] += len(prompts)
             if self.device == "cpu":  # the call's activations back to the OS: bounded RSS
-                from cwescan.precision import release_free_memory
-
                 release_free_memory()
             if len(self._cache) > 50_000:
                 self._cache.clear()
@@ -306,7 +264,7 @@ class SLMDetector(Detector):
     def generate(self, units: Sequence[Unit]) -> list[str]:
         """The JSON answer text per unit (its most suspicious window), always parseable; the
         model's own verdict (P(true) > 0.5) decides. ``stats`` counts answers and parses."""
-        from cwescan.slm.infer import parse_answer
+        from cwescan.ml.slm.infer import parse_answer
 
         self._load()
         windows = self._windows(units, self._hint_map(None))
@@ -345,16 +303,24 @@ class SLMDetector(Detector):
             flagged = p >= cut
             ans = self.answer(p, det if flagged else None)
             if self.mode == "generate":
-                from cwescan.slm.infer import parse_answer
+                from cwescan.ml.slm.infer import parse_answer
 
                 self.stats["answers"] += 1
                 parse_answer(json.dumps(ans))  # holds by construction; raises if the template broke
                 self.stats["parsed"] += 1
-            unit_view[i] = (p, ans["type"])
+            unit_view[i] = (p, ans["type"] if flagged else None)
+            statics = [f for f in hint_map.get(u.path, []) if in_unit(f, u, nested=False)]
+            # second opinion on every rule finding inside this unit
+            for f in statics:
+                findings.append(second_opinion(f, p, unit_view[i][1], self.policy, self.name))
             if not flagged:
                 continue
             cwe = ans["type"]
-            line = u.file_line(min(max(ans["line_number"], 1), len(u.code.split("\n"))))
+            if any(cwe_catalog.same_family(cwe, f.cwe) for f in statics):
+                continue  # one weakness, one finding: the rule finding carries the model's opinion
+            n_lines = len(u.code.split("\n"))
+            line = u.file_line(min(max(ans["line_number"], 1), n_lines))
+            surface = unit_surface(u)
             findings.append(
                 Finding(
                     path=u.path,
@@ -363,14 +329,18 @@ class SLMDetector(Detector):
                     cwe=cwe,
                     rule_id="SLM",
                     title=f"{cwe_catalog.name(cwe)} (model)",
-                    message=f"The SLM judges {u.qualname} vulnerable to {cwe} ({cwe_catalog.name(cwe)}) "
+                    message=f"The model judges {u.qualname} vulnerable to {cwe} ({cwe_catalog.name(cwe)}) "
                     f"with P(vulnerable)={p:.2f}, most likely at line {line}.",
                     confidence=p,
                     severity=cwe_catalog.severity(cwe),
-                    detector="slm",
+                    detector=self.name,
                     extra={
                         "answer": ans,
                         "cwe_confidence": round(det["cwe_confidence"], 4),
+                        "line_confidence": round(det.get("line_confidence", 0.0), 4),
+                        "line_is_code": line in body_lines(u),
+                        "unit_span": list(code_span(u)),
+                        "evidence": surface.as_dict() if surface else None,
                         "unit": u.qualname,
                         "window": [u.file_line(w.first_line), u.file_line(w.last_line)],
                         "windows": len(ws),
@@ -381,14 +351,5 @@ class SLMDetector(Detector):
                     },
                 )
             )
-        # second opinion on every static finding inside these units
-        for i, u in enumerate(units):
-            for f in hint_map.get(u.path, []):
-                if u.start_line <= f.start_line <= u.end_line and not (u.kind == "module" and _in_function(f, u)):
-                    p, c = unit_view[i]
-                    findings.append(second_opinion(f, p, c, self.threshold))
         return sorted(findings, key=Finding.sort_key)
 
-
-def _in_function(f: Finding, module_unit: Unit) -> bool:
-    return any(o.kind == "function" and o.start_line <= f.start_line <= o.end_line for o in module_unit.file.units)

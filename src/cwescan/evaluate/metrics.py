@@ -3,7 +3,7 @@
 Conventions (documented in docs/EVALUATION.md):
 - A ratio whose denominator is zero is ``None`` ("n/a"), never a silent 0 or 1; MCC is 0 when
   any marginal is empty (the usual convention: no correlation measurable).
-- CWE-typed hits: the predicted CWE is in the same family (``cwescan.cwe.same_family``) as one of
+- CWE-typed hits: the predicted CWE is in the same family (``cwescan.core.cwe.same_family``) as one of
   the record's labelled CWEs. Labels that are not CWE ids only match themselves.
 """
 
@@ -15,11 +15,50 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cwescan import cwe as cwe_catalog
+from cwescan.core import cwe as cwe_catalog
 
 
-def _ratio(num: float, den: float) -> float | None:
+def ratio(num: float, den: float) -> float | None:
     return num / den if den else None
+
+
+def prf(tp: int, fp: int, fn: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 from counts (0 where undefined)."""
+    p = tp / (tp + fp) if tp + fp else 0.0
+    r = tp / (tp + fn) if tp + fn else 0.0
+    return p, r, (2 * p * r / (p + r) if p + r else 0.0)
+
+
+def roc_auc(y_true: Sequence[bool], scores: Sequence[float]) -> float:
+    """ROC-AUC as the probability that a positive outscores a negative (ties: half credit);
+    NaN when only one class is present. Pure Python: training uses it without scikit-learn."""
+    pos = sorted(s for s, y in zip(scores, y_true, strict=True) if y)
+    neg = sorted(s for s, y in zip(scores, y_true, strict=True) if not y)
+    if not pos or not neg:
+        return float("nan")
+    import bisect
+
+    wins = sum(bisect.bisect_left(neg, p) + 0.5 * (bisect.bisect_right(neg, p) - bisect.bisect_left(neg, p))
+               for p in pos)
+    return wins / (len(pos) * len(neg))
+
+
+def best_f1_threshold(y_true: Sequence[bool], scores: Sequence[float]) -> dict:
+    """The decision threshold both shipped models are tuned with: the observed score (rounded to
+    4 places) at which flagging ``score >= threshold`` has the best F1 on validation; ties go to
+    the higher threshold (fewer false alarms). Returns threshold, f1, precision and recall."""
+    pairs = list(zip(scores, y_true, strict=True))
+    best = {"f1": -1.0, "threshold": 0.5, "precision": 0.0, "recall": 0.0}
+    for t in sorted({round(s, 4) for s in scores}):
+        tp = sum(1 for s, y in pairs if y and s >= t)
+        fp = sum(1 for s, y in pairs if not y and s >= t)
+        fn = sum(1 for s, y in pairs if y and s < t)
+        p, r, f1 = prf(tp, fp, fn)
+        if f1 >= best["f1"]:
+            best = {"f1": f1, "threshold": t, "precision": p, "recall": r}
+    if best["f1"] < 0:
+        best["f1"] = 0.0
+    return best
 
 
 def family(label: str) -> str:
@@ -51,10 +90,10 @@ def binary_metrics(y_true: Sequence[bool], y_pred: Sequence[bool]) -> dict:
         "fp": fp,
         "fn": fn,
         "tn": tn,
-        "precision": _ratio(tp, tp + fp),
-        "recall": _ratio(tp, tp + fn),
-        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-        "accuracy": _ratio(tp + tn, t.size),
+        "precision": ratio(tp, tp + fp),
+        "recall": ratio(tp, tp + fn),
+        "f1": ratio(2 * tp, 2 * tp + fp + fn),
+        "accuracy": ratio(tp + tn, t.size),
         "mcc": (tp * tn - fp * fn) / den if den else 0.0,
     }
 
@@ -121,15 +160,15 @@ def typed_metrics(
         judged_flags += 1
         if t and c is not None and family(c) in {family(x) for x in cwes}:
             hits += 1
-    precision = _ratio(hits, judged_flags)
-    recall = _ratio(hits, labelled)
+    precision = ratio(hits, judged_flags)
+    recall = ratio(hits, labelled)
     return {
         "hits": hits,
         "judged_flags": judged_flags,
         "labelled_vulnerable": labelled,
         "precision": precision,
         "recall": recall,
-        "f1": _ratio(2 * hits, judged_flags + labelled),
+        "f1": ratio(2 * hits, judged_flags + labelled),
     }
 
 
@@ -152,11 +191,11 @@ def per_cwe(
         hits = sum(pf == fam and fam in tf for tf, pf in zip(true_fams, pred_fams, strict=True))
         out[fam] = {
             "n": n,
-            "detected": _ratio(detected, n),
+            "detected": ratio(detected, n),
             "predicted": predicted,
-            "precision": _ratio(hits, predicted),
-            "recall": _ratio(hits, n),
-            "f1": _ratio(2 * hits, predicted + n),
+            "precision": ratio(hits, predicted),
+            "recall": ratio(hits, n),
+            "f1": ratio(2 * hits, predicted + n),
         }
     return out
 
@@ -196,7 +235,7 @@ def localisation(
         n += 1
         if any(abs(a - b) <= tolerance for a in tl for b in pl):
             hit += 1
-    return {"n": n, "hits": hit, "share": _ratio(hit, n), "tolerance": tolerance}
+    return {"n": n, "hits": hit, "share": ratio(hit, n), "tolerance": tolerance}
 
 
 def pairwise(pairs: Sequence[tuple[int, int]], scores: Sequence[float], y_pred: Sequence[bool]) -> dict:
@@ -208,7 +247,7 @@ def pairwise(pairs: Sequence[tuple[int, int]], scores: Sequence[float], y_pred: 
     higher = sum(1.0 if scores[v] > scores[f] else 0.5 if scores[v] == scores[f] else 0.0 for v, f in pairs)
     ties = sum(scores[v] == scores[f] for v, f in pairs)
     both = sum(bool(y_pred[v]) and not y_pred[f] for v, f in pairs)
-    return {"pairs": n, "vuln_scores_higher": _ratio(higher, n), "ties": ties, "both_right": _ratio(both, n)}
+    return {"pairs": n, "vuln_scores_higher": ratio(higher, n), "ties": ties, "both_right": ratio(both, n)}
 
 
 def breakdown(keys: Sequence[str], y_true: Sequence[bool], y_pred: Sequence[bool]) -> dict[str, dict]:

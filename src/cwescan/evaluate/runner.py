@@ -26,8 +26,8 @@ from cwescan.data.records import Record
 from cwescan.data.split import pair_key
 from cwescan.detectors.base import Detector
 from cwescan.evaluate import metrics as M
-from cwescan.findings import Finding
-from cwescan.units import parse_source
+from cwescan.core.findings import Finding
+from cwescan.core.units import parse_source
 
 
 @dataclass
@@ -54,10 +54,6 @@ class DetectorRun:
         return sum(p.error is not None for p in self.predictions)
 
 
-def has_native_score(detector: Detector) -> bool:
-    return type(detector).score is not Detector.score
-
-
 def _record_prediction(record: Record, findings: list[Finding], unit_scores: list[float] | None) -> Prediction:
     best = min(findings, key=lambda f: (-f.confidence, f.start_line, f.cwe), default=None)
     if unit_scores is None:
@@ -77,13 +73,8 @@ def _record_prediction(record: Record, findings: list[Finding], unit_scores: lis
 def _predict_batch(detector: Detector, records: Sequence[Record]) -> list[Prediction]:
     files = [parse_source(r.id, r.code) for r in records]
     units = [u for f in files for u in f.units]
-    both = getattr(detector, "detect_and_score", None)
-    if callable(both):
-        findings, scores = both(units)
-        scores = list(scores)
-    else:
-        findings = detector.detect(units)
-        scores = detector.score(units) if has_native_score(detector) else None
+    findings, scores = detector.detect_and_score(units)
+    scores = list(scores) if scores is not None else None
     by_path: dict[str, list[Finding]] = {r.id: [] for r in records}
     for f in findings:
         if f.path in by_path:
@@ -194,10 +185,10 @@ def perturbation_effects(
         out[kind] = {
             "applicable": len(idx),
             "flips": flips,
-            "flip_rate": M._ratio(flips, len(idx)),
+            "flip_rate": M.ratio(flips, len(idx)),
             "caught_vulnerable": len(caught),
             "vuln_to_safe": lost,
-            "vuln_to_safe_rate": M._ratio(lost, len(caught)),
+            "vuln_to_safe_rate": M.ratio(lost, len(caught)),
         }
     return out
 

@@ -8,7 +8,7 @@ from typing import TextIO
 from cwescan.output.json_format import render_json, render_jsonl
 from cwescan.output.sarif import render_sarif
 from cwescan.output.text import write_text
-from cwescan.scanner import Report
+from cwescan.core.report import Report
 
 FORMATS = ("text", "json", "jsonl", "sarif")
 

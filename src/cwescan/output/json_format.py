@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from cwescan import __version__
-from cwescan.scanner import Report
+from cwescan.core.report import Report
 
 
 def report_dict(report: Report) -> dict:

@@ -10,13 +10,12 @@ occurrence counter, so alerts survive edits that move lines.
 from __future__ import annotations
 
 import json
-import sys
 from urllib.parse import quote
 
 from cwescan import __version__
-from cwescan import cwe as cwe_catalog
-from cwescan.findings import Finding
-from cwescan.scanner import MODEL_DETECTORS, Reported, Report
+from cwescan.core import cwe as cwe_catalog
+from cwescan.core.findings import Finding
+from cwescan.core.report import Report, Reported
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/cwescan/cwescan"
@@ -35,9 +34,9 @@ def precision(confidence: float) -> str:
     return "low"
 
 
-def rule_id(f: Finding) -> str:
+def rule_id(f: Finding, models: frozenset[str]) -> str:
     source = f.extra.get("source_detector", f.detector)
-    if source in MODEL_DETECTORS:
+    if source in models:
         return f"{source.upper()}-{f.cwe}"
     return f.rule_id
 
@@ -46,13 +45,15 @@ def _cwe_tag(cwe: str) -> str:
     return f"external/cwe/cwe-{int(cwe.split('-')[1]):03d}"
 
 
-def _rule(rid: str, results: list[Reported]) -> dict:
+def _rule(rid: str, results: list[Reported], report: Report) -> dict:
     f = results[0].finding
-    cwes = sorted({r.finding.cwe for r in results}, key=lambda c: int(c.split("-")[1]))
+    cwes = sorted({r.finding.cwe for r in results if cwe_catalog.is_cwe(r.finding.cwe)},
+                  key=lambda c: int(c.split("-")[1]))
     cwe_name = cwe_catalog.name(f.cwe)
-    url = f"https://cwe.mitre.org/data/definitions/{f.cwe.split('-')[1]}.html"
+    url = (f"https://cwe.mitre.org/data/definitions/{f.cwe.split('-')[1]}.html" if cwe_catalog.is_cwe(f.cwe)
+           else "https://nvd.nist.gov/vuln/categories")
     source = f.extra.get("source_detector", f.detector)
-    if source in MODEL_DETECTORS:
+    if source in report.model_detectors:
         name = f"{source} {cwe_name}"
         short = f"{cwe_name} ({f.cwe}), found by the {source} model"
         full = (f"The {source} model judged this code to contain {f.cwe}: {cwe_name}. "
@@ -62,10 +63,11 @@ def _rule(rid: str, results: list[Reported]) -> dict:
         short = f"{f.title} ({f.cwe})" if f.title else f"{cwe_name} ({f.cwe})"
         full = f"{f.title}. {f.cwe}: {cwe_name}." if f.title else f"{f.cwe}: {cwe_name}."
     body = full
-    doc = _rule_doc(rid)
-    if doc:  # a static rule's docstring is its documentation
+    doc = report.rule_docs.get(rid)
+    if doc and doc[1]:  # a static rule's docstring is its documentation
         full, body = doc[0] or full, doc[1]
-    suppress = f"Suppress a reviewed finding with `# cwescan: ignore[{f.cwe}]` on the flagged statement."
+    suppress = ("Suppress a reviewed finding with `# cwescan: ignore"
+                + (f"[{f.cwe}]" if cwe_catalog.is_cwe(f.cwe) else "") + "` on the flagged statement.")
     return {
         "id": rid,
         "name": "".join(w.capitalize() for w in "".join(c if c.isalnum() else " " for c in name).split()) or rid,
@@ -77,21 +79,11 @@ def _rule(rid: str, results: list[Reported]) -> dict:
         "defaultConfiguration": {"level": LEVELS[f.severity]},
         "properties": {
             "tags": ["security", *(_cwe_tag(c) for c in cwes)],
-            "security-severity": f"{max(cwe_catalog.security_severity(c) for c in cwes):.1f}",
+            "security-severity": f"{max(cwe_catalog.security_severity(r.finding.cwe) for r in results):.1f}",
             "precision": precision(max(r.finding.confidence for r in results)),
             "problem.severity": PROBLEM_SEVERITY[LEVELS[f.severity]],
         },
     }
-
-
-def _rule_doc(rid: str) -> tuple[str, str] | None:
-    """(summary, documentation) of a static rule, when the static detector ran in this
-    process (it is not imported just for this)."""
-    static = sys.modules.get("cwescan.detectors.static")
-    rule = getattr(static, "RULES", {}).get(rid) if static else None
-    if rule is None or not rule.doc:
-        return None
-    return rule.summary, rule.doc
 
 
 def _location(path: str, start: int | None = None, end: int | None = None) -> dict:
@@ -106,13 +98,13 @@ def _location(path: str, start: int | None = None, end: int | None = None) -> di
 def sarif_dict(report: Report) -> dict:
     by_rule: dict[str, list[Reported]] = {}
     for r in report.findings:
-        by_rule.setdefault(rule_id(r.finding), []).append(r)
+        by_rule.setdefault(rule_id(r.finding, report.model_detectors), []).append(r)
     rule_ids = sorted(by_rule)
     index = {rid: i for i, rid in enumerate(rule_ids)}
     results = []
     for r in report.findings:
         f = r.finding
-        rid = rule_id(f)
+        rid = rule_id(f, report.model_detectors)
         results.append({
             "ruleId": rid,
             "ruleIndex": index[rid],
@@ -126,11 +118,12 @@ def sarif_dict(report: Report) -> dict:
                 "severity": f.severity,
                 "detectors": f.extra.get("detectors", {f.detector: round(f.confidence, 4)}),
                 "fingerprint": r.fingerprint,
+                **({"in_test": True} if f.in_test else {}),
             },
         })
     notifications = [{
         "level": "note" if n.scanned else "warning",
-        "message": {"text": f"{n.path}: {'partly scanned' if n.scanned else 'skipped'} "
+        "message": {"text": f"{n.path}: {_state(n)} "
                             f"({n.reason}): {n.message}"},
         "descriptor": {"id": n.reason},
         "locations": [_location(n.path)],
@@ -145,7 +138,7 @@ def sarif_dict(report: Report) -> dict:
                 "version": __version__,
                 "semanticVersion": __version__,
                 "informationUri": INFORMATION_URI,
-                "rules": [_rule(rid, by_rule[rid]) for rid in rule_ids],
+                "rules": [_rule(rid, by_rule[rid], report) for rid in rule_ids],
             }},
             "invocations": [{
                 "executionSuccessful": True,
@@ -162,3 +155,7 @@ def sarif_dict(report: Report) -> dict:
 
 def render_sarif(report: Report) -> str:
     return json.dumps(sarif_dict(report), indent=2, ensure_ascii=False) + "\n"
+
+
+def _state(n) -> str:
+    return ("scanned" if n.complete else "partly scanned") if n.scanned else "skipped"

@@ -10,8 +10,8 @@ from typing import TextIO
 from rich.console import Console
 from rich.text import Text
 
-from cwescan import cwe as cwe_catalog
-from cwescan.scanner import Report
+from cwescan.core import cwe as cwe_catalog
+from cwescan.core.report import Report
 
 SEVERITY_STYLE = {"critical": "bold white on red", "high": "bold red", "medium": "yellow",
                   "low": "cyan"}
@@ -32,7 +32,8 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
                 (f"  {f.start_line:>5}  ", "dim"),
                 (f"{f.severity.upper():<8}", SEVERITY_STYLE[f.severity]),
                 f"  {f.cwe} {cwe_catalog.name(f.cwe)}",
-                (f"  [{f.rule_id}, {f.detector} {f.confidence:.2f}]", "dim"),
+                (f"  [{f.rule_id}, {f.detector} {f.confidence:.2f}"
+                 + (", test code" if f.in_test else "") + "]", "dim"),
             )
             console.print(head)
             console.print(Text(f"         {f.title}: {f.message}" if f.title else f"         {f.message}"))
@@ -43,7 +44,7 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
     if report.notices:
         console.print(Text(f"Skipped or partly scanned files ({len(report.notices)})", style="bold"))
         for n in report.notices:
-            state = ("scanned" if n.reason == "empty" else "partly scanned") if n.scanned else "skipped"
+            state = ("scanned" if n.complete else "partly scanned") if n.scanned else "skipped"
             console.print(Text.assemble(f"  {n.path}  ", (f"{n.reason}", "magenta"),
                                         (f" ({state}): {n.message}", "dim")))
         console.print()
@@ -67,6 +68,10 @@ def write_text(report: Report, stream: TextIO, color: bool | None = None) -> Non
                                                  ("baselined", "in baseline"),
                                                  ("below_min_confidence", "below --min-confidence"))
               if s[k]]
+    if s.get("in_test"):
+        summary += f"; {s['in_test']} in test code (one severity lower, never fail --fail-on)"
+    if s.get("test_files_not_scanned"):
+        summary += f"; {s['test_files_not_scanned']} test files not scanned (tests = skip)"
     if hidden:
         summary += f"; hidden: {', '.join(hidden)}"
     console.print(Text(summary, style="bold"))

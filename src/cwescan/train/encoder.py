@@ -21,127 +21,15 @@ import random
 import site
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 
-from cwescan.encoder.model import OTHER, EncoderShape
+from cwescan.evaluate.metrics import best_f1_threshold, roc_auc
+from cwescan.ml.device import resolve_device
+from cwescan.ml.encoder.model import OTHER, EncoderShape
 
-# --- recipe ---------------------------------------------------------------------------------
-
-
-@dataclass
-class CorpusSpec:
-    roots: list[str] = field(default_factory=lambda: ["site-packages"])  # "site-packages" = this Python's
-    max_mb: float = 400.0  # training text read, at most
-    max_file_kb: int = 512  # larger .py files are generated tables more often than code
-    holdout_percent: float = 2.0  # whole top-level packages held out for evaluation
-    holdout_max_mb: float = 8.0
-    tokenizer_sample_mb: float = 30.0
-
-
-@dataclass
-class PretrainSpec:
-    corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    shape: EncoderShape = field(default_factory=EncoderShape)
-    block_tokens: int = 512  # packed sequence length, <s> and </s> included
-    batch_size: int = 256
-    lr: float = 6e-4
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.06
-    max_steps: int = 100000
-    train_seconds: float = 300.0  # wall-clock budget of the optimisation loop; the schedule follows it
-    mask_prob: float = 0.15
-    log_every: int = 25
-    eval_every: int = 250
-    eval_blocks: int = 256
-    seed: int = 0
-
-
-@dataclass
-class FinetuneSpec:
-    init: str | None = "runs/encoder-pretrain"  # pre-training output, or a classifier dir (its body is used); null: random body
-    tokenizer: str | None = None  # tokenizer.json when init is null
-    shape: EncoderShape = field(default_factory=EncoderShape)  # used when init is null
-    data_dir: str | None = None  # records folder for load_part (default: $CWESCAN_DATA or ../shared/datasets)
-    min_family_count: int = 20  # families with fewer vulnerable train records go to "other"
-    window_tokens: int = 512
-    overlap_tokens: int = 64
-    epochs: int = 8
-    batch_records: int = 16
-    max_windows_per_record: int = 16  # training only: a sample of a huge record's windows per step
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_fraction: float = 0.1
-    family_loss: float = 0.5
-    line_loss: float = 0.5
-    limit_records: int = 0  # 0: all; >0: a deterministic subset (smoke runs)
-    seed: int = 0
-
-
-@dataclass
-class Recipe:
-    name: str
-    stages: list[str]  # "pretrain", "finetune", in order
-    pretrain: PretrainSpec = field(default_factory=PretrainSpec)
-    finetune: FinetuneSpec = field(default_factory=FinetuneSpec)
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        bad = [s for s in self.stages if s not in ("pretrain", "finetune")]
-        if not self.stages or bad:
-            raise ValueError(f"stages must be a non-empty list of 'pretrain'/'finetune', got {self.stages}")
-
-
-def _build(cls, data, where: str):
-    """Construct dataclass ``cls`` from ``data``, refusing unknown keys and wrong types."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; allowed: {sorted(fields)}")
-    kwargs = {}
-    for name, value in data.items():
-        ftype = fields[name].type
-        sub = {"CorpusSpec": CorpusSpec, "PretrainSpec": PretrainSpec, "FinetuneSpec": FinetuneSpec, "EncoderShape": EncoderShape}.get(ftype)
-        if sub is not None:
-            kwargs[name] = _build(sub, value, f"{where}.{name}")
-            continue
-        ok = {
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "str": isinstance(value, str),
-            "str | None": value is None or isinstance(value, str),
-            "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
-        }.get(ftype, True)
-        if not ok:
-            raise ValueError(f"{where}.{name}: expected {ftype}, got {value!r}")
-        kwargs[name] = float(value) if ftype == "float" else value
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"{path}: cannot read recipe: {e}") from None
-    return _build(Recipe, data, path.name)
-
-
-def _device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("--device cuda asked for, but no CUDA device is available")
-    return device
+from cwescan.train.encoder_recipe import CorpusSpec, FinetuneSpec, PretrainSpec, Recipe, load_recipe  # noqa: F401
 
 
 def _log(msg: str) -> None:
@@ -152,7 +40,7 @@ def run(recipe_path: str | Path, out: str | Path, device: str = "auto", max_step
     recipe = load_recipe(recipe_path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dev = _device(device)
+    dev = resolve_device(device)
     results = {}
     for stage in recipe.stages:
         if stage == "pretrain":
@@ -222,7 +110,7 @@ def pack_blocks(tok, texts: list[str], block_tokens: int):
     separated by </s> as in RoBERTa's full-sentence packing. Returns (int32 array, tokens)."""
     import numpy as np
 
-    from cwescan.encoder.tokenizer import BOS, EOS
+    from cwescan.ml.encoder.tokenizer import BOS, EOS
 
     chunks, n = [], 0
     for start in range(0, len(texts), 2048):
@@ -246,7 +134,7 @@ def mask_tokens(x, mask_prob: float, vocab_size: int, generator=None):
     Returns (inputs, labels with -100 where nothing is predicted)."""
     import torch
 
-    from cwescan.encoder.tokenizer import MASK, SPECIAL_TOKENS
+    from cwescan.ml.encoder.tokenizer import MASK, SPECIAL_TOKENS
 
     dev = x.device
     special = x < len(SPECIAL_TOKENS)
@@ -274,12 +162,13 @@ def mlm_loss(model, inputs, labels):
 
 
 def pretrain(spec: PretrainSpec, out: Path, device: str, max_steps: int | None) -> dict:
+    # Long on purpose: a training loop reads top to bottom (data, model, optimiser, steps, save).
     import numpy as np
     import torch
     from transformers import RobertaForMaskedLM
 
-    from cwescan.encoder.model import save_sharded
-    from cwescan.encoder.tokenizer import train_bpe
+    from cwescan.ml.encoder.model import save_sharded
+    from cwescan.ml.encoder.tokenizer import train_bpe
 
     t0 = time.time()
     torch.manual_seed(spec.seed)
@@ -420,7 +309,7 @@ class Item:
 def family_classes(records, min_count: int) -> list[str]:
     from collections import Counter
 
-    from cwescan.cwe import family
+    from cwescan.core.cwe import family
 
     counts = Counter()
     for r in records:
@@ -433,7 +322,7 @@ def family_classes(records, min_count: int) -> list[str]:
 
 
 def record_family(r, families: list[str]) -> int:
-    from cwescan.cwe import family
+    from cwescan.core.cwe import family
 
     if not (r.vulnerable and r.cwes):
         return -1
@@ -445,9 +334,9 @@ def record_family(r, families: list[str]) -> int:
 
 
 def record_items(records, tok, families, window_tokens, overlap_tokens) -> list[Item]:
-    from cwescan.codeprep import strip_comments
-    from cwescan.encoder.windows import Window, make_windows
-    from cwescan.units import parse_source
+    from cwescan.ml.codeprep import strip_comments
+    from cwescan.ml.encoder.windows import Window, make_windows
+    from cwescan.core.units import parse_source
 
     items = []
     for r in records:
@@ -469,9 +358,9 @@ def record_scores(model, tok, records, device) -> list[float]:
     the max over the record's units of the unit score."""
     import torch
 
-    from cwescan.codeprep import strip_comments
-    from cwescan.encoder.infer import score_texts
-    from cwescan.units import parse_source
+    from cwescan.ml.codeprep import strip_comments
+    from cwescan.ml.encoder.infer import score_texts
+    from cwescan.core.units import parse_source
 
     files = [parse_source(r.id, r.code) for r in records]
     texts = [strip_comments(u.code) for f in files for u in f.units]  # as the detector does
@@ -484,38 +373,15 @@ def record_scores(model, tok, records, device) -> list[float]:
     return out
 
 
-def best_threshold(y: list[int], scores: list[float]) -> tuple[float, dict]:
-    """The threshold with the best F1 (ties: the higher threshold), and the metrics there."""
-    best = (-1.0, 0.5, {})
-    for t in sorted(set(round(s, 4) for s in scores)):
-        tp = sum(1 for yy, s in zip(y, scores) if yy and s >= t)
-        fp = sum(1 for yy, s in zip(y, scores) if not yy and s >= t)
-        fn = sum(1 for yy, s in zip(y, scores) if yy and s < t)
-        p = tp / (tp + fp) if tp + fp else 0.0
-        r = tp / (tp + fn) if tp + fn else 0.0
-        f1 = 2 * p * r / (p + r) if p + r else 0.0
-        if f1 >= best[0]:
-            best = (f1, t, {"f1": f1, "precision": p, "recall": r, "threshold": t})
-    return best[1], best[2]
-
-
-def auc(y: list[int], scores: list[float]) -> float:
-    pos = [s for yy, s in zip(y, scores) if yy]
-    neg = [s for yy, s in zip(y, scores) if not yy]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
-
-
 def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) -> dict:
+    # Long on purpose: a fine-tuning loop reads top to bottom (data, model, epochs, threshold, save).
     import torch
     import torch.nn.functional as F
 
     from cwescan.data.split import load_part, manifest_hash
-    from cwescan.encoder.infer import collate
-    from cwescan.encoder.model import ClassifierConfig, EncoderClassifier
-    from cwescan.encoder.tokenizer import load_tokenizer
+    from cwescan.ml.encoder.infer import collate
+    from cwescan.ml.encoder.model import ClassifierConfig, EncoderClassifier
+    from cwescan.ml.encoder.tokenizer import load_tokenizer
 
     t0 = time.time()
     random.seed(spec.seed)
@@ -625,8 +491,9 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
             losses.append(loss.item())
         model.eval()
         scores = record_scores(model, tok, val_recs, device)
-        thr, m = best_threshold(val_y, scores)
-        m.update({"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)), "val_auc": auc(val_y, scores), "seconds": round(time.time() - t0, 1)})
+        m = best_f1_threshold(val_y, scores)
+        thr = m["threshold"]
+        m.update({"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)), "val_auc": roc_auc(val_y, scores), "seconds": round(time.time() - t0, 1)})
         log.write(json.dumps(m) + "\n")
         log.flush()
         _log(f"epoch {epoch}: train loss {m['train_loss']:.4f} val F1 {m['f1']:.4f} (P {m['precision']:.3f} R {m['recall']:.3f} @ {thr:.3f}) AUC {m['val_auc']:.4f}")
@@ -661,7 +528,7 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
 def pretrained_body(directory: Path) -> dict:
     """Body weights from a pre-training output (encoder-*.safetensors) or from a fine-tuned
     classifier directory (model-*.safetensors, keys under "encoder.")."""
-    from cwescan.encoder.model import load_sharded
+    from cwescan.ml.encoder.model import load_sharded
 
     if list(directory.glob("encoder-*.safetensors")):
         return load_sharded(directory, "encoder")
@@ -672,190 +539,3 @@ def pretrained_body(directory: Path) -> dict:
 def _shape_from_config(directory: Path) -> EncoderShape:
     cfg = json.loads((directory / "config.json").read_text())
     return EncoderShape(**cfg["shape"])
-
-
-if __name__ == "__main__":  # python -m cwescan.train.encoder RECIPE OUT [DEVICE] [MAX_STEPS]
-    a = sys.argv[1:]
-    run(a[0], a[1], a[2] if len(a) > 2 else "auto", int(a[3]) if len(a) > 3 and int(a[3]) > 0 else None)
-
-
-# --- shipping -------------------------------------------------------------------------------
-
-
-def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: dict | None = None, storage: str = "fp16") -> dict:
-    """Copy a fine-tuned classifier (``run_dir/model``) into ``dest`` and write its card from the
-    run's summaries: where the body came from (our MLM pre-training), what it was fine-tuned on,
-    how to reproduce it, and the metrics measured so far."""
-    import shutil
-
-    from cwescan.artifacts import write_card
-
-    run_dir, dest = Path(run_dir), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob("model-*.safetensors"):
-        old.unlink()
-    import torch
-
-    from cwescan.encoder.model import EncoderClassifier
-
-    if storage not in ("fp16", "int8"):
-        raise ValueError("storage must be fp16 or int8")
-    # re-saved rather than copied: int8 storage halves the repository's weight files
-    EncoderClassifier.load(run_dir / "model").save(dest, torch.int8 if storage == "int8" else torch.float16)
-    shutil.copy2(run_dir / "model" / "tokenizer.json", dest / "tokenizer.json")
-    pre = json.loads((run_dir / "pretrain_summary.json").read_text())
-    fin = json.loads((run_dir / "finetune_summary.json").read_text())
-    cfg = json.loads((dest / "config.json").read_text())
-    card = {
-        "name": "cwescan-encoder",
-        "kind": "encoder classifier (RoBERTa, CodeBERTa-small style)",
-        "base_model": "none: the body was pre-trained from scratch by cwescan (no hub weights)",
-        "architecture": {**cfg["shape"], "parameters": pre["parameters"], "output_heads": ["binary", "cwe_family", "line"],
-                         "window_tokens": cfg["window_tokens"], "overlap_tokens": cfg["overlap_tokens"]},
-        "weights_dtype": "int8 matrices with a float16 scale per row, float16 vectors" if storage == "int8" else "float16",
-        "pretraining": {
-            "objective": "masked language modelling, 15 % of tokens (80/10/10), packed 512-token blocks",
-            "corpus": pre["corpus"],
-            "tokenizer": f"byte-level BPE, {pre['shape']['vocab_size']} tokens, no normalisation (case and whitespace kept)",
-            "steps": pre["steps"], "batch_size": pre["batch_size"], "tokens_seen": pre["tokens_seen"],
-            "train_seconds": pre["train_seconds"], "device": pre["device"],
-            "final_train_loss_ema": pre["final_train_loss_ema"],
-            "heldout_loss": pre["heldout_loss"], "heldout_masked_accuracy": pre["heldout_masked_accuracy"],
-            "heldout_masked_tokens": pre["heldout_masked_tokens"],
-        },
-        "finetuning": {
-            "data": "train part of the cwescan split (selection on validation)",
-            "split_manifest_hash": fin["split_manifest_hash"],
-            "train_records": fin["train_records"], "train_windows": fin["train_windows"],
-            "validation_records": fin["validation_records"], "steps": fin["steps"],
-            "families": fin["families"], "selected": fin["selected"],
-        },
-        "threshold": cfg["threshold"],
-        "recipe": "recipes/encoder-device.yaml (pretrain + finetune); also recipes/encoder-pretrain.yaml, recipes/encoder-finetune.yaml",
-        "commands": commands,
-        "metrics": metrics or {},
-    }
-    return write_card(dest, card)
-
-
-def plot_pretrain_logs(runs: dict[str, str | Path], png_path: str | Path) -> None:
-    """MLM loss curves, one colour per run: train loss per logged step (line), held-out loss
-    where evaluated (dots), final held-out masked-token accuracy in the legend."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for (label, log_path), colour in zip(runs.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
-        rows = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-        held = [r for r in rows if "heldout_loss" in r]
-        acc = f", held-out masked acc {held[-1]['heldout_masked_accuracy']:.1%}" if held else ""
-        ax.plot([r["tokens_seen"] / 1e6 for r in rows], [r["loss"] for r in rows], lw=1, color=colour, label=f"{label}: train{acc}")
-        ax.plot([r["tokens_seen"] / 1e6 for r in held], [r["heldout_loss"] for r in held], "o--", ms=3, color=colour, label=f"{label}: held-out packages")
-    ax.set_xlabel("tokens seen (millions)")
-    ax.set_ylabel("MLM cross-entropy (nats)")
-    ax.set_title("cwescan encoder: masked-language-model pre-training")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-
-
-def write_readme(dest: str | Path) -> None:
-    """The human model card, from card.json."""
-    dest = Path(dest)
-    c = json.loads((dest / "card.json").read_text())
-    a, p, f = c["architecture"], c["pretraining"], c["finetuning"]
-    corpus = p["corpus"]
-    sel = f["selected"]
-    metrics = c.get("metrics") or {}
-    lines = [
-        "# cwescan encoder (CodeBERTa-small-style baseline)",
-        "",
-        "A small RoBERTa encoder **pre-trained from scratch by cwescan** on Python source, fine-tuned to say",
-        "whether a Python unit (function, or a module's top-level code) is vulnerable, which CWE family it",
-        "belongs to, and which line weighs most. No weights come from a model hub.",
-        "",
-        "## Model",
-        f"- {a['layers']} layers, hidden {a['hidden']}, {a['heads']} heads, FFN {a['intermediate']}, "
-        f"{a['max_positions'] - 2} positions, byte-level BPE vocabulary of {a['vocab_size']}; "
-        f"{a['parameters'] / 1e6:.1f} M body parameters; weights stored as {c['weights_dtype']} (safetensors), "
-        "computed in the precision the detector is asked for (fp32 by default).",
-        f"- Heads: binary (vulnerable), CWE family ({', '.join(f['families'])}), per-token line.",
-        f"- Units longer than {a['window_tokens']} tokens are cut into overlapping windows of whole lines "
-        f"(overlap up to {a['overlap_tokens']} tokens); a unit's score is the max over its windows. Nothing is dropped.",
-        f"- Reported when P(vulnerable) >= {c['threshold']:.4f} (chosen by F1 on validation).",
-        "",
-        "## Where the weights came from",
-        f"1. **Pre-training (MLM)** on {corpus['train_files_read']:,} `.py` files "
-        f"({corpus['train_bytes'] / 1e6:.0f} MB, {corpus['train_tokens'] / 1e6:.0f} M tokens) of the site-packages of the "
-        f"device machine's Python {corpus.get('python', '')} ({p['device']}); whole packages held out for evaluation "
-        f"({corpus['heldout_files_read']:,} files, {corpus['heldout_tokens'] / 1e6:.1f} M tokens). "
-        f"{p['steps']:,} steps of {p['batch_size']} x 512 tokens ({p['tokens_seen'] / 1e6:.0f} M tokens seen) in "
-        f"{p['train_seconds']:.0f} s. Final train loss {p['final_train_loss_ema']:.3f}; held-out loss "
-        f"{p['heldout_loss']:.3f}; **held-out masked-token accuracy {p['heldout_masked_accuracy']:.1%}** "
-        f"({p['heldout_masked_tokens']:,} masked tokens).",
-        f"2. **Fine-tuning** on the train part of the split (manifest hash `{f['split_manifest_hash'][:16]}…`, "
-        f"{f['train_records']:,} records, {f['train_windows']:,} windows), {f['steps']:,} steps; epoch {sel['epoch']} "
-        f"selected on validation ({f['validation_records']} records): F1 {sel['f1']:.3f}, precision "
-        f"{sel['precision']:.3f}, recall {sel['recall']:.3f}, AUC {sel['val_auc']:.3f}.",
-        *(
-            [f"3. **Threshold re-selected** on validation when the detector began stripping comments and "
-             f"docstrings before scoring: {f['threshold_reselected']['validation']['previous_threshold']} -> "
-             f"{f['threshold_reselected']['validation']['threshold']} (validation F1 "
-             f"{f['threshold_reselected']['validation']['f1']:.3f}, AUC {f['threshold_reselected']['validation']['val_auc']:.3f})."]
-            if f.get("threshold_reselected") else []
-        ),
-        "",
-        "Reproduce (the device run does both stages; see docs/ENCODER.md):",
-        "",
-        "```",
-        *c["commands"],
-        "```",
-        "",
-        "## Metrics",
-    ]
-    if metrics:
-        lines += ["", "```", json.dumps(metrics, indent=2), "```"]
-    else:
-        lines += ["", "Not measured yet."]
-    lines += [
-        "",
-        "## Limits",
-        "- The pre-trained body is weak: MLM stopped on the early plateau (see docs/ENCODER.md); a longer run should help.",
-        "- Trained on ~2.7 k labelled records; it learns surface patterns of those sources and misses what they lack.",
-        "- Recall-heavy: many false positives, e.g. module units that import risky libraries (pickle, lxml, requests)"
-        " and short harmless functions; on test its F1 is only a few points above flagging everything.",
-        "- The line head points at one line per unit; the CWE family is a guess among the frequent families.",
-        "- card.json lists the SHA-256 of every file; the detector refuses files that do not match.",
-        "",
-    ]
-    (dest / "README.md").write_text("\n".join(lines))
-
-
-def select_threshold(model_dir: str | Path, data_dir: str | None = None) -> dict:
-    """Re-choose a shipped classifier's threshold by F1 on the validation part, scoring exactly
-    as the detector does now (e.g. after a change of input preprocessing), and store it in
-    config.json. Returns the validation metrics at the new threshold."""
-    import torch
-
-    from cwescan.data.split import load_part
-    from cwescan.encoder.model import EncoderClassifier
-    from cwescan.encoder.tokenizer import load_tokenizer
-
-    model_dir = Path(model_dir)
-    torch.manual_seed(0)
-    model = EncoderClassifier.load(model_dir)
-    tok = load_tokenizer(model_dir / "tokenizer.json")
-    val = load_part("validation", data_dir=data_dir)
-    y = [int(r.vulnerable) for r in val]
-    scores = record_scores(model, tok, val, "cpu")
-    thr, m = best_threshold(y, scores)
-    m["val_auc"] = auc(y, scores)
-    cfg = json.loads((model_dir / "config.json").read_text())
-    m["previous_threshold"] = cfg["threshold"]
-    cfg["threshold"] = float(thr)
-    (model_dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return m

@@ -34,8 +34,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cwescan.slm import prompt as P
-from cwescan.slm.infer import answer_token_ids
+from cwescan.evaluate.metrics import best_f1_threshold, roc_auc
+from cwescan.ml.device import resolve_device
+from cwescan.ml.slm import prompt as P
+from cwescan.ml.slm.infer import answer_token_ids
 
 DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -47,7 +49,7 @@ class RecipeError(ValueError):
 @dataclass
 class SLMRecipe:
     name: str
-    base_model: str = "smollm2-135m"  # key of cwescan.slm.base.BASE_MODELS
+    base_model: str = "smollm2-135m"  # key of cwescan.ml.slm.base.BASE_MODELS
     base_dir: str | None = None  # a plain transformers checkpoint instead (tests: tiny model)
     method: str = "lora"  # "lora" or "qlora" (4-bit NF4 base via bitsandbytes, GPU only)
     lora_r: int = 16
@@ -66,7 +68,11 @@ class SLMRecipe:
     seed: int = 0
     bf16: bool = True  # bf16 base weights + autocast on cuda
     verdict_weight: float = 1.0  # loss weight of the true/false token relative to the other answer tokens
-    select_on: str = "auc"  # epoch selection on validation: "auc" (ranking) or "f1" (at its best threshold)
+    select_on: str = "auc"  # epoch selection on validation: "auc" (ranking), "f1" (at its best threshold) or
+    # "mix_auc" (mean of the labelled AUC and the AUC of vulnerable records against realistic negatives)
+    negatives_dir: str | None = None  # corpus of `cwescan data negatives` (train.jsonl, validation.jsonl)
+    negatives_ratio: float = 0.0  # realistic negative units added per labelled training example
+    max_validation_negatives: int | None = 2000  # sample of validation negatives scored after each epoch
     max_train_examples: int | None = None  # cap (smoke tests)
     max_validation_records: int | None = None
     description: str = ""
@@ -91,7 +97,9 @@ class SLMRecipe:
             (r.max_tokens >= 128, "max_tokens must be at least 128"),
             (r.verdict_weight > 0, "verdict_weight must be positive"),
             (r.pair_weight >= 0, "pair_weight must be non-negative"),
-            (r.select_on in ("auc", "f1"), "select_on must be auc or f1"),
+            (r.select_on in ("auc", "f1", "mix_auc"), "select_on must be auc, f1 or mix_auc"),
+            (r.negatives_ratio >= 0, "negatives_ratio must be non-negative"),
+            (r.select_on != "mix_auc" or bool(r.negatives_dir), "select_on: mix_auc needs negatives_dir"),
             (isinstance(r.target_modules, list) and all(isinstance(t, str) for t in r.target_modules),
              "target_modules must be a list of names"),
         ]
@@ -102,12 +110,9 @@ class SLMRecipe:
 
 
 def load_recipe(path: str | os.PathLike) -> SLMRecipe:
-    import yaml
+    from cwescan.train.recipe_file import read_yaml
 
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise RecipeError(f"{path}: cannot read recipe: {e}") from None
+    data = read_yaml(path, RecipeError)
     try:
         return SLMRecipe.from_dict(data)
     except TypeError as e:
@@ -119,7 +124,7 @@ def load_recipe(path: str | os.PathLike) -> SLMRecipe:
 
 def record_units(record):
     """(unit, is_positive, cwe, unit-relative line or None) for the units of one record."""
-    from cwescan.units import parse_source
+    from cwescan.core.units import parse_source
 
     f = parse_source(record.id, record.code)
     funcs = [u for u in f.units if u.kind == "function"]
@@ -182,12 +187,37 @@ def twin_pairs(items: list[P.Encoded]) -> list[tuple[int, int]]:
     return pairs
 
 
+def load_negatives(recipe: SLMRecipe, train_records=()) -> dict:
+    """The realistic negatives of a recipe: ``negatives_ratio`` x (units of the labelled train
+    records) units sampled from the corpus' train part, and a sample of its
+    validation part; both deterministic in the seed. Empty without ``negatives_dir``."""
+    from cwescan.data.negatives import manifest_digest, read_manifest
+    from cwescan.data.records import load_records
+
+    if not recipe.negatives_dir:
+        return {"train": [], "validation": [], "manifest_hash": None}
+    d = Path(os.path.expandvars(recipe.negatives_dir))  # recipes name the corpus as ${CWESCAN_NEGATIVES}
+    manifest = read_manifest(d)
+    train = load_records(d / "train.jsonl") if recipe.negatives_ratio > 0 else []
+    validation = load_records(d / "validation.jsonl")
+    rng = random.Random(recipe.seed)
+    from cwescan.core.units import parse_source
+
+    labelled_units = sum(len(parse_source(r.id, r.code).units) for r in train_records)
+    n = min(len(train), round(recipe.negatives_ratio * labelled_units))
+    train = rng.sample(train, n) if n < len(train) else train
+    cap = recipe.max_validation_negatives
+    if cap and len(validation) > cap:
+        validation = random.Random(recipe.seed + 1).sample(validation, cap)
+    return {"train": train, "validation": validation, "manifest_hash": manifest_digest(manifest)}
+
+
 # ---------------------------------------------------------------- validation
 
 
 def record_scores(model, tokenizer, builder, records, device, batch_size=32) -> list[float]:
-    from cwescan.slm.infer import score_prompts
-    from cwescan.units import parse_source
+    from cwescan.ml.slm.infer import score_prompts
+    from cwescan.core.units import parse_source
 
     prompts, owner = [], []
     for i, rec in enumerate(records):
@@ -200,34 +230,6 @@ def record_scores(model, tokenizer, builder, records, device, batch_size=32) -> 
     for i, s in zip(owner, scores, strict=True):
         best[i] = max(best[i], s)
     return best
-
-
-def best_threshold(y: list[bool], s: list[float]) -> dict:
-    """The threshold with the best F1 over the observed scores (ties: the higher threshold)."""
-    pairs = sorted(zip(s, y, strict=True), reverse=True)
-    total_pos = sum(y)
-    tp = fp = 0
-    best = {"f1": 0.0, "threshold": 0.5, "precision": 0.0, "recall": 0.0}
-    for k, (score, label) in enumerate(pairs):
-        tp += label
-        fp += not label
-        if k + 1 < len(pairs) and pairs[k + 1][0] == score:
-            continue
-        prec, rec = tp / (tp + fp), tp / total_pos if total_pos else 0.0
-        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-        if f1 > best["f1"]:
-            nxt = pairs[k + 1][0] if k + 1 < len(pairs) else 0.0
-            best = {"f1": f1, "threshold": (score + nxt) / 2, "precision": prec, "recall": rec}
-    return best
-
-
-def auc(y: list[bool], s: list[float]) -> float:
-    pos = [v for v, t in zip(s, y, strict=True) if t]
-    neg = [v for v, t in zip(s, y, strict=True) if not t]
-    if not pos or not neg:
-        return float("nan")
-    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
-    return wins / (len(pos) * len(neg))
 
 
 # ---------------------------------------------------------------- training
@@ -243,21 +245,11 @@ def _seed_all(seed: int) -> None:
     torch.cuda.manual_seed_all(seed)
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no GPU")
-    return device
-
-
 def load_model_for_training(recipe: SLMRecipe, device: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cwescan.slm import base
+    from cwescan.ml.slm import base
 
     if recipe.base_dir:
         d = Path(recipe.base_dir).resolve()
@@ -378,15 +370,16 @@ def save_adapter(model, out: Path) -> None:
 
 def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None = None,
         train_records=None, validation_records=None) -> dict:
+    # Long on purpose: a training run reads top to bottom (recipe, data, model, train, threshold, card).
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from cwescan.artifacts import write_card
+    from cwescan.ml.artifacts import write_card
     from cwescan.data.split import load_part, manifest_hash
 
     t0 = time.time()
     recipe = load_recipe(recipe_path)
-    device = _resolve_device(device)
+    device = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     logs = out / "logs"
@@ -408,13 +401,17 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
     builder = P.PromptBuilder(tokenizer, P.PromptOptions(max_tokens=recipe.max_tokens, callers=recipe.callers,
                                                          strip_comments=recipe.strip_comments))
     train = examples(train_records, tokenizer, builder)
+    negatives = load_negatives(recipe, train_records)
+    if negatives["train"]:
+        train += examples(negatives["train"], tokenizer, builder)
     if recipe.max_train_examples:
         train = random.Random(recipe.seed).sample(train, min(len(train), recipe.max_train_examples))
     n_pos = sum(e.meta["positive"] for e in train)
     pairs = twin_pairs(train) if recipe.pair_weight > 0 else []
     pair_of = {v: f for v, f in pairs}
     log(f"device={device} train examples={len(train)} (positive {n_pos}, twin pairs {len(pairs)}) "
-        f"validation records={len(validation_records)}")
+        f"validation records={len(validation_records)} (+{len(negatives['validation'])} realistic negatives; "
+        f"{len(negatives['train'])} realistic negative units in train)")
     cwe_vocab = sorted({c for r in train_records if r.vulnerable for c in r.cwes[:1]}, key=lambda c: int(c.split("-")[1]))
 
     lora = LoraConfig(r=recipe.lora_r, lora_alpha=recipe.lora_alpha, lora_dropout=recipe.lora_dropout,
@@ -466,13 +463,18 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         with autocast:
             s = record_scores(model, tokenizer, builder, validation_records, device)
         yv = [r.vulnerable for r in validation_records]
-        th = best_threshold(yv, s)
+        th = best_f1_threshold(yv, s)
         entry = {"epoch": epoch, "step": step, "train_loss": sum(losses[-50:]) / max(1, len(losses[-50:])),
                  "validation_f1": th["f1"], "threshold": th["threshold"], "validation_precision": th["precision"],
-                 "validation_recall": th["recall"], "validation_auc": auc(yv, s)}
+                 "validation_recall": th["recall"], "validation_auc": roc_auc(yv, s)}
+        if negatives["validation"]:
+            with autocast:
+                sn = record_scores(model, tokenizer, builder, negatives["validation"], device)
+            entry["negatives_auc"] = roc_auc([True] * sum(yv) + [False] * len(sn), [v for v, t in zip(s, yv) if t] + sn)
+            entry["validation_mix_auc"] = (entry["validation_auc"] + entry["negatives_auc"]) / 2
         history.append(entry)
         log(f"validation: {json.dumps(entry)}")
-        key = "validation_auc" if recipe.select_on == "auc" else "validation_f1"
+        key = {"auc": "validation_auc", "f1": "validation_f1", "mix_auc": "validation_mix_auc"}[recipe.select_on]
         value = entry[key] if entry[key] == entry[key] else -1.0  # NaN (one class only) ranks last
         if best is None or value > best["_select"]:
             entry["_select"] = value
@@ -496,6 +498,8 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         "kind": "lora-adapter",
         **base_info,
         "split_manifest_hash": mhash,
+        "negatives_manifest_hash": negatives["manifest_hash"],
+        "train_negative_units": len(negatives["train"]),
         "recipe": dataclasses.asdict(recipe),
         "recipe_file": str(recipe_path),
         "command": "cwescan train slm --recipe " + shlex.quote(str(recipe_path)) + f" --out {out} --device {device}"

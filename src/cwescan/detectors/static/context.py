@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 
 from cwescan.detectors.static import bandit_bridge
+from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.registry import Hit
 from cwescan.detectors.static.taint import CONSTANT, TAINTED, UNKNOWN, Analyzer, Flow, dotted
 
@@ -50,7 +51,7 @@ class Context:
     @property
     def analyzer(self) -> Analyzer:
         if self._analyzer is None:
-            self._analyzer = Analyzer(self.tree, self.qualname)
+            self._analyzer = Analyzer(self.tree, self.qualname, test_file=is_test_path(self.path))
         return self._analyzer
 
     def flow(self, expr: ast.AST | None) -> Flow:
@@ -58,12 +59,20 @@ class Context:
             return Flow(CONSTANT)
         return self.analyzer.flow(expr, self.funcs)
 
+    def hit(self, node: ast.AST, flow: Flow, message: str, confidence: float | None = None, *,
+            lower_severity: bool = False) -> Hit:
+        """A hit whose evidence is ``flow``: the source's confidence unless given, and one
+        severity lower when the flow is weak evidence (untraced, or only a plain parameter)."""
+        return Hit(node, message, flow.confidence if confidence is None else confidence,
+                   lower_severity=lower_severity or flow.weak)
+
     def sink(self, node: ast.AST, expr: ast.AST | None, kind: str, sink: str, *,
              flag_unknown: bool = True, need_built: bool = False, what: str = "") -> Hit | None:
         """The usual taint verdict for ``expr`` reaching ``sink``: a hit with the source's
-        confidence when tainted, a medium one when untraced (if ``flag_unknown``), none when
-        constant or sanitised for ``kind``. ``need_built``: only flag values built by string
-        formatting (f-string, +, %, format, join), e.g. SQL text."""
+        confidence when tainted (one severity lower when the source is only a plain parameter),
+        a medium one when untraced (if ``flag_unknown``), none when constant or sanitised for
+        ``kind``. ``need_built``: only flag values built by string formatting (f-string, +, %,
+        format, join), e.g. SQL text."""
         flow = self.flow(expr)
         level = flow.level_for(kind)
         if level == CONSTANT or (need_built and not flow.built):
@@ -73,9 +82,20 @@ class Context:
         message = flow.explain(sink)
         if what:
             message = f"{what}: {message}"
-        if level == TAINTED:
-            return Hit(node, message, flow.confidence)
-        return Hit(node, message, flow.confidence, lower_severity=True)
+        return self.hit(node, flow, message, lower_severity=level != TAINTED)
+
+    def assigned_value(self, name: ast.AST) -> ast.AST | None:
+        """The value last assigned to the variable ``name`` in the enclosing function before
+        the line it is used on; None for other expressions or when there is none."""
+        if not isinstance(name, ast.Name) or self.func is None:
+            return None
+        found = None
+        for node in ast.walk(self.func):
+            if (isinstance(node, ast.Assign) and node.lineno < name.lineno
+                    and any(isinstance(t, ast.Name) and t.id == name.id for t in node.targets)
+                    and (found is None or node.lineno > found.lineno)):
+                found = node
+        return found.value if found is not None else None
 
     # -- Bandit ------------------------------------------------------------------------------
 

@@ -17,8 +17,8 @@ from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.recover import tree_of
 from cwescan.detectors.static.registry import RULES, Hit, Rule
 from cwescan.detectors.static.taint import last_name
-from cwescan.findings import SEVERITIES, Finding
-from cwescan.units import SourceFile
+from cwescan.core.findings import SEVERITIES, Finding
+from cwescan.core.units import SourceFile
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 _SKIP = (ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop)
@@ -145,7 +145,7 @@ class StaticDetector(FileDetector):
 
     name = "static"
 
-    def __init__(self, select: Sequence[str] | None = None, ignore: Sequence[str] = (), **_options) -> None:
+    def __init__(self, select: Sequence[str] | None = None, ignore: Sequence[str] = ()) -> None:
         def matches(r: Rule, keys) -> bool:
             return any(k == r.id or k.upper() == r.cwe for k in keys)
 
@@ -154,6 +154,9 @@ class StaticDetector(FileDetector):
         self.rules = chosen
         self.index = RuleIndex(chosen)
         self.errors: Counter = Counter()  # rule id -> exceptions caught
+
+    def rule_docs(self) -> dict[str, tuple[str, str]]:
+        return {rid: (r.summary, r.doc) for rid, r in RULES.items() if r.doc}
 
     def check_source(self, src: SourceFile) -> list[Finding]:
         tree = tree_of(src)  # also parses snippets that are only indented (methods cut out of a class)

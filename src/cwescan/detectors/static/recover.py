@@ -11,7 +11,7 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from cwescan.units import SourceFile
+from cwescan.core.units import SourceFile
 
 
 def dedented_text(src: SourceFile) -> str | None:

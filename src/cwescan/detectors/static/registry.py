@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from cwescan.findings import SEVERITIES
+from cwescan.core.findings import SEVERITIES
 
 _ID = re.compile(r"^CWS\d{3,4}[A-Z]?$")
 

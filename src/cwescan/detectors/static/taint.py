@@ -3,15 +3,22 @@
 Each function is read once, statement by statement in source order, the first time a rule asks
 about it. Every assignment records what the assigned name holds from that line on:
 
-* ``tainted``: data an attacker may control: a function parameter (route handler parameters
-  are URL segments), a ``request.*`` field (Flask/Django: args, form, values, json, GET, POST,
-  cookies, headers, data, files...), ``input()``, ``sys.argv``, ``os.environ``/``os.getenv``;
-  taint follows assignments, f-strings, concatenation, ``%``, ``.format()``, ``join``, containers,
-  method calls on tainted values and calls that take tainted arguments.
+* ``tainted``: data an attacker may control: a ``request.*`` field (Flask/Django: args, form,
+  values, json, GET, POST, cookies, headers, data, files...), a routed view's parameter (a URL
+  segment), ``input()``, ``sys.argv``, ``os.environ``/``os.getenv``, and, as the weakest kind,
+  a plain function parameter: it holds whatever its caller passes, which is untrusted only if
+  some caller passes outside data. Each tainted value keeps its source kind; findings name it,
+  and rest on a plain parameter get lower confidence and severity. Taint follows assignments,
+  f-strings, concatenation, ``%``, ``.format()``, ``join``, containers, method calls on tainted
+  values and calls that take tainted arguments.
 * ``constant``: built only from literals and module-level constants, or passed through a
   sanitiser (``int()``, ``float()``, ``bool()``, ``len()``; ``shlex.quote`` for commands,
   ``secure_filename``/``os.path.basename`` for paths, ``escape`` for HTML, ...).
-* ``unknown``: anything else (the result of some call, an attribute of ``self``...).
+* ``unknown``: anything else (the result of some call, an attribute of ``self``...). Values read
+  back from a database (``cursor.fetchone()``, ``Model.objects.get(...)``, ``session.query(...)
+  .first()``) are unknown too, labelled as database values: stored data, not request data, even
+  when a request field chose the row. So are the parameters of tests and pytest fixtures in
+  test files: pytest passes them fixtures and parametrized values the test's author chose.
 
 Assignments inside branches and loops join with what the name held before (taint wins), so
 ``if x: v = "default"`` does not hide the tainted ``v`` of the other path. A validation guard,
@@ -24,6 +31,7 @@ inter-procedural flow, no aliasing, no field sensitivity.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field, replace
 
 TAINTED, UNKNOWN, CONSTANT = 2, 1, 0
@@ -33,13 +41,23 @@ LEVEL_NAMES = {TAINTED: "tainted", UNKNOWN: "unknown", CONSTANT: "constant"}
 SOURCE_CONFIDENCE = {
     "request": 0.9,  # an HTTP request field
     "route-param": 0.85,  # a parameter of a routed view function (a URL segment)
-    "input": 0.85,  # input(), sys.argv
+    "input": 0.85,  # input()
+    "argv": 0.85,  # sys.argv
     "upload": 0.9,  # a file uploaded by the client
     "upload-name": 0.9,  # the filename the client gave its upload
-    "parameter": 0.75,  # a plain function parameter: tainted if the caller passes user data
     "environment": 0.65,  # os.environ: set by whoever runs the program
+    # A plain function parameter holds what its caller passes: untrusted only if some caller
+    # passes outside data, which this intraprocedural flow cannot see. Below the environment,
+    # and reported one severity lower (WEAK_SOURCES).
+    "parameter": 0.55,
 }
+# Source kinds that are not evidence of attacker control on their own: a finding resting on
+# one is reported one severity lower.
+WEAK_SOURCES = frozenset({"parameter"})
 UNKNOWN_CONFIDENCE = 0.5
+DATABASE = "database"  # the source label of unknown values read back from a database
+# unknown values whose origin is known and worth naming in an explanation
+_NAMED_UNKNOWN = frozenset({DATABASE, "test-data"})
 
 REQUEST_FIELDS = {
     "args", "form", "values", "json", "data", "files", "cookies", "headers", "GET", "POST",
@@ -89,7 +107,7 @@ class Flow:
 
     level: int
     source: str = ""  # source kind, a key of SOURCE_CONFIDENCE
-    origin: str = ""  # "parameter `term`", "request.args", ...
+    origin: str = ""  # the source, kind first: "request data (request.args)", "parameter `term` (...)"
     how: str = ""  # "an f-string", "concatenation", ...
     var: str = ""  # the last variable the value went through
     line: int = 0  # where that variable was assigned
@@ -108,9 +126,18 @@ class Flow:
             return SOURCE_CONFIDENCE.get(self.source, 0.7)
         return UNKNOWN_CONFIDENCE if self.level == UNKNOWN else 0.0
 
+    @property
+    def weak(self) -> bool:
+        """Not evidence of attacker control on its own: untraced, or only a plain parameter."""
+        return self.level != TAINTED or self.source in WEAK_SOURCES
+
     def explain(self, sink: str) -> str:
-        """E.g. "parameter `term` reaches conn.execute() through concatenation into `query` (line 14)"."""
+        """E.g. "parameter `term` (caller-supplied, not known to be user input) reaches
+        conn.execute() through concatenation via `query` (line 14)": the origin names the
+        source kind."""
         if self.level == TAINTED:
+            text = f"{self.origin} reaches {sink}"
+        elif self.level == UNKNOWN and self.origin:
             text = f"{self.origin} reaches {sink}"
         elif self.level == UNKNOWN:
             text = f"a value not traced to a constant reaches {sink}"
@@ -136,8 +163,9 @@ def join(flows, how: str = "") -> Flow:
     for f in flows:
         chain |= f.chain
         built = built or f.built
-        if best is None or f.level > best.level:
-            best = f
+        if best is None or f.level > best.level or (
+                f.level == best.level == TAINTED and f.confidence > best.confidence):
+            best = f  # taint wins; among tainted values the strongest source kind
         if f.level == TAINTED:
             safe = f.safe_for if safe is None else safe & f.safe_for
     if best is None:
@@ -185,6 +213,51 @@ def request_field(node: ast.AST) -> str | None:
     return None
 
 
+def request_flow(field_name: str) -> Flow:
+    if field_name in ("request.files", "request.FILES"):
+        return Flow(TAINTED, "upload", f"an uploaded file ({field_name})")
+    return Flow(TAINTED, "request", f"request data ({field_name})")
+
+
+def environment_flow(key: ast.AST | None) -> Flow:
+    named = f" `{key.value}`" if isinstance(key, ast.Constant) and isinstance(key.value, str) else ""
+    return Flow(TAINTED, "environment", f"environment variable{named}")
+
+
+# cursor methods that return rows (DB-API, asyncpg, databases)
+_CURSOR_READS = {"fetchone", "fetchall", "fetchmany", "fetchval", "fetchrow", "fetch_one", "fetch_all",
+                 "fetch_val"}
+# ORM methods that return rows or model instances, when called on a query (below)
+_ORM_READS = {"get", "first", "one", "one_or_none", "all", "scalar", "scalars", "scalar_one",
+              "scalar_one_or_none", "get_or_404", "first_or_404", "one_or_404", "filter", "filter_by",
+              "values", "values_list", "latest", "earliest", "last", "in_bulk", "iterator"}
+# what makes a receiver chain a database query: ``Model.objects``, ``Model.query``,
+# ``session.query(...)``, ``session.execute(...)``, ``select(...)``
+_QUERY_ATTRS = {"objects", "query"}
+_QUERY_CALLS = {"query", "execute", "select", "filter", "filter_by", "order_by", "where", "scalars",
+                "raw", "exclude", "select_related", "prefetch_related", "annotate", "limit"}
+
+
+_DB_HANDLE = re.compile(r"(?i)(^|[._])(cur|cursor|conn|connection|db|database|session|engine)$")
+
+
+def database_read(func: ast.AST) -> str:
+    """"cur.fetchone()" when ``func`` reads rows back from a database, else ""."""
+    if not isinstance(func, ast.Attribute):
+        return ""
+    found = func.attr in _CURSOR_READS or func.attr in ("execute", "cursor") and bool(
+        _DB_HANDLE.search(ast.unparse(func.value)[-40:]))  # rows of a query, or a cursor over them
+    node = func.value
+    while not found and func.attr in _ORM_READS and isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
+        found = (isinstance(node, ast.Attribute) and node.attr in _QUERY_ATTRS
+                 or isinstance(node, ast.Call) and last_name(node.func) in _QUERY_CALLS)
+        node = node.func if isinstance(node, ast.Call) else node.value
+    if not found:
+        return ""
+    text = ast.unparse(func)
+    return (text if len(text) <= 60 else "..." + text[-57:]) + "()"
+
+
 @dataclass
 class Scope:
     """Per-name flow events of one function (or the module), in line order."""
@@ -216,8 +289,9 @@ class Scope:
 class Analyzer:
     """Answers "what may this expression hold here?" for one file."""
 
-    def __init__(self, tree: ast.Module, resolve) -> None:
+    def __init__(self, tree: ast.Module, resolve, test_file: bool = False) -> None:
         self.resolve = resolve  # callee qualname resolver of the file (aliases)
+        self.test_file = test_file  # test code: tests' and fixtures' parameters are test data
         self.module = Scope()
         self.scopes: dict[int, Scope] = {}
         self.routes: set[int] = set()
@@ -260,15 +334,24 @@ class Analyzer:
             p.arg in ("request", "req") for p in a.args[:2])
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
         params += [p for p in (a.vararg, a.kwarg) if p is not None]
+        # pytest hands a test or fixture its fixtures and parametrized values: data the test's
+        # author chose, not outside input
+        test_data = self.test_file and (getattr(func, "name", "").startswith("test") or any(
+            "fixture" in (dotted(d.func if isinstance(d, ast.Call) else d) or "")
+            for d in getattr(func, "decorator_list", ())))
         for p in params:
             if p.arg in ("self", "cls", "request", "req"):
                 continue
-            if routed:
+            if test_data:
+                f = Flow(UNKNOWN, "test-data", f"test parameter `{p.arg}` (a pytest fixture or "
+                         "parametrized value)", chain=frozenset({p.arg}))
+            elif routed:
                 f = Flow(TAINTED, "route-param", f"URL parameter `{p.arg}`", chain=frozenset({p.arg}))
             elif p.arg == "event" and "handler" in getattr(func, "name", ""):
-                f = Flow(TAINTED, "request", "the Lambda `event`", chain=frozenset({p.arg}))
+                f = Flow(TAINTED, "request", "request data (the Lambda `event`)", chain=frozenset({p.arg}))
             else:
-                f = Flow(TAINTED, "parameter", f"parameter `{p.arg}`", chain=frozenset({p.arg}))
+                f = Flow(TAINTED, "parameter", f"parameter `{p.arg}` (caller-supplied, not known to be "
+                         "user input)", chain=frozenset({p.arg}))
             scope.add(p.arg, func.lineno, f, False)
 
     def _build(self, body, scope: Scope, func, depth: int) -> None:
@@ -399,18 +482,17 @@ class Analyzer:
         if isinstance(node, ast.Attribute):
             field_name = request_field(node)
             if field_name:
-                kind = "upload" if field_name in ("request.files", "request.FILES") else "request"
-                return Flow(TAINTED, kind, field_name, chain=frozenset())
+                return request_flow(field_name)
             base = ev(node.value, scope, line, d)
             if base.level == TAINTED and node.attr == "filename" and base.source == "upload":
                 return replace(base, source="upload-name", origin="the client-chosen upload filename")
-            return base if base.level == TAINTED else UNKNOWN_FLOW
+            return base if base.level == TAINTED or base.source in _NAMED_UNKNOWN else UNKNOWN_FLOW
         if isinstance(node, ast.Subscript):
             name = dotted(node.value)
             if name in ("os.environ", "environ"):
-                return Flow(TAINTED, "environment", "environment variable")
+                return environment_flow(node.slice)
             if name == "sys.argv":
-                return Flow(TAINTED, "input", "command-line argument (sys.argv)")
+                return Flow(TAINTED, "argv", "command-line argument (sys.argv)")
             return ev(node.value, scope, line, d)
         if isinstance(node, ast.Call):
             return self._call(node, scope, line, d)
@@ -439,13 +521,15 @@ class Analyzer:
         ev = self._eval
         # sources
         if qual in ("input", "raw_input"):
-            return Flow(TAINTED, "input", "input()")
+            return Flow(TAINTED, "input", "user input (input())")
         if qual in ("os.getenv", "os.environ.get", "getenv", "environ.get"):
-            return Flow(TAINTED, "environment", "environment variable")
+            return environment_flow(node.args[0] if node.args else None)
         field_name = request_field(func)
         if field_name:
-            kind = "upload" if field_name in ("request.files", "request.FILES") else "request"
-            return Flow(TAINTED, kind, field_name)
+            return request_flow(field_name)
+        read = database_read(func)
+        if read:  # stored data, whoever chose the row
+            return Flow(UNKNOWN, DATABASE, f"a value read from the database ({read})")
         args = [ev(a, scope, line, d) for a in node.args]
         args += [ev(k.value, scope, line, d) for k in node.keywords]
         # sanitisers
@@ -463,7 +547,7 @@ class Analyzer:
         if name == "join" and qual.endswith("path.join"):
             return join(args, "os.path.join()")
         flow = join([receiver, *args])
-        if flow.level == TAINTED:
+        if flow.level == TAINTED or flow.source in _NAMED_UNKNOWN:
             return flow
         if name in _PURE and flow.level == CONSTANT:
             return CONST  # a pure function of constants

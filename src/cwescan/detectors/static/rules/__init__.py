@@ -2,6 +2,7 @@
 
 from cwescan.detectors.static.rules import (  # noqa: F401
     crypto,
+    debug,
     deserialization,
     files,
     injection,

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import TAINTED, UNKNOWN
+from cwescan.detectors.static.taint import TAINTED, UNKNOWN, last_name
 
 _PICKLE_MODULES = ("pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "jsonpickle",
                    "shelve", "joblib", "pandas", "pd", "numpy", "np", "torch", "keras")
@@ -33,8 +33,10 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** A pickle stream names callables to call while loading: loading attacker data runs
     attacker code (CWE-502).
 
-    **Confidence.** High when request data, a parameter, ``input()`` or the environment reaches
-    the data; medium when untraced (a file of unknown origin); none for constants.
+    **Confidence.** High when request data, ``input()`` or the environment reaches the data;
+    medium (one severity lower) when only a function parameter does or the data is untraced
+    (a file of unknown origin, a database value); none for constants and for a round trip
+    ``pickle.loads(pickle.dumps(x))``.
 
     **Example.**
 
@@ -68,13 +70,17 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     data = arg(call, 0, "data") or arg(call, 0, "file") or kwarg(call, "f") or kwarg(call, "filename")
     if data is None:
         return
+    made = ctx.assigned_value(data) or data
+    if isinstance(made, ast.Call) and last_name(made.func) == "dumps":
+        return  # a round trip of the program's own object (copying, or testing pickling)
     flow = ctx.flow(data)
     level = flow.level_for("deserialize")
     if level == TAINTED:
-        yield Hit(call, flow.explain(f"{qual}()"), flow.confidence)
+        yield ctx.hit(call, flow, flow.explain(f"{qual}()"))
     elif level == UNKNOWN:
-        yield Hit(call, f"{qual}() can run code while loading; the data is not traced to a "
-                        "trusted source", 0.5, lower_severity=True)
+        where = f": {flow.explain(qual + '()')}" if flow.origin else \
+            "; the data is not traced to a trusted source"
+        yield Hit(call, f"{qual}() can run code while loading{where}", 0.5, lower_severity=True)
 
 
 @rule("CWS502B", cwe="CWE-502", title="YAML loaded with an unsafe loader", severity="high",
@@ -159,7 +165,7 @@ def xml_untrusted(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow = ctx.flow(data)
     level = flow.level_for("xml")
     if level == TAINTED:
-        yield Hit(call, flow.explain(f"{qual}()"), min(flow.confidence, 0.8))
+        yield ctx.hit(call, flow, flow.explain(f"{qual}()"), min(flow.confidence, 0.8))
     elif level == UNKNOWN and qual.startswith("lxml") and kwarg(call, "parser") is None \
             and len(call.args) < 2:
         yield Hit(call, f"{qual}() with lxml's default parser on data not traced to a trusted "

@@ -79,7 +79,7 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if flow.source == "parameter":  # a library joining its caller's name into a path: often fine
         yield Hit(call, flow.explain(sink), 0.5, lower_severity=True)
     else:
-        yield Hit(call, flow.explain(sink), flow.confidence)
+        yield ctx.hit(call, flow, flow.explain(sink))
 
 
 @rule("CWS022B", cwe="CWE-22", title="Archive extracted without a member filter", severity="high",

@@ -52,8 +52,9 @@ def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Whoever controls the value can change the query: read other rows, bypass a login,
     drop tables (CWE-89).
 
-    **Confidence.** High when a parameter, a request field, ``input()`` or the environment
-    reaches the SQL text; medium when the value is not traced; no finding when the SQL text is
+    **Confidence.** High when a request field, ``input()`` or the environment reaches the SQL
+    text; lower, and one severity lower, when only a function parameter does (its callers may
+    pass trusted values) or the value is not traced (a database value); no finding when the SQL text is
     constant or the value went through ``int()``/``float()``. ``execute(sql, params)`` with a
     constant ``sql`` is a parameterised query and is never flagged.
 
@@ -96,7 +97,7 @@ _SQL_STATEMENT = re.compile(r"(?is)^\W*(select\s.+\sfrom\s|insert\s+into\s|updat
                             r"delete\s+from\s|replace\s+into\s)")
 
 
-def _leading_text(node: ast.AST) -> str:
+def leading_text(node: ast.AST) -> str:
     """The literal text a string-building expression starts with."""
     while True:
         if isinstance(node, ast.Constant):
@@ -138,7 +139,7 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         return
     if isinstance(node, ast.Call) and not isinstance(node.func, ast.Attribute):
         return
-    if not _SQL_STATEMENT.match(_leading_text(node)):
+    if not _SQL_STATEMENT.match(leading_text(node)):
         return
     if _reaches_execute(node, ctx):
         return  # CWS089 reports it where it is executed, with the same flow
@@ -147,7 +148,7 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     if level == 0:
         return
     if level == 2:
-        yield Hit(node, flow.explain("SQL statement text"), flow.confidence * 0.95)
+        yield ctx.hit(node, flow, flow.explain("SQL statement text"), flow.confidence * 0.95)
     elif not _BOUND_PARAMS.search(_strings_in(node)):
         yield Hit(node, "SQL statement text is built from a value not traced to a constant",
                   0.45, lower_severity=True)
@@ -178,7 +179,9 @@ def _reaches_execute(node: ast.AST, ctx: Context) -> bool:
 _SHELL_CALLS = {"os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4", "popen2.popen2",
                 "commands.getoutput", "commands.getstatusoutput", "subprocess.getoutput",
                 "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
-                "platform.popen", "pty.spawn"}
+                "platform.popen"}
+# run a program from an argument list, never through a shell
+_NO_SHELL = ("os.exec", "os.spawn", "os.posix_spawn", "pty.spawn", "asyncio.create_subprocess_exec")
 _SUBPROCESS = {"subprocess.Popen", "subprocess.call", "subprocess.run", "subprocess.check_call",
                "subprocess.check_output"}
 
@@ -188,7 +191,7 @@ _SUBPROCESS = {"subprocess.Popen", "subprocess.call", "subprocess.run", "subproc
              "create_subprocess_shell", "spawn", "Popen", "call", "run", "check_call", "check_output",
              "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe", "spawnl",
              "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn",
-             "posix_spawnp"})
+             "posix_spawnp", "create_subprocess_exec"})
 def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """A shell runs a command line that is not a constant.
 
@@ -199,8 +202,9 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Shell metacharacters in the value (``;``, ``|``, ``$()``) run further commands with
     the program's rights (CWE-78).
 
-    **Confidence.** High when a parameter, request field, ``input()``, ``sys.argv`` or the
-    environment reaches the command; medium when the command is not traced; none when it is
+    **Confidence.** High when a request field, ``input()``, ``sys.argv`` or the environment
+    reaches the command; lower, and one severity lower, when only a function parameter does or
+    the command is not traced (a database value); none when it is
     constant or each value went through ``shlex.quote``/``int()``. ``subprocess`` with an argument
     list and no shell is not flagged.
 
@@ -208,15 +212,20 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
         os.system("ping -c 1 " + host)
 
-    Without a shell, untrusted data choosing the *program* (``subprocess.run([cmd[0], ...])``,
-    ``os.execvp(prog, ...)``), a whole command string built from it, or the script of
-    ``["sh", "-c", x]`` is flagged too (taint only).
+    Without a shell, an argument list is not command injection: each item reaches the program
+    as one argument, whatever characters it holds, so data in the arguments is never flagged.
+    What is flagged (taint only): request data or ``input()`` choosing the *program*
+    (``subprocess.run([cmd[0], ...])``, ``os.execvp(prog, ...)``), a whole command string
+    formatted from tainted data, and the script of ``["sh", "-c", x]``, which is a shell
+    again. The command line (``sys.argv``) choosing the program is mostly the choice of whoever
+    runs it (a wrapper such as ``time``): 0.6, one severity lower. The environment choosing it
+    is not flagged.
 
     **Fix.** ``subprocess.run(["ping", "-c", "1", host], check=True)`` (no shell), or
     ``shlex.quote(host)`` when a shell is unavoidable.
     """
     qual = ctx.qualname(call) or ""
-    if qual in _SUBPROCESS or qual.startswith(("os.exec", "os.spawn", "os.posix_spawn")):
+    if qual in _SUBPROCESS or qual.startswith(_NO_SHELL):
         shell = kwarg(call, "shell")
         if shell is None or is_const(shell, False) or (isinstance(shell, ast.Constant) and not shell.value):
             yield from _no_shell(call, qual, ctx)
@@ -247,8 +256,9 @@ def code_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **Why.** Whoever controls the value runs arbitrary Python in the process (CWE-94/95).
 
-    **Confidence.** High when a parameter, request field, ``input()`` or the environment
-    reaches it; medium when untraced; none for constants. ``ast.literal_eval`` is the safe
+    **Confidence.** High when a request field, ``input()`` or the environment reaches it;
+    lower, and one severity lower, when only a function parameter does or it is untraced;
+    none for constants. ``ast.literal_eval`` is the safe
     replacement and is never flagged.
 
     **Example.**
@@ -281,30 +291,47 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
         args = call.args[1:] if qual.startswith("os.spawn") else call.args
     else:
         args = call.args
-    if not args:
+    first = args[0] if args else kwarg(call, "args")
+    if first is None or isinstance(first, ast.Starred):
         return
-    first = args[0]
+    listed = _argument_list(first, ctx)
     target = None
-    if isinstance(first, (ast.List, ast.Tuple)) and first.elts:
-        elts = first.elts
+    script = False
+    if listed is not None:
+        elts = listed.elts
+        if not elts:
+            return
         if (len(elts) >= 3 and isinstance(elts[0], ast.Constant) and elts[0].value in _SHELLS
                 and isinstance(elts[1], ast.Constant) and elts[1].value in ("-c", "/c")):
-            target = elts[2]
+            target, script = elts[2], True
         else:
-            target = elts[0]
-    elif qual.startswith(("os.exec", "os.spawn", "os.posix_spawn")) or not isinstance(first, ast.Name) \
-            or ctx.flow(first).built:
+            target = elts[0]  # the program; the other items are plain arguments
+    elif qual.startswith(_NO_SHELL) or not isinstance(first, ast.Name) or ctx.flow(first).built:
         target = first
-    if target is None or isinstance(target, ast.Constant):
+    if target is None or isinstance(target, (ast.Constant, ast.Starred)):
         return
     flow = ctx.flow(target)
     if flow.level_for("command") != 2 or flow.source == "environment":
         return
+    if flow.source == "argv":
+        # the command line choosing the program is mostly its user's own choice (a wrapper
+        # like `time` or `nohup`), dangerous when another program builds that command line
+        yield ctx.hit(call, flow, flow.explain(f"{qual}() as the program or its script"), 0.6,
+                      lower_severity=True)
+        return
     if flow.source == "parameter":
         # A wrapper running the program its caller names is the caller's choice; flag a
         # parameter only in a sh -c script or a command string formatted from it.
-        script = isinstance(first, (ast.List, ast.Tuple)) and target is not first.elts[0]
         formatted = target is first and flow.how in ("an f-string", "%-formatting", "str.format()")
         if not (script or formatted):
             return
-    yield Hit(call, flow.explain(f"{qual}() as the program or its script"), flow.confidence * 0.9)
+    yield ctx.hit(call, flow, flow.explain(f"{qual}() as the program or its script"), flow.confidence * 0.9)
+
+
+def _argument_list(expr: ast.AST, ctx: Context) -> ast.List | ast.Tuple | None:
+    """The argument-list literal ``expr`` is, starts with (``["git"] + extra``) or was last
+    assigned in the enclosing function; None when it is no list (a command string)."""
+    expr = ctx.assigned_value(expr) or expr
+    while isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+        expr = expr.left
+    return expr if isinstance(expr, (ast.List, ast.Tuple)) else None

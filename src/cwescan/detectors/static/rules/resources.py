@@ -44,8 +44,7 @@ def regex_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return
     flow = ctx.flow(pattern)
     if flow.level_for("regex") == TAINTED and flow.source != "environment" and not _escaped(pattern, ctx):
-        conf = flow.confidence if flow.source != "parameter" else 0.55
-        yield Hit(call, flow.explain(f"{qual}() as the pattern"), conf)
+        yield ctx.hit(call, flow, flow.explain(f"{qual}() as the pattern"))
 
 
 def _escaped(pattern: ast.AST, ctx: Context) -> bool:

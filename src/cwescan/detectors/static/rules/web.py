@@ -1,7 +1,8 @@
 """Web: XSS (CWE-79), open redirect (CWE-601), SSRF (CWE-918), CSRF (CWE-352).
 
-Our own rules except CWS079C, which calls Bandit's B701 (jinja2 autoescape) as is: Bandit
-has no taint-aware XSS, redirect, SSRF or CSRF check.
+Our own rules except CWS079C, which calls Bandit's B701 (jinja2 ``Environment`` autoescape) as
+is and adds ``aiohttp_jinja2.setup``: Bandit has no taint-aware XSS, redirect, SSRF or CSRF
+check, and no check of ``jinja2.Template`` (CWS079D).
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import Iterator
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import TAINTED, Flow, last_name
+from cwescan.detectors.static.rules.injection import leading_text
+from cwescan.detectors.static.taint import TAINTED, Flow, dotted, last_name
+from cwescan.core.testcode import is_test_path
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*[^<>]*>|<\s*[a-zA-Z]+\b")
 _WEB_SOURCES = ("request", "route-param", "upload", "upload-name", "input")
@@ -30,8 +33,9 @@ def markup_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Marking text safe turns off auto-escaping: a ``<script>`` in it runs in the
     victim's browser (CWE-79). A template string from user data is also template injection.
 
-    **Confidence.** High for request data, parameters, ``input()``; medium when untraced; none
-    for constants or values passed through ``escape()``.
+    **Confidence.** High for request data and ``input()``; lower, and one severity lower, for a
+    plain function parameter or an untraced value; none for constants or values passed through
+    ``escape()``.
 
     **Example.**
 
@@ -103,7 +107,7 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         flow = ctx.flow(node)
         where = "an HTML string"
     if flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
-        yield Hit(node, flow.explain(where), flow.confidence)
+        yield ctx.hit(node, flow, flow.explain(where))
 
 
 def _html_names(node: ast.AST, ctx: Context) -> bool:
@@ -123,26 +127,87 @@ def _targets(node, name: str) -> bool:
 
 
 @rule("CWS079C", cwe="CWE-79", title="Jinja2 autoescape disabled", severity="high",
-      calls={"Environment"}, bandit=("B701",))
+      calls={"Environment", "setup"}, bandit=("B701",))
 def jinja_autoescape(call: ast.Call, ctx: Context) -> Iterator[Hit]:
-    """A Jinja2 ``Environment`` without HTML auto-escaping (delegates to Bandit B701).
+    """A Jinja2 ``Environment`` without HTML auto-escaping (delegates to Bandit B701), or
+    ``aiohttp_jinja2.setup(..., autoescape=False)``.
 
     **What.** ``jinja2.Environment(...)`` with ``autoescape=False`` or without ``autoescape``
-    (Jinja2's default is off). Bandit's B701 does this check; this rule runs it and reports it
-    under CWE-79.
+    (Jinja2's default is off). Bandit's B701 does this check; this rule runs it. Also
+    ``aiohttp_jinja2.setup(app, loader=..., autoescape=False)``, which Bandit misses
+    (aiohttp-jinja2's own default is on, so only an explicit ``False`` is flagged).
+
+    **CWE.** Bandit files B701 under CWE-94; the weakness is missing output escaping, whose
+    consequence is cross-site scripting: cwescan reports CWE-79 (CWE-116, improper encoding of
+    output, is its cause), as do its other XSS rules.
 
     **Why.** Every ``{{ value }}`` is inserted raw into the HTML (CWE-79).
 
     **Example.**
 
         env = jinja2.Environment(loader=FileSystemLoader("templates"))
+        aiohttp_jinja2.setup(app, loader=jinja2.FileSystemLoader("t"), autoescape=False)
 
-    **Fix.** ``Environment(..., autoescape=select_autoescape())``.
+    **Fix.** ``Environment(..., autoescape=select_autoescape())``; leave aiohttp-jinja2's
+    ``autoescape`` at its default (on).
     """
+    if last_name(call.func) == "setup":
+        if (ctx.qualname(call) or "").startswith("aiohttp_jinja2.") and is_const(kwarg(call, "autoescape"), False):
+            yield Hit(call, "aiohttp_jinja2.setup() with autoescape=False inserts every {{ value }} "
+                            "into the page unescaped", 0.8)
+        return
     issue = ctx.bandit("B701", call)
     if issue is not None:
         yield Hit(call, f"{issue.text} (Bandit {issue.test_id or 'B701'})",
                   CONFIDENCE.get(str(issue.confidence), 0.6))
+
+
+@rule("CWS079D", cwe="CWE-79", title="Jinja2 Template built without autoescape", severity="high",
+      calls={"Template"})
+def jinja_template_autoescape(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """``jinja2.Template(source)`` without ``autoescape=True``.
+
+    **What.** The ``jinja2.Template`` constructor makes a template with its own environment,
+    whose auto-escaping is off unless ``autoescape=True`` (or ``select_autoescape(...)``) is
+    passed. Bandit's B701 checks ``Environment`` only.
+
+    **Why.** Rendered as HTML, every ``{{ value }}`` goes into the page raw: a ``<script>`` in
+    it runs in the victim's browser (CWE-79).
+
+    **Confidence.** 0.75 when the template text is HTML (a literal with tags, directly or via
+    the variable passed); 0.5 and one severity lower otherwise: plain-text templates (e-mails,
+    configuration files) need no HTML escaping. ``string.Template`` and other engines are not
+    flagged.
+
+    **Example.**
+
+        page = jinja2.Template("<p>Hello {{ name }}</p>").render(name=name)
+
+    **Fix.** ``jinja2.Template(source, autoescape=True)``, or load templates from an
+    ``Environment(autoescape=select_autoescape())``.
+    """
+    qual = ctx.qualname(call) or ""
+    if qual not in ("jinja2.Template", "jinja2.environment.Template"):
+        return
+    escape = kwarg(call, "autoescape")
+    if escape is not None and not is_const(escape, False):
+        return  # True, select_autoescape(...) or a setting decided at run time
+    source = arg(call, 0, "source")
+    html = source is not None and (_html_literal(source) or (
+        isinstance(source, ast.Name) and _html_assigned(source.id, ctx)))
+    state = "autoescape=False" if escape is not None else "no autoescape (off by default)"
+    if html:
+        yield Hit(call, f"{ast.unparse(call.func)}() renders HTML with {state}: values go into the page "
+                        "unescaped", 0.75)
+    else:
+        yield Hit(call, f"{ast.unparse(call.func)}() with {state}: values are inserted unescaped if "
+                        "the output is HTML", 0.5, lower_severity=True)
+
+
+def _html_assigned(name: str, ctx: Context) -> bool:
+    scope = ctx.func if ctx.func is not None else ctx.tree
+    return any(_html_literal(n.value) for n in ast.walk(scope)
+               if isinstance(n, ast.Assign) and _targets(n, name))
 
 
 _REDIRECTS = {"redirect", "HttpResponseRedirect", "HttpResponsePermanentRedirect",
@@ -205,6 +270,13 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     check that rejects other URLs (``if urlparse(url).hostname not in ALLOWED: raise``) clears
     the taint.
 
+    **Test clients are not sinks.** Framework test clients call the application in process,
+    not the network: Flask's ``app.test_client()`` (and ``with app.test_client() as c``),
+    Werkzeug's and Django's ``Client``, Django ``TestCase``'s ``self.client``, DRF's
+    ``APIClient``, Starlette/FastAPI's ``TestClient``, and in test files a pytest fixture
+    parameter named like ``client``. In test files, a request to a fixed ``localhost`` /
+    ``127.0.0.1`` URL is not flagged either.
+
     **Example.**
 
         url = request.args.get("url")
@@ -221,37 +293,112 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         pass
     else:
         return
+    if isinstance(func, ast.Attribute) and _test_client(func.value, ctx):
+        return  # calls the application in process, not the network
     name = last_name(func)
-    url = arg(call, 1, "url") if name == "request" else arg(call, 0, "url")
+    # request(method, url); requests.Request(method, url) too, unlike urllib's Request(url)
+    takes_method = name == "request" or name == "Request" and qual.startswith("requests.")
+    url = arg(call, 1, "url") if takes_method else arg(call, 0, "url")
     if url is None or isinstance(url, ast.Constant):
         return
     flow: Flow = ctx.flow(url)
     if flow.level_for("url") != TAINTED:
         return
+    if is_test_path(ctx.path) and _LOOPBACK_URL.match(leading_text(_url_value(url, ctx))):
+        return  # a test talking to the server it started
     if _fixed_host(url, ctx):  # partial SSRF: the data picks a path on a fixed server
         yield Hit(call, flow.explain(f"the path of a fixed-host URL in {ast.unparse(func)}()"),
                   0.45, lower_severity=True)
     else:
-        yield Hit(call, flow.explain(f"{ast.unparse(func)}()"), flow.confidence)
+        yield ctx.hit(call, flow, flow.explain(f"{ast.unparse(func)}()"))
 
 
 _DB_SESSION = re.compile(r"(?i)(db|database|sql|orm)\w*\.session$|^(db_)?session\.query")
 _FIXED_HOST = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://[^/?#{}%]+[/?#]")
+# a URL on this machine, whatever port follows (often a placeholder)
+_LOOPBACK_URL = re.compile(r"(?i)^[a-z][a-z0-9+.-]*://(localhost|127(\.\d+){3}|\[::1\]|0\.0\.0\.0)([:/?#]|$)")
+
+# callables that make an in-process test client of a web application
+_TEST_CLIENT_CALLS = {"test_client", "TestClient", "FlaskClient", "APIClient", "QuartClient"}
+_TEST_CLIENT_CLASSES = {"django.test.Client", "django.test.AsyncClient", "django.test.client.Client",
+                        "werkzeug.test.Client", "werkzeug.Client", "rest_framework.test.APIClient",
+                        "starlette.testclient.TestClient", "fastapi.testclient.TestClient"}
+_TEST_NAME = re.compile(r"(?i)test_?client")
+
+
+def _test_client(receiver: ast.AST, ctx: Context) -> bool:
+    """``receiver`` is a framework's in-process test client (see CWS918's docs)."""
+    text = ast.unparse(receiver)
+    if _TEST_NAME.search(text):
+        return True
+    if isinstance(receiver, ast.Call):
+        return _makes_test_client(receiver, ctx)
+    name = dotted(receiver)
+    if name is None:
+        return False
+    cls = _enclosing_class(ctx)
+    if name == "self.client" and (is_test_path(ctx.path) or cls is not None and any(
+            (dotted(b) or "").endswith(("TestCase", "TestBase")) for b in cls.bases)):
+        return True  # django.test.TestCase and its kin give every test self.client
+    scopes = [f for f in reversed(ctx.funcs)] + [ctx.tree]
+    if name.startswith("self."):
+        scopes = [cls] if cls is not None else []  # setUp() or __init__ assigns it
+    for scope in scopes:
+        for value in _bound_values(scope, name):
+            if isinstance(value, ast.Call) and _makes_test_client(value, ctx):
+                return True
+    # a pytest fixture: a test function's parameter named like a client
+    return (is_test_path(ctx.path) and isinstance(receiver, ast.Name) and "client" in name.lower()
+            and any(receiver.id in {a.arg for a in (*f.args.posonlyargs, *f.args.args, *f.args.kwonlyargs)}
+                    for f in ctx.funcs))
+
+
+def _makes_test_client(call: ast.Call, ctx: Context) -> bool:
+    return (last_name(call.func) in _TEST_CLIENT_CALLS or (ctx.qualname(call) or "") in _TEST_CLIENT_CLASSES)
+
+
+def _bound_values(scope: ast.AST, name: str) -> Iterator[ast.AST]:
+    """Values ``name`` (a variable or ``self.attr``) is assigned or bound by ``with ... as`` in
+    ``scope``, not looking into nested functions (their names are their own) unless ``scope``
+    is a class (``self.attr`` is set in any of its methods)."""
+    for n in _walk_scope(scope, into_functions=isinstance(scope, ast.ClassDef)):
+        if isinstance(n, ast.Assign):
+            if any(dotted(t) == name for t in n.targets):
+                yield n.value
+        elif isinstance(n, (ast.With, ast.AsyncWith)):
+            for item in n.items:
+                if item.optional_vars is not None and dotted(item.optional_vars) == name:
+                    yield item.context_expr
+
+
+def _walk_scope(scope: ast.AST, into_functions: bool) -> Iterator[ast.AST]:
+    stack = list(ast.iter_child_nodes(scope))
+    while stack:
+        n = stack.pop()
+        yield n
+        if into_functions or not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(n))
+
+
+def _enclosing_class(ctx: Context) -> ast.ClassDef | None:
+    """The class whose method holds the node being checked."""
+    if not ctx.funcs:
+        return None
+    method = ctx.funcs[0]
+    for cls in ast.walk(ctx.tree):
+        if isinstance(cls, ast.ClassDef) and method in cls.body:
+            return cls
+    return None
 
 
 def _fixed_host(url: ast.AST, ctx: Context) -> bool:
     """The URL starts with a constant scheme://host/, so data only reaches its path or query."""
-    from cwescan.detectors.static.rules.injection import _leading_text
+    return bool(_FIXED_HOST.match(leading_text(_url_value(url, ctx))))
 
-    if isinstance(url, ast.Name) and ctx.func is not None:
-        for n in ast.walk(ctx.func):
-            if isinstance(n, ast.Assign) and _targets(n, url.id) and n.lineno <= url.lineno:
-                url_value = n.value
-                break
-        else:
-            return False
-        url = url_value
-    return bool(_FIXED_HOST.match(_leading_text(url)))
+
+def _url_value(url: ast.AST, ctx: Context) -> ast.AST:
+    """The expression a URL variable was last assigned before its use, else ``url`` itself."""
+    return ctx.assigned_value(url) or url
 
 
 @rule("CWS352", cwe="CWE-352", title="CSRF protection disabled for a view", severity="high",

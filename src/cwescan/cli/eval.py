@@ -1,0 +1,172 @@
+"""`cwescan eval`: score detectors side by side on labelled records."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from pathlib import Path
+
+import typer
+
+
+
+def _fail(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def eval_cmd(
+    records: list[Path] = typer.Option(None, "--records", help="JSONL file or folder of *.jsonl (repeatable)."),
+    split: str = typer.Option(None, help="Part of the committed split: test, validation or train (default: test)."),
+    detector: list[str] = typer.Option(["static"], "--detector", help="static, bandit, slm, encoder (repeatable)."),
+    precision: str = typer.Option(None, help="Model detectors: fp32, bf16, int8 or int4."),
+    device: str = typer.Option(None, help="Model detectors: cpu or cuda."),
+    slm_model: str = typer.Option(None, "--slm-model", help="SLM adapter: smollm2 (default), qwen, or an adapter folder."),
+    out: Path = typer.Option(Path("out/eval"), help="Folder for metrics.json, report.md and the plots."),
+    limit: int = typer.Option(0, help="Evaluate a deterministic sample of N records (0: all)."),
+    perturb: bool = typer.Option(False, help="Also measure verdict flips under semantics-preserving rewrites."),
+    batch_size: int = typer.Option(64, help="Records per detector call."),
+    update_doc: Path = typer.Option(None, help="Rewrite the eval-table block of this markdown file (e.g. docs/EVALUATION.md)."),
+    negatives: Path = typer.Option(None, help="A negatives corpus (`cwescan data negatives`): also report precision at "
+                                   "1 % prevalence and false alarms per 1,000 lines on its held-out (test) packages."),
+    negatives_limit: int = typer.Option(0, help="Score a deterministic sample of N corpus units (0: all)."),
+) -> None:
+    """Evaluate detectors on labelled records: binary, ranking, CWE-typed, line, pairwise and
+    calibration metrics, per source and per CWE; with --negatives, the realistic-prevalence view."""
+    # Long because of its typer options; the body builds detectors and calls the runner.
+    from cwescan.data.records import DataError, default_data_dir, load_records
+    from cwescan.data.split import load_part, manifest_hash
+    from cwescan.detectors import REGISTRY, create_detectors
+    from cwescan.evaluate.report import main_table, update_doc as rewrite_doc, write_outputs
+    from cwescan.evaluate.runner import perturbed_variants, run_detector, sample
+
+    if records and split:
+        _fail("give --records or --split, not both")
+    unknown = [d for d in detector if d not in REGISTRY]
+    if unknown:
+        _fail(f"unknown detector {unknown[0]!r}; choose from {', '.join(REGISTRY)}")
+    # the command as given, rebuilt from the options so reports say how to reproduce them
+    argv = [a for p in records or [] for a in ("--records", str(p))]
+    argv += ["--split", split] if split else []
+    argv += [a for d in detector for a in ("--detector", d)]
+    for flag, value in (("--precision", precision), ("--device", device), ("--slm-model", slm_model),
+                        ("--limit", limit or None)):
+        argv += [flag, str(value)] if value else []
+    argv += ["--perturb"] if perturb else []
+    argv += ["--negatives", str(negatives)] if negatives else []
+    argv += ["--negatives-limit", str(negatives_limit)] if negatives_limit else []
+    meta: dict = {"command": shlex.join(["cwescan", "eval", *argv])}
+    try:
+        if records:
+            recs = load_records(records)
+            meta["input"] = ", ".join(str(p) for p in records)
+        else:
+            part = split or "test"
+            recs = load_part(part)
+            meta["input"] = f"the {part} part of the split"
+            meta["data_dir"] = str(default_data_dir())
+            meta["split"] = part
+            meta["manifest_hash"] = manifest_hash()
+    except DataError as e:
+        _fail(str(e))
+    recs = sample(recs, limit or None)
+    if not recs:
+        _fail("no records to evaluate")
+    meta["records"] = len(recs)
+
+    perturbations = None
+    if perturb:
+        try:
+            from cwescan.evaluate.perturb import PERTURBATIONS
+        except ModuleNotFoundError:
+            _fail("--perturb needs cwescan.evaluate.perturb (PERTURBATIONS), which is not available yet")
+        perturbations = perturbed_variants(recs, PERTURBATIONS)  # once, shared by the detectors
+
+    runs, dets = {}, {}
+    t_all = time.perf_counter()
+    for name in dict.fromkeys(detector):  # each once, in the order given
+        label = name
+        if name == "slm" and slm_model:
+            label = "slm" if slm_model == "smollm2" else f"slm-{Path(slm_model).name}"
+        try:
+            # the same detectors, options and default precision as `cwescan scan`
+            [det] = create_detectors([name], precision, slm_model, device)
+        except KeyError as e:
+            _fail(str(e.args[0]))
+        except ModuleNotFoundError as e:
+            _fail(f"detector {name!r} is not available: {e}")
+        except Exception as e:  # noqa: BLE001 - e.g. a model not trained yet or failing its hash check
+            _fail(f"cannot load detector {name!r}: {type(e).__name__}: {e}")
+        run = run_detector(label, det, recs, batch_size, perturbations)
+        runs[label] = run
+        dets[label] = det
+        typer.echo(
+            f"{label}: {len(recs)} records in {run.seconds:.1f} s "
+            f"({len(recs) / max(run.seconds, 1e-9):.1f} records/s)" + (f", {run.errors} errors" if run.errors else ""),
+            err=True,
+        )
+    realistic = None
+    if negatives:
+        from cwescan.data.negatives import NegativesError
+        from cwescan.evaluate.prevalence import negatives_table, negatives_view
+
+        try:
+            realistic = negatives_view(runs, recs, negatives, negatives_limit, batch_size, dets)
+        except (DataError, NegativesError) as e:
+            _fail(str(e))
+    meta["seconds"] = round(time.perf_counter() - t_all, 2)
+    written = write_outputs(recs, runs, meta, out)
+    if realistic is not None:
+        from cwescan.evaluate.prevalence import write_pr_plot
+
+        (out / "realistic.json").write_text(json.dumps(realistic, indent=1) + "\n")
+        write_pr_plot(realistic, out / "realistic_pr.png")
+        written += [out / "realistic.json", out / "realistic_pr.png"]
+        typer.echo(negatives_table(realistic))
+    typer.echo(main_table(runs))
+    typer.echo(f"total {meta['seconds']:.1f} s; wrote " + ", ".join(str(p) for p in written))
+    if update_doc:
+        rewrite_doc(update_doc, runs, meta)
+        typer.echo(f"updated the eval table in {update_doc}")
+
+
+def eval_slm_cmd(
+    part: str = typer.Option("test", help="Part of the split: train, validation or test."),
+    precision: str = typer.Option(None, help="fp32, bf16, int8 or int4 (default: as `cwescan scan`)."),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    model: str = typer.Option(None, help="Adapter folder (default: the shipped one)."),
+    batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
+    limit: int = typer.Option(0, help="Evaluate on a sample of N records (0: all)."),
+    out: Path = typer.Option(Path("out/eval-slm"), help="Where the outputs go."),
+) -> None:
+    """Evaluate the SLM on one part of the split the way `cwescan eval` does, and count the
+    parse rate of its constrained answers over every unit of that part."""
+    from cwescan.evaluate.slm_part import evaluate_slm_part
+
+    evaluate_slm_part(part, precision, device, model, batch_size, limit, out)
+
+
+def eval_mix_cmd(
+    negatives: Path = typer.Option(..., help="A negatives corpus built by `cwescan data negatives`."),
+    out: Path = typer.Option(..., help="Score file to write (JSON)."),
+    model: str = typer.Option(None, help="SLM adapter folder (default: the shipped one)."),
+    part: list[str] = typer.Option(["validation", "test"], "--part", help="Parts to score (repeatable)."),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    precision: str = typer.Option("bf16", help="fp32, bf16, int8 or int4"),
+    batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
+) -> None:
+    """Score the SLM on the realistic mix (labelled parts + negatives corpus parts) into one file,
+    the input of `cwescan train calibrate`."""
+    from cwescan.evaluate.mix_scores import score_mix
+
+    command = shlex.join(["cwescan", "eval-mix", "--negatives", str(negatives), "--out", str(out),
+                          *(["--model", model] if model else []), *[a for p in part for a in ("--part", p)],
+                          "--device", device, "--precision", precision])
+    score_mix(negatives, model, part, device, precision, batch_size, out, command)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(eval_cmd)
+    app.command("eval-slm")(eval_slm_cmd)
+    app.command("eval-mix")(eval_mix_cmd)

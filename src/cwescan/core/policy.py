@@ -1,0 +1,38 @@
+"""How a model's opinion becomes what a scan shows: the thresholds of the decision policy.
+
+The policy itself (second opinion on rule findings, model-only findings, CWE, severity and
+line) is applied in ``cwescan.scan.combine``; the numbers come from each model's card."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
+
+MODEL_ONLY_MAX_SEVERITY = "medium"  # a model alone is a lead, never a CI failure at the default --fail-on
+
+
+@dataclass(frozen=True)
+class DecisionPolicy:
+    """How a model's opinion becomes what a user sees. Each threshold applies to the model's
+    P(vulnerable) (or to its CWE / line confidences) and comes from the model card's
+    ``policy`` section, where the card says how it was chosen (precision targets on a validation
+    mix at realistic prevalence). The defaults are conservative for a card without one."""
+
+    model_only: float = 0.97  # a finding with no rule evidence in its unit is shown from here
+    safe: float = 0.05  # at or below: the model's "safe" lowers a rule finding below display
+    vulnerable: float = 0.5  # at or above (same CWE family): the model's "vulnerable" raises it
+    cwe_head: float = 0.8  # the model's CWE is reported only from this CWE confidence
+    line: float = 0.6  # the model's line is pointed at only from this line confidence
+    display: float = DEFAULT_MIN_CONFIDENCE
+    chosen: str = "conservative defaults (the model card has no policy)"
+
+    @classmethod
+    def from_card(cls, card: dict) -> DecisionPolicy:
+        section = card.get("policy") or {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(section) - known - {"prevalence", "metrics"})
+        if unknown:
+            raise ValueError(f"model card policy: unknown keys {', '.join(unknown)}")
+        return cls(**{k: v for k, v in section.items() if k in known})

@@ -1,0 +1,23 @@
+"""Facts about the running process that reports and benchmarks print."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def peak_rss_mb() -> float | None:
+    """This process's peak resident set in MiB. /proc's VmHWM belongs to the current address
+    space; getrusage's ru_maxrss is only the fallback because a spawned child inherits the
+    parent's high-water mark across fork + exec. None where neither is available."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, OSError):
+        return None

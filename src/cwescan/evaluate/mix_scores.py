@@ -1,0 +1,112 @@
+"""Score an SLM adapter on the realistic mix: the labelled validation and test parts plus the
+validation and test parts of the negatives corpus, and write every score to one JSON file.
+
+Thresholds, calibration and the realistic-prevalence metrics are computed from this file
+(``cwescan.evaluate.prevalence``), so the expensive part runs once, on whatever machine has the
+accelerator, and everything after it is reproducible from the file on any machine:
+
+    cwescan eval-mix --model src/cwescan/models/slm --negatives NEG --device cuda --out scores.json
+    (the same as python3 -m cwescan.evaluate.mix_scores ..., which the GPU chain runs)
+
+Labelled records are scored with ``detect`` at threshold 0, so every unit also gets its decoded
+CWE, the CWE path's probability and a line (the inputs of the CWE-head threshold); corpus units
+are scored only (P(vulnerable) of their most suspicious window).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+
+def score_labelled(det, records) -> list[dict]:
+    """One row per record: labels, the record score (max over its units) and the CWE, CWE
+    confidence and line of its top unit."""
+    from cwescan.core.units import parse_source
+
+    rows = []
+    for start in range(0, len(records), 256):
+        batch = records[start : start + 256]
+        units = [u for r in batch for u in parse_source(r.id, r.code).units]
+        findings = det.detect(units)
+        top: dict[str, object] = {}
+        for f in findings:
+            if f.detector != "slm":
+                continue
+            best = top.get(f.path)
+            if best is None or f.confidence > best.confidence:
+                top[f.path] = f
+        for r in batch:
+            f = top.get(r.id)
+            rows.append({
+                "id": r.id, "vulnerable": r.vulnerable, "cwes": r.cwes, "lines": r.lines,
+                "score": f.confidence if f else 0.0, "cwe": f.cwe if f else None,
+                "cwe_confidence": f.extra.get("cwe_confidence") if f else None, "line": f.start_line if f else None,
+                "code_lines": len(r.code.split("\n")),
+            })
+    return rows
+
+
+def score_negatives(det, records) -> list[dict]:
+    from cwescan.core.units import parse_source
+
+    files = [parse_source(r.id, r.code) for r in records]
+    units = [u for f in files for u in f.units]
+    scores = det.score(units)
+    rows, k = [], 0
+    for r, f in zip(records, files, strict=True):
+        s = scores[k : k + len(f.units)]
+        k += len(f.units)
+        rows.append({"id": r.id, "score": max(s, default=0.0), "code_lines": len(r.code.split("\n"))})
+    return rows
+
+
+def score_mix(negatives: Path, model: str | None = None, parts=("validation", "test"), device: str = "cpu",
+              precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "") -> dict:
+    """Score the labelled parts and the corpus parts with one adapter; write JSON to ``out``."""
+    from cwescan.data.negatives import manifest_digest, read_manifest
+    from cwescan.data.records import load_records
+    from cwescan.data.split import load_part, manifest_hash
+    from cwescan.detectors.slm import SLMDetector
+
+    det = SLMDetector(precision=precision, device=device, model=model, threshold=0.0,
+                      batch_size=batch_size or (16 if device == "cpu" else 128))
+    negatives = Path(negatives)
+    manifest = read_manifest(negatives)
+    result = {"command": command, "adapter": str(det.adapter_dir), "adapter_files": det.card.get("files"),
+              "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
+              "precision": precision, "device": device, "labelled": {}, "negatives": {}, "seconds": {}}
+    for part in parts:
+        t0 = time.perf_counter()
+        result["labelled"][part] = score_labelled(det, load_part(part))
+        result["negatives"][part] = score_negatives(det, load_records(negatives / f"{part}.jsonl"))
+        result["seconds"][part] = round(time.perf_counter() - t0, 1)
+        print(f"{part}: {len(result['labelled'][part])} records, {len(result['negatives'][part])} negative units, "
+              f"{result['seconds'][part]} s", flush=True)
+    if out:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result) + "\n")
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import sys
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default=None, help="adapter folder (default: the shipped one)")
+    ap.add_argument("--negatives", type=Path, required=True, help="folder built by `cwescan data negatives`")
+    ap.add_argument("--parts", nargs="+", default=["validation", "test"])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="bf16")
+    ap.add_argument("--batch-size", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    command = "python3 -m cwescan.evaluate.mix_scores " + " ".join(sys.argv[1:] if argv is None else argv)
+    return score_mix(a.negatives, a.model, a.parts, a.device, a.precision, a.batch_size, a.out, command)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Run a torch model at a chosen numeric precision, and the default precision per detector.
+
+``apply_precision(model, precision, device)`` converts an already loaded float model (after any
+LoRA merge) in place and returns it:
+
+- ``fp32``: float32 weights and compute (the reference).
+- ``bf16``: bfloat16 weights and compute. On CPUs with AMX / AVX512-BF16 this is the fast path
+  (a 2048² bf16 GEMM ran ~14x faster than fp32 on the development machine).
+- ``fp16``: float16 (GPU only; CPU float16 matmuls are slow).
+- ``int8``: on CPU, ``torch.ao`` dynamic quantization of every ``nn.Linear`` (int8 weights, int8
+  activations quantized per batch, fbgemm kernels), compute otherwise fp32. Measured on SmolLM2-135M
+  (2 cores, batch 8 x 256 tokens): torch.ao dynamic 1,169 tok/s vs torchao
+  Int8DynamicActivationInt8Weight 807 tok/s and torchao Int8WeightOnly (bf16) 2,393 tok/s, so
+  torch.ao dynamic is the int8 (weights *and* activations) path kept here. On CUDA: torchao
+  Int8WeightOnly on bf16.
+- ``int4``: 4-bit weight-only, group size 32, bf16 compute. torchao 0.18's ``Int4WeightOnlyConfig``
+  has no CPU kernel (needs the ``mslk`` package or CUDA), so on CPU this uses torchao's
+  ``IntxWeightOnlyConfig(weight_dtype=torch.int4)``: weights hold int4 values (stored one per
+  int8 byte, with bf16 group scales) and are dequantized inside the matmul. On CUDA it uses
+  ``Int4WeightOnlyConfig`` (tile-packed layout, torch's tinygemm kernel).
+
+A precision that cannot run where it was asked raises ``PrecisionUnavailable`` saying why.
+
+``tune_cpu_allocator()`` (called by ``apply_precision`` for CPU models): glibc hands every
+allocation over 128 KiB-32 MiB back to the kernel when freed, so each activation tensor of a
+forward pass was mapped and page-faulted afresh (430,000 minor faults per SLM batch of 16 x 300
+tokens); raising the mmap and trim thresholds keeps that memory in the heap for reuse:
+bf16 forward 2,400 -> 3,250 tokens/s, no more faults after the first batch.
+
+``default_precision(detector)`` reads ``models/precision.json``, written by ``cwescan bench
+models`` from measurements: the fastest precision that lost at most one F1 point against fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+from cwescan.core.precisions import PRECISIONS
+
+PRECISION_FILE = Path(__file__).parents[1] / "models" / "precision.json"
+INT4_GROUP_SIZE = 32
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` itself when it is one of PRECISIONS; else a ValueError naming the choices."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return precision
+
+
+class PrecisionUnavailable(RuntimeError):
+    """The requested precision has no working kernel on this device / software stack."""
+
+
+def quiet_torchao():
+    """Import torchao's quantization API without its noise about optional CUDA extensions."""
+    import logging
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import torchao.quantization as q
+        except Exception as e:  # noqa: BLE001 - missing or broken install: say so
+            raise PrecisionUnavailable(f"torchao is not importable ({type(e).__name__}: {e})") from e
+    return q
+
+
+def _float_only(model) -> None:
+    import torch
+
+    for name, p in model.named_parameters():
+        if not p.dtype.is_floating_point:
+            raise PrecisionUnavailable(f"parameter {name} is {p.dtype}; apply_precision needs a float model")
+    del torch
+
+
+_ALLOCATOR_TUNED = False
+
+
+def tune_cpu_allocator(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2**30) -> bool:
+    """Keep freed tensor memory in the process heap for reuse (glibc ``mallopt``; see the
+    module docstring). Process-wide, once; False where the C library is not glibc."""
+    global _ALLOCATOR_TUNED
+    if _ALLOCATOR_TUNED:
+        return True
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    # the trim threshold first: setting the mmap threshold turns glibc's dynamic tuning off
+    _ALLOCATOR_TUNED = bool(mallopt(m_trim_threshold, trim_threshold)) and bool(mallopt(m_mmap_threshold, mmap_threshold))
+    return _ALLOCATOR_TUNED
+
+
+def release_free_memory() -> bool:
+    """Hand the heap's free memory back to the kernel (glibc ``malloc_trim``). The thresholds
+    above keep freed activations for reuse inside a scoring call, but across a scan the heap
+    only grew (batches of new shapes fit no freed block): the SLM stage of a cold 1,000-file
+    scan peaked at 5.7 GB RSS. Called after each scoring call, it costs one round of page faults
+    per call, not per forward pass. False where the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
+
+
+def apply_precision(model, precision: str, device: str = "cpu"):
+    """Convert ``model`` (a float ``nn.Module`` in eval mode) to ``precision`` on ``device``.
+
+    The model is modified in place and returned (the dynamic-int8 path returns a new module)."""
+    import torch
+
+    precision = (precision or "fp32").lower()
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    device = str(device)
+    on_cuda = device.startswith("cuda")
+    if on_cuda and not torch.cuda.is_available():
+        raise PrecisionUnavailable(f"device {device!r} requested but torch sees no CUDA device")
+    _float_only(model)
+    model.eval()
+    if not on_cuda:
+        tune_cpu_allocator()
+
+    if precision == "fp32":
+        return model.to(device=device, dtype=torch.float32)
+    if precision == "bf16":
+        return model.to(device=device, dtype=torch.bfloat16)
+    if precision == "fp16":
+        if not on_cuda:
+            raise PrecisionUnavailable("fp16 is GPU-only here: CPU float16 matmuls have no fast kernel; use bf16")
+        return model.to(device=device, dtype=torch.float16)
+
+    if precision == "int8":
+        if on_cuda:
+            q = quiet_torchao()
+            model = model.to(device=device, dtype=torch.bfloat16)
+            q.quantize_(model, q.Int8WeightOnlyConfig(), filter_fn=gpu_quant_filter)
+            return model
+        model = model.to(device="cpu", dtype=torch.float32)
+        if "fbgemm" in torch.backends.quantized.supported_engines:
+            torch.backends.quantized.engine = "fbgemm"
+        with warnings.catch_warnings():  # torch.ao.quantization is deprecated in favour of torchao
+            warnings.simplefilter("ignore")
+            return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=False)
+
+    # int4
+    q = quiet_torchao()
+    model = model.to(device=device, dtype=torch.bfloat16)
+    if on_cuda:
+        # tile_packed_to_4d runs torch's own tinygemm kernel; torchao's default int4 layout
+        # needs the separate mslk package
+        config = q.Int4WeightOnlyConfig(group_size=INT4_GROUP_SIZE, int4_packing_format="tile_packed_to_4d")
+        q.quantize_(model, config, filter_fn=gpu_quant_filter)
+        return model
+    try:
+        from torchao.quantization.granularity import PerGroup
+
+        config = q.IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(INT4_GROUP_SIZE))
+    except Exception as e:  # noqa: BLE001 - an older/newer torchao without the config
+        raise PrecisionUnavailable(
+            "int4 on CPU needs torchao's IntxWeightOnlyConfig (torchao >= 0.12); "
+            f"Int4WeightOnlyConfig has no CPU kernel in this torchao ({type(e).__name__}: {e})"
+        ) from e
+    # the tied input embedding is not a Linear and stays bf16; every Linear (incl. an untied
+    # lm_head) whose in_features the group size divides gets int4 weights
+    q.quantize_(model, config, filter_fn=_int4_filter)
+    return model
+
+
+def gpu_quant_filter(module, fqn: str) -> bool:
+    """Linear layers the CUDA kernels take: tiny classifier heads (fewer than 64 outputs) and
+    odd shapes stay in bf16."""
+    import torch
+
+    return (
+        isinstance(module, torch.nn.Linear)
+        and module.out_features >= 64
+        and module.out_features % 16 == 0
+        and module.in_features % 64 == 0
+    )
+
+
+def _int4_filter(module, fqn: str) -> bool:
+    import torch
+
+    return isinstance(module, torch.nn.Linear) and module.in_features % INT4_GROUP_SIZE == 0
+
+
+def read_precision_file(path: str | Path | None = None) -> dict:
+    p = Path(path) if path is not None else PRECISION_FILE
+    if not p.is_file():
+        return {}
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def default_precision(detector: str, path: str | Path | None = None) -> str:
+    """The measured default precision of a model detector ("slm", "encoder"); "fp32" when the
+    benchmark has not written one (or wrote something unusable)."""
+    entry = read_precision_file(path).get(detector)
+    if isinstance(entry, dict):
+        entry = entry.get("precision")
+    return entry if isinstance(entry, str) and entry in PRECISIONS else "fp32"

@@ -1,0 +1,309 @@
+"""The SLM's instruction format: what the model reads and the answer it is trained to write.
+
+Prompt (ChatML, the format SmolLM2-Instruct was tuned with)::
+
+    <|im_start|>user
+    {INSTRUCTION}
+    [Callers of this function (context only, not judged):
+    ...code of callers in the same file...]
+    [Static analysis hints:
+    static analysis flagged line 12: CWE-89 SQL injection]
+    Code:
+       1| def f(x):
+       2|     ...
+    <|im_end|>
+    <|im_start|>assistant
+    {"vulnerability": true, "type": "CWE-89", "line_number": 2}<|im_end|>
+
+Line numbers are 1-based within the unit (a window keeps the unit's numbering). The trained
+answer stops after ``line_number``: ``confidence`` is not generated but filled in from the
+model's own P(vulnerable) (see ``infer.py``), because a confidence the model writes as text is
+not calibrated and costs extra decoding steps.
+
+The answer is tokenised *piece by piece* (fixed template pieces and slot values separately), so
+that training targets and constrained decoding see exactly the same token boundaries.
+
+Windowing: a unit whose numbered code does not fit the token budget is split into overlapping
+windows of whole lines, so no line is dropped; a single line longer than a whole window is cut
+(and counted as a truncation).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cwescan.core import cwe as cwe_catalog
+from cwescan.ml.codeprep import strip_comments
+from cwescan.core.units import Unit, split_lines
+
+INSTRUCTION = (
+    "You are a security code reviewer. Decide whether the Python code below contains a security "
+    "vulnerability. Answer in JSON with the keys vulnerability (true or false), type (the CWE id, "
+    "or null) and line_number (the numbered line of the weakness, or null)."
+)
+
+USER_START = "<|im_start|>user\n"
+ASSISTANT_START = "<|im_end|>\n<|im_start|>assistant\n"
+END = "<|im_end|>"
+# what every prompt starts with (its keys and values are computed once: ml/slm/prefix.py)
+PROMPT_PREFIX = USER_START + INSTRUCTION + "\n"
+
+# answer template pieces; slots are filled between them
+A_OPEN = '{"vulnerability":'
+A_TRUE = " true"
+A_FALSE = " false"
+A_TYPE = ', "type": "CWE-'
+A_LINE = '", "line_number": '
+A_CLOSE = "}"
+A_SAFE_REST = ', "type": null, "line_number": null}'
+
+
+@dataclass
+class Window:
+    """One prompt for (part of) one unit."""
+
+    prompt: str
+    first_line: int  # unit-relative line numbers shown in this window
+    last_line: int
+    truncated: bool = False  # a line longer than the whole budget was cut
+    callers: int = 0  # caller functions included as context
+    hints: int = 0
+
+
+@dataclass
+class PromptOptions:
+    max_tokens: int = 1024  # whole prompt + answer budget per window
+    answer_reserve: int = 40  # tokens kept free for the answer
+    overlap_lines: int = 4  # lines repeated between consecutive windows
+    callers: bool = True  # add callers from the same file when the unit fits
+    caller_tokens: int = 384  # at most this many tokens of caller code
+    # Comments and docstrings are prose an attacker writes freely ("# input is validated"):
+    # the model reads code with them blanked (codeprep.strip_comments keeps line numbers).
+    # Stored in the adapter's card; adapters trained before this option read comments.
+    strip_comments: bool = True
+
+
+@dataclass
+class Hint:
+    line: int  # unit-relative
+    cwe: str
+    title: str = ""
+
+
+@dataclass
+class Encoded:
+    """Token ids of one training example."""
+
+    input_ids: list[int]
+    labels: list[int]  # -100 outside the answer
+    meta: dict = field(default_factory=dict)
+
+
+def numbered(lines: Sequence[str], first: int) -> list[str]:
+    return [f"{first + i:>4}| {line}" for i, line in enumerate(lines)]
+
+
+def hint_text(hints: Sequence[Hint]) -> str:
+    if not hints:
+        return ""
+    rows = [f"static analysis flagged line {h.line}: {h.cwe} {h.title or cwe_catalog.name(h.cwe)}" for h in hints]
+    return "Static analysis hints:\n" + "\n".join(rows) + "\n"
+
+
+def _called_name(call: ast.Call) -> str | None:
+    f = call.func
+    if isinstance(f, ast.Name):
+        return f.id
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    return None
+
+
+def _callers_by_name(file) -> dict[str, list[Unit]]:
+    """Called name -> function units of ``file`` that call it, in file order. Built once per
+    file: asking every unit for its callers by walking every other unit was quadratic, and a
+    hostile file of many small functions stalled the scan (found by `cwescan fuzz`)."""
+    index = file.__dict__.get("_callers_by_name")
+    if index is None:
+        index = {}
+        for other in file.units:
+            if other.kind != "function" or other.node is None:
+                continue
+            called = {_called_name(n) for n in ast.walk(other.node) if isinstance(n, ast.Call)}
+            for name in called - {None}:
+                index.setdefault(name, []).append(other)
+        file.__dict__["_callers_by_name"] = index
+    return index
+
+
+def callers_of(unit: Unit) -> list[Unit]:
+    """Other function units of the same file that call this unit's function by name."""
+    if unit.kind != "function":
+        return []
+    name = unit.qualname.split(".")[-1]
+    return [other for other in _callers_by_name(unit.file).get(name, ()) if other is not unit]
+
+
+MEMO_MAX_TEXTS = 200_000  # token counts remembered per builder
+
+
+class PromptBuilder:
+    def __init__(self, tokenizer, options: PromptOptions | None = None) -> None:
+        self.tok = tokenizer
+        self.opt = options or PromptOptions()
+        self._counts: dict[str, int] = {}
+        self.overhead = self.count(USER_START + INSTRUCTION + "\nCode:\n" + ASSISTANT_START) + self.opt.answer_reserve
+
+    def count(self, text: str) -> int:
+        return self.counts([text])[0]
+
+    def counts(self, texts: Sequence[str]) -> list[int]:
+        """Token counts, as ``len(tokenizer.encode(t, add_special_tokens=False))``, of many texts
+        in one call of the fast tokenizer (the Python wrapper's per-call overhead dominated prompt
+        building), memoised: twins, callers and blank lines repeat."""
+        memo = self._counts
+        if len(memo) > MEMO_MAX_TEXTS:  # bounded; cleared before deciding what is known
+            memo.clear()
+        todo = list(dict.fromkeys(t for t in texts if t not in memo))
+        if todo:
+            backend = getattr(self.tok, "backend_tokenizer", None)
+            if backend is not None:
+                batch = getattr(backend, "encode_batch_fast", None) or backend.encode_batch
+                found = [len(e.ids) for e in batch(todo, add_special_tokens=False)]
+            else:
+                found = [len(self.tok.encode(t, add_special_tokens=False)) for t in todo]
+            memo.update(zip(todo, found, strict=True))
+        return [memo[t] for t in texts]
+
+    def _prompt(self, code_lines: list[str], context: str, hints: str) -> str:
+        return PROMPT_PREFIX + context + hints + "Code:\n" + "\n".join(code_lines) + ASSISTANT_START
+
+    def windows(self, code: str, hints: Sequence[Hint] = (), callers: Sequence[str] = ()) -> list[Window]:
+        """Prompts covering every line of ``code`` (unit-relative numbering)."""
+        lines = split_lines(code) or [""]
+        rows = numbered(lines, 1)
+        budget = max(16, self.opt.max_tokens - self.overhead)
+        costs = self.counts([r + "\n" for r in rows])
+        total = sum(costs)
+        if total <= budget:
+            hint_block = hint_text(hints)
+            room = budget - total - self.count(hint_block)
+            if room < 0:
+                hint_block, room = "", budget - total
+            context, used = "", 0
+            if self.opt.callers and callers:
+                parts = []
+                for c in callers:
+                    n = self.count(c + "\n")
+                    if used + n > min(room, self.opt.caller_tokens):
+                        continue
+                    parts.append(c)
+                    used += n
+                if parts:
+                    context = "Callers of this function (context only, not judged):\n" + "\n".join(parts) + "\n"
+            return [
+                Window(
+                    self._prompt(rows, context, hint_block),
+                    1,
+                    len(rows),
+                    callers=len(parts) if context else 0,
+                    hints=len(hints) if hint_block else 0,
+                )
+            ]
+        # overlapping windows of whole lines
+        out: list[Window] = []
+        start = 0
+        while start < len(rows):
+            end, used, truncated = start, 0, False
+            while end < len(rows) and used + costs[end] <= budget:
+                used += costs[end]
+                end += 1
+            if end == start:  # one line longer than the whole budget: cut it
+                ids = self.tok.encode(rows[start], add_special_tokens=False)[: budget - 2]
+                window_rows = [self.tok.decode(ids)]
+                end, truncated = start + 1, True
+            else:
+                window_rows = rows[start:end]
+            in_window = [h for h in hints if start < h.line <= end]
+            hint_block = hint_text(in_window)
+            if self.count(hint_block) + used > budget:
+                hint_block, in_window = "", []
+            out.append(
+                Window(self._prompt(window_rows, "", hint_block), start + 1, end, truncated, hints=len(in_window))
+            )
+            if end >= len(rows):
+                break
+            start = max(start + 1, end - self.opt.overlap_lines)
+        return out
+
+    def _unit_text(self, unit: Unit) -> tuple[str, list[str]]:
+        """(code, callers' code) of a unit as the model reads them."""
+        return self._prepare(self._raw_text(unit))
+
+    def _raw_text(self, unit: Unit) -> tuple[str, list[str]]:
+        return unit.code, [c.code for c in callers_of(unit)] if self.opt.callers else []
+
+    def _prepare(self, text: tuple[str, list[str]]) -> tuple[str, list[str]]:
+        return strip_text(text) if self.opt.strip_comments else text
+
+    def unit_windows(self, unit: Unit, hints: Sequence[Hint] = ()) -> list[Window]:
+        code, callers = self._unit_text(unit)
+        return self.windows(code, hints, callers)
+
+    def many_unit_windows(
+        self, units: Sequence[Unit], hints: Sequence[Sequence[Hint]] | None = None, executor=None
+    ) -> list[list[Window]]:
+        """``unit_windows`` of many units: the same windows, but every line (and caller) is
+        counted first in one batch call of the fast tokenizer, which spreads it over all cores
+        (one call per unit left the host the bottleneck of a GPU scan). ``executor`` (e.g. a
+        process pool) strips comments in parallel: Python's tokenize is the largest host cost
+        per unit left (0.3 ms; an H100's eager forward pass takes ~0.8 ms a unit)."""
+        raw = [self._raw_text(u) for u in units]
+        if self.opt.strip_comments and executor is not None:
+            texts = list(executor.map(strip_text, raw, chunksize=max(1, min(64, len(raw) // 32))))
+        else:
+            texts = [self._prepare(t) for t in raw]
+        self.counts([r + "\n" for code, _ in texts for r in numbered(split_lines(code) or [""], 1)]
+                    + [c + "\n" for _, callers in texts for c in callers])
+        hints = hints if hints is not None else [()] * len(units)
+        return [self.windows(code, hs, callers) for (code, callers), hs in zip(texts, hints, strict=True)]
+
+
+def strip_text(text: tuple[str, list[str]]) -> tuple[str, list[str]]:
+    """``strip_comments`` of a unit's code and its callers' code (a top-level function, so a
+    process pool can run it)."""
+    code, callers = text
+    return strip_comments(code), [strip_comments(c) for c in callers]
+
+
+def answer_pieces(vulnerable: bool, cwe: str | None = None, line: int | None = None) -> list[str]:
+    """The answer as template pieces and slot values, in order."""
+    if not vulnerable:
+        return [A_OPEN, A_FALSE, A_SAFE_REST]
+    digits = cwe_catalog.normalize(cwe).split("-", 1)[1] if cwe else "20"  # CWE-20: improper input validation
+    return [A_OPEN, A_TRUE, A_TYPE, digits, A_LINE, str(line if line else 1), A_CLOSE]
+
+
+def encode_pieces(tokenizer, pieces: Sequence[str]) -> list[int]:
+    ids: list[int] = []
+    for p in pieces:
+        ids.extend(tokenizer.encode(p, add_special_tokens=False))
+    return ids
+
+
+def encode_example(tokenizer, prompt: str, vulnerable: bool, cwe: str | None, line: int | None) -> Encoded:
+    """Prompt + answer ids, with the loss masked to the answer (and its end token)."""
+    p = tokenizer.encode(prompt, add_special_tokens=False)
+    a = encode_pieces(tokenizer, answer_pieces(vulnerable, cwe, line)) + tokenizer.encode(END, add_special_tokens=False)
+    return Encoded(p + a, [-100] * len(p) + a)
+
+
+def answer_json(vulnerable: bool, cwe: str | None, line: int | None, confidence: float) -> dict:
+    return {
+        "vulnerability": bool(vulnerable),
+        "type": cwe if vulnerable else None,
+        "line_number": line if vulnerable else None,
+        "confidence": round(float(confidence), 4),
+    }

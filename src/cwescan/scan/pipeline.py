@@ -1,0 +1,583 @@
+"""The scan pipeline: paths -> files -> units -> detectors -> merged findings -> report.
+
+1. ``walk.discover`` lists the Python files; ``walk.read_source`` reads each one safely.
+2. Each file is parsed into units (``units.parse_source``) and the fast detectors (static,
+   Bandit) run on it under a per-file time bound, in worker processes with ``jobs > 1``.
+3. Model detectors (slm, encoder) get the units of all files in large batches.
+4. Findings are merged per (path, line, CWE family), filtered by confidence, inline
+   suppressions and the baseline, fingerprinted and sorted into a :class:`Report`.
+
+Nothing a single file does stops the scan: it becomes a :class:`walk.Notice` instead.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import warnings
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+from cwescan import detectors as detector_registry
+from cwescan.scan import triage as triage_mod
+from cwescan.scan.cache import ResultCache
+from cwescan.scan.combine import apply_policy, merge, replace_reviewed
+from cwescan.scan.cache import model_key as cache_model_key
+from cwescan.scan.cache import unit_key as cache_unit_key
+from cwescan.detectors.base import Detector, ModelDetector
+from cwescan.core.findings import Finding, in_unit
+from cwescan.core.report import Report, Reported
+from cwescan.scan.file_budget import FileBudget
+from cwescan.scan.model_budget import budget_notice, within_budget
+from cwescan.scan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
+from cwescan.core.testcode import TestCodePolicy
+from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
+from cwescan.core.units import SourceFile, Unit, parse_source
+from cwescan.scan.walk import (
+    DEFAULT_MAX_FILE_SIZE,
+    Candidate,
+    Notice,
+    discover,
+    find_base,
+    read_source,
+)
+
+MODEL_BATCH_UNITS = 256  # units handed to a model detector per call
+PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
+
+
+@contextmanager
+def third_party_quiet(enabled: bool = True, streams: bool = True):
+    """Hide what model libraries print (torchao's missing optional kernels, torch's deprecation
+    lines, transformers' progress bars and advice): Python warnings and logging below ERROR
+    are off and, with ``streams``, ``sys.stderr`` and file descriptor 2 go to a temporary file
+    (the descriptor catches C-level prints). What was caught is written out after all when the
+    block fails. Without ``streams`` (around inference, while a progress bar may be drawing)
+    only warnings and logging are held back."""
+    if not enabled:
+        yield
+        return
+    for name, value in (("TRANSFORMERS_VERBOSITY", "error"), ("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1"),
+                        ("HF_HUB_DISABLE_PROGRESS_BARS", "1"), ("TQDM_DISABLE", "1")):
+        os.environ.setdefault(name, value)
+    previous_disable = logging.root.manager.disable
+    saved_fd, sink, saved_stderr = None, None, sys.stderr
+    if streams:
+        try:
+            sys.stderr.flush()
+            saved_fd = os.dup(2)
+            sink = tempfile.TemporaryFile(mode="w+", encoding="utf-8", errors="replace")
+            os.dup2(sink.fileno(), 2)
+            sys.stderr = sink
+        except (OSError, ValueError):  # no usable stderr: nothing to hide
+            if saved_fd is not None:
+                os.close(saved_fd)
+            saved_fd = None
+    failed = False
+    try:
+        logging.disable(logging.WARNING)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        logging.disable(previous_disable)
+        if saved_fd is not None:
+            sys.stderr = saved_stderr
+            sink.flush()
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+            if failed:
+                sink.seek(0)
+                saved_stderr.write(sink.read()[-20_000:])
+                saved_stderr.flush()
+            sink.close()
+
+
+# --- per-file stage -----------------------------------------------------------------------
+
+class FileTimeout(BaseException):
+    """Raised by the alarm; a BaseException so detectors' ``except Exception`` cannot eat it."""
+
+
+@contextmanager
+def fewer_gc_passes():
+    """Parsing allocates millions of AST nodes that die with their file; with the default
+    thresholds the cyclic GC runs thousands of times and walks every live object (detector
+    tables, results) each time. Freeze what exists and collect less often, as mypy does."""
+    old = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(200_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
+class Alarm:
+    """Whether a :func:`time_limit` went off. The alarm can land inside C code (the parser),
+    which may turn the FileTimeout into another error, e.g. SystemError; this tells them apart."""
+
+    fired = False
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupt the block after ``seconds`` (main thread on POSIX only; else no bound).
+    Yields an :class:`Alarm`."""
+    alarm = Alarm()
+    if (not seconds or not hasattr(signal, "setitimer")
+            or threading.current_thread() is not threading.main_thread()):
+        yield alarm
+        return
+
+    def on_alarm(signum, frame):
+        alarm.fired = True
+        raise FileTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield alarm
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass
+class FileResult:
+    relpath: str
+    text: str | None  # None: skipped, or dropped once nothing needs it (see ``scanned``)
+    scanned: bool = False
+    notices: list[Notice] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    n_units: int = 0
+    suppressions: FileSuppressions | None = None
+    source: SourceFile | None = None  # kept in-process only, for the model detectors
+
+
+def _parse_notice(relpath: str, error: str) -> Notice:
+    deep = error.startswith(("RecursionError", "MemoryError")) or "too many nested" in error
+    if deep:
+        return Notice(relpath, "too-deep", f"nesting too deep to parse ({error}); "
+                      "static rules skipped, models read the text")
+    return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
+
+
+def _lowered_notice(relpath: str, constructs: str) -> Notice:
+    return Notice(relpath, "lowered", f"syntax newer than Python {sys.version_info.major}."
+                  f"{sys.version_info.minor} ({constructs}) was rewritten line for line before "
+                  "parsing; every rule ran")
+
+
+def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
+              keep_source: bool, keep_text: bool = True) -> FileResult:
+    """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
+    read = read_source(cand.abspath, cand.relpath, max_size)
+    result = FileResult(cand.relpath, read.text, scanned=read.text is not None)
+    if read.notice is not None:
+        result.notices.append(read.notice)
+    if read.text is None:
+        return result
+    budget = FileBudget(timeout)
+    # a parse tried in a child runs again here: each run gets half of the file's budget
+    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout / 2, cand.relpath):
+        result.notices.append(Notice(cand.relpath, "parse-timeout", parse_timeout_message(timeout)))
+        result.scanned, result.text = False, None
+        return result
+    alarm = Alarm()
+    try:
+        with time_limit(budget.left()) as alarm:
+            src = parse_source(cand.relpath, read.text)
+        if alarm.fired:  # went off inside the parser, which turned it into a parse error
+            raise FileTimeout
+    except (Exception, FileTimeout) as e:
+        result.notices.append(_failure(cand.relpath, "parsing", e, alarm.fired, timeout))
+        result.suppressions = _suppressions(cand.relpath, read.text, None)
+        result.text = None  # the model stage would parse it again: it gets no units from it
+        return result
+    if src.error and read.text.strip():
+        result.notices.append(_parse_notice(cand.relpath, src.error))
+    if src.parser == "lowered":
+        result.notices.append(_lowered_notice(cand.relpath, src.lowered))
+    result.n_units = len(src.units)
+    # Static detectors need the AST; a file that does not parse is left to the models.
+    for det in (fast if src.tree is not None else ()):
+        alarm = Alarm()
+        try:
+            with time_limit(budget.left()) as alarm:
+                found = det.detect(src.units)
+            result.findings.extend(found)
+        except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
+            result.notices.append(_failure(cand.relpath, det.name, e, alarm.fired, timeout))
+    result.suppressions = _suppressions(cand.relpath, read.text, src.tree)
+    if keep_source:
+        result.source = src
+    if not keep_text and not result.findings:
+        result.text = None  # only fingerprints of findings need it: keeps big scans small
+    return result
+
+
+def _failure(relpath: str, stage: str, error: BaseException, alarm_fired: bool,
+             timeout: float) -> Notice:
+    """The notice for a parse or detector run that raised."""
+    if alarm_fired or isinstance(error, FileTimeout):
+        return Notice(relpath, "timeout", f"{stage}: over {timeout:g} s on this file (--file-timeout)")
+    if isinstance(error, (RecursionError, MemoryError)):
+        return Notice(relpath, "too-deep", f"{stage}: {type(error).__name__} on deeply nested code")
+    if stage == "parsing":
+        return Notice(relpath, "syntax-error", f"the parser failed: {type(error).__name__}: {error}")
+    return Notice(relpath, "detector-error", f"{stage} failed: {type(error).__name__}: {error}")
+
+
+def _suppressions(relpath: str, text: str, tree) -> FileSuppressions:
+    """Directives of a file; statement spans from the AST when it can be walked."""
+    for t in (tree, None):
+        try:
+            return FileSuppressions.build(relpath, text, t)
+        except (RecursionError, MemoryError, ValueError):
+            continue
+    return FileSuppressions(relpath, [], [])
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(targets: list[str], max_size: int, timeout: float, keep_text: bool) -> None:
+    """Build the fast detectors in a worker from their registry targets ("module:callable"),
+    resolved in the parent so detectors registered at run time work too."""
+    import importlib
+
+    fast = []
+    for target in targets:
+        module, attr = target.split(":")
+        fast.append(getattr(importlib.import_module(module), attr)())
+    _WORKER["fast"] = fast
+    gc.freeze()
+    gc.set_threshold(200_000, 20, 20)  # see fewer_gc_passes
+    _WORKER["args"] = (max_size, timeout, keep_text)
+
+
+def _scan_in_worker(cand: Candidate) -> FileResult:
+    max_size, timeout, keep_text = _WORKER["args"][:3]
+    return scan_file(cand, _WORKER["fast"], max_size, timeout, keep_source=False, keep_text=keep_text)
+
+
+# --- merging and the report ---------------------------------------------------------------
+
+@dataclass
+class ScanOptions:
+    detectors: list[str]
+    exclude: list[str] = field(default_factory=list)
+    precision: str | None = None
+    device: str | None = None  # model detectors: "cpu" (default) or "cuda"
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    file_timeout: float = 20.0
+    min_confidence: float = 0.0
+    baseline: Counter | None = None
+    force_exclude: bool = False  # excludes apply to named paths too
+    jobs: int = 0  # 0: automatic (worker processes from PARALLEL_MIN_FILES files on)
+    base: Path | None = None  # report paths relative to this; default walk.find_base
+    review: str = "triage"  # model stage: "triage" (skip units with no security surface) or "all"
+    cache: ResultCache | None = None  # model results per unit; None: no cache
+    verbose: bool = False  # let model libraries print their warnings and progress bars
+    tests: TestCodePolicy = TestCodePolicy()  # test code: reported lower (default), normal or skipped
+
+
+ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+def scan(paths: Sequence[Path], options: ScanOptions,
+         detectors: Sequence[Detector] | None = None,
+         progress: ProgressHook | None = None) -> Report:
+    """Scan ``paths``. ``detectors`` may be given ready-made; else ``options.detectors`` are
+    created through the registry."""
+    paths = [Path(p) for p in paths]
+    base = (options.base or find_base(paths)).resolve()
+    if detectors is None:
+        detectors = detector_registry.create_detectors(options.detectors, options.precision,
+                                                       device=options.device)
+    fast = [d for d in detectors if not isinstance(d, ModelDetector)]
+    models = [d for d in detectors if isinstance(d, ModelDetector)]
+
+    excludes_used: set[str] = set()
+    candidates, notices = discover(paths, base, options.exclude, force_exclude=options.force_exclude,
+                                   matched_excludes=excludes_used)
+    candidates, tests_not_scanned = options.tests.to_scan(candidates, lambda c: c.relpath)
+    with fewer_gc_passes():
+        results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
+                                  progress=progress)
+    notices = list(notices)
+    raw: list[Finding] = []
+    model_stats: dict = {}
+    for r in results:
+        notices.extend(r.notices)
+        raw.extend(r.findings)
+    if models:
+        # Static findings go to the model detectors as hints; each comes back with the model's
+        # second opinion folded into its confidence (cwescan.scan.combine.second_opinion) and
+        # replaces the plain static finding, so a disagreeing model ranks it lower.
+        hints: dict[str, list[Finding]] = {}
+        for f in raw:
+            hints.setdefault(f.path, []).append(f)
+        model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
+                                                       review=options.review, cache=options.cache,
+                                                       verbose=options.verbose)
+        raw = replace_reviewed(raw, model_findings)
+        raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
+
+    texts = {r.relpath: r.text for r in results if r.text is not None}
+    sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
+    merged = merge(raw)
+    options.tests.mark(merged)
+    kept, low, suppressed = [], 0, 0
+    for f in merged:
+        # suppressions first, so a directive over a low-confidence finding counts as used
+        s = sups.get(f.path)
+        if s is not None and s.hide(f) is not None:
+            suppressed += 1
+        elif f.confidence < options.min_confidence:
+            low += 1
+        else:
+            kept.append(f)
+    reported = _fingerprint(kept, texts)
+    hidden = (apply_baseline([r.fingerprint for r in reported], options.baseline)
+              if options.baseline else [False] * len(reported))
+    visible = [r for r, h in zip(reported, hidden) if not h]
+    unused = [u for path in sorted(sups) for u in sups[path].unused()]
+
+    notices.sort(key=lambda n: (n.path, n.reason, n.message))
+    stats = _stats(results, notices, visible, [d.name for d in detectors],
+                   low=low, suppressed=suppressed, baselined=sum(hidden))
+    if models:
+        stats["model_stage"] = model_stats
+    if tests_not_scanned:
+        stats["test_files_not_scanned"] = tests_not_scanned
+    rule_docs = {rid: doc for d in fast for rid, doc in d.rule_docs().items()}
+    return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
+                  model_detectors=frozenset(d.name for d in models), rule_docs=rule_docs,
+                  excludes_used=excludes_used)
+
+
+def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
+                    keep_source: bool, progress: ProgressHook | None) -> list[FileResult]:
+    total = len(candidates)
+    jobs = options.jobs or (min(os.cpu_count() or 1, 8) if total >= PARALLEL_MIN_FILES else 1)
+    # Workers rebuild the fast detectors from the registry with default options.
+    if not fast or not all(d.name in detector_registry.REGISTRY for d in fast):
+        jobs = 1
+    results: list[FileResult] = []
+    if jobs <= 1 or total < 2:
+        for i, cand in enumerate(candidates):
+            results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
+                                     keep_source, keep_text=keep_source))
+            if progress:
+                progress("files", i + 1, total)
+        return results
+    targets = [detector_registry.REGISTRY[d.name] for d in fast]
+    # spawn, not fork: the parent may hold model threads or open files a fork would copy.
+    try:
+        with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
+                                 initializer=_init_worker,
+                                 initargs=(targets, options.max_file_size, options.file_timeout,
+                                           keep_source)) as pool:
+            for r in pool.map(_scan_in_worker, candidates, chunksize=4):
+                results.append(r)
+                if progress:
+                    progress("files", len(results), total)
+    except BrokenProcessPool:
+        # A worker died (a crash in C code on some file): finish in this process, where
+        # every failure is caught per file.
+        pass
+    for cand in candidates[len(results):]:
+        results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
+                                 keep_source, keep_text=keep_source))
+        if progress:
+            progress("files", len(results), total)
+    return results
+
+
+def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
+                     review: str, notices: list[Notice]) -> tuple[list[Unit], Counter, int, int]:
+    """The units a model must look at (triage, or all with ``review="all"``), the triage
+    reasons counted, the number of units seen and the number left out by the per-file model
+    budget (each such file gets a notice in ``notices``). Triage goes file by file, keeping only the
+    units to review: the trees of files with nothing to review are freed at once (1,000 stdlib
+    files held every tree: 5 GB)."""
+    todo: list[Unit] = []
+    reasons: Counter = Counter()
+    n_units = 0
+    over_budget = 0  # units left out by the per-file model budget
+    for r in results:
+        if r.text is None:
+            continue
+        src = r.source or parse_source(r.relpath, r.text)
+        r.source = None
+        if not r.n_units:
+            r.n_units = len(src.units)
+        units = [u for u in src.units if u.code.strip()]
+        units, left_out = within_budget(units)
+        if left_out:
+            over_budget += left_out
+            notices.append(budget_notice(r.relpath, len(units), len(units) + left_out))
+        if review == "all":
+            verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
+        else:
+            verdicts = triage_mod.triage(units, hints)
+        n_units += len(units)
+        reasons.update(v.kind for v in verdicts)
+        todo.extend(u for u, v in zip(units, verdicts) if v.review)
+    return todo, reasons, n_units, over_budget
+
+
+def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
+                     progress: ProgressHook | None,
+                     hints: dict[str, list[Finding]] | None = None,
+                     review: str = "triage",
+                     cache: ResultCache | None = None,
+                     verbose: bool = False) -> tuple[list[Finding], dict]:
+    """Findings of the model detectors and what the stage did: per unit, triage decides
+    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
+    only the rest run through the model, in batches."""
+    hints = hints or {}
+    todo, reasons, n_units, over_budget = _units_to_review(results, hints, review, notices)
+    out: list[Finding] = []
+    ran: set[int] = set()  # units some model actually ran on
+    cached: dict[int, int] = {}  # unit -> models that answered it from the cache
+    total = len(todo) * len(models)
+    done = 0
+    for det in models:
+        mkey = cache_model_key(det) if cache is not None else None
+        keys: dict[int, str] = {}
+        pending: list[Unit] = []
+        for u in todo:
+            if mkey is not None:
+                keys[id(u)] = cache_unit_key(mkey, u, hints.get(u.path, ()))
+                hit = cache.get(keys[id(u)], u)
+                if hit is not None:
+                    out.extend(hit)
+                    cached[id(u)] = cached.get(id(u), 0) + 1
+                    continue
+            pending.append(u)
+        done += len(todo) - len(pending)
+        if progress and total:
+            progress(f"{det.name} units", done, total)
+        if pending:
+            try:
+                with third_party_quiet(enabled=not verbose):
+                    det.load()
+            except Exception as e:  # the batches below report it per file
+                notices.append(Notice(pending[0].path, "detector-error",
+                                      f"{det.name} could not load: {type(e).__name__}: {e}"))
+        for i in range(0, len(pending), MODEL_BATCH_UNITS):
+            batch = pending[i:i + MODEL_BATCH_UNITS]
+            try:
+                with third_party_quiet(enabled=not verbose, streams=False):
+                    found = det.detect(batch, hints=hints)
+            except Exception as e:  # keep the rest of the scan; name the files it missed
+                for path in sorted({u.path for u in batch}):
+                    notices.append(Notice(path, "detector-error",
+                                          f"{det.name} failed: {type(e).__name__}: {e}"))
+                found = None
+            if found is not None:
+                out.extend(found)
+                ran.update(id(u) for u in batch)
+                if mkey is not None:
+                    _store(cache, keys, batch, found)
+            done += len(batch)
+            if progress:
+                progress(f"{det.name} units", done, total)
+    if cache is not None and cache.writes:
+        cache.prune()
+    from_cache = sum(1 for u in todo if cached.get(id(u), 0) == len(models))
+    stats = {
+        "review": review,
+        "units": n_units,
+        "reviewed": len(ran),  # a model ran on them in this scan
+        "cleared": n_units - len(todo),  # triage: no security surface, no model
+        "cached": from_cache,  # every model's answer came from the cache
+        "reasons": dict(sorted(reasons.items())),
+        **({"over_budget": over_budget} if over_budget else {}),
+    }
+    return out, stats
+
+
+def _store(cache: ResultCache, keys: dict[int, str], batch: list[Unit], found: list[Finding]) -> None:
+    """Cache each unit's share of ``found``. A finding goes to the innermost unit holding its
+    line (the one it names, for model findings); when one cannot be placed, no unit of its file
+    is cached, so a later scan never misses it."""
+    per_unit: dict[int, list[Finding]] = {id(u): [] for u in batch}
+    by_path: dict[str, list[Unit]] = {}
+    for u in batch:
+        by_path.setdefault(u.path, []).append(u)
+    unplaced: set[str] = set()
+    for f in found:
+        holders = [u for u in by_path.get(f.path, ()) if in_unit(f, u)]
+        named = [u for u in holders if u.qualname == f.extra.get("unit")]
+        holders = named or holders
+        if not holders:
+            unplaced.add(f.path)
+            continue
+        per_unit[id(min(holders, key=lambda u: u.end_line - u.start_line))].append(f)
+    for u in batch:
+        if u.path not in unplaced:
+            cache.put(keys[id(u)], per_unit[id(u)])
+
+
+def _fingerprint(findings: list[Finding], texts: dict[str, str]) -> list[Reported]:
+    """Baseline fingerprints and SARIF line hashes; the occurrence counter tells apart
+    identical code flagged twice in one file, like GitHub's own fingerprints."""
+    out = []
+    seen: Counter = Counter()
+    lines_of: dict[str, list[str]] = {}
+    for f in findings:
+        lines = lines_of.setdefault(f.path, texts.get(f.path, "").split("\n"))
+        h = content_hash(lines, f.start_line, f.end_line)
+        seen[(f.path, f.family, h)] += 1
+        first = lines[f.start_line - 1].strip() if 0 < f.start_line <= len(lines) else ""
+        out.append(Reported(f, fingerprint(f, lines), f"{h}:{seen[(f.path, f.family, h)]}",
+                            first[:160]))
+    return out
+
+
+def _stats(results: list[FileResult], notices: list[Notice], visible: list[Reported],
+           detectors: list[str], *, low: int, suppressed: int, baselined: int) -> dict:
+    skipped_paths = {n.path for n in notices if not n.scanned}
+    partial_paths = {n.path for n in notices if n.scanned and not n.complete}
+    lowered_paths = {n.path for n in notices if n.reason == "lowered"}
+    by_detector: Counter = Counter()
+    for r in visible:
+        for name in r.finding.extra.get("detectors", {r.finding.detector: 0}):
+            by_detector[name] += 1
+    by_severity = Counter(r.finding.severity for r in visible)
+    by_cwe = Counter(r.finding.cwe for r in visible)
+    return {
+        "detectors": list(detectors),
+        "files_scanned": sum(1 for r in results if r.scanned),
+        "files_skipped": len(skipped_paths),
+        "files_partial": len(partial_paths),
+        **({"files_lowered": len(lowered_paths)} if lowered_paths else {}),
+        "units": sum(r.n_units for r in results),
+        "findings": len(visible),
+        "by_detector": dict(sorted(by_detector.items())),
+        "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if by_severity[s]},
+        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: int(kv[0].split("-")[1]))),
+        "suppressed": suppressed,
+        "baselined": baselined,
+        "below_min_confidence": low,
+        **({"in_test": in_test} if (in_test := sum(r.finding.in_test for r in visible)) else {}),
+    }

