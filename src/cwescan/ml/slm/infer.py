@@ -193,6 +193,8 @@ def score_and_decode(
     ``prefix_tokens`` (tokens served from the prefix cache) added."""
     import torch
 
+    from cwescan.ml.precision import HEAP_BOUND_MB, release_free_memory
+
     ids = answer_token_ids(tokenizer)
     seqs = [s + ids.open for s in encode_prompts(tokenizer, prompts)]
     out: list[tuple[float, dict | None]] = [(0.0, None)] * len(seqs)
@@ -205,6 +207,7 @@ def score_and_decode(
         seqs = [s[prefix.length:] for s in seqs]
     packed = Packed(seqs, pad, device)
     decode = cut <= 1.0
+    on_cpu = str(device) == "cpu"
     if counts is not None:
         spans = packed.spans(batch_size)
         counts["tokens"] = counts.get("tokens", 0) + sum(packed.lengths)
@@ -231,6 +234,8 @@ def score_and_decode(
                 res = model(input_ids=x, use_cache=decode)
                 two = res.logits[last][:, [ids.true, ids.false]].float()
             p = torch.softmax(two, -1)[:, 0]
+            if on_cpu:  # freed activations back to the OS once the heap passes the bound
+                release_free_memory(HEAP_BOUND_MB)
             if not decode:
                 pending.append(p)
                 continue
