@@ -100,6 +100,12 @@ def is_cwe(cwe: str) -> bool:
     return normalize(cwe) != UNSPECIFIED
 
 
+def sort_key(cwe: str) -> tuple[int, int]:
+    """Numeric order of CWE ids, ``UNSPECIFIED`` last."""
+    c = normalize(cwe)
+    return (1, 0) if c == UNSPECIFIED else (0, int(c.split("-")[1]))
+
+
 def family(cwe: str | int) -> str:
     """The representative CWE of cwe's family (itself when it has none)."""
     c = normalize(cwe)

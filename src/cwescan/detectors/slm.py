@@ -308,16 +308,19 @@ class SLMDetector(ModelDetector):
                 self.stats["answers"] += 1
                 parse_answer(json.dumps(ans))  # holds by construction; raises if the template broke
                 self.stats["parsed"] += 1
-            unit_view[i] = (p, ans["type"] if flagged else None)
+            # the model's CWE counts as its opinion on the type only when its CWE head is sure
+            typed = flagged and det["cwe_confidence"] >= self.policy.cwe_head
+            unit_view[i] = (p, ans["type"] if typed else None)
             statics = [f for f in hint_map.get(u.path, []) if in_unit(f, u, nested=False)]
             # second opinion on every rule finding inside this unit
             for f in statics:
                 findings.append(second_opinion(f, p, unit_view[i][1], self.policy, self.name))
-            if not flagged:
+            if not flagged or statics:
+                # The model judges the unit as a whole: where a rule already explains what is
+                # wrong in it, the model's verdict is that rule finding's second opinion, not a
+                # second finding (one weakness, one finding; its CWE head is the weaker witness).
                 continue
             cwe = ans["type"]
-            if any(cwe_catalog.same_family(cwe, f.cwe) for f in statics):
-                continue  # one weakness, one finding: the rule finding carries the model's opinion
             n_lines = len(u.code.split("\n"))
             line = u.file_line(min(max(ans["line_number"], 1), n_lines))
             surface = unit_surface(u)

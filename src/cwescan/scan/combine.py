@@ -126,15 +126,27 @@ def replace_reviewed(static: Sequence[Finding], model: Sequence[Finding]) -> lis
     return [f for f in static if finding_key(f) not in reviewed] + list(model)
 
 
-def merge(findings: Sequence[Finding]) -> list[Finding]:
-    """One finding per (path, start line, CWE family): the most confident one's fields, with
-    ``detector`` naming every detector that agreed ("slm+static", a model that agreed in its
-    second opinion included) and ``extra["detectors"]`` keeping each one's confidence. A model
-    finding in a unit that a rule finding of its family already covers never gets here: the
-    model detector folds it into that rule finding's second opinion (one weakness, one finding)."""
+def merge(findings: Sequence[Finding],
+          function_spans: dict[str, list[tuple[int, int]]] | None = None) -> list[Finding]:
+    """One finding per weakness: per (path, function, CWE family) for findings inside a function
+    of ``function_spans`` (path -> (start, end) of each function unit), else per (path, start
+    line, CWE family). The most confident finding's fields win (its line is where the strongest evidence
+    points, the rule's sink line when a rule saw it; the other lines are kept in
+    ``extra["merged_lines"]``), the highest severity in the group stands, ``detector`` names
+    every detector that saw it ("slm+static", a model that agreed in its second opinion
+    included) and ``extra["detectors"]`` keeps each one's confidence."""
+    spans = function_spans or {}
+
+    def where(f: Finding) -> tuple:
+        inside = [s for s in spans.get(f.path, ()) if s[0] <= f.start_line <= s[1]]
+        if inside:  # the innermost function holding the finding
+            return min(inside, key=lambda s: s[1] - s[0])
+        # top-level code is no one unit of behaviour: there, one finding per line and family
+        return (f.start_line,)
+
     groups: dict[tuple, list[Finding]] = {}
     for f in findings:
-        groups.setdefault((f.path, f.start_line, f.family), []).append(f)
+        groups.setdefault((f.path, where(f), f.family), []).append(f)
     merged = []
     for group in groups.values():
         best = max(group, key=lambda f: (f.confidence, severity_rank(f.severity),
@@ -150,6 +162,9 @@ def merge(findings: Sequence[Finding]) -> list[Finding]:
                 per_detector[name] = max(per_detector.get(name, 0.0), opinion["p_vulnerable"])
         extra = dict(best.extra)
         extra["source_detector"] = best.detector  # whose rule and message are shown
+        others = sorted({f.start_line for f in group} - {best.start_line})
+        if others:
+            extra["merged_lines"] = others
         extra["detectors"] = dict(sorted(per_detector.items()))
         merged.append(Finding(
             path=best.path, start_line=best.start_line, end_line=best.end_line, cwe=best.cwe,

@@ -36,6 +36,7 @@ from cwescan.scan.combine import apply_policy, merge, replace_reviewed
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
+from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import Finding, in_unit
 from cwescan.core.report import Report, Reported
 from cwescan.scan.file_budget import FileBudget
@@ -168,6 +169,7 @@ class FileResult:
     n_units: int = 0
     suppressions: FileSuppressions | None = None
     source: SourceFile | None = None  # kept in-process only, for the model detectors
+    function_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each function unit
 
 
 def _parse_notice(relpath: str, error: str) -> Notice:
@@ -215,6 +217,7 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
     if src.parser == "lowered":
         result.notices.append(_lowered_notice(cand.relpath, src.lowered))
     result.n_units = len(src.units)
+    result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
     # Static detectors need the AST; a file that does not parse is left to the models.
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
@@ -342,7 +345,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
-    merged = merge(raw)
+    merged = merge(raw, {r.relpath: r.function_spans for r in results})
     options.tests.mark(merged)
     kept, low, suppressed = [], 0, 0
     for f in merged:
@@ -575,7 +578,7 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "findings": len(visible),
         "by_detector": dict(sorted(by_detector.items())),
         "by_severity": {s: by_severity[s] for s in ("critical", "high", "medium", "low") if by_severity[s]},
-        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: int(kv[0].split("-")[1]))),
+        "by_cwe": dict(sorted(by_cwe.items(), key=lambda kv: cwe_catalog.sort_key(kv[0]))),
         "suppressed": suppressed,
         "baselined": baselined,
         "below_min_confidence": low,
