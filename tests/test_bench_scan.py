@@ -79,7 +79,7 @@ def test_bench_scan_compare_reports_tokens_and_cpu(tmp_path, monkeypatch):
     r = CliRunner().invoke(app, ["bench", "scan", "--files", "2", "--path", str(src), "--out", str(out),
                                  "-d", "static,slm", "--precision", "fp32", "--compare"])
     assert r.exit_code == 0, r.output
-    before, cold, warm = json.loads((out / "scan.json").read_text())["runs"]
+    cold, before, warm = json.loads((out / "scan.json").read_text())["runs"]
     assert [x["prefix_cache"] for x in (before, cold)] == [False, True]
     assert before["reviewed"] == cold["reviewed"] == 2 and before["findings"] == cold["findings"]
     assert (before["windows"], before["scored_windows"]) == (cold["windows"], cold["scored_windows"]) == (2, 1)

@@ -163,13 +163,13 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
     cache_dir = out / "cache"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    runs = []
-    if compare:  # the same cold scan without the prefix cache first (its own empty cache)
+    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device)]
+    if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
+        # first run of a process also pays imports and the first model load from disk
         runs.append(run_scan("cold, no prefix cache", tree, out / "cache-compare", detector_names, precision,
                              review, jobs, device, prefix_cache=False))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
-    runs += [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device),
-             run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device)]
+    runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device))
     return {
         "source": str(source),
         "files_requested": files,
@@ -297,7 +297,7 @@ def scan_command(
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Static-stage workers (0 = automatic)."),
     device: str = typer.Option(None, "--device", help="Model detectors run on: cpu (default) | cuda."),
     compare: bool = typer.Option(False, "--compare",
-                                 help="First a cold scan without the SLM's prefix cache (before/after in one run)."),
+                                 help="Also a cold scan without the SLM's prefix cache, after the first (before/after in one run)."),
 ) -> None:
     """Scan a real N-file tree twice (cold, then warm result cache) and print the table."""
     root = path or stdlib_path()
