@@ -1,5 +1,7 @@
 """The decision policy: how a model's opinion on a unit becomes what a scan shows."""
 
+import pytest
+
 from conftest import KeywordModel
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import SEVERITIES, Finding
@@ -62,11 +64,11 @@ def test_confident_model_raises_confident_safe_lowers_below_display_unsure_keeps
     assert agree_model.seen_hints == safe_model.seen_hints == 1
     assert agree.confidence > rule.confidence and agree.detector == "slm+static"
     assert agree.extra["detectors"] == {"slm": 0.9, "static": round(rule.confidence, 4)}
-    assert "The model agrees (p=0.90)" in agree.message
+    assert "The model agrees (score 0.90)" in agree.message
     # a confident "safe" lowers the rule finding below what is shown by default, and says why
     assert safe.confidence < POLICY.display <= rule.confidence
     assert SEVERITIES.index(safe.severity) == SEVERITIES.index(rule.severity) - 1
-    assert "The model disagrees (p=0.01" in safe.message
+    assert "The model judges this code safe (score 0.01" in safe.message
     assert safe.extra[SECOND_OPINION]["verdict"] == "disagrees" and safe.detector == "static"
     assert _command_injection(tmp_path / "d", OpinionModel(0.01), min_confidence=POLICY.display) is None
     # an unsure model is no evidence either way
@@ -137,3 +139,18 @@ def test_merge_lists_an_agreeing_model_of_a_second_opinion():
     reviewed = second_opinion(rule, 0.7, "CWE-89", POLICY)
     [merged] = merge([reviewed])
     assert merged.detector == "slm+static" and merged.extra["detectors"]["slm"] == 0.7
+
+
+def test_thresholds_read_raw_scores_and_confidences_are_calibrated_probabilities():
+    card = {"policy": {"model_only": 0.9, "vulnerable": 0.6},
+            "calibration": {"method": "isotonic", "x": [0.0, 0.5, 0.9], "y": [0.001, 0.02, 0.6]}}
+    policy = DecisionPolicy.from_card(card)
+    assert policy.probability(0.95) == 0.6 and policy.probability(0.3) == 0.001
+    rule = Finding("a.py", 3, 3, "CWE-89", "CWS089", "t", "m", 0.8, "critical", "static")
+    agreed = second_opinion(rule, 0.95, "CWE-89", policy)
+    assert agreed.confidence == pytest.approx(1 - 0.2 * 0.4) and agreed.extra[SECOND_OPINION]["score"] == 0.95
+    f = _model_finding(0.6, 0.9, 0.9, 14)  # a calibrated confidence of 0.6 ...
+    f.extra["score"] = 0.95  # ... from a raw score above the model-only threshold: shown
+    assert model_only(f, policy) is not None
+    f.extra["score"] = 0.85
+    assert model_only(f, policy) is None

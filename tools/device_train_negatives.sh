@@ -18,7 +18,7 @@
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh collect     # -> $OUT
 #
 # Jobs: `cwescan train slm` with recipes/slm-smollm2-neg050.yaml and -neg100.yaml, runs a and b
-# of each (b checks reproduction), then `python3 -m cwescan.evaluate.mix_scores` on the adapter;
+# of each (b checks reproduction), then `cwescan eval-mix` on the adapter;
 # and mix_scores on the shipped adapter (the baseline). What comes back: adapters (fp16
 # safetensors), cards, training logs, score files and the corpus manifest.
 set -euo pipefail
@@ -97,7 +97,7 @@ launch)
         local run=$STASH/runs/$1
         mkdir -p "$run"
         env $(envs) CUDA_VISIBLE_DEVICES=$3 setsid nohup bash -c "{ python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
-            python3 -m cwescan.evaluate.mix_scores --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json &&
+            python3 -m cwescan eval-mix --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json &&
             echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1" > /dev/null 2>&1 < /dev/null &
     }
     g1=$((ngpu > 1 ? 1 : 0))
@@ -106,7 +106,7 @@ launch)
     job neg100-b recipes/slm-smollm2-neg100.yaml $g1
     job neg050-b recipes/slm-smollm2-neg050.yaml $g1
     run=$STASH/runs/shipped && mkdir -p $run
-    env $(envs) CUDA_VISIBLE_DEVICES=$g1 setsid nohup bash -c "{ python3 -m cwescan.evaluate.mix_scores --negatives $STASH/negatives --device cuda --out $run/scores.json &&
+    env $(envs) CUDA_VISIBLE_DEVICES=$g1 setsid nohup bash -c "{ python3 -m cwescan eval-mix --negatives $STASH/negatives --device cuda --out $run/scores.json &&
         echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1" > /dev/null 2>&1 < /dev/null &
     echo "started 5 jobs on $ngpu GPU(s)"
     ;;

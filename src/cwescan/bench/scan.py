@@ -298,6 +298,11 @@ def scan_command(
     device: str = typer.Option(None, "--device", help="Model detectors run on: cpu (default) | cuda."),
     compare: bool = typer.Option(False, "--compare",
                                  help="Also a cold scan without the SLM's prefix cache, after the first (before/after in one run)."),
+    cluster: str = typer.Option(None, "--cluster",
+                                help="Instead: scan the tree on this Ray cluster (local | auto | "
+                                     "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
+                                     "the ratio (default detector: static)."),
+    slm_model: str = typer.Option(None, "--slm-model", help="SLM adapter (with --cluster)."),
 ) -> None:
     """Scan a real N-file tree twice (cold, then warm result cache) and print the table."""
     root = path or stdlib_path()
@@ -306,6 +311,11 @@ def scan_command(
     if review not in ("triage", "all"):
         raise typer.BadParameter("triage or all", param_hint="--review")
     names = [n.strip() for item in (detector or []) for n in item.split(",") if n.strip()] or None
+    if cluster:
+        from cwescan.bench.cluster import run_command
+
+        run_command(cluster, files, root, out, names, precision, review, device, slm_model, typer.echo)
+        return
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare)
     if result["files_copied"] < files:

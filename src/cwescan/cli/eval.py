@@ -166,7 +166,39 @@ def eval_mix_cmd(
     score_mix(negatives, model, part, device, precision, batch_size, out, command)
 
 
+def eval_pipeline_cmd(
+    scores: Path = typer.Option(..., help="Score file of `cwescan eval-mix` (e.g. data/negatives/scores/slm.json.gz)."),
+    part: str = typer.Option("test", help="Labelled part: test or validation."),
+    slm_model: str = typer.Option(None, "--slm-model", help="Adapter whose card holds the decision policy (default smollm2)."),
+    out: Path = typer.Option(None, help="Also write the view as JSON here."),
+) -> None:
+    """The default scan as users run it (rules, the model's second opinion and model-only
+    findings under the card's decision policy, the default display confidence), on a labelled part."""
+    import gzip
+
+    from cwescan.core.policy import DecisionPolicy
+    from cwescan.data.split import load_part
+    from cwescan.evaluate.pipeline_view import pipeline_table, pipeline_view
+    from cwescan.ml.artifacts import model_dir, verify
+
+    opener = gzip.open if scores.suffix == ".gz" else open
+    with opener(scores, "rt", encoding="utf-8") as fh:
+        doc = json.load(fh)
+    by_id = {row["id"]: row["score"] for row in doc["labelled"][part]}
+    records = [r for r in load_part(part) if r.id in by_id]
+    if not records:
+        _fail(f"{scores} holds no scores of the {part} part")
+    card = verify(Path(slm_model) if slm_model and Path(slm_model).is_dir() else model_dir(
+        {"qwen": "slm-qwen"}.get(slm_model or "", "slm")))
+    view = pipeline_view(records, by_id, DecisionPolicy.from_card(card))
+    typer.echo(pipeline_table(view))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("eval-slm")(eval_slm_cmd)
     app.command("eval-mix")(eval_mix_cmd)
+    app.command("eval-pipeline")(eval_pipeline_cmd)

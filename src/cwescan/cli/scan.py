@@ -96,6 +96,10 @@ def scan_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar or notes on stderr."),
     verbose: bool = typer.Option(False, "--verbose", "-v",
                                  help="Let model libraries print their own warnings while loading."),
+    cluster: str = typer.Option(None, "--cluster",
+                                help="Scan on a Ray cluster: auto (the one this machine belongs to) | "
+                                     "local (start one here) | ray://HOST:PORT | HOST:PORT. Needs "
+                                     "'cwescan[cluster]'. Default: config, else this machine only."),
 ) -> None:
     """Scan Python files for security weaknesses (CWEs)."""
     if quiet:  # truly quiet: no library's warnings either, here or in worker processes
@@ -111,7 +115,8 @@ def scan_command(
         code = _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline,
                     write_baseline_to, exclude, force_exclude, precision, max_file_size,
                     file_timeout, jobs, quiet, review=review, use_cache=not no_cache,
-                    verbose=verbose, slm_model=slm_model, device=device, tests=tests)
+                    verbose=verbose, slm_model=slm_model, device=device, tests=tests,
+                    cluster=cluster)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -128,7 +133,8 @@ def scan_command(
 
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
          exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
-         review="triage", use_cache=True, verbose=False, slm_model=None, device=None, tests=None) -> int:
+         review="triage", use_cache=True, verbose=False, slm_model=None, device=None, tests=None,
+         cluster=None) -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -167,8 +173,13 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
     options.detectors = [d.name for d in detectors]
 
     started = time.monotonic()
+    cluster = cluster or cfg.cluster
     with scan_progress(quiet) as hook:
-        report = scan(paths, options, detectors=detectors, progress=hook)
+        if cluster:
+            report = _scan_on_cluster(cluster, paths, options, detectors, hook,
+                                      slm_model=slm_model or cfg.slm_model, quiet=quiet)
+        else:
+            report = scan(paths, options, detectors=detectors, progress=hook)
     elapsed = time.monotonic() - started
 
     if not quiet and not report.stats["files_scanned"] and not report.notices:
@@ -232,6 +243,25 @@ def _path_warnings(report, options: ScanOptions, cli_excludes: list[str], cfg: c
         out.append(f"baseline {baseline_file} matched none of its {plural(entries, 'entry', 'entries')}"
                    f"; paths in it are relative to the project root (here {report.base})")
     return out
+
+
+def _scan_on_cluster(address, paths, options, detectors, hook, slm_model, quiet):
+    """The same scan with its file and model stages on a Ray cluster; Ray is imported only
+    here."""
+    from cwescan.cluster.driver import check_address, cluster_executor
+    from cwescan.cluster.runtime import ClusterError
+
+    try:
+        check_address(address)
+    except ValueError as e:
+        raise config_mod.ConfigError(f"--cluster: {e}") from e
+    try:
+        with cluster_executor(address, options.precision, slm_model, options.device) as executor:
+            if not quiet:
+                _err(f"cluster: {executor.describe()}")
+            return scan(paths, options, detectors=detectors, progress=hook, executor=executor)
+    except ClusterError as e:
+        raise config_mod.ConfigError(f"--cluster {address}: {e}") from e
 
 
 def model_stage_line(m: dict) -> str:

@@ -62,7 +62,7 @@ def encoder_ship(
 
 @train_app.command("calibrate")
 def calibrate(
-    scores: Path = typer.Option(..., exists=True, dir_okay=False, help="Score file of `python3 -m cwescan.evaluate.mix_scores`."),
+    scores: Path = typer.Option(..., exists=True, dir_okay=False, help="Score file of `cwescan eval-mix`."),
     negatives_manifest: Path = typer.Option(..., exists=True, help="MANIFEST.json of the negatives corpus scored."),
     card: Path = typer.Option(None, file_okay=False, help="Adapter folder whose card gets the thresholds (with --write)."),
     repeat_scores: Path = typer.Option(None, exists=True, dir_okay=False, help="Score file of a second training run."),

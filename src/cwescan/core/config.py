@@ -18,6 +18,7 @@ spelled with dashes or underscores. Command-line flags override everything here.
     tests = "report"            # test code: report (one severity lower, never fails --fail-on)
                                 #   | normal (like any code) | skip (not scanned)
     test-paths = ["tests/", "test_*.py"]  # what is test code (default: cwescan.core.testcode)
+    cluster = "auto"            # scan on a Ray cluster: auto | local | ray://host:port | host:port
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Config:
     baseline: Path | None = None
     tests: str = DEFAULT_TEST_MODE  # what to do with test code: report | normal | skip
     test_paths: list[str] = field(default_factory=lambda: list(DEFAULT_TEST_PATHS))  # what is test code
+    cluster: str | None = None  # Ray cluster address; None: scan on this machine
     source: Path | None = None  # the pyproject.toml these came from
 
 
@@ -158,6 +160,10 @@ def _apply(cfg: Config, key: str, value, source: Path | None) -> None:
         cfg.slm_model = value if value in known else str((source.parent if source else Path.cwd()) / value)
     elif key == "format":
         cfg.format = choice(FORMATS)
+    elif key == "cluster":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected auto, local, ray://host:port or host:port, got {value!r}")
+        cfg.cluster = value
     elif key == "baseline":
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a path, got {value!r}")

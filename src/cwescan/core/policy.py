@@ -5,12 +5,34 @@ line) is applied in ``cwescan.scan.combine``; the numbers come from each model's
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 from dataclasses import dataclass
 
 from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
 
 MODEL_ONLY_MAX_SEVERITY = "medium"  # a model alone is a lead, never a CI failure at the default --fail-on
+
+
+@dataclass
+class Isotonic:
+    """A non-decreasing step map from raw score to probability (pool-adjacent-violators fit):
+    ``x`` holds the lower edge of each step, ``y`` its probability."""
+
+    x: list[float]
+    y: list[float]
+
+    def __call__(self, score: float) -> float:
+        i = bisect.bisect_right(self.x, score) - 1
+        return self.y[max(i, 0)]
+
+    def to_dict(self) -> dict:
+        # step edges are kept exact: a rounded-up edge would move scores on it into the step below
+        return {"method": "isotonic", "x": list(self.x), "y": [round(v, 6) for v in self.y]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Isotonic:
+        return cls(list(d["x"]), list(d["y"]))
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,7 @@ class DecisionPolicy:
     cwe_head: float = 0.8  # the model's CWE is reported only from this CWE confidence
     line: float = 0.6  # the model's line is pointed at only from this line confidence
     display: float = DEFAULT_MIN_CONFIDENCE
+    calibration: Isotonic | None = None  # raw score -> probability at the card's prevalence
     chosen: str = "conservative defaults (the model card has no policy)"
 
     @classmethod
@@ -35,4 +58,12 @@ class DecisionPolicy:
         unknown = sorted(set(section) - known - {"prevalence", "metrics"})
         if unknown:
             raise ValueError(f"model card policy: unknown keys {', '.join(unknown)}")
-        return cls(**{k: v for k, v in section.items() if k in known})
+        calib = card.get("calibration") or {}
+        calibration = Isotonic.from_dict(calib) if calib.get("method") == "isotonic" else None
+        return cls(**{k: v for k, v in section.items() if k in known and k != "calibration"},
+                   calibration=calibration)
+
+    def probability(self, score: float) -> float:
+        """The model's raw score as a calibrated probability (the raw score without a map).
+        Thresholds apply to raw scores; confidences shown to users are probabilities."""
+        return self.calibration(score) if self.calibration is not None else score

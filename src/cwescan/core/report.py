@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cwescan.core.findings import Finding, severity_rank
+from cwescan.core.repositories import Repository
 
 if TYPE_CHECKING:
     from cwescan.scan.walk import Notice
@@ -22,11 +23,14 @@ class Reported:
     fingerprint: str  # baseline identity: path, CWE family, flagged code
     line_hash: str  # SARIF primaryLocationLineHash: content hash + per-file occurrence
     snippet: str = ""  # the first flagged line, for the text report
+    repository: str | None = None  # its repository's name, when the scan covers several
 
     def to_dict(self) -> dict:
         d = self.finding.verdict()
         d["fingerprint"] = self.fingerprint
         d["detectors"] = self.finding.extra.get("detectors", {self.finding.detector: d["confidence"]})
+        if self.repository is not None:
+            d["repository"] = self.repository
         return d
 
 
@@ -42,6 +46,7 @@ class Report:
     model_detectors: frozenset[str] = frozenset()  # which of ``detectors`` are models
     rule_docs: dict[str, tuple[str, str]] = field(default_factory=dict)  # rule id -> (summary, doc)
     excludes_used: set[str] = field(default_factory=set)  # exclude patterns that left something out
+    repositories: list[Repository] = field(default_factory=list)  # empty: the scan covers one
 
     def failing(self, fail_on: str) -> list[Reported]:
         """Findings at or above ``fail_on``; those in test code never fail a scan."""

@@ -186,31 +186,9 @@ def _package_units(args: tuple[str, str, str, Sequence[str]]) -> dict:
             "files_sha256": digest.hexdigest()}
 
 
-def build_negatives(site: Path, out: Path, labelled: Iterable = (), only: Sequence[str] | None = None,
-                    parts: Sequence[str] = PARTS, workers: int | None = None, command: str = "") -> dict:
-    """Build the corpus (see the module docstring) and write ``<part>.jsonl`` and the manifest.
-    ``only``: restrict to these distribution names (e.g. a manifest's test packages, to rebuild
-    the held-out part on another machine); ``parts``: the parts to write."""
-    site, out = Path(site).resolve(), Path(out)
-    bad = [p for p in parts if p not in PARTS]
-    if bad:
-        raise NegativesError(f"unknown part {bad[0]!r}; choose from {', '.join(PARTS)}")
-    packages = discover_packages(site)
-    if only is not None:
-        wanted = {canonical_name(n) for n in only}
-        packages = [p for p in packages if p.name in wanted]
-    packages = [p for p in packages if package_part(p.name) in parts and p.name != "cwescan"]
-    if not packages:
-        raise NegativesError(f"{site}: no Python packages to read" + (" among the names asked for" if only else ""))
-    known = labelled_hashes(labelled)
-    jobs = [(str(site), p.name, p.version, p.files) for p in packages]
-    workers = workers or min(32, os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_package_units, jobs, chunksize=1))
-    else:
-        results = [_package_units(j) for j in jobs]
-    out.mkdir(parents=True, exist_ok=True)
+def _write_parts(results: list[dict], out: Path, parts: Sequence[str], known: set[str]) -> tuple[list[dict], dict]:
+    """Write the kept units of every package to ``<part>.jsonl`` (dropping labelled and repeated
+    code) and return the manifest's package entries and per-part totals."""
     seen: set[str] = set()
     files = contextlib.ExitStack()  # one open file per part, all closed on any error
     handles = {p: files.enter_context(open(out / f"{p}.jsonl.tmp", "w", encoding="utf-8")) for p in parts}  # noqa: SIM115
@@ -250,6 +228,35 @@ def build_negatives(site: Path, out: Path, labelled: Iterable = (), only: Sequen
         files.close()
     for p in parts:
         (out / f"{p}.jsonl.tmp").replace(out / f"{p}.jsonl")
+    return manifest_packages, totals
+
+
+def build_negatives(site: Path, out: Path, labelled: Iterable = (), only: Sequence[str] | None = None,
+                    parts: Sequence[str] = PARTS, workers: int | None = None, command: str = "") -> dict:
+    """Build the corpus (see the module docstring) and write ``<part>.jsonl`` and the manifest.
+    ``only``: restrict to these distribution names (e.g. a manifest's test packages, to rebuild
+    the held-out part on another machine); ``parts``: the parts to write."""
+    site, out = Path(site).resolve(), Path(out)
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        raise NegativesError(f"unknown part {bad[0]!r}; choose from {', '.join(PARTS)}")
+    packages = discover_packages(site)
+    if only is not None:
+        wanted = {canonical_name(n) for n in only}
+        packages = [p for p in packages if p.name in wanted]
+    packages = [p for p in packages if package_part(p.name) in parts and p.name != "cwescan"]
+    if not packages:
+        raise NegativesError(f"{site}: no Python packages to read" + (" among the names asked for" if only else ""))
+    known = labelled_hashes(labelled)
+    jobs = [(str(site), p.name, p.version, p.files) for p in packages]
+    workers = workers or min(32, os.cpu_count() or 1)
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_package_units, jobs, chunksize=1))
+    else:
+        results = [_package_units(j) for j in jobs]
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_packages, totals = _write_parts(results, out, parts, known)
     manifest = {
         "kind": "negatives-corpus",
         "description": "units of site-packages sources that triage would send to the model (a sink call or a "

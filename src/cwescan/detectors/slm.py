@@ -334,10 +334,11 @@ class SLMDetector(ModelDetector):
                     title=f"{cwe_catalog.name(cwe)} (model)",
                     message=f"The model judges {u.qualname} vulnerable to {cwe} ({cwe_catalog.name(cwe)}) "
                     f"with P(vulnerable)={p:.2f}, most likely at line {line}.",
-                    confidence=p,
+                    confidence=self.policy.probability(p),
                     severity=cwe_catalog.severity(cwe),
                     detector=self.name,
                     extra={
+                        "score": round(p, 6),  # raw: what the card's thresholds read
                         "answer": ans,
                         "cwe_confidence": round(det["cwe_confidence"], 4),
                         "line_confidence": round(det.get("line_confidence", 0.0), 4),

@@ -6,7 +6,6 @@ Thresholds, calibration and the realistic-prevalence metrics are computed from t
 accelerator, and everything after it is reproducible from the file on any machine:
 
     cwescan eval-mix --model src/cwescan/models/slm --negatives NEG --device cuda --out scores.json
-    (the same as python3 -m cwescan.evaluate.mix_scores ..., which the GPU chain runs)
 
 Labelled records are scored with ``detect`` at threshold 0, so every unit also gets its decoded
 CWE, the CWE path's probability and a line (the inputs of the CWE-head threshold); corpus units
@@ -15,7 +14,6 @@ are scored only (P(vulnerable) of their most suspicious window).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -90,23 +88,3 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result) + "\n")
     return result
-
-
-def main(argv: list[str] | None = None) -> dict:
-    import sys
-
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=None, help="adapter folder (default: the shipped one)")
-    ap.add_argument("--negatives", type=Path, required=True, help="folder built by `cwescan data negatives`")
-    ap.add_argument("--parts", nargs="+", default=["validation", "test"])
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="bf16")
-    ap.add_argument("--batch-size", type=int, default=0)
-    ap.add_argument("--out", type=Path, required=True)
-    a = ap.parse_args(argv)
-    command = "python3 -m cwescan.evaluate.mix_scores " + " ".join(sys.argv[1:] if argv is None else argv)
-    return score_mix(a.negatives, a.model, a.parts, a.device, a.precision, a.batch_size, a.out, command)
-
-
-if __name__ == "__main__":
-    main()

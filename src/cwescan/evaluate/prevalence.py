@@ -10,7 +10,7 @@ safe). Precision at prevalence pi follows from the two rates, whatever the mix's
 where TPR is measured on the positives and FPR on the corpus units. Calibration (isotonic,
 pool-adjacent-violators) is fitted on the validation mix with the same weights, so a calibrated
 probability means "this share of units scored like this is vulnerable when pi of the reviewed
-units are". Everything here works from score files (``cwescan.evaluate.mix_scores``), so the
+units are". Everything here works from score files (``cwescan eval-mix``), so the
 numbers can be recomputed on any machine from the file.
 """
 
@@ -20,6 +20,8 @@ import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+
+from cwescan.core.policy import Isotonic
 
 DEFAULT_PREVALENCE = 0.01
 MODEL_ONLY_PRECISION = 0.5  # a model-only finding is shown when at least half of such findings are real
@@ -82,27 +84,6 @@ def threshold_for_fpr(neg: Sequence[float], fpr: float) -> float:
 
 
 # ---------------------------------------------------------------- calibration
-
-
-@dataclass
-class Isotonic:
-    """A non-decreasing step map from raw score to probability (pool-adjacent-violators fit):
-    ``x`` holds the lower edge of each step, ``y`` its probability."""
-
-    x: list[float]
-    y: list[float]
-
-    def __call__(self, score: float) -> float:
-        i = bisect.bisect_right(self.x, score) - 1
-        return self.y[max(i, 0)]
-
-    def to_dict(self) -> dict:
-        # step edges are kept exact: a rounded-up edge would move scores on it into the step below
-        return {"method": "isotonic", "x": list(self.x), "y": [round(v, 6) for v in self.y]}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Isotonic:
-        return cls(list(d["x"]), list(d["y"]))
 
 
 def fit_isotonic(scores: Sequence[float], labels: Sequence[bool], weights: Sequence[float]) -> Isotonic:

@@ -11,13 +11,16 @@ from cwescan.core.report import Report
 
 
 def report_dict(report: Report) -> dict:
-    return {
+    doc = {
         "version": __version__,
         "findings": [r.to_dict() for r in report.findings],
         "skipped": [n.to_dict() for n in report.notices],
         "unused_suppressions": report.unused_suppressions,
         "stats": report.stats,
     }
+    if report.repositories:  # several repositories in one scan: each finding names its own
+        doc["repositories"] = [r.to_dict() for r in report.repositories]
+    return doc
 
 
 def render_json(report: Report) -> str:

@@ -16,6 +16,7 @@ from cwescan import __version__
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import Finding
 from cwescan.core.report import Report, Reported
+from cwescan.core.repositories import repository_of
 
 SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/cwescan/cwescan"
@@ -96,13 +97,48 @@ def _location(path: str, start: int | None = None, end: int | None = None) -> di
 
 
 def sarif_dict(report: Report) -> dict:
+    """One run for the scan; with several repositories in one scan, one run per repository
+    (GitHub code scanning takes a single run per tool and category, so each run gets its own
+    category, ``automationDetails.id`` "cwescan/<repository>/", its own root and, for a git
+    work tree with a remote, ``versionControlProvenance``)."""
+    if not report.repositories:
+        runs = [_run(report, report.findings, report.notices, report.unused_suppressions,
+                     report.base.as_uri().rstrip("/") + "/", lambda path: path)]
+    else:
+        def of(path: str) -> str | None:
+            repo = repository_of(path, report.repositories)
+            return repo.name if repo else None
+
+        runs = []
+        for repo in report.repositories:
+            run = _run(report, [r for r in report.findings if r.repository == repo.name],
+                       [n for n in report.notices if of(n.path) == repo.name],
+                       [u for u in report.unused_suppressions if of(u.get("path", "")) == repo.name],
+                       repo.root_uri, repo.relative)
+            run["automationDetails"] = {"id": f"cwescan/{repo.name}/"}
+            if repo.remote:
+                vcs = {"repositoryUri": repo.remote, "mappedTo": {"uriBaseId": SRCROOT}}
+                if repo.revision:
+                    vcs["revisionId"] = repo.revision
+                if repo.branch:
+                    vcs["branch"] = repo.branch
+                run["versionControlProvenance"] = [vcs]
+            run["properties"]["repository"] = repo.name
+            runs.append(run)
+    return {"$schema": SCHEMA, "version": "2.1.0", "runs": runs}
+
+
+def _run(report: Report, findings: list[Reported], notices: list, unused: list[dict],
+         root_uri: str, relative) -> dict:
+    """One SARIF run over ``findings`` and ``notices``, their paths made relative to
+    ``root_uri`` by ``relative``."""
     by_rule: dict[str, list[Reported]] = {}
-    for r in report.findings:
+    for r in findings:
         by_rule.setdefault(rule_id(r.finding, report.model_detectors), []).append(r)
     rule_ids = sorted(by_rule)
     index = {rid: i for i, rid in enumerate(rule_ids)}
     results = []
-    for r in report.findings:
+    for r in findings:
         f = r.finding
         rid = rule_id(f, report.model_detectors)
         results.append({
@@ -110,7 +146,7 @@ def sarif_dict(report: Report) -> dict:
             "ruleIndex": index[rid],
             "level": LEVELS[f.severity],
             "message": {"text": f"{f.title}: {f.message}" if f.title else f.message},
-            "locations": [_location(f.path, f.start_line, f.end_line)],
+            "locations": [_location(relative(f.path), f.start_line, f.end_line)],
             "partialFingerprints": {"primaryLocationLineHash": r.line_hash},
             "properties": {
                 "cwe": f.cwe,
@@ -123,33 +159,28 @@ def sarif_dict(report: Report) -> dict:
         })
     notifications = [{
         "level": "note" if n.scanned else "warning",
-        "message": {"text": f"{n.path}: {_state(n)} "
+        "message": {"text": f"{relative(n.path)}: {_state(n)} "
                             f"({n.reason}): {n.message}"},
         "descriptor": {"id": n.reason},
-        "locations": [_location(n.path)],
+        "locations": [_location(relative(n.path))],
         "properties": {"reason": n.reason, "scanned": n.scanned},
-    } for n in report.notices]
+    } for n in notices]
     return {
-        "$schema": SCHEMA,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {
-                "name": "cwescan",
-                "version": __version__,
-                "semanticVersion": __version__,
-                "informationUri": INFORMATION_URI,
-                "rules": [_rule(rid, by_rule[rid], report) for rid in rule_ids],
-            }},
-            "invocations": [{
-                "executionSuccessful": True,
-                "toolExecutionNotifications": notifications,
-            }],
-            "originalUriBaseIds": {SRCROOT: {"uri": report.base.as_uri().rstrip("/") + "/"}},
-            "results": results,
-            "columnKind": "unicodeCodePoints",
-            "properties": {"stats": report.stats,
-                           "unusedSuppressions": report.unused_suppressions},
+        "tool": {"driver": {
+            "name": "cwescan",
+            "version": __version__,
+            "semanticVersion": __version__,
+            "informationUri": INFORMATION_URI,
+            "rules": [_rule(rid, by_rule[rid], report) for rid in rule_ids],
+        }},
+        "invocations": [{
+            "executionSuccessful": True,
+            "toolExecutionNotifications": notifications,
         }],
+        "originalUriBaseIds": {SRCROOT: {"uri": root_uri}},
+        "results": results,
+        "columnKind": "unicodeCodePoints",
+        "properties": {"stats": report.stats, "unusedSuppressions": unused},
     }
 
 

@@ -34,28 +34,35 @@ def second_opinion(static: Finding, p_model: float, model_cwe: str | None, polic
     - anything between: the rule finding as it was (an unsure model is no evidence either way).
     """
     ps = static.confidence
+    p_cal = policy.probability(p_model)  # thresholds read the raw score; confidence a probability
     agree = p_model >= policy.vulnerable and (model_cwe is None or not cwe_catalog.is_cwe(model_cwe)
                                               or cwe_catalog.same_family(model_cwe, static.cwe))
     safe = p_model <= policy.safe
     confidence, severity, message = ps, static.severity, static.message
     if agree:
-        confidence = 1 - (1 - ps) * (1 - p_model)
-        message += f" The model agrees (p={p_model:.2f})."
+        confidence = 1 - (1 - ps) * (1 - p_cal)
+        message += f" The model agrees (score {p_model:.2f})."
     elif safe:
         confidence = min(ps, round(policy.display * 0.9, 4))
         severity = _lower(static.severity)
-        message += (f" The model disagrees (p={p_model:.2f} that this code is vulnerable), so this "
+        message += (f" The model judges this code safe (score {p_model:.2f}), so this "
                     f"is shown only with --min-confidence {confidence:g} or lower.")
     extra = dict(static.extra)
     extra[SECOND_OPINION] = {
         "model": model,
-        "p_vulnerable": round(p_model, 4),
+        "score": round(p_model, 4),
+        "p_vulnerable": round(p_cal, 4),
         "cwe": model_cwe,
         "verdict": "agrees" if agree else "disagrees" if safe else "unsure",
         "static_confidence": round(ps, 4),
     }
     return dataclasses.replace(static, confidence=confidence, severity=severity, message=message,
                                extra=extra)
+
+
+def raw_score(f: Finding) -> float:
+    """A model finding's raw score (what policy thresholds read); its confidence otherwise."""
+    return f.extra.get("score", f.confidence)
 
 
 def model_only(f: Finding, policy: DecisionPolicy) -> Finding | None:
@@ -66,7 +73,7 @@ def model_only(f: Finding, policy: DecisionPolicy) -> Finding | None:
     possible weakness of unspecified type at low severity; severity never exceeds
     ``MODEL_ONLY_MAX_SEVERITY``; the finding points at the model's line only when the line head
     is confident and the line is code of the unit's body, else it spans the unit."""
-    if f.confidence < policy.model_only:
+    if raw_score(f) < policy.model_only:
         return None
     x = dict(f.extra)
     typed = x.get("cwe_confidence", 0.0) >= policy.cwe_head and cwe_catalog.is_cwe(f.cwe)
@@ -91,7 +98,7 @@ def model_only(f: Finding, policy: DecisionPolicy) -> Finding | None:
     because = (f"; it {'calls' if evidence['kind'] == 'sink' else 'reads'} {evidence['what']} at line "
                f"{evidence['line']}" if evidence else "")
     message = (f"The model flags {x.get('unit', 'this code')} as likely {what} {where} "
-               f"(p={f.confidence:.2f}, no rule confirms it){because}.")
+               f"(score {raw_score(f):.2f}, no rule confirms it){because}.")
     title = f"{cwe_catalog.name(cwe)} (model)" if typed else "Possible weakness (model)"
     return dataclasses.replace(f, cwe=cwe, severity=severity, start_line=start, end_line=end,
                                title=title, message=message, extra=x)

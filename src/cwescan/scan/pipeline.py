@@ -39,7 +39,9 @@ from cwescan.detectors.base import Detector, ModelDetector
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import Finding, in_unit
 from cwescan.core.report import Report, Reported
+from cwescan.scan.executor import BatchDone, StageExecutor
 from cwescan.scan.file_budget import FileBudget
+from cwescan.core.repositories import find_repositories, repository_of
 from cwescan.scan.model_budget import budget_notice, within_budget
 from cwescan.scan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
 from cwescan.core.testcode import TestCodePolicy
@@ -49,12 +51,13 @@ from cwescan.scan.walk import (
     DEFAULT_MAX_FILE_SIZE,
     Candidate,
     Notice,
+    ReadResult,
     discover,
     find_base,
     read_source,
 )
 
-MODEL_BATCH_UNITS = 256  # units handed to a model detector per call
+MODEL_BATCH_UNITS = 64  # units handed to a model detector per call: each call reports progress (~1 min on 2 CPU cores)
 PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
 
 
@@ -189,33 +192,40 @@ def _lowered_notice(relpath: str, constructs: str) -> Notice:
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
               keep_source: bool, keep_text: bool = True) -> FileResult:
     """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
-    read = read_source(cand.abspath, cand.relpath, max_size)
-    result = FileResult(cand.relpath, read.text, scanned=read.text is not None)
+    return scan_read(cand.relpath, read_source(cand.abspath, cand.relpath, max_size), fast,
+                     timeout, keep_source, keep_text)
+
+
+def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout: float,
+              keep_source: bool, keep_text: bool = True) -> FileResult:
+    """Parse and run the fast detectors on one file already read (here or on another machine).
+    Never raises (but KeyboardInterrupt)."""
+    result = FileResult(relpath, read.text, scanned=read.text is not None)
     if read.notice is not None:
         result.notices.append(read.notice)
     if read.text is None:
         return result
     budget = FileBudget(timeout)
     # a parse tried in a child runs again here: each run gets half of the file's budget
-    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout / 2, cand.relpath):
-        result.notices.append(Notice(cand.relpath, "parse-timeout", parse_timeout_message(timeout)))
+    if parse_may_stall(read.text, timeout) and not parse_finishes(read.text, timeout / 2, relpath):
+        result.notices.append(Notice(relpath, "parse-timeout", parse_timeout_message(timeout)))
         result.scanned, result.text = False, None
         return result
     alarm = Alarm()
     try:
         with time_limit(budget.left()) as alarm:
-            src = parse_source(cand.relpath, read.text)
+            src = parse_source(relpath, read.text)
         if alarm.fired:  # went off inside the parser, which turned it into a parse error
             raise FileTimeout
     except (Exception, FileTimeout) as e:
-        result.notices.append(_failure(cand.relpath, "parsing", e, alarm.fired, timeout))
-        result.suppressions = _suppressions(cand.relpath, read.text, None)
+        result.notices.append(_failure(relpath, "parsing", e, alarm.fired, timeout))
+        result.suppressions = _suppressions(relpath, read.text, None)
         result.text = None  # the model stage would parse it again: it gets no units from it
         return result
     if src.error and read.text.strip():
-        result.notices.append(_parse_notice(cand.relpath, src.error))
+        result.notices.append(_parse_notice(relpath, src.error))
     if src.parser == "lowered":
-        result.notices.append(_lowered_notice(cand.relpath, src.lowered))
+        result.notices.append(_lowered_notice(relpath, src.lowered))
     result.n_units = len(src.units)
     result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
     # Static detectors need the AST; a file that does not parse is left to the models.
@@ -226,8 +236,8 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
                 found = det.detect(src.units)
             result.findings.extend(found)
         except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
-            result.notices.append(_failure(cand.relpath, det.name, e, alarm.fired, timeout))
-    result.suppressions = _suppressions(cand.relpath, read.text, src.tree)
+            result.notices.append(_failure(relpath, det.name, e, alarm.fired, timeout))
+    result.suppressions = _suppressions(relpath, read.text, src.tree)
     if keep_source:
         result.source = src
     if not keep_text and not result.findings:
@@ -306,9 +316,12 @@ ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
 
 def scan(paths: Sequence[Path], options: ScanOptions,
          detectors: Sequence[Detector] | None = None,
-         progress: ProgressHook | None = None) -> Report:
+         progress: ProgressHook | None = None,
+         executor: StageExecutor | None = None) -> Report:
     """Scan ``paths``. ``detectors`` may be given ready-made; else ``options.detectors`` are
-    created through the registry."""
+    created through the registry. ``executor``: where the file and model stages run (default
+    :class:`LocalExecutor`: this process and its worker processes)."""
+    executor = executor or LocalExecutor()
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
     if detectors is None:
@@ -322,8 +335,8 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                                    matched_excludes=excludes_used)
     candidates, tests_not_scanned = options.tests.to_scan(candidates, lambda c: c.relpath)
     with fewer_gc_passes():
-        results = _run_fast_stage(candidates, fast, options, keep_source=bool(models),
-                                  progress=progress)
+        results = executor.run_files(candidates, fast, options, keep_source=bool(models),
+                                     progress=progress)
     notices = list(notices)
     raw: list[Finding] = []
     model_stats: dict = {}
@@ -339,7 +352,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
             hints.setdefault(f.path, []).append(f)
         model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                        review=options.review, cache=options.cache,
-                                                       verbose=options.verbose)
+                                                       verbose=options.verbose, executor=executor)
         raw = replace_reviewed(raw, model_findings)
         raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
 
@@ -358,6 +371,10 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         else:
             kept.append(f)
     reported = _fingerprint(kept, texts)
+    repositories = find_repositories(paths, base)
+    for r in reported:
+        repo = repository_of(r.finding.path, repositories)
+        r.repository = repo.name if repo else None
     hidden = (apply_baseline([r.fingerprint for r in reported], options.baseline)
               if options.baseline else [False] * len(reported))
     visible = [r for r, h in zip(reported, hidden) if not h]
@@ -373,7 +390,36 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     rule_docs = {rid: doc for d in fast for rid, doc in d.rule_docs().items()}
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
                   model_detectors=frozenset(d.name for d in models), rule_docs=rule_docs,
-                  excludes_used=excludes_used)
+                  excludes_used=excludes_used, repositories=repositories)
+
+
+class LocalExecutor(StageExecutor):
+    """Both stages on this machine: files in this process or, from PARALLEL_MIN_FILES files
+    on, in spawned worker processes; model batches in this process."""
+
+    def run_files(self, candidates, fast, options, keep_source, progress):
+        return _run_fast_stage(list(candidates), list(fast), options, keep_source, progress)
+
+    def run_model(self, detector, batches, hints, verbose, batch_done: BatchDone):
+        out: list[list[Finding] | Exception] = []
+        load_error: Exception | None = None
+        if batches:
+            try:
+                with third_party_quiet(enabled=not verbose):
+                    detector.load()
+            except Exception as e:  # every batch reports it per file
+                load_error = RuntimeError(f"could not load: {type(e).__name__}: {e}")
+        for batch in batches:
+            if load_error is not None:
+                out.append(load_error)
+            else:
+                try:
+                    with third_party_quiet(enabled=not verbose, streams=False):
+                        out.append(detector.detect(batch, hints=hints))
+                except Exception as e:  # keep the rest of the scan
+                    out.append(e)
+            batch_done(len(batch))
+        return out
 
 
 def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
@@ -452,11 +498,13 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
                      hints: dict[str, list[Finding]] | None = None,
                      review: str = "triage",
                      cache: ResultCache | None = None,
-                     verbose: bool = False) -> tuple[list[Finding], dict]:
+                     verbose: bool = False,
+                     executor: StageExecutor | None = None) -> tuple[list[Finding], dict]:
     """Findings of the model detectors and what the stage did: per unit, triage decides
     whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
     only the rest run through the model, in batches."""
     hints = hints or {}
+    executor = executor or LocalExecutor()
     todo, reasons, n_units, over_budget = _units_to_review(results, hints, review, notices)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
@@ -479,31 +527,27 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
         done += len(todo) - len(pending)
         if progress and total:
             progress(f"{det.name} units", done, total)
-        if pending:
-            try:
-                with third_party_quiet(enabled=not verbose):
-                    det.load()
-            except Exception as e:  # the batches below report it per file
-                notices.append(Notice(pending[0].path, "detector-error",
-                                      f"{det.name} could not load: {type(e).__name__}: {e}"))
-        for i in range(0, len(pending), MODEL_BATCH_UNITS):
-            batch = pending[i:i + MODEL_BATCH_UNITS]
-            try:
-                with third_party_quiet(enabled=not verbose, streams=False):
-                    found = det.detect(batch, hints=hints)
-            except Exception as e:  # keep the rest of the scan; name the files it missed
+
+        def batch_done(n: int, stage: str = f"{det.name} units") -> None:
+            nonlocal done
+            done += n
+            if progress:
+                progress(stage, done, total)
+
+        # Same batches whatever the executor: a detector's numbers may depend on what it is
+        # given together (padding), and the report must not depend on where it ran.
+        batches = [pending[i:i + MODEL_BATCH_UNITS] for i in range(0, len(pending), MODEL_BATCH_UNITS)]
+        answers = executor.run_model(det, batches, hints, verbose, batch_done) if batches else []
+        for batch, found in zip(batches, answers):
+            if isinstance(found, Exception):  # keep the rest of the scan; name the files it missed
                 for path in sorted({u.path for u in batch}):
                     notices.append(Notice(path, "detector-error",
-                                          f"{det.name} failed: {type(e).__name__}: {e}"))
-                found = None
-            if found is not None:
-                out.extend(found)
-                ran.update(id(u) for u in batch)
-                if mkey is not None:
-                    _store(cache, keys, batch, found)
-            done += len(batch)
-            if progress:
-                progress(f"{det.name} units", done, total)
+                                          f"{det.name} failed: {type(found).__name__}: {found}"))
+                continue
+            out.extend(found)
+            ran.update(id(u) for u in batch)
+            if mkey is not None:
+                _store(cache, keys, batch, found)
     if cache is not None and cache.writes:
         cache.prune()
     from_cache = sum(1 for u in todo if cached.get(id(u), 0) == len(models))

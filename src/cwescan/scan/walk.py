@@ -50,6 +50,7 @@ REASONS = {
     "not-a-file": False,
     "broken-symlink": False,
     "symlink-outside-root": False,
+    "worker-lost": False,  # the process scanning it died on every try (cluster scans)
 }
 
 COMPLETE_REASONS = ("empty", "lowered")
@@ -326,6 +327,14 @@ class ReadResult:
 
 def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE) -> ReadResult:
     """Read a Python file as text, honouring a BOM or PEP 263 coding line. Never raises."""
+    data = read_bytes(path, relpath, max_size)
+    return data if isinstance(data, ReadResult) else decode_source(data, relpath, max_size)
+
+
+def read_bytes(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE) -> bytes | ReadResult:
+    """The raw bytes of a file, or the ReadResult that skips it (missing, not a regular file,
+    too large, unreadable). Split from decoding so that a file read on one machine can be
+    decoded and scanned on another. Never raises."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -346,6 +355,11 @@ def read_source(path: Path, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE)
             data = f.read(max_size + 1)
     except OSError as e:
         return ReadResult(None, Notice(relpath, "unreadable", f"cannot read: {e.strerror or e}"))
+    return data
+
+
+def decode_source(data: bytes, relpath: str, max_size: int = DEFAULT_MAX_FILE_SIZE) -> ReadResult:
+    """The text of a file's bytes as :func:`read_source` gives it, or why it is skipped."""
     size = len(data)
     if size > max_size:  # grew since stat
         return ReadResult(None, Notice(relpath, "too-large", "over the size limit"), size)

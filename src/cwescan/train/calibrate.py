@@ -1,5 +1,5 @@
 """Choose an SLM adapter's decision thresholds and calibration at realistic prevalence, from the
-score file of ``python3 -m cwescan.evaluate.mix_scores``, and measure it on the test mix.
+score file of ``cwescan eval-mix``, and measure it on the test mix.
 
     cwescan train calibrate --scores runs/neg100-a/scores.json --negatives-manifest \\
         data/negatives/MANIFEST.json --card src/cwescan/models/slm --repeat-scores runs/neg100-b/scores.json \\

@@ -1,0 +1,79 @@
+"""The scan as users run it, judged on labelled records: static rules, the model's second
+opinion and its model-only findings under the decision policy, the default display confidence.
+
+The model's answers come from a score file of ``cwescan eval-mix`` (one P(vulnerable) per
+record: its most suspicious unit, scored once on whatever machine ran the model), so the view
+re-runs in seconds on a CPU. The second opinion uses that record-level score for every rule
+finding of the record; for single-function records (most of the split) it is exactly the unit's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
+from cwescan.core.policy import DecisionPolicy
+from cwescan.core.units import parse_source
+from cwescan.data.records import Record
+from cwescan.evaluate.metrics import binary_metrics
+from cwescan.scan.combine import second_opinion
+
+
+def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy,
+                    display: float = DEFAULT_MIN_CONFIDENCE) -> dict[str, list[bool]]:
+    """Per record: flagged by the rules alone, by the scan (rules after the second opinion, or
+    a model-only finding), and whether a rule finding was hidden by the model's 'safe'."""
+    from cwescan.detectors.static import StaticDetector
+
+    static = StaticDetector()
+    out: dict[str, list[bool]] = {"static": [], "scan": [], "hidden_by_model": [], "model_only": []}
+    for r in records:
+        units = parse_source(f"{r.id}.py", r.code).units
+        findings = [f for f in static.detect(units) if f.confidence >= display]
+        p = scores[r.id]
+        shown = [second_opinion(f, p, None, policy) for f in findings]
+        shown_static = any(f.confidence >= display for f in shown)
+        model_only = not findings and p >= policy.model_only
+        out["static"].append(bool(findings))
+        out["scan"].append(shown_static or model_only)
+        out["hidden_by_model"].append(bool(findings) and not shown_static)
+        out["model_only"].append(model_only)
+    return out
+
+
+def pipeline_view(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy) -> dict:
+    """Binary metrics of the rules alone and of the scan, and what the second opinion cost."""
+    v = record_verdicts(records, scores, policy)
+    truth = [r.vulnerable for r in records]
+    static_tp = sum(t and s for t, s in zip(truth, v["static"]))
+    lost = sum(t and h for t, h in zip(truth, v["hidden_by_model"]))
+    static_fp = sum((not t) and s for t, s in zip(truth, v["static"]))
+    removed_fp = sum((not t) and h for t, h in zip(truth, v["hidden_by_model"]))
+    return {
+        "records": len(records),
+        "static": binary_metrics(truth, v["static"]),
+        "scan": binary_metrics(truth, v["scan"]),
+        "model_only_flags": sum(v["model_only"]),
+        "second_opinion": {
+            "static_true_positives": static_tp,
+            "true_positives_hidden": lost,
+            "share_of_true_positives_lost": lost / static_tp if static_tp else 0.0,
+            "static_false_positives": static_fp,
+            "false_positives_hidden": removed_fp,
+        },
+        "policy": {"model_only": policy.model_only, "safe": policy.safe, "vulnerable": policy.vulnerable,
+                   "display": DEFAULT_MIN_CONFIDENCE},
+    }
+
+
+def pipeline_table(view: dict) -> str:
+    rows = ["| configuration | precision | recall | F1 | MCC |", "| --- | ---: | ---: | ---: | ---: |"]
+    for name, key in (("static rules alone", "static"), ("default scan (rules + model, decision policy)", "scan")):
+        m = view[key]
+        rows.append(f"| {name} | {m['precision'] or 0:.3f} | {m['recall'] or 0:.3f} | {m['f1'] or 0:.3f} | {m['mcc']:.3f} |")
+    so = view["second_opinion"]
+    rows.append("")
+    rows.append(f"Second opinion: {so['true_positives_hidden']} of {so['static_true_positives']} rule true positives "
+                f"hidden ({100 * so['share_of_true_positives_lost']:.1f} %), {so['false_positives_hidden']} of "
+                f"{so['static_false_positives']} rule false positives hidden; model-only flags: {view['model_only_flags']}.")
+    return "\n".join(rows)
