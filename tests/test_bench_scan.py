@@ -65,3 +65,26 @@ def test_triage_cost_counts_with_a_tiny_slm(tmp_path):
     assert result["slm"]["with_triage"]["recall"] == 0.5
     # static flags v1 (os.system of a parameter) with or without triage
     assert result["static_or_slm"]["with_triage"]["tp"] == 1
+
+
+@pytest.mark.slow  # a real tree through the tiny SLM, three cold/warm runs
+def test_bench_scan_compare_reports_tokens_and_cpu(tmp_path, monkeypatch):
+    adapter = tiny_slm_artifact(tmp_path / "model")
+    monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: adapter)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("import os\n\n\ndef run(c):\n    os.system(c)\n")
+    (src / "b.py").write_text("import os\n\n\ndef run(c):\n    os.system(c)\n")  # a copy: scored once
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["bench", "scan", "--files", "2", "--path", str(src), "--out", str(out),
+                                 "-d", "static,slm", "--precision", "fp32", "--compare"])
+    assert r.exit_code == 0, r.output
+    cold, before, warm = json.loads((out / "scan.json").read_text())["runs"]
+    assert [x["prefix_cache"] for x in (before, cold)] == [False, True]
+    assert before["reviewed"] == cold["reviewed"] == 2 and before["findings"] == cold["findings"]
+    assert (before["windows"], before["scored_windows"]) == (cold["windows"], cold["scored_windows"]) == (2, 1)
+    # the prefix cache serves the instruction: the model reads fewer tokens for the same prompts
+    assert before["prefix_tokens"] == 0 and cold["prefix_tokens"] > 0
+    assert cold["tokens"] + cold["prefix_tokens"] == before["tokens"]
+    assert cold["model_cpu_s"] > 0 and cold["cpu_s"] >= cold["model_cpu_s"] and warm["tokens"] == 0
+    assert "| cold, no prefix cache |" in (out / "scan.md").read_text()

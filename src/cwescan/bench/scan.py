@@ -65,6 +65,13 @@ class ScanRun:
     detectors: list[str] = field(default_factory=list)
     reasons: dict = field(default_factory=dict)
     peak_rss_mb: float | None = None  # of the benchmark process so far (cumulative over runs)
+    cpu_s: float = 0.0  # CPU seconds of this process and its finished workers during the run
+    model_cpu_s: float = 0.0  # CPU seconds of the model stage (this process)
+    windows: int = 0  # SLM prompt windows of the reviewed units
+    scored_windows: int = 0  # windows the model ran on (the rest: identical windows answered once)
+    tokens: int = 0  # prompt tokens the model read (after the prefix cache)
+    prefix_tokens: int = 0  # prompt tokens served from the prefix cache instead
+    prefix_cache: bool = True
 
     @property
     def files_per_s(self) -> float:
@@ -74,15 +81,36 @@ class ScanRun:
     def model_units_per_s(self) -> float | None:
         return self.reviewed / self.model_s if self.reviewed and self.model_s else None
 
+    @property
+    def model_units_per_cpu_s(self) -> float | None:
+        return self.reviewed / self.model_cpu_s if self.reviewed and self.model_cpu_s else None
+
+    @property
+    def tokens_per_unit(self) -> float | None:
+        """Prompt tokens a reviewed unit cost: read by the model, and in all (with the prefix)."""
+        return self.tokens / self.reviewed if self.reviewed else None
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["files_per_s"] = round(self.files_per_s, 3)
         d["model_units_per_s"] = None if self.model_units_per_s is None else round(self.model_units_per_s, 3)
+        d["model_units_per_cpu_s"] = (None if self.model_units_per_cpu_s is None
+                                      else round(self.model_units_per_cpu_s, 4))
+        d["tokens_per_unit"] = None if self.tokens_per_unit is None else round(self.tokens_per_unit, 1)
         return d
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
-             precision: str | None, review: str, jobs: int = 0, device: str | None = None) -> ScanRun:
+             precision: str | None, review: str, jobs: int = 0, device: str | None = None,
+             prefix_cache: bool = True) -> ScanRun:
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
     from cwescan.scan.pipeline import ScanOptions, scan
@@ -91,20 +119,29 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     marks: dict[str, float] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        if stage.endswith(" units"):
-            marks.setdefault("model", time.perf_counter())
+        if stage.endswith(" units") and "model" not in marks:
+            marks["model"], marks["model_cpu"] = time.perf_counter(), time.process_time()
 
+    c0 = _cpu_seconds()
     t0 = time.perf_counter()
     from cwescan.scan.quiet import third_party_quiet
 
     with third_party_quiet():
         detectors = create_detectors(names, precision, device=device)
+    from cwescan.detectors.slm import SLMDetector
+
+    slm = [d for d in detectors if isinstance(d, SLMDetector)]
+    for d in slm:
+        d.prefix_cache = prefix_cache
     t1 = time.perf_counter()
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
                           cache=ResultCache(cache_dir) if cache_dir is not None else None)
     report = scan([tree], options, detectors=detectors, progress=progress)
     t2 = time.perf_counter()
+    c2, p2 = _cpu_seconds(), time.process_time()
     stage = report.stats.get("model_stage") or {}
+    counted = {k: sum(d.stats.get(k, 0) for d in slm)
+               for k in ("windows", "scored_windows", "tokens", "prefix_tokens")}
     model_start = marks.get("model", t2)
     return ScanRun(
         name=name, wall_s=round(t2 - t0, 2), files=report.stats["files_scanned"],
@@ -113,20 +150,26 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         findings=report.stats["findings"], create_s=round(t1 - t0, 2),
         static_s=round(model_start - t1, 2), model_s=round(t2 - model_start, 2),
         detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}),
-        peak_rss_mb=_rounded_peak_rss())
+        peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
+        model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache, **counted)
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
                precision: str | None = None, review: str = "triage", jobs: int = 0,
-               device: str | None = None) -> dict:
+               device: str | None = None, compare: bool = False) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
     cache_dir = out / "cache"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device),
-            run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device)]
+    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device)]
+    if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
+        # first run of a process also pays imports and the first model load from disk
+        runs.append(run_scan("cold, no prefix cache", tree, out / "cache-compare", detector_names, precision,
+                             review, jobs, device, prefix_cache=False))
+        shutil.rmtree(out / "cache-compare", ignore_errors=True)
+    runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device))
     return {
         "source": str(source),
         "files_requested": files,
@@ -144,14 +187,20 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
 def scan_table(result: dict) -> str:
     """The result as a Markdown table."""
     head = ("| run | detectors | files | wall s | files/s | units | model reviewed | triage cleared "
-            "| from cache | findings | create s | static stage s | model stage s | model units/s |")
+            "| from cache | findings | create s | static stage s | model stage s | model units/s "
+            "| CPU s | model CPU s | model units per CPU-s | windows (scored) | tokens a unit (+ prefix cache) "
+            "| peak RSS MB |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in result["runs"]:
         ups = "—" if r["model_units_per_s"] is None else f"{r['model_units_per_s']:.2f}"
+        upc = "—" if r.get("model_units_per_cpu_s") is None else f"{r['model_units_per_cpu_s']:.3f}"
+        tpu = ("—" if r.get("tokens_per_unit") is None else
+               f"{r['tokens_per_unit']:.0f} (+{r['prefix_tokens'] / r['reviewed']:.0f})")
         rows.append(f"| {r['name']} | {'+'.join(r['detectors'])} | {r['files']} | {r['wall_s']:.1f} | "
                     f"{r['files_per_s']:.1f} | {r['units']:,} | {r['reviewed']:,} | {r['cleared']:,} | "
                     f"{r['cached']:,} | {r['findings']} | {r['create_s']:.1f} | {r['static_s']:.1f} | "
-                    f"{r['model_s']:.1f} | {ups} |")
+                    f"{r['model_s']:.1f} | {ups} | {r['cpu_s']:.1f} | {r['model_cpu_s']:.1f} | {upc} | "
+                    f"{r['windows']:,} ({r['scored_windows']:,}) | {tpu} | {r['peak_rss_mb'] or 0:,.0f} |")
     return "\n".join(rows) + "\n"
 
 
@@ -247,6 +296,8 @@ def scan_command(
     review: str = typer.Option("triage", "--review", help="triage | all"),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="Static-stage workers (0 = automatic)."),
     device: str = typer.Option(None, "--device", help="Model detectors run on: cpu (default) | cuda."),
+    compare: bool = typer.Option(False, "--compare",
+                                 help="Also a cold scan without the SLM's prefix cache, after the first (before/after in one run)."),
     cluster: str = typer.Option(None, "--cluster",
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
@@ -266,7 +317,7 @@ def scan_command(
         run_command(cluster, files, root, out, names, precision, review, device, slm_model, typer.echo)
         return
     out.mkdir(parents=True, exist_ok=True)
-    result = scan_bench(files, root, out, names, precision, review, jobs, device)
+    result = scan_bench(files, root, out, names, precision, review, jobs, device, compare)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")

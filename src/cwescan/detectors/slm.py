@@ -30,7 +30,7 @@ from pathlib import Path
 
 from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.artifacts import ArtifactError, model_dir, verify
-from cwescan.ml.precision import apply_precision, check_precision
+from cwescan.ml.precision import apply_precision, check_precision, release_free_memory
 from cwescan.detectors.base import ModelDetector
 from cwescan.core.findings import Finding, in_unit
 from cwescan.ml.slm import prompt as P
@@ -65,12 +65,14 @@ class SLMDetector(ModelDetector):
         static_findings: Iterable[Finding] | None = None,
         hints_in_prompt: bool = False,
         prep_workers: int | None = None,
+        prefix_cache: bool = True,
     ) -> None:
         check_precision(precision)
         if mode not in ("score", "generate"):
             raise ValueError("mode must be 'score' or 'generate'")
         self.precision, self.device, self.mode = precision, device, mode
         self.batch_size = batch_size
+        self.prefix_cache = prefix_cache  # the instruction's keys and values computed once (ml/slm/prefix.py)
         # processes that strip comments while building prompts: worth it only where the model
         # is fast (a GPU); on a CPU the cores belong to the model
         if prep_workers is None:
@@ -95,7 +97,10 @@ class SLMDetector(ModelDetector):
         self._model = None
         self._cache: dict[str, float] = {}
         self.stats = {"units": 0, "windows": 0, "windowed_units": 0, "truncated_windows": 0,
-                      "with_callers": 0, "hinted_windows": 0, "answers": 0, "parsed": 0}
+                      "with_callers": 0, "hinted_windows": 0, "answers": 0, "parsed": 0,
+                      # windows the model ran on (a window already scored in this process --
+                      # an identical unit elsewhere -- is answered from memory) and their tokens
+                      "scored_windows": 0, "tokens": 0, "padded_tokens": 0, "prefix_tokens": 0}
 
     # ------------------------------------------------------------ loading
 
@@ -221,7 +226,11 @@ class SLMDetector(ModelDetector):
             prompts = sorted(todo)
             lines = [range(todo[q].first_line, todo[q].last_line + 1) for q in prompts]
             res = score_and_decode(self._model, self.tokenizer, prompts, cut, self.cwe_vocab, lines,
-                                   self.batch_size, self.device)
+                                   self.batch_size, self.device, prefix_cache=self.prefix_cache,
+                                   counts=self.stats)
+            self.stats["scored_windows"] += len(prompts)
+            if self.device == "cpu":  # the call's activations back to the OS: bounded RSS
+                release_free_memory()
             if len(self._cache) > 50_000:
                 self._cache.clear()
             self._cache.update(zip(prompts, res, strict=True))

@@ -34,6 +34,7 @@ models`` from measurements: the fastest precision that lost at most one F1 point
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from pathlib import Path
 
@@ -98,6 +99,38 @@ def tune_cpu_allocator(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2
     # the trim threshold first: setting the mmap threshold turns glibc's dynamic tuning off
     _ALLOCATOR_TUNED = bool(mallopt(m_trim_threshold, trim_threshold)) and bool(mallopt(m_mmap_threshold, mmap_threshold))
     return _ALLOCATOR_TUNED
+
+
+HEAP_BOUND_MB = 1536  # resident size above which a scoring call hands free heap memory back
+
+
+def _rss_mb() -> float | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def release_free_memory(above_mb: float | None = None) -> bool:
+    """Hand the heap's free memory back to the kernel (glibc ``malloc_trim``); with
+    ``above_mb``, only when the process is resident above that many MB. The thresholds above keep
+    freed activations for reuse, but the heap only grew (batches of new shapes fit no freed
+    block): the SLM stage of a cold 1,000-file scan peaked at 5.7 GB RSS. Called after each
+    forward batch with a bound, it costs page faults only when the bound is crossed. False where
+    nothing was released or the C library is not glibc."""
+    import ctypes
+    import ctypes.util
+
+    if above_mb is not None:
+        rss = _rss_mb()
+        if rss is None or rss <= above_mb:
+            return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.malloc_trim(0))
+    except (OSError, AttributeError):
+        return False
 
 
 def apply_precision(model, precision: str, device: str = "cpu"):

@@ -170,6 +170,8 @@ def score_and_decode(
     lines: Sequence[Sequence[int]] | None = None,
     batch_size: int = 16,
     device: str = "cpu",
+    prefix_cache: bool = True,
+    counts: dict | None = None,
 ) -> list[tuple[float, dict | None]]:
     """(P(vulnerable), details) per prompt. Prompts whose P reaches ``cut`` are continued from
     the same forward pass's KV cache: the CWE id and the line (``lines[i]``: the allowed line
@@ -183,8 +185,15 @@ def score_and_decode(
     49,152-row head is never applied (torch turned that 3-D product into a batched copy of the
     whole head per batch, half the CPU time), and a bf16 model's verdict logits keep fp32
     resolution, so near-twins no longer tie. Without decoding, the probabilities stay on the
-    device until the end (one host sync per call)."""
+    device until the end (one host sync per call).
+
+    ``prefix_cache``: the instruction every prompt starts with is computed once per model and
+    each batch continues from its keys and values (``cwescan.ml.slm.prefix``). ``counts`` (a dict)
+    gets ``tokens`` (prompt tokens the model read), ``padded_tokens`` (with batch padding) and
+    ``prefix_tokens`` (tokens served from the prefix cache) added."""
     import torch
+
+    from cwescan.ml.precision import HEAP_BOUND_MB, release_free_memory
 
     ids = answer_token_ids(tokenizer)
     seqs = [s + ids.open for s in encode_prompts(tokenizer, prompts)]
@@ -192,22 +201,41 @@ def score_and_decode(
     if not seqs:
         return out
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    packed = Packed(seqs, pad, device)
     split = split_head(model, ids, device)
+    prefix = _shared_prefix(model, split, tokenizer, seqs, device) if prefix_cache else None
+    if prefix is not None:  # feed only what follows the cached instruction
+        seqs = [s[prefix.length:] for s in seqs]
+    packed = Packed(seqs, pad, device)
     decode = cut <= 1.0
+    on_cpu = str(device) == "cpu"
+    if counts is not None:
+        spans = packed.spans(batch_size)
+        counts["tokens"] = counts.get("tokens", 0) + sum(packed.lengths)
+        counts["padded_tokens"] = counts.get("padded_tokens", 0) + sum(
+            (e - s) * packed.lengths[e - 1] for s, e in spans)
+        counts["prefix_tokens"] = counts.get("prefix_tokens", 0) + (prefix.length * len(seqs) if prefix else 0)
     pending: list[torch.Tensor] = []
     with torch.inference_mode(), no_plan_attention(device):  # no cuDNN plan per batch width
         for s, e in packed.spans(batch_size):
             idx = packed.order[s:e]
             x, lens, m = packed.batch(s, e)
             last = (torch.arange(e - s, device=device), lens - 1)  # each row's answer slot
-            if split is not None:
+            if prefix is not None:
+                width = x.shape[1]
+                pos = torch.arange(prefix.length, prefix.length + width, device=device)[None].expand(e - s, -1)
+                res = split[0](input_ids=x, position_ids=pos, cache=prefix.cache(e - s), use_cache=True)
+                two = res.last_hidden_state[last].float() @ split[1].T
+                if decode:  # the continuation's mask covers the cached prefix too
+                    m = torch.cat([m.new_ones(e - s, prefix.length), m], -1)
+            elif split is not None:
                 res = split[0](input_ids=x, use_cache=decode)
                 two = res.last_hidden_state[last].float() @ split[1].T
             else:  # a model that only gives logits (all positions': slow, but exact)
                 res = model(input_ids=x, use_cache=decode)
                 two = res.logits[last][:, [ids.true, ids.false]].float()
             p = torch.softmax(two, -1)[:, 0]
+            if on_cpu:  # freed activations back to the OS once the heap passes the bound
+                release_free_memory(HEAP_BOUND_MB)
             if not decode:
                 pending.append(p)
                 continue
@@ -229,6 +257,23 @@ def score_and_decode(
     return out
 
 
+def _shared_prefix(model, split, tokenizer, seqs, device):
+    """The cached instruction prefix (``prefix.PrefixKV``) when every sequence starts with it
+    and the decoder is a transformers model that can continue from a cache (not a stand-in such
+    as the benchmark's ONNX Runtime session or a compiled graph); else None."""
+    from transformers import PreTrainedModel
+
+    from cwescan.ml.slm import prefix as prefix_mod
+
+    if split is None or not isinstance(split[0], PreTrainedModel):
+        return None
+    head = encode_prompts(tokenizer, [P.PROMPT_PREFIX])[0]
+    if not prefix_mod.common_prefix(seqs, head):
+        return None
+    prefix_mod.use_prefix_attention(model)
+    return prefix_mod.prefix_kv(model, split[0], head, device)
+
+
 class _Batch:
     """A batch of padded sequences (``mask``: 1 = real token) continued from a KV cache; a row
     whose slot is already decoded feeds a masked dummy token, so its position does not move and
@@ -248,7 +293,7 @@ class _Batch:
         steps = torch.arange(t.shape[1], device=self.device)[None]
         self.mask = torch.cat([self.mask, act], -1)
         out = self.model(input_ids=t, attention_mask=self.mask, position_ids=self.pos[:, None] + steps,
-                         past_key_values=self.cache, use_cache=True)
+                         cache=self.cache, use_cache=True)
         self.cache = out.past_key_values
         self.pos = self.pos + act[:, 0] * t.shape[1]
         return out.logits[:, -1]

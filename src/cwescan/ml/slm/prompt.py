@@ -47,6 +47,8 @@ INSTRUCTION = (
 USER_START = "<|im_start|>user\n"
 ASSISTANT_START = "<|im_end|>\n<|im_start|>assistant\n"
 END = "<|im_end|>"
+# what every prompt starts with (its keys and values are computed once: ml/slm/prefix.py)
+PROMPT_PREFIX = USER_START + INSTRUCTION + "\n"
 
 # answer template pieces; slots are filled between them
 A_OPEN = '{"vulnerability":'
@@ -176,7 +178,7 @@ class PromptBuilder:
         return [memo[t] for t in texts]
 
     def _prompt(self, code_lines: list[str], context: str, hints: str) -> str:
-        return USER_START + INSTRUCTION + "\n" + context + hints + "Code:\n" + "\n".join(code_lines) + ASSISTANT_START
+        return PROMPT_PREFIX + context + hints + "Code:\n" + "\n".join(code_lines) + ASSISTANT_START
 
     def windows(self, code: str, hints: Sequence[Hint] = (), callers: Sequence[str] = ()) -> list[Window]:
         """Prompts covering every line of ``code`` (unit-relative numbering)."""
