@@ -94,6 +94,9 @@ THIRD_PARTY_PRIVATE = {
     "_attn_implementation",  # transformers: how a config built in code picks its attention kernel
     "_int_mm", "_scaled_mm",  # torch: the int8 / fp8 GEMM kernels the roofline measures
     "_exit",  # os._exit: leave a forked child without running the parent's atexit handlers
+    # torch: the fused CPU flash attention that also returns the log-sum-exp, which merging the
+    # cached prefix's attention with the prompt's needs (ml/slm/prefix.py); SDPA hides it
+    "_scaled_dot_product_flash_attention_for_cpu",
 }
 
 
