@@ -191,6 +191,8 @@ def score_and_decode(
     each batch continues from its keys and values (``cwescan.ml.slm.prefix``). ``counts`` (a dict)
     gets ``tokens`` (prompt tokens the model read), ``padded_tokens`` (with batch padding) and
     ``prefix_tokens`` (tokens served from the prefix cache) added."""
+    # Long because scoring, the prefix continuation and the decode of flagged prompts share one
+    # batch loop over the same tensors; split, each piece would re-pack the batch.
     import torch
 
     from cwescan.ml.precision import HEAP_BOUND_MB, release_free_memory
