@@ -184,6 +184,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
         meter.attach(module)
         pair = sorted(sample, key=lambda u: len(u.code))[-2:] if len(sample) >= 2 else units[:2]
         scorer.set_batch(2)
+        scorer.prefix_cache = False  # the exported graph reads whole prompts
         # the part of the model the detector calls (the SLM calls its decoder, not the LM head)
         part, call, swap = called_part(module, lambda: _Row(scorer, meter, module).score(pair))  # uncached
         meter.extra_flops_per_token = meter.flops / max(1, meter.tokens)

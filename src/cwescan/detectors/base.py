@@ -82,6 +82,9 @@ class ModelDetector(Detector):
     device: str = "cpu"
     card: dict  # the model card (card.json) its weights were verified against
     threshold: float = 0.5  # P(vulnerable) at or above which a unit is reported
+    # continue every prompt from the cached keys and values of the shared instruction (the
+    # SLM); exported graphs (ONNX) read whole prompts, so the benchmark turns it off for them
+    prefix_cache: bool = False
     policy: DecisionPolicy = DecisionPolicy()  # how its opinion becomes what a scan shows (from its card)
     model = None  # the loaded torch module (None before load()); the benchmark swaps in converted ones
 

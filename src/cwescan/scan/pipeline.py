@@ -53,7 +53,9 @@ from cwescan.scan.walk import (
     read_source,
 )
 
-MODEL_BATCH_UNITS = 64  # units handed to a model detector per call: each call reports progress (~1 min on 2 CPU cores)
+# Units handed to a model detector per call. Each call reports progress: on a CPU a call of 64
+# takes about a minute on 2 cores; an accelerator needs larger calls to stay busy.
+MODEL_BATCH_UNITS = {"cpu": 64, "accelerator": 512}
 PARALLEL_MIN_FILES = 200  # below this, worker start-up costs more than it saves
 
 
@@ -431,7 +433,8 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
 
         # Same batches whatever the executor: a detector's numbers may depend on what it is
         # given together (padding), and the report must not depend on where it ran.
-        batches = [pending[i:i + MODEL_BATCH_UNITS] for i in range(0, len(pending), MODEL_BATCH_UNITS)]
+        size = MODEL_BATCH_UNITS["cpu" if str(det.device) == "cpu" else "accelerator"]
+        batches = [pending[i:i + size] for i in range(0, len(pending), size)]
         answers = executor.run_model(det, batches, hints, verbose, batch_done) if batches else []
         for batch, found in zip(batches, answers):
             if isinstance(found, Exception):  # keep the rest of the scan; name the files it missed
