@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
-    """Write base/ and adapter/ under ``root``; returns the adapter folder. ``threshold`` 0
-    makes the model flag every unit, so its findings (and their decoding) are exercised."""
+def tiny_base(folder: Path):
+    """A tiny random Llama with SmolLM2's tokenizer, saved to ``folder``; returns the model."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from cwescan.ml.artifacts import write_card
     from cwescan.ml.slm.base import locate_gguf
 
     gguf = locate_gguf("smollm2-135m")
@@ -23,8 +20,19 @@ def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                       tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
     base = LlamaForCausalLM(cfg)
-    base.save_pretrained(root / "base")
-    tok.save_pretrained(root / "base")
+    base.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return base
+
+
+def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
+    """Write base/ and adapter/ under ``root``; returns the adapter folder. ``threshold`` 0
+    makes the model flag every unit, so its findings (and their decoding) are exercised."""
+    from peft import LoraConfig, get_peft_model
+
+    from cwescan.ml.artifacts import write_card
+
+    base = tiny_base(root / "base")
     adapter = root / "adapter"
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     peft_model.save_pretrained(adapter)

@@ -134,24 +134,15 @@ def test_trainer_samples_negatives_at_the_ratio(site, tmp_path):
 def test_training_mixes_negatives_in_and_selects_on_the_mix(site, tmp_path, monkeypatch):
     """A tiny random Llama trained for one epoch with realistic negatives: the negatives count,
     the corpus hash and the mix AUC reach the card."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from slm_helpers import tiny_base
 
-    from cwescan.ml.slm.base import locate_gguf
     from cwescan.train.slm import run
 
     neg = tmp_path / "neg"
     build_negatives(site, neg, [], workers=1)
     # the validation part of the fake tree may be empty: give it one unit of a train package
     (neg / "validation.jsonl").write_text((neg / "train.jsonl").read_text().splitlines()[0] + "\n")
-    gguf = locate_gguf("smollm2-135m")
-    tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    LlamaForCausalLM(cfg).save_pretrained(tmp_path / "base")
-    tok.save_pretrained(tmp_path / "base")
+    tiny_base(tmp_path / "base")
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(f"name: tiny\nbase_dir: {tmp_path / 'base'}\nlora_r: 4\nlora_alpha: 8\nepochs: 1\n"
                       "batch_size: 8\nmax_tokens: 256\nselect_on: mix_auc\nnegatives_dir: ${TINY_NEGATIVES}\n"

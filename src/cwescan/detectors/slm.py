@@ -290,7 +290,6 @@ class SLMDetector(ModelDetector):
         cut = 0.5 if self.mode == "generate" else self.threshold
         scores = self._score_windows(windows, cut)
         findings: list[Finding] = []
-        unit_view: dict[int, tuple[float, str | None]] = {}
         for i, (u, ws, ss) in enumerate(zip(units, windows, scores, strict=True)):
             self.stats["units"] += 1
             self.stats["windows"] += len(ws)
@@ -310,11 +309,11 @@ class SLMDetector(ModelDetector):
                 self.stats["parsed"] += 1
             # the model's CWE counts as its opinion on the type only when its CWE head is sure
             typed = flagged and det["cwe_confidence"] >= self.policy.cwe_head
-            unit_view[i] = (p, ans["type"] if typed else None)
+            model_cwe = ans["type"] if typed else None
             statics = [f for f in hint_map.get(u.path, []) if in_unit(f, u, nested=False)]
             # second opinion on every rule finding inside this unit
             for f in statics:
-                findings.append(second_opinion(f, p, unit_view[i][1], self.policy, self.name))
+                findings.append(second_opinion(f, p, model_cwe, self.policy, self.name))
             if not flagged or statics:
                 # The model judges the unit as a whole: where a rule already explains what is
                 # wrong in it, the model's verdict is that rule finding's second opinion, not a

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import parse_source
 from cwescan.data.records import Record
@@ -19,13 +18,14 @@ from cwescan.evaluate.metrics import binary_metrics
 from cwescan.scan.combine import second_opinion
 
 
-def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy,
-                    display: float = DEFAULT_MIN_CONFIDENCE) -> dict[str, list[bool]]:
+def record_verdicts(records: Sequence[Record], scores: dict[str, float],
+                    policy: DecisionPolicy) -> dict[str, list[bool]]:
     """Per record: flagged by the rules alone, by the scan (rules after the second opinion, or
     a model-only finding), and whether a rule finding was hidden by the model's 'safe'."""
     from cwescan.detectors.static import StaticDetector
 
     static = StaticDetector()
+    display = policy.display  # what a scan shows by default
     out: dict[str, list[bool]] = {"static": [], "scan": [], "hidden_by_model": [], "model_only": []}
     for r in records:
         units = parse_source(f"{r.id}.py", r.code).units
@@ -62,7 +62,7 @@ def pipeline_view(records: Sequence[Record], scores: dict[str, float], policy: D
             "false_positives_hidden": removed_fp,
         },
         "policy": {"model_only": policy.model_only, "safe": policy.safe, "vulnerable": policy.vulnerable,
-                   "display": DEFAULT_MIN_CONFIDENCE},
+                   "display": policy.display},
     }
 
 
