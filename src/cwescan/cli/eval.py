@@ -150,20 +150,21 @@ def eval_slm_cmd(
 def eval_mix_cmd(
     negatives: Path = typer.Option(..., help="A negatives corpus built by `cwescan data negatives`."),
     out: Path = typer.Option(..., help="Score file to write (JSON)."),
-    model: str = typer.Option(None, help="SLM adapter folder (default: the shipped one)."),
+    model: str = typer.Option(None, help="Model folder (default: the shipped one of --detector)."),
+    detector: str = typer.Option("slm", help="slm or encoder"),
     part: list[str] = typer.Option(["validation", "test"], "--part", help="Parts to score (repeatable)."),
     device: str = typer.Option("cpu", help="cpu or cuda"),
     precision: str = typer.Option("bf16", help="fp32, bf16, int8 or int4"),
     batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
 ) -> None:
-    """Score the SLM on the realistic mix (labelled parts + negatives corpus parts) into one file,
-    the input of `cwescan train calibrate`."""
+    """Score a model (the SLM by default) on the realistic mix (labelled parts + negatives corpus
+    parts) into one file, the input of `cwescan train calibrate` and of the first-stage choice."""
     from cwescan.evaluate.mix_scores import score_mix
 
-    command = shlex.join(["cwescan", "eval-mix", "--negatives", str(negatives), "--out", str(out),
-                          *(["--model", model] if model else []), *[a for p in part for a in ("--part", p)],
-                          "--device", device, "--precision", precision])
-    score_mix(negatives, model, part, device, precision, batch_size, out, command)
+    command = shlex.join(["cwescan", "eval-mix", "--detector", detector, "--negatives", str(negatives),
+                          "--out", str(out), *(["--model", model] if model else []),
+                          *[a for p in part for a in ("--part", p)], "--device", device, "--precision", precision])
+    score_mix(negatives, model, part, device, precision, batch_size, out, command, detector)
 
 
 def eval_pipeline_cmd(

@@ -293,3 +293,24 @@ def part_packages(manifest: dict, part: str) -> list[dict]:
 def manifest_digest(manifest: dict) -> str:
     """The hash that names a corpus in model cards: its packages, versions, file digests and counts."""
     return manifest["packages_sha256"]
+
+
+def sample_negatives(directory: str | Path, ratio: float, labelled_units: int, seed: int,
+                     validation_cap: int | None = None) -> dict:
+    """A training recipe's share of a corpus: ``ratio`` x ``labelled_units`` units sampled from
+    its train part (all of them when fewer), and its validation part (a sample of at most
+    ``validation_cap``); both deterministic in ``seed``. ``directory`` may name the corpus as
+    ``${CWESCAN_NEGATIVES}``."""
+    import random
+
+    from cwescan.data.records import load_records
+
+    d = Path(os.path.expandvars(str(directory)))
+    manifest = read_manifest(d)
+    train = load_records(d / "train.jsonl") if ratio > 0 else []
+    validation = load_records(d / "validation.jsonl")
+    n = min(len(train), round(ratio * labelled_units))
+    train = random.Random(seed).sample(train, n) if n < len(train) else train
+    if validation_cap and len(validation) > validation_cap:
+        validation = random.Random(seed + 1).sample(validation, validation_cap)
+    return {"train": train, "validation": validation, "manifest_hash": manifest_digest(manifest)}

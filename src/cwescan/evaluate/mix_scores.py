@@ -1,4 +1,4 @@
-"""Score an SLM adapter on the realistic mix: the labelled validation and test parts plus the
+"""Score a model detector (the SLM, or the encoder) on the realistic mix: the labelled validation and test parts plus the
 validation and test parts of the negatives corpus, and write every score to one JSON file.
 
 Thresholds, calibration and the realistic-prevalence metrics are computed from this file
@@ -31,7 +31,7 @@ def score_labelled(det, records) -> list[dict]:
         findings = det.detect(units)
         top: dict[str, object] = {}
         for f in findings:
-            if f.detector != "slm":
+            if f.detector != det.name:
                 continue
             best = top.get(f.path)
             if best is None or f.confidence > best.confidence:
@@ -62,18 +62,31 @@ def score_negatives(det, records) -> list[dict]:
 
 
 def score_mix(negatives: Path, model: str | None = None, parts=("validation", "test"), device: str = "cpu",
-              precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "") -> dict:
-    """Score the labelled parts and the corpus parts with one adapter; write JSON to ``out``."""
+              precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "",
+              detector: str = "slm") -> dict:
+    """Score the labelled parts and the corpus parts with one model (``detector``: slm or
+    encoder; ``model``: its folder, default the shipped one); write JSON to ``out``."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
-    from cwescan.detectors.slm import SLMDetector
 
-    det = SLMDetector(precision=precision, device=device, model=model, threshold=0.0,
-                      batch_size=batch_size or (16 if device == "cpu" else 128))
+    if detector == "slm":
+        from cwescan.detectors.slm import SLMDetector
+
+        det = SLMDetector(precision=precision, device=device, model=model, threshold=0.0,
+                          batch_size=batch_size or (16 if device == "cpu" else 128))
+        folder = det.adapter_dir
+    elif detector == "encoder":
+        from cwescan.detectors.encoder import EncoderDetector
+
+        det = EncoderDetector(precision=precision, device=device, threshold=0.0,
+                              model_path=model)
+        folder = det.directory
+    else:
+        raise ValueError(f"eval-mix scores the slm or the encoder, not {detector!r}")
     negatives = Path(negatives)
     manifest = read_manifest(negatives)
-    result = {"command": command, "adapter": str(det.adapter_dir), "adapter_files": det.card.get("files"),
+    result = {"command": command, "detector": detector, "adapter": str(folder), "adapter_files": det.card.get("files"),
               "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
               "precision": precision, "device": device, "labelled": {}, "negatives": {}, "seconds": {}}
     for part in parts:

@@ -416,8 +416,17 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
         model.load_encoder(pretrained_body(Path(spec.init)))
     model.to(device)
     items = record_items(train_recs, tok, families, spec.window_tokens, spec.overlap_tokens)
+    negatives = {"train": [], "validation": [], "manifest_hash": None}
+    if spec.negatives_dir:
+        from cwescan.data.negatives import sample_negatives
+
+        negatives = sample_negatives(spec.negatives_dir, spec.negatives_ratio, len(items), spec.seed,
+                                     spec.max_validation_negatives)
+        items += record_items(negatives["train"], tok, families, spec.window_tokens, spec.overlap_tokens)
     n_windows = sum(len(it.windows) for it in items)
-    _log(f"finetune: {len(items)} train records with code ({n_windows} windows), {len(val_recs)} validation records, families {families}")
+    _log(f"finetune: {len(items)} train records with code ({len(negatives['train'])} realistic negatives, "
+         f"{n_windows} windows), {len(val_recs)} validation records (+{len(negatives['validation'])} realistic "
+         f"negatives), families {families}")
 
     steps_per_epoch = math.ceil(len(items) / spec.batch_records)
     total = spec.epochs * steps_per_epoch
@@ -494,10 +503,17 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
         m = best_f1_threshold(val_y, scores)
         thr = m["threshold"]
         m.update({"epoch": epoch, "step": step, "train_loss": sum(losses) / max(1, len(losses)), "val_auc": roc_auc(val_y, scores), "seconds": round(time.time() - t0, 1)})
+        if negatives["validation"]:
+            neg = record_scores(model, tok, negatives["validation"], device)
+            pos = [s for s, y in zip(scores, val_y) if y]
+            m["negatives_auc"] = roc_auc([1] * len(pos) + [0] * len(neg), pos + neg)
+            m["mix_auc"] = (m["val_auc"] + m["negatives_auc"]) / 2
         log.write(json.dumps(m) + "\n")
         log.flush()
-        _log(f"epoch {epoch}: train loss {m['train_loss']:.4f} val F1 {m['f1']:.4f} (P {m['precision']:.3f} R {m['recall']:.3f} @ {thr:.3f}) AUC {m['val_auc']:.4f}")
-        if m["f1"] > best["f1"]:
+        _log(f"epoch {epoch}: train loss {m['train_loss']:.4f} val F1 {m['f1']:.4f} (P {m['precision']:.3f} R {m['recall']:.3f} @ {thr:.3f}) AUC {m['val_auc']:.4f}"
+             + (f" mix AUC {m['mix_auc']:.4f}" if "mix_auc" in m else ""))
+        key = "mix_auc" if spec.select_on == "mix_auc" else "f1"
+        if m[key] > best.get(key, -1.0):
             best = m
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
         if step >= total:
@@ -517,6 +533,9 @@ def finetune(spec: FinetuneSpec, out: Path, device: str, max_steps: int | None) 
         "steps": step,
         "seconds": round(time.time() - t0, 1),
         "split_manifest_hash": manifest_hash(),
+        "negatives_manifest_hash": negatives["manifest_hash"],
+        "train_negative_units": len(negatives["train"]),
+        "selected_on": spec.select_on,
         "init": spec.init,
         "spec": dataclasses.asdict(spec),
     }

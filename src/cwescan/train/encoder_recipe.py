@@ -58,6 +58,21 @@ class FinetuneSpec:
     line_loss: float = 0.5
     limit_records: int = 0  # 0: all; >0: a deterministic subset (smoke runs)
     seed: int = 0
+    # realistic negatives (corpus of `cwescan data negatives`): presumed-safe units of real packages
+    negatives_dir: str | None = None  # e.g. ${CWESCAN_NEGATIVES}
+    negatives_ratio: float = 0.0  # negative units added per labelled training record
+    max_validation_negatives: int | None = 2000
+    # epoch selection: "f1" (best F1 on the labelled validation part) or "mix_auc" (mean of the
+    # labelled validation AUC and the AUC of vulnerable validation records against validation negatives)
+    select_on: str = "f1"
+
+    def __post_init__(self) -> None:
+        if self.select_on not in ("f1", "mix_auc"):
+            raise ValueError(f"select_on must be 'f1' or 'mix_auc', got {self.select_on!r}")
+        if self.select_on == "mix_auc" and not self.negatives_dir:
+            raise ValueError("select_on: mix_auc needs negatives_dir")
+        if self.negatives_ratio < 0:
+            raise ValueError("negatives_ratio must be non-negative")
 
 
 @dataclass

@@ -30,28 +30,31 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
     # re-saved rather than copied: int8 storage halves the repository's weight files
     EncoderClassifier.load(run_dir / "model").save(dest, torch.int8 if storage == "int8" else torch.float16)
     shutil.copy2(run_dir / "model" / "tokenizer.json", dest / "tokenizer.json")
-    pre = json.loads((run_dir / "pretrain_summary.json").read_text())
     fin = json.loads((run_dir / "finetune_summary.json").read_text())
     cfg = json.loads((dest / "config.json").read_text())
+    if (run_dir / "pretrain_summary.json").is_file():
+        pre = json.loads((run_dir / "pretrain_summary.json").read_text())
+        parameters, pretraining = pre["parameters"], _pretraining_section(pre)
+    else:  # fine-tuned on from a shipped classifier: its body's history is that classifier's
+        from cwescan.ml.artifacts import read_card
+
+        init_card = read_card(Path(fin["init"]))
+        parameters, pretraining = init_card["architecture"]["parameters"], init_card["pretraining"]
     card = {
         "name": "cwescan-encoder",
         "kind": "encoder classifier (RoBERTa, CodeBERTa-small style)",
         "base_model": "none: the body was pre-trained from scratch by cwescan (no hub weights)",
-        "architecture": {**cfg["shape"], "parameters": pre["parameters"], "output_heads": ["binary", "cwe_family", "line"],
+        "architecture": {**cfg["shape"], "parameters": parameters, "output_heads": ["binary", "cwe_family", "line"],
                          "window_tokens": cfg["window_tokens"], "overlap_tokens": cfg["overlap_tokens"]},
         "weights_dtype": "int8 matrices with a float16 scale per row, float16 vectors" if storage == "int8" else "float16",
-        "pretraining": {
-            "objective": "masked language modelling, 15 % of tokens (80/10/10), packed 512-token blocks",
-            "corpus": pre["corpus"],
-            "tokenizer": f"byte-level BPE, {pre['shape']['vocab_size']} tokens, no normalisation (case and whitespace kept)",
-            "steps": pre["steps"], "batch_size": pre["batch_size"], "tokens_seen": pre["tokens_seen"],
-            "train_seconds": pre["train_seconds"], "device": pre["device"],
-            "final_train_loss_ema": pre["final_train_loss_ema"],
-            "heldout_loss": pre["heldout_loss"], "heldout_masked_accuracy": pre["heldout_masked_accuracy"],
-            "heldout_masked_tokens": pre["heldout_masked_tokens"],
-        },
+        "pretraining": pretraining,
         "finetuning": {
-            "data": "train part of the cwescan split (selection on validation)",
+            "data": "train part of the cwescan split (selection on validation)" + (
+                f", plus {fin['train_negative_units']} realistic negative units (presumed-safe functions of real "
+                f"packages, corpus {fin['negatives_manifest_hash'][:16]}…; epoch selected on {fin.get('selected_on')})"
+                if fin.get("train_negative_units") else ""),
+            "init": fin.get("init"),
+            "negatives_manifest_hash": fin.get("negatives_manifest_hash"),
             "split_manifest_hash": fin["split_manifest_hash"],
             "train_records": fin["train_records"], "train_windows": fin["train_windows"],
             "validation_records": fin["validation_records"], "steps": fin["steps"],
@@ -63,6 +66,19 @@ def ship(run_dir: str | Path, dest: str | Path, commands: list[str], metrics: di
         "metrics": metrics or {},
     }
     return write_card(dest, card)
+
+
+def _pretraining_section(pre: dict) -> dict:
+    return {
+        "objective": "masked language modelling, 15 % of tokens (80/10/10), packed 512-token blocks",
+        "corpus": pre["corpus"],
+        "tokenizer": f"byte-level BPE, {pre['shape']['vocab_size']} tokens, no normalisation (case and whitespace kept)",
+        "steps": pre["steps"], "batch_size": pre["batch_size"], "tokens_seen": pre["tokens_seen"],
+        "train_seconds": pre["train_seconds"], "device": pre["device"],
+        "final_train_loss_ema": pre["final_train_loss_ema"],
+        "heldout_loss": pre["heldout_loss"], "heldout_masked_accuracy": pre["heldout_masked_accuracy"],
+        "heldout_masked_tokens": pre["heldout_masked_tokens"],
+    }
 
 
 def plot_pretrain_logs(runs: dict[str, str | Path], png_path: str | Path) -> None:

@@ -191,25 +191,14 @@ def load_negatives(recipe: SLMRecipe, train_records=()) -> dict:
     """The realistic negatives of a recipe: ``negatives_ratio`` x (units of the labelled train
     records) units sampled from the corpus' train part, and a sample of its
     validation part; both deterministic in the seed. Empty without ``negatives_dir``."""
-    from cwescan.data.negatives import manifest_digest, read_manifest
-    from cwescan.data.records import load_records
+    from cwescan.core.units import parse_source
+    from cwescan.data.negatives import sample_negatives
 
     if not recipe.negatives_dir:
         return {"train": [], "validation": [], "manifest_hash": None}
-    d = Path(os.path.expandvars(recipe.negatives_dir))  # recipes name the corpus as ${CWESCAN_NEGATIVES}
-    manifest = read_manifest(d)
-    train = load_records(d / "train.jsonl") if recipe.negatives_ratio > 0 else []
-    validation = load_records(d / "validation.jsonl")
-    rng = random.Random(recipe.seed)
-    from cwescan.core.units import parse_source
-
     labelled_units = sum(len(parse_source(r.id, r.code).units) for r in train_records)
-    n = min(len(train), round(recipe.negatives_ratio * labelled_units))
-    train = rng.sample(train, n) if n < len(train) else train
-    cap = recipe.max_validation_negatives
-    if cap and len(validation) > cap:
-        validation = random.Random(recipe.seed + 1).sample(validation, cap)
-    return {"train": train, "validation": validation, "manifest_hash": manifest_digest(manifest)}
+    return sample_negatives(recipe.negatives_dir, recipe.negatives_ratio, labelled_units, recipe.seed,
+                            recipe.max_validation_negatives)
 
 
 # ---------------------------------------------------------------- validation
