@@ -25,6 +25,7 @@ from cwescan.detectors import create_detectors, default_detectors
 from cwescan.scan.pipeline import ScanOptions, scan
 from cwescan.scan.quiet import third_party_quiet
 from cwescan.core.testcode import TEST_MODES, TestCodePolicy
+from cwescan.scan.first_stage import CHOICES as FIRST_STAGES
 from cwescan.scan.triage import REVIEW_MODES
 from cwescan.scan.suppress import BaselineError, load_baseline, write_baseline
 from cwescan.scan.walk import find_base
@@ -91,6 +92,9 @@ def scan_command(
                                help="Which units the model detectors review: triage (those the static "
                                     "stage flagged or that touch a sink or source the rules know; the "
                                     "rest are cleared) | all."),
+    first_stage: str = typer.Option("encoder", "--first-stage",
+                                    help="Before the SLM reads a unit no rule flagged, a cheap model may "
+                                         "clear it: encoder (its card's threshold) | none."),
     no_cache: bool = typer.Option(False, "--no-cache",
                                   help="Neither read nor write the model result cache "
                                        "($CWESCAN_CACHE, else ~/.cache/cwescan)."),
@@ -110,6 +114,7 @@ def scan_command(
     fail_on = _choice(fail_on, config_mod.FAIL_ON, "--fail-on")
     precision = _choice(precision, SCAN_PRECISIONS, "--precision")
     review = _choice(review, REVIEW_MODES, "--review")
+    first_stage = _choice(first_stage, FIRST_STAGES, "--first-stage")
     device = _choice(device, ("cpu", "cuda"), "--device")
     tests = _choice(tests, TEST_MODES, "--tests")
     try:
@@ -117,7 +122,7 @@ def scan_command(
                     write_baseline_to, exclude, force_exclude, precision, max_file_size,
                     file_timeout, jobs, quiet, review=review, use_cache=not no_cache,
                     verbose=verbose, slm_model=slm_model, device=device, tests=tests,
-                    cluster=cluster)
+                    cluster=cluster, first_stage=first_stage)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -135,7 +140,7 @@ def scan_command(
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
          exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
          review="triage", use_cache=True, verbose=False, slm_model=None, device=None, tests=None,
-         cluster=None) -> int:
+         cluster=None, first_stage="encoder") -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -159,6 +164,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         jobs=jobs,
         base=base,
         review=review,
+        first_stage=first_stage,
         cache=ResultCache() if use_cache else None,
         verbose=verbose,
         tests=TestCodePolicy(tests or cfg.tests, tuple(cfg.test_paths)),
@@ -271,8 +277,11 @@ def _scan_on_cluster(address, paths, options, detectors, hook, slm_model, quiet)
 
 def model_stage_line(m: dict) -> str:
     """'units: 1,204; model reviewed 97, triage cleared 1,080, from cache 27'."""
+    first = m.get("first_stage")
     return (f"units: {m['units']:,}; model reviewed {m['reviewed']:,}, "
-            f"triage cleared {m['cleared']:,}, from cache {m['cached']:,}"
+            f"triage cleared {m['cleared']:,}"
+            + (f", {first['detector']} cleared {first['cleared']:,}" if first else "")
+            + f", from cache {m['cached']:,}"
             + (" (--review all)" if m.get("review") == "all" else ""))
 
 

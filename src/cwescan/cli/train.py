@@ -81,5 +81,24 @@ def calibrate(
     run(scores, negatives_manifest, card, repeat_scores, baseline_scores, prevalence, write, report)
 
 
+@train_app.command("first-stage")
+def first_stage(
+    encoder_scores: Path = typer.Option(..., exists=True, dir_okay=False, help="`cwescan eval-mix --detector encoder` scores."),
+    slm_scores: Path = typer.Option(..., exists=True, dir_okay=False, help="`cwescan eval-mix` scores of the SLM."),
+    card: Path = typer.Option(None, file_okay=False, help="Encoder folder whose card gets the threshold (with --write)."),
+    slm_card: Path = typer.Option(Path("src/cwescan/models/slm"), file_okay=False, help="SLM folder (its model-only threshold)."),
+    loss: float = typer.Option(0.02, help="Largest share of vulnerable validation records the first stage may clear."),
+    write: bool = typer.Option(False, help="Write the threshold and its measurements into the card."),
+) -> None:
+    """Choose the encoder's first-stage threshold (units it clears never reach the SLM) on
+    validation, and measure its cost and savings on test."""
+    from cwescan.train.first_stage import run
+
+    if not 0 <= loss < 1:
+        typer.echo("error: --loss must be in [0, 1)", err=True)
+        raise typer.Exit(2)
+    run(encoder_scores, slm_scores, card, slm_card, write, loss)
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(train_app, name="train")

@@ -24,6 +24,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from cwescan import detectors as detector_registry
+from cwescan.scan import first_stage as first_stage_mod
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
 from cwescan.scan.combine import apply_policy, merge, replace_reviewed
@@ -206,6 +207,7 @@ class ScanOptions:
     cache: ResultCache | None = None  # model results per unit; None: no cache
     verbose: bool = False  # let model libraries print their warnings and progress bars
     tests: TestCodePolicy = TestCodePolicy()  # test code: reported lower (default), normal or skipped
+    first_stage: str = "encoder"  # model stage: a cheap model clears units before the SLM ("none": off)
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -247,9 +249,14 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         hints: dict[str, list[Finding]] = {}
         for f in raw:
             hints.setdefault(f.path, []).append(f)
+        first = None
+        if options.review == "triage" and options.first_stage != "none" \
+                and any(d.name != options.first_stage for d in models):
+            first = first_stage_mod.create(options.first_stage, options.device)
         model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                        review=options.review, cache=options.cache,
-                                                       verbose=options.verbose, executor=executor)
+                                                       verbose=options.verbose, executor=executor,
+                                                       first_stage=first)
         raw = replace_reviewed(raw, model_findings)
         raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
 
@@ -396,10 +403,12 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
                      review: str = "triage",
                      cache: ResultCache | None = None,
                      verbose: bool = False,
-                     executor: StageExecutor | None = None) -> tuple[list[Finding], dict]:
+                     executor: StageExecutor | None = None,
+                     first_stage: first_stage_mod.FirstStage | None = None) -> tuple[list[Finding], dict]:
     """Findings of the model detectors and what the stage did: per unit, triage decides
-    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it;
-    only the rest run through the model, in batches."""
+    whether a model must look at it (``cwescan.scan.triage``), then the cache may answer for it,
+    then the first stage may clear it (``cwescan.scan.first_stage``); only the rest run through
+    the model, in batches."""
     hints = hints or {}
     executor = executor or LocalExecutor()
     todo, reasons, n_units, over_budget = _units_to_review(results, hints, review, notices)
@@ -421,6 +430,14 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
                     cached[id(u)] = cached.get(id(u), 0) + 1
                     continue
             pending.append(u)
+        if first_stage is not None and det is not first_stage.detector:
+            stage = f"{first_stage.detector.name} first stage"
+            if progress and pending:
+                progress(stage, 0, len(pending))
+            n = len(pending)
+            pending, _ = first_stage.split(pending, hints, cache)
+            if progress and n:
+                progress(stage, n, n)
         done += len(todo) - len(pending)
         if progress and total:
             progress(f"{det.name} units", done, total)
@@ -457,6 +474,7 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
         "cached": from_cache,  # every model's answer came from the cache
         "reasons": dict(sorted(reasons.items())),
         **({"over_budget": over_budget} if over_budget else {}),
+        **({"first_stage": first_stage.stats()} if first_stage is not None else {}),
     }
     return out, stats
 

@@ -1,0 +1,108 @@
+"""The model stage's first stage: a cheap model clears units before the SLM reads them.
+
+Triage sends the SLM every unit that touches a security surface; on real code that is mostly
+ordinary functions calling ``open`` or ``subprocess.run`` with nothing wrong. The encoder
+(17 M parameters, fine-tuned with realistic negatives) reads such a unit for a fraction of the
+SLM's cost; when it scores the unit below its card's ``first_stage.threshold`` the unit is
+cleared, as if triage had cleared it. Only units without a rule finding meet the first stage:
+a rule finding always gets the SLM's second opinion. A unit of a file that does not parse is
+kept too.
+
+The threshold is chosen on validation (``cwescan train first-stage``): at most 2 % of the
+vulnerable validation records fall below it; the card records what it cost on test (points of
+the SLM's own recall) and what it clears of real code. A cleared unit is remembered in the
+result cache under the encoder's key, so a warm scan neither loads nor runs the encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cwescan.core.findings import Finding, in_unit
+from cwescan.core.units import Unit
+from cwescan.detectors.base import ModelDetector
+from cwescan.scan.cache import ResultCache, model_key, unit_key
+
+CHOICES = ("encoder", "none")
+
+
+class FirstStageUnavailable(RuntimeError):
+    """The first-stage model has no first-stage threshold in its card."""
+
+
+class FirstStage:
+    """Clears units a cheap model confidently calls safe (see the module doc)."""
+
+    def __init__(self, detector: ModelDetector, threshold: float) -> None:
+        self.detector = detector
+        self.threshold = threshold
+        self.scored = self.cleared = self.from_cache = 0
+        self._verdicts: dict[int, bool] = {}  # id(unit) -> cleared, for several model detectors
+
+    @classmethod
+    def from_card(cls, detector: ModelDetector) -> FirstStage:
+        section = detector.card.get("first_stage") or {}
+        if "threshold" not in section:
+            raise FirstStageUnavailable(f"the {detector.name} model card has no first_stage threshold "
+                                        "(cwescan train first-stage --write)")
+        return cls(detector, float(section["threshold"]))
+
+    def stats(self) -> dict:
+        return {"detector": self.detector.name, "threshold": self.threshold, "scored": self.scored,
+                "cleared": self.cleared, "from_cache": self.from_cache}
+
+    def _key(self, unit: Unit) -> str | None:
+        mkey = model_key(self.detector)
+        return None if mkey is None else unit_key(f"{mkey}:first-stage:{self.threshold!r}", unit, ())
+
+    def split(self, units: Sequence[Unit], hints: dict[str, list[Finding]],
+              cache: ResultCache | None = None) -> tuple[list[Unit], list[Unit]]:
+        """(units the SLM must still read, units cleared), each in the order given."""
+        judge: list[Unit] = []
+        for u in units:
+            if id(u) in self._verdicts or not self._eligible(u, hints):
+                continue
+            key = self._key(u) if cache is not None else None
+            if key is not None and cache.get(key, u) is not None:  # cleared by an earlier scan
+                self._verdicts[id(u)] = True
+                self.from_cache += 1
+                self.cleared += 1
+            else:
+                judge.append(u)
+        if judge:
+            scores = self.detector.score(judge)
+            self.scored += len(judge)
+            for u, s in zip(judge, scores, strict=True):
+                clear = s < self.threshold
+                self._verdicts[id(u)] = clear
+                if clear:
+                    self.cleared += 1
+                    key = self._key(u) if cache is not None else None
+                    if key is not None:
+                        cache.put(key, [])
+        keep = [u for u in units if not self._verdicts.get(id(u), False)]
+        return keep, [u for u in units if self._verdicts.get(id(u), False)]
+
+    @staticmethod
+    def _eligible(unit: Unit, hints: dict[str, list[Finding]]) -> bool:
+        if unit.file.tree is None or unit.node is None:
+            return False  # no AST: triage keeps such units, and so does the first stage
+        return not any(in_unit(f, unit, nested=False) for f in hints.get(unit.path, ()))
+
+
+def create(name: str, device: str | None = None) -> FirstStage | None:
+    """The first stage ``name`` ("encoder") at its measured default precision, or None when its
+    model cannot run here (no model extra, no artifact, no first-stage threshold in its card):
+    the SLM then reads every unit triage sends, as before."""
+    from cwescan import detectors as registry
+    from cwescan.ml.artifacts import ArtifactError
+
+    if name not in CHOICES:
+        raise ValueError(f"first stage must be one of {', '.join(CHOICES)}, not {name!r}")
+    if name == "none" or registry.missing_model_extra():
+        return None
+    try:
+        (detector,) = registry.create_detectors([name], device=device)
+        return FirstStage.from_card(detector)
+    except (ArtifactError, FirstStageUnavailable, OSError):
+        return None

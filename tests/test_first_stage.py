@@ -1,0 +1,107 @@
+"""The model stage's first stage with the shipped encoder: units with a rule finding always
+reach the SLM, units the encoder scores below the threshold are cleared, a cleared unit is
+remembered in the result cache (a warm scan does not load the encoder), and the scan reports
+what the first stage did."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from cwescan.core.units import parse_source  # noqa: E402
+from cwescan.detectors.encoder import EncoderDetector  # noqa: E402
+from cwescan.detectors.slm import SLMDetector  # noqa: E402
+from cwescan.detectors.static import StaticDetector  # noqa: E402
+from cwescan.scan.cache import ResultCache  # noqa: E402
+from cwescan.scan.first_stage import FirstStage, create  # noqa: E402
+from cwescan.scan.pipeline import ScanOptions, scan  # noqa: E402
+from cwescan.train.first_stage import threshold_for_loss  # noqa: E402
+
+from slm_helpers import tiny_slm_artifact  # noqa: E402
+
+APP = '''import os
+import subprocess
+
+
+def run(cmd):
+    os.system("ls " + cmd)
+
+
+def listing(path):
+    return subprocess.check_output(["ls", path])
+
+
+def version():
+    return subprocess.check_output(["git", "--version"])
+'''
+
+
+def _units_and_hints():
+    src = parse_source("app.py", APP)
+    units = [u for u in src.units if u.code.strip()]
+    hints = {}
+    for f in StaticDetector().detect(units):
+        hints.setdefault(f.path, []).append(f)
+    return units, hints
+
+
+def _named(units, name):
+    return next(u for u in units if u.qualname == name)
+
+
+def test_threshold_for_loss_clears_at_most_the_allowed_share():
+    scores = [i / 100 for i in range(100)]
+    t = threshold_for_loss(scores, 0.02)
+    assert sum(s < t for s in scores) == 2
+    assert threshold_for_loss(scores, 0.0) == 0.0
+    assert threshold_for_loss([], 0.02) == 0.0
+
+
+def test_rule_findings_are_never_cleared_and_cleared_units_are_cached(tmp_path):
+    units, hints = _units_and_hints()
+    assert any(f.rule_id for f in hints["app.py"])  # os.system with a parameter: a rule finding
+    cache = ResultCache(tmp_path / "cache")
+    everything = FirstStage(EncoderDetector(precision="fp32"), threshold=1.01)  # clears all it may
+    keep, cleared = everything.split(units, hints, cache)
+    assert _named(units, "run") in keep
+    assert {u.qualname for u in cleared} >= {"listing", "version"}
+    assert everything.scored == len(cleared) + 0 and everything.cleared == len(cleared)
+
+    again = FirstStage(EncoderDetector(precision="fp32"), threshold=1.01)
+    keep2, cleared2 = again.split(units, hints, cache)
+    assert [u.qualname for u in cleared2] == [u.qualname for u in cleared]
+    assert again.scored == 0 and again.from_cache == len(cleared)
+    assert again.detector.model is None, "cached verdicts must not load the encoder"
+
+    nothing = FirstStage(EncoderDetector(precision="fp32"), threshold=0.0)
+    keep3, cleared3 = nothing.split(units, hints, None)
+    assert cleared3 == [] and keep3 == units and nothing.scored == len(units) - 1
+
+
+def test_shipped_encoder_has_a_first_stage_threshold():
+    stage = create("encoder")
+    assert stage is not None and 0.0 < stage.threshold < 0.5
+    assert create("none") is None
+    with pytest.raises(ValueError):
+        create("bandit")
+
+
+def test_scan_reports_the_first_stage(tmp_path):
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "app.py").write_text(APP)
+    slm = SLMDetector(model=tiny_slm_artifact(tmp_path / "tiny"), precision="fp32")
+    on = scan([root], ScanOptions(detectors=[]), detectors=[StaticDetector(), slm]).stats["model_stage"]
+    first = on["first_stage"]
+    assert first["detector"] == "encoder" and first["scored"] == 2  # listing, version; not run
+    assert on["reviewed"] == 3 - first["cleared"]
+    slm = SLMDetector(model=tiny_slm_artifact(tmp_path / "tiny2"), precision="fp32")
+    off = scan([root], ScanOptions(detectors=[], first_stage="none"),
+               detectors=[StaticDetector(), slm]).stats["model_stage"]
+    assert "first_stage" not in off and off["reviewed"] == 3
+    slm = SLMDetector(model=tiny_slm_artifact(tmp_path / "tiny3"), precision="fp32")
+    every = scan([root], ScanOptions(detectors=[], review="all"),
+                 detectors=[StaticDetector(), slm]).stats["model_stage"]
+    assert "first_stage" not in every  # --review all: every unit goes to the model
