@@ -79,7 +79,9 @@ def test_default_precision_reads_the_bench_file(tmp_path):
     p = tmp_path / "precision.json"
     assert default_precision("slm", p) == "fp32"  # no file yet
     p.write_text(json.dumps({"slm": "bf16", "encoder": {"precision": "int8"}, "measured": {}}))
-    assert default_precision("slm", p) == "bf16"
+    amx = tmp_path / "cpuinfo"  # the CPU the benchmark ran on (bf16 defaults need native bf16)
+    amx.write_text("flags\t\t: avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert default_precision("slm", p, cpuinfo=amx) == "bf16"
     assert default_precision("encoder", p) == "int8"
     assert default_precision("other", p) == "fp32"
     p.write_text(json.dumps({"slm": "int3"}))
@@ -100,3 +102,23 @@ def test_no_plan_attention_turns_off_cudnn_attention_on_cuda_only():
         assert not torch.backends.cuda.cudnn_sdp_enabled()
         assert torch.backends.cuda.flash_sdp_enabled() and torch.backends.cuda.mem_efficient_sdp_enabled()
     assert torch.backends.cuda.cudnn_sdp_enabled() == before
+
+
+def test_bf16_default_only_where_the_cpu_has_native_bf16(tmp_path):
+    import json
+
+    from cwescan.ml.precision import cpu_has_native_bf16, default_precision
+
+    measured = tmp_path / "precision.json"
+    measured.write_text(json.dumps({"slm": "bf16", "encoder": "int8"}))
+    amx = tmp_path / "amx"
+    amx.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    avx2 = tmp_path / "avx2"
+    avx2.write_text("processor\t: 0\nflags\t\t: fpu sse avx avx2 fma\n")
+    assert cpu_has_native_bf16(amx) is True and cpu_has_native_bf16(avx2) is False
+    assert cpu_has_native_bf16(tmp_path / "missing") is None
+    assert default_precision("slm", measured, cpuinfo=amx) == "bf16"
+    assert default_precision("slm", measured, cpuinfo=avx2) == "fp32"
+    assert default_precision("slm", measured, cpuinfo=tmp_path / "missing") == "bf16"  # unknown: trust the benchmark
+    assert default_precision("slm", measured, device="cuda", cpuinfo=avx2) == "bf16"
+    assert default_precision("encoder", measured, cpuinfo=avx2) == "int8"  # only bf16 depends on the CPU

@@ -47,13 +47,16 @@ def test_summary_counts_and_cache_through_the_cli(tmp_path, adapter, monkeypatch
 
     cold = _invoke(root)
     assert cold.exit_code == 0, cold.output
-    assert "units: 3; model reviewed 1, triage cleared 2, from cache 0" in cold.stderr
+    # the only unit reviewed holds a rule finding: the encoder's first stage has nothing to judge
+    assert "units: 3; model reviewed 1, triage cleared 2, encoder cleared 0, from cache 0" in cold.stderr
     stage = json.loads(cold.stdout)["stats"]["model_stage"]
     assert stage == {"review": "triage", "units": 3, "reviewed": 1, "cleared": 2, "cached": 0,
-                     "reasons": {"no-surface": 2, "static-finding": 1}, "model_only_withheld": 0}
+                     "reasons": {"no-surface": 2, "static-finding": 1}, "model_only_withheld": 0,
+                     "first_stage": {"detector": "encoder", "threshold": stage["first_stage"]["threshold"],
+                                     "scored": 0, "cleared": 0, "from_cache": 0}}
 
     warm = _invoke(root)
-    assert "model reviewed 0, triage cleared 2, from cache 1" in warm.stderr
+    assert "model reviewed 0, triage cleared 2, encoder cleared 0, from cache 1" in warm.stderr
     assert json.loads(warm.stdout)["findings"] == json.loads(cold.stdout)["findings"]
 
     uncached = _invoke(root, "--no-cache", "--review", "all")

@@ -97,7 +97,10 @@ def test_prefix_cache_bf16_within_rounding(tok, prompts):
     model = tiny(tok).to(torch.bfloat16)
     want = infer.score_and_decode(model, tok, prompts, batch_size=5, prefix_cache=False)
     got = infer.score_and_decode(model, tok, prompts, batch_size=5, prefix_cache=True)
-    assert margins(got) == pytest.approx(margins(want), abs=0.05)
+    # bf16 keeps 8 mantissa bits: a margin near 2.5 moves in steps of 0.016, and where the CPU has
+    # no native bf16 (AVX2 only) the cached and the full path round at different points (0.053
+    # seen on one of 65 margins); a wrong prefix moves margins by whole units
+    assert margins(got) == pytest.approx(margins(want), abs=0.1)
     fp32 = tiny(tok)  # and a new precision of the same weights gets its own prefix
     assert prefix_mod.prefix_kv(fp32, fp32.model, [1, 2, 3], "cpu") is not prefix_mod.prefix_kv(
         model, model.model, [1, 2, 3], "cpu")

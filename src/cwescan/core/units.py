@@ -10,6 +10,7 @@ bodies and script code without repeating what the function units already cover.
 from __future__ import annotations
 
 import ast
+import textwrap
 import warnings
 from dataclasses import dataclass, field
 
@@ -74,6 +75,14 @@ def split_lines(text: str) -> list[str]:
     if lines[-1] == "":
         lines.pop()
     return lines
+
+
+def model_code(unit: Unit) -> str:
+    """The unit's code as the models read it: dedented, so that a method cut out of its class
+    reads like the top-level functions they were trained on (the realistic negatives were
+    dedented when the corpus was built; scoring methods indented cleared 7 % instead of 47 % of
+    the standard library's sink units in the encoder's first stage). Lines stay where they are."""
+    return textwrap.dedent(unit.code)
 
 
 def node_span(node: ast.AST) -> tuple[int, int]:

@@ -34,7 +34,6 @@ import io
 import json
 import os
 import re
-import textwrap
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -129,21 +128,21 @@ def discover_packages(site: Path) -> list[Package]:
 def labelled_hashes(records: Iterable) -> set[str]:
     """Normalised-code hashes of every labelled record and of each of its units (dedented), the
     keys a corpus unit must not share."""
-    from cwescan.core.units import parse_source
+    from cwescan.core.units import model_code, parse_source
     from cwescan.data.normalize import normalized_hash
 
     out: set[str] = set()
     for r in records:
         out.add(normalized_hash(r.code))
         for u in parse_source(r.id, r.code).units:
-            out.add(normalized_hash(textwrap.dedent(u.code)))
+            out.add(normalized_hash(model_code(u)))
     return out
 
 
 def _package_units(args: tuple[str, str, str, Sequence[str]]) -> dict:
     """Worker: read, split and triage the files of one package. Returns counts, the kept units
     (with their normalised hash) and the digest of the files read."""
-    from cwescan.core.units import parse_source
+    from cwescan.core.units import model_code, parse_source
     from cwescan.data.normalize import normalized_hash
     from cwescan.scan.triage import file_bindings, file_imports, surface
 
@@ -172,7 +171,7 @@ def _package_units(args: tuple[str, str, str, Sequence[str]]) -> dict:
             why = surface(u, imports, bound)
             if why is None:
                 continue
-            code = textwrap.dedent(u.code)
+            code = model_code(u)
             kept.append({
                 "id": f"neg:{name}:{rel}:{u.qualname}:{u.start_line}",
                 "code": code,

@@ -61,7 +61,7 @@ def create_detectors(names: Sequence[str], precision: str | None = None, slm_mod
         opts: dict = {}
         if is_model(name):
             # no --precision: the benchmark's measured default (models/precision.json, else fp32)
-            opts["precision"] = precision or default_precision(name)
+            opts["precision"] = precision or default_precision(name, device=device)
             if device:
                 opts["device"] = device
         if name == "slm" and slm_model:

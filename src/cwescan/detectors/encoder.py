@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cwescan.core.policy import DecisionPolicy
-from cwescan.core.units import body_lines, code_span
+from cwescan.core.units import body_lines, code_span, model_code
 from cwescan.scan.triage import unit_surface
 from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.artifacts import ArtifactError, model_dir, verify
@@ -85,7 +85,7 @@ class EncoderDetector(ModelDetector):
 
         # Comments and docstrings are attacker-written prose: without them "# safe: validated"
         # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.
-        texts = [strip_comments(u.code) for u in units]
+        texts = [strip_comments(model_code(u)) for u in units]
         # callers such as the evaluation run detect() and then score() on the same batch:
         # the model runs once for both
         key = [(u.path, u.start_line, text) for u, text in zip(units, texts, strict=True)]

@@ -227,10 +227,33 @@ def read_precision_file(path: str | Path | None = None) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def default_precision(detector: str, path: str | Path | None = None) -> str:
+# CPU flags of a native bf16 matrix path (oneDNN uses AMX tiles or AVX512-BF16 dot products);
+# without either, torch computes bf16 products through fp32 conversions
+NATIVE_BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool | None:
+    """Whether this CPU multiplies bf16 natively; None when the flags cannot be read (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return bool(NATIVE_BF16_FLAGS & set(line.partition(":")[2].split()))
+    return None
+
+
+def default_precision(detector: str, path: str | Path | None = None, device: str | None = None,
+                      cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """The measured default precision of a model detector ("slm", "encoder"); "fp32" when the
-    benchmark has not written one (or wrote something unusable)."""
+    benchmark has not written one (or wrote something unusable). The benchmark ran on a CPU with
+    AMX, where bf16 is the fastest; on a CPU without native bf16 (e.g. AVX2 only) the same bf16
+    model ran 5.7x slower than fp32 (the encoder, 300 units, one run), so there the default is fp32."""
     entry = read_precision_file(path).get(detector)
     if isinstance(entry, dict):
         entry = entry.get("precision")
-    return entry if isinstance(entry, str) and entry in PRECISIONS else "fp32"
+    chosen = entry if isinstance(entry, str) and entry in PRECISIONS else "fp32"
+    if chosen == "bf16" and (device in (None, "cpu")) and cpu_has_native_bf16(cpuinfo) is False:
+        return "fp32"
+    return chosen

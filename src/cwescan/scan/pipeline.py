@@ -249,14 +249,10 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         hints: dict[str, list[Finding]] = {}
         for f in raw:
             hints.setdefault(f.path, []).append(f)
-        first = None
-        if options.review == "triage" and options.first_stage != "none" \
-                and any(d.name != options.first_stage for d in models):
-            first = first_stage_mod.create(options.first_stage, options.device)
         model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                        review=options.review, cache=options.cache,
                                                        verbose=options.verbose, executor=executor,
-                                                       first_stage=first)
+                                                       first_stage=_first_stage(options, models))
         raw = replace_reviewed(raw, model_findings)
         raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
 
@@ -295,6 +291,14 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     return Report(base, [d.name for d in detectors], visible, notices, unused, stats, reported,
                   model_detectors=frozenset(d.name for d in models), rule_docs=rule_docs,
                   excludes_used=excludes_used, repositories=repositories)
+
+
+def _first_stage(options: ScanOptions, models: list[ModelDetector]) -> first_stage_mod.FirstStage | None:
+    """The first stage a triaged scan puts before its other model detectors (not before itself)."""
+    if options.review != "triage" or options.first_stage == "none" \
+            or not any(d.name != options.first_stage for d in models):
+        return None
+    return first_stage_mod.create(options.first_stage, options.device)
 
 
 class LocalExecutor(StageExecutor):

@@ -336,13 +336,13 @@ def record_family(r, families: list[str]) -> int:
 def record_items(records, tok, families, window_tokens, overlap_tokens) -> list[Item]:
     from cwescan.ml.codeprep import strip_comments
     from cwescan.ml.encoder.windows import Window, make_windows
-    from cwescan.core.units import parse_source
+    from cwescan.core.units import model_code, parse_source
 
     items = []
     for r in records:
         wins = []
         for u in parse_source(r.id, r.code).units:
-            code = strip_comments(u.code)  # what the detector feeds the model
+            code = strip_comments(model_code(u))  # what the detector feeds the model
             if not code.strip():
                 continue
             for w in make_windows(tok, code, window_tokens, overlap_tokens):
@@ -360,10 +360,10 @@ def record_scores(model, tok, records, device) -> list[float]:
 
     from cwescan.ml.codeprep import strip_comments
     from cwescan.ml.encoder.infer import score_texts
-    from cwescan.core.units import parse_source
+    from cwescan.core.units import model_code, parse_source
 
     files = [parse_source(r.id, r.code) for r in records]
-    texts = [strip_comments(u.code) for f in files for u in f.units]  # as the detector does
+    texts = [strip_comments(model_code(u)) for f in files for u in f.units]  # as the detector does
     amp = torch.bfloat16 if device == "cuda" else None
     scores = score_texts(model, tok, texts, device=device, autocast_dtype=amp)
     out, k = [], 0

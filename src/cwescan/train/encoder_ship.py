@@ -129,7 +129,20 @@ def write_readme(dest: str | Path) -> None:
         f"- Heads: binary (vulnerable), CWE family ({', '.join(f['families'])}), per-token line.",
         f"- Units longer than {a['window_tokens']} tokens are cut into overlapping windows of whole lines "
         f"(overlap up to {a['overlap_tokens']} tokens); a unit's score is the max over its windows. Nothing is dropped.",
-        f"- Reported when P(vulnerable) >= {c['threshold']:.4f} (chosen by F1 on validation).",
+        *(
+            [f"- Flags a unit on its own from a raw score of {c['policy']['model_only']:.4f} (precision >= 0.5 at "
+             f"{c['policy']['prevalence']:.0%} prevalence on the validation mix, `cwescan train calibrate`); the "
+             f"scan's second opinion and calibration come from the card's `policy` and `calibration`."]
+            if c.get("policy") else
+            [f"- Reported when P(vulnerable) >= {c['threshold']:.4f} (chosen by F1 on validation)."]
+        ),
+        *(
+            [f"- First stage of the scan: a unit without a rule finding scoring below "
+             f"{c['first_stage']['threshold']:.5f} is cleared before the SLM reads it (on the held-out test mix: "
+             f"{c['first_stage']['test']['negatives_cleared']:.0%} of real package units cleared, "
+             f"{c['first_stage']['test']['model_stage_recall_loss_points']:.2f} points of the SLM's recall lost)."]
+            if c.get("first_stage") else []
+        ),
         "",
         "## Where the weights came from",
         f"1. **Pre-training (MLM)** on {corpus['train_files_read']:,} `.py` files "
@@ -160,17 +173,29 @@ def write_readme(dest: str | Path) -> None:
         "",
         "## Metrics",
     ]
+    realistic = c.get("evaluation_realistic") or {}
+    if realistic:
+        held = realistic["held_out_model_only"]
+        eq = ", ".join(f"{e['false_alarms_per_1k_units']:.1f} at recall {e['recall']:.2f}" for e in realistic["equal_recall"])
+        lines += ["", f"- Realistic test mix (vulnerable test records vs units of {len(realistic['test_mix']['held_out_packages'])} "
+                      f"held-out packages): ROC-AUC {realistic['test_mix']['auc']:.3f}; false alarms per 1,000 reviewed "
+                      f"units: {eq}; at the model-only threshold recall {held['recall']:.3f}, "
+                      f"{held['false_alarms_per_1k_lines']:.4f} false alarms per 1,000 lines (docs/EVALUATION.md)."]
     if metrics:
         lines += ["", "```", json.dumps(metrics, indent=2), "```"]
-    else:
+    elif not realistic:
         lines += ["", "Not measured yet."]
     lines += [
         "",
         "## Limits",
         "- The pre-trained body is weak: MLM stopped on the early plateau (see docs/ENCODER.md); a longer run should help.",
         "- Trained on ~2.7 k labelled records; it learns surface patterns of those sources and misses what they lack.",
-        "- Recall-heavy: many false positives, e.g. module units that import risky libraries (pickle, lxml, requests)"
-        " and short harmless functions; on test its F1 is only a few points above flagging everything.",
+        *(["- A second run of the same recipe (seed 1) ranks real code less well (test-mix AUC "
+            f"{c['reproduction_realistic']['repeat']['test_mix']['auc']:.3f}) and chooses very different thresholds: "
+            "use its scores for ranking and clearing, not as a calibrated verdict of its own."]
+          if c.get("reproduction_realistic") else
+          ["- Recall-heavy: many false positives, e.g. module units that import risky libraries (pickle, lxml, requests)"
+           " and short harmless functions; on test its F1 is only a few points above flagging everything."]),
         "- The line head points at one line per unit; the CWE family is a guess among the frequent families.",
         "- card.json lists the SHA-256 of every file; the detector refuses files that do not match.",
         "",

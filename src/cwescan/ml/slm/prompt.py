@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.codeprep import strip_comments
-from cwescan.core.units import Unit, split_lines
+from cwescan.core.units import Unit, model_code, split_lines
 
 INSTRUCTION = (
     "You are a security code reviewer. Decide whether the Python code below contains a security "
@@ -243,7 +243,7 @@ class PromptBuilder:
         return self._prepare(self._raw_text(unit))
 
     def _raw_text(self, unit: Unit) -> tuple[str, list[str]]:
-        return unit.code, [c.code for c in callers_of(unit)] if self.opt.callers else []
+        return model_code(unit), [model_code(c) for c in callers_of(unit)] if self.opt.callers else []
 
     def _prepare(self, text: tuple[str, list[str]]) -> tuple[str, list[str]]:
         return strip_text(text) if self.opt.strip_comments else text
