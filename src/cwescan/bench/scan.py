@@ -72,6 +72,8 @@ class ScanRun:
     tokens: int = 0  # prompt tokens the model read (after the prefix cache)
     prefix_tokens: int = 0  # prompt tokens served from the prefix cache instead
     prefix_cache: bool = True
+    first_stage: str = "encoder"  # the scan's --first-stage
+    first_stage_cleared: int = 0  # units the first stage cleared before the SLM
 
     @property
     def files_per_s(self) -> float:
@@ -110,7 +112,7 @@ def _cpu_seconds() -> float:
 
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
-             prefix_cache: bool = True) -> ScanRun:
+             prefix_cache: bool = True, first_stage: str = "encoder") -> ScanRun:
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
     from cwescan.scan.pipeline import ScanOptions, scan
@@ -119,7 +121,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     marks: dict[str, float] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
-        if stage.endswith(" units") and "model" not in marks:
+        if stage.endswith((" units", " first stage")) and "model" not in marks:
             marks["model"], marks["model_cpu"] = time.perf_counter(), time.process_time()
 
     c0 = _cpu_seconds()
@@ -135,7 +137,8 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         d.prefix_cache = prefix_cache
     t1 = time.perf_counter()
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
-                          cache=ResultCache(cache_dir) if cache_dir is not None else None)
+                          cache=ResultCache(cache_dir) if cache_dir is not None else None,
+                          first_stage=first_stage)
     report = scan([tree], options, detectors=detectors, progress=progress)
     t2 = time.perf_counter()
     c2, p2 = _cpu_seconds(), time.process_time()
@@ -151,12 +154,13 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         static_s=round(model_start - t1, 2), model_s=round(t2 - model_start, 2),
         detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}),
         peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
-        model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache, **counted)
+        model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
+        first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0), **counted)
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
                precision: str | None = None, review: str = "triage", jobs: int = 0,
-               device: str | None = None, compare: bool = False) -> dict:
+               device: str | None = None, compare: bool = False, compare_first_stage: bool = False) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
@@ -168,6 +172,10 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
         # first run of a process also pays imports and the first model load from disk
         runs.append(run_scan("cold, no prefix cache", tree, out / "cache-compare", detector_names, precision,
                              review, jobs, device, prefix_cache=False))
+        shutil.rmtree(out / "cache-compare", ignore_errors=True)
+    if compare_first_stage:  # the same cold scan with every triaged unit read by the SLM
+        runs.append(run_scan("cold, no first stage", tree, out / "cache-compare", detector_names, precision,
+                             review, jobs, device, first_stage="none"))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device))
     return {
@@ -187,7 +195,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
 def scan_table(result: dict) -> str:
     """The result as a Markdown table."""
     head = ("| run | detectors | files | wall s | files/s | units | model reviewed | triage cleared "
-            "| from cache | findings | create s | static stage s | model stage s | model units/s "
+            "| first stage cleared | from cache | findings | create s | static stage s | model stage s | model units/s "
             "| CPU s | model CPU s | model units per CPU-s | windows (scored) | tokens a unit (+ prefix cache) "
             "| peak RSS MB |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -198,6 +206,7 @@ def scan_table(result: dict) -> str:
                f"{r['tokens_per_unit']:.0f} (+{r['prefix_tokens'] / r['reviewed']:.0f})")
         rows.append(f"| {r['name']} | {'+'.join(r['detectors'])} | {r['files']} | {r['wall_s']:.1f} | "
                     f"{r['files_per_s']:.1f} | {r['units']:,} | {r['reviewed']:,} | {r['cleared']:,} | "
+                    f"{r.get('first_stage_cleared', 0):,} | "
                     f"{r['cached']:,} | {r['findings']} | {r['create_s']:.1f} | {r['static_s']:.1f} | "
                     f"{r['model_s']:.1f} | {ups} | {r['cpu_s']:.1f} | {r['model_cpu_s']:.1f} | {upc} | "
                     f"{r['windows']:,} ({r['scored_windows']:,}) | {tpu} | {r['peak_rss_mb'] or 0:,.0f} |")
@@ -298,6 +307,8 @@ def scan_command(
     device: str = typer.Option(None, "--device", help="Model detectors run on: cpu (default) | cuda."),
     compare: bool = typer.Option(False, "--compare",
                                  help="Also a cold scan without the SLM's prefix cache, after the first (before/after in one run)."),
+    compare_first_stage: bool = typer.Option(False, "--compare-first-stage",
+                                             help="Also a cold scan without the encoder's first stage (before/after in one run)."),
     cluster: str = typer.Option(None, "--cluster",
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
@@ -317,7 +328,7 @@ def scan_command(
         run_command(cluster, files, root, out, names, precision, review, device, slm_model, typer.echo)
         return
     out.mkdir(parents=True, exist_ok=True)
-    result = scan_bench(files, root, out, names, precision, review, jobs, device, compare)
+    result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")
