@@ -108,6 +108,7 @@ def plot_pretrain_logs(runs: dict[str, str | Path], png_path: str | Path) -> Non
 
 def write_readme(dest: str | Path) -> None:
     """The human model card, from card.json."""
+    # Long on purpose: the README reads top to bottom as the list of its lines.
     dest = Path(dest)
     c = json.loads((dest / "card.json").read_text())
     a, p, f = c["architecture"], c["pretraining"], c["finetuning"]
