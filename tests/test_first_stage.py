@@ -17,6 +17,7 @@ from cwescan.detectors.static import StaticDetector  # noqa: E402
 from cwescan.scan.cache import ResultCache  # noqa: E402
 from cwescan.scan.first_stage import FirstStage, create  # noqa: E402
 from cwescan.scan.pipeline import ScanOptions, scan  # noqa: E402
+from cwescan.scan.triage import FIRST_STAGE_KINDS, triage  # noqa: E402
 from cwescan.train.first_stage import threshold_for_loss  # noqa: E402
 
 from slm_helpers import tiny_slm_artifact  # noqa: E402
@@ -39,12 +40,16 @@ def version():
 
 
 def _units_and_hints():
+    """The units triage sends to the models (as the scan hands them over), the rule findings,
+    and the ids of the units triage lets a first stage judge."""
     src = parse_source("app.py", APP)
     units = [u for u in src.units if u.code.strip()]
     hints = {}
     for f in StaticDetector().detect(units):
         hints.setdefault(f.path, []).append(f)
-    return units, hints
+    verdicts = triage(units, hints)
+    todo = [u for u, v in zip(units, verdicts) if v.review]
+    return todo, hints, {id(u) for u, v in zip(units, verdicts) if v.kind in FIRST_STAGE_KINDS}
 
 
 def _named(units, name):
@@ -60,23 +65,23 @@ def test_threshold_for_loss_clears_at_most_the_allowed_share():
 
 
 def test_rule_findings_are_never_cleared_and_cleared_units_are_cached(tmp_path):
-    units, hints = _units_and_hints()
+    units, hints, eligible = _units_and_hints()
     assert any(f.rule_id for f in hints["app.py"])  # os.system with a parameter: a rule finding
     cache = ResultCache(tmp_path / "cache")
     everything = FirstStage(EncoderDetector(precision="fp32"), threshold=1.01)  # clears all it may
-    keep, cleared = everything.split(units, hints, cache)
+    keep, cleared = everything.split(units, eligible, cache)
     assert _named(units, "run") in keep
     assert {u.qualname for u in cleared} >= {"listing", "version"}
     assert everything.scored == len(cleared) + 0 and everything.cleared == len(cleared)
 
     again = FirstStage(EncoderDetector(precision="fp32"), threshold=1.01)
-    keep2, cleared2 = again.split(units, hints, cache)
+    keep2, cleared2 = again.split(units, eligible, cache)
     assert [u.qualname for u in cleared2] == [u.qualname for u in cleared]
     assert again.scored == 0 and again.from_cache == len(cleared)
     assert again.detector.model is None, "cached verdicts must not load the encoder"
 
     nothing = FirstStage(EncoderDetector(precision="fp32"), threshold=0.0)
-    keep3, cleared3 = nothing.split(units, hints, None)
+    keep3, cleared3 = nothing.split(units, eligible, None)
     assert cleared3 == [] and keep3 == units and nothing.scored == len(units) - 1
 
 

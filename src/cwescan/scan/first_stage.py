@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from cwescan.core.findings import Finding, in_unit
 from cwescan.core.units import Unit
 from cwescan.detectors.base import ModelDetector
 from cwescan.scan.cache import ResultCache, model_key, unit_key
@@ -51,19 +50,19 @@ class FirstStage:
         return {"detector": self.detector.name, "threshold": self.threshold, "scored": self.scored,
                 "cleared": self.cleared, "from_cache": self.from_cache}
 
-    def _key(self, unit: Unit) -> str | None:
-        mkey = model_key(self.detector)
-        return None if mkey is None else unit_key(f"{mkey}:first-stage:{self.threshold!r}", unit, ())
-
-    def split(self, units: Sequence[Unit], hints: dict[str, list[Finding]],
+    def split(self, units: Sequence[Unit], eligible: set[int],
               cache: ResultCache | None = None) -> tuple[list[Unit], list[Unit]]:
-        """(units the SLM must still read, units cleared), each in the order given."""
+        """(units the SLM must still read, units cleared), each in the order given. Only units
+        whose ``id`` is in ``eligible`` meet the first stage: triage's "sink" and "source" units
+        (``cwescan.scan.triage.FIRST_STAGE_KINDS``), not those with a rule finding or no AST."""
+        mkey = model_key(self.detector) if cache is not None else None  # once: it hashes source files
+        keys = {} if mkey is None else {id(u): unit_key(f"{mkey}:first-stage:{self.threshold!r}", u, ())
+                                        for u in units if id(u) in eligible and id(u) not in self._verdicts}
         judge: list[Unit] = []
         for u in units:
-            if id(u) in self._verdicts or not self._eligible(u, hints):
+            if id(u) in self._verdicts or id(u) not in eligible:
                 continue
-            key = self._key(u) if cache is not None else None
-            if key is not None and cache.get(key, u) is not None:  # cleared by an earlier scan
+            if id(u) in keys and cache.get(keys[id(u)], u) is not None:  # cleared by an earlier scan
                 self._verdicts[id(u)] = True
                 self.from_cache += 1
                 self.cleared += 1
@@ -77,17 +76,10 @@ class FirstStage:
                 self._verdicts[id(u)] = clear
                 if clear:
                     self.cleared += 1
-                    key = self._key(u) if cache is not None else None
-                    if key is not None:
-                        cache.put(key, [])
+                    if id(u) in keys:
+                        cache.put(keys[id(u)], [])
         keep = [u for u in units if not self._verdicts.get(id(u), False)]
         return keep, [u for u in units if self._verdicts.get(id(u), False)]
-
-    @staticmethod
-    def _eligible(unit: Unit, hints: dict[str, list[Finding]]) -> bool:
-        if unit.file.tree is None or unit.node is None:
-            return False  # no AST: triage keeps such units, and so does the first stage
-        return not any(in_unit(f, unit, nested=False) for f in hints.get(unit.path, ()))
 
 
 def create(name: str, device: str | None = None) -> FirstStage | None:

@@ -369,16 +369,18 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
 
 
 def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
-                     review: str, notices: list[Notice]) -> tuple[list[Unit], Counter, int, int]:
+                     review: str, notices: list[Notice]) -> tuple[list[Unit], Counter, int, int, set[int]]:
     """The units a model must look at (triage, or all with ``review="all"``), the triage
-    reasons counted, the number of units seen and the number left out by the per-file model
-    budget (each such file gets a notice in ``notices``). Triage goes file by file, keeping only the
+    reasons counted, the number of units seen, the number left out by the per-file model
+    budget (each such file gets a notice in ``notices``) and the ids of the units a first stage
+    may clear (triage's ``FIRST_STAGE_KINDS``). Triage goes file by file, keeping only the
     units to review: the trees of files with nothing to review are freed at once (1,000 stdlib
     files held every tree: 5 GB)."""
     todo: list[Unit] = []
     reasons: Counter = Counter()
     n_units = 0
     over_budget = 0  # units left out by the per-file model budget
+    first_stage_ids: set[int] = set()
     for r in results:
         if r.text is None:
             continue
@@ -398,7 +400,8 @@ def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
         n_units += len(units)
         reasons.update(v.kind for v in verdicts)
         todo.extend(u for u, v in zip(units, verdicts) if v.review)
-    return todo, reasons, n_units, over_budget
+        first_stage_ids.update(id(u) for u, v in zip(units, verdicts) if v.kind in triage_mod.FIRST_STAGE_KINDS)
+    return todo, reasons, n_units, over_budget, first_stage_ids
 
 
 def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
@@ -415,7 +418,7 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
     the model, in batches."""
     hints = hints or {}
     executor = executor or LocalExecutor()
-    todo, reasons, n_units, over_budget = _units_to_review(results, hints, review, notices)
+    todo, reasons, n_units, over_budget, first_stage_ids = _units_to_review(results, hints, review, notices)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
     cached: dict[int, int] = {}  # unit -> models that answered it from the cache
@@ -439,7 +442,7 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
             if progress and pending:
                 progress(stage, 0, len(pending))
             n = len(pending)
-            pending, _ = first_stage.split(pending, hints, cache)
+            pending, _ = first_stage.split(pending, first_stage_ids, cache)
             if progress and n:
                 progress(stage, n, n)
         done += len(todo) - len(pending)

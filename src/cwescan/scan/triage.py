@@ -45,6 +45,8 @@ from cwescan.core.findings import Finding, in_unit
 from cwescan.core.units import Unit
 
 REVIEW_MODES = ("triage", "all")
+# verdicts a first stage may overturn: a surface only, no rule finding, an AST to judge
+FIRST_STAGE_KINDS = frozenset({"sink", "source"})
 
 # Catalogue names that are also everyday method names on any object: as a method on a local
 # object they say nothing about security (``self.run()``, ``parser.parse()``, ``obj.save()``),
