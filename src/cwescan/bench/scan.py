@@ -112,7 +112,7 @@ def _cpu_seconds() -> float:
 
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
-             prefix_cache: bool = True, first_stage: str = "encoder") -> ScanRun:
+             prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder") -> ScanRun:
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
     from cwescan.scan.pipeline import ScanOptions, scan
@@ -129,7 +129,8 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     from cwescan.scan.quiet import third_party_quiet
 
     with third_party_quiet():
-        detectors = create_detectors(names, precision, device=device)
+        detectors = create_detectors(names, precision, device=device,
+                                     slm_partner=None if pair == "none" else pair)
     from cwescan.detectors.slm import SLMDetector
 
     slm = [d for d in detectors if isinstance(d, SLMDetector)]
@@ -138,7 +139,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     t1 = time.perf_counter()
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
                           cache=ResultCache(cache_dir) if cache_dir is not None else None,
-                          first_stage=first_stage)
+                          first_stage=first_stage, pair=pair)
     report = scan([tree], options, detectors=detectors, progress=progress)
     t2 = time.perf_counter()
     c2, p2 = _cpu_seconds(), time.process_time()

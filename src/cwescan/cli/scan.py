@@ -26,6 +26,7 @@ from cwescan.scan.pipeline import ScanOptions, scan
 from cwescan.scan.quiet import third_party_quiet
 from cwescan.core.testcode import TEST_MODES, TestCodePolicy
 from cwescan.scan.first_stage import CHOICES as FIRST_STAGES
+from cwescan.core.pair import CHOICES as PAIRS
 from cwescan.scan.triage import REVIEW_MODES
 from cwescan.scan.suppress import BaselineError, load_baseline, write_baseline
 from cwescan.scan.walk import find_base
@@ -95,6 +96,9 @@ def scan_command(
     first_stage: str = typer.Option("encoder", "--first-stage",
                                     help="Before the SLM reads a unit no rule flagged, a cheap model may "
                                          "clear it: encoder (its card's threshold) | none."),
+    pair: str = typer.Option("encoder", "--pair",
+                             help="The SLM decides together with this model (their scores averaged in "
+                                  "log-odds, thresholds fitted for the pair): encoder | none (the SLM alone)."),
     no_cache: bool = typer.Option(False, "--no-cache",
                                   help="Neither read nor write the model result cache "
                                        "($CWESCAN_CACHE, else ~/.cache/cwescan)."),
@@ -107,6 +111,7 @@ def scan_command(
                                      "'cwescan[cluster]'. Default: config, else this machine only."),
 ) -> None:
     """Scan Python files for security weaknesses (CWEs)."""
+    # Long because typer declares each command-line option in this signature, one per flag.
     if quiet:  # truly quiet: no library's warnings either, here or in worker processes
         warnings.simplefilter("ignore")
         os.environ["PYTHONWARNINGS"] = "ignore"
@@ -115,6 +120,7 @@ def scan_command(
     precision = _choice(precision, SCAN_PRECISIONS, "--precision")
     review = _choice(review, REVIEW_MODES, "--review")
     first_stage = _choice(first_stage, FIRST_STAGES, "--first-stage")
+    pair = _choice(pair, PAIRS, "--pair")
     device = _choice(device, ("cpu", "cuda"), "--device")
     tests = _choice(tests, TEST_MODES, "--tests")
     try:
@@ -122,7 +128,7 @@ def scan_command(
                     write_baseline_to, exclude, force_exclude, precision, max_file_size,
                     file_timeout, jobs, quiet, review=review, use_cache=not no_cache,
                     verbose=verbose, slm_model=slm_model, device=device, tests=tests,
-                    cluster=cluster, first_stage=first_stage)
+                    cluster=cluster, first_stage=first_stage, pair=pair)
     except (typer.Exit, click.ClickException):
         raise
     except KeyboardInterrupt:
@@ -140,7 +146,7 @@ def scan_command(
 def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, write_baseline_to,
          exclude, force_exclude, precision, max_file_size, file_timeout, jobs, quiet,
          review="triage", use_cache=True, verbose=False, slm_model=None, device=None, tests=None,
-         cluster=None, first_stage="encoder") -> int:
+         cluster=None, first_stage="encoder", pair="encoder") -> int:
     for p in paths:
         if not p.exists() and not p.is_symlink():
             raise FileNotFoundError(f"no such file or folder: {p}")
@@ -165,13 +171,14 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
         base=base,
         review=review,
         first_stage=first_stage,
+        pair=pair,
         cache=ResultCache() if use_cache else None,
         verbose=verbose,
         tests=TestCodePolicy(tests or cfg.tests, tuple(cfg.test_paths)),
     )
 
     detectors = _create(names, options.precision, explicit=note is None, verbose=verbose,
-                        slm_model=slm_model or cfg.slm_model, device=device)
+                        slm_model=slm_model or cfg.slm_model, device=device, slm_partner=_partner(pair))
     if not detectors:
         raise config_mod.ConfigError("no detector could be started")
     if not quiet:
@@ -267,7 +274,8 @@ def _scan_on_cluster(address, paths, options, detectors, hook, slm_model, quiet)
     except ValueError as e:
         raise config_mod.ConfigError(f"--cluster: {e}") from e
     try:
-        with cluster_executor(address, options.precision, slm_model, options.device) as executor:
+        with cluster_executor(address, options.precision, slm_model, options.device,
+                              _partner(options.pair)) as executor:
             if not quiet:
                 _err(f"cluster: {executor.describe()}")
             return scan(paths, options, detectors=detectors, progress=hook, executor=executor)
@@ -296,8 +304,12 @@ def _detector_names(cli: list[str] | None, cfg: config_mod.Config) -> tuple[list
     return names, why or "default"
 
 
+def _partner(pair: str) -> str | None:
+    return None if pair == "none" else pair
+
+
 def _create(names: list[str], precision: str | None, explicit: bool, verbose: bool = False,
-            slm_model: str | None = None, device: str | None = None):
+            slm_model: str | None = None, device: str | None = None, slm_partner: str | None = None):
     """Detectors asked for by name must start; of the default set, one that fails to start is
     left out with a note."""
     from cwescan.detectors import REGISTRY, is_model
@@ -308,7 +320,7 @@ def _create(names: list[str], precision: str | None, explicit: bool, verbose: bo
             raise config_mod.ConfigError(f"unknown detector {name!r}; choose from {', '.join(REGISTRY)}")
         try:
             with third_party_quiet(enabled=not verbose):  # model detectors may load here
-                out.extend(create_detectors([name], precision, slm_model, device))
+                out.extend(create_detectors([name], precision, slm_model, device, slm_partner))
         except Exception as e:
             if explicit or not _optional(name, is_model):
                 raise config_mod.ConfigError(f"detector {name!r} could not start: {type(e).__name__}: {e}") from e

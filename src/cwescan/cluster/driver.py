@@ -21,7 +21,7 @@ def check_address(address: str) -> str:
 
 @contextmanager
 def cluster_executor(address: str, precision: str | None = None, slm_model: str | None = None,
-                     device: str | None = None) -> Iterator:
+                     device: str | None = None, slm_partner: str | None = None) -> Iterator:
     """A connected :class:`RayExecutor`; actors and the connection end with the block."""
     try:
         import ray  # noqa: F401 - only to tell a missing extra apart
@@ -30,7 +30,7 @@ def cluster_executor(address: str, precision: str | None = None, slm_model: str 
     from cwescan.cluster.executor import RayExecutor
 
     connect(check_address(address))
-    executor = RayExecutor(precision=precision, slm_model=slm_model, device=device)
+    executor = RayExecutor(precision=precision, slm_model=slm_model, device=device, slm_partner=slm_partner)
     try:
         yield executor
     finally:

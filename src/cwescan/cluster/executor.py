@@ -42,13 +42,15 @@ CALLS_PER_ACTOR = 2  # batches queued per actor: the next one is there when one 
 
 class RayExecutor(StageExecutor):
     """Runs a scan's heavy stages on the Ray cluster this process is connected to
-    (``cwescan.cluster.runtime.connect``). ``precision``, ``slm_model`` and ``device`` are
+    (``cwescan.cluster.runtime.connect``). ``precision``, ``slm_model``, ``device`` and ``slm_partner`` are
     what the scan gives ``create_detectors``, so every actor builds the same detector as the
     driver (whose copy only serves the cache keys and is never loaded)."""
 
     def __init__(self, precision: str | None = None, slm_model: str | None = None,
-                 device: str | None = None, workers: int | None = None) -> None:
+                 device: str | None = None, workers: int | None = None,
+                 slm_partner: str | None = None) -> None:
         self.precision, self.slm_model, self.device = precision, slm_model, device
+        self.slm_partner = slm_partner
         # None: the whole cluster (a task per CPU, an actor per node or per GPU); n: at most n
         # file tasks at once and n actors per model (the benchmark compares 1 and 2)
         self.workers = workers
@@ -134,7 +136,7 @@ class RayExecutor(StageExecutor):
     def _actors_for(self, name: str, verbose: bool) -> list:
         if name in self._actors:
             return self._actors[name]
-        spec = DetectorSpec(name, self.precision, self.slm_model, self.device)
+        spec = DetectorSpec(name, self.precision, self.slm_model, self.device, self.slm_partner)
         if self.device == "cuda":
             n = self.workers or int(ray.cluster_resources().get("GPU", 0))
             if n < 1:

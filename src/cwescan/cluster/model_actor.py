@@ -29,6 +29,7 @@ class DetectorSpec:
     precision: str | None = None
     slm_model: str | None = None
     device: str | None = None
+    slm_partner: str | None = None
 
 
 @dataclass
@@ -79,7 +80,7 @@ class ModelWorker:
 
             with third_party_quiet(enabled=not self.verbose):
                 det = create_detectors([self.spec.name], self.spec.precision, self.spec.slm_model,
-                                       self.spec.device)[0]
+                                       self.spec.device, self.spec.slm_partner)[0]
                 det.load()
             self.detector = det
         return self.detector

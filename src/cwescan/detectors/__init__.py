@@ -52,22 +52,35 @@ def create(name: str, **options) -> Detector:
 
 
 def create_detectors(names: Sequence[str], precision: str | None = None, slm_model: str | None = None,
-                     device: str | None = None) -> list[Detector]:
-    """The detectors ``names``, as scan, eval and bench build them."""
+                     device: str | None = None, slm_partner: str | None = None) -> list[Detector]:
+    """The detectors ``names``, as scan, eval and bench build them. ``slm_partner`` (a model
+    detector name, "encoder"): the SLM decides as a pair with that model when its card holds a
+    pair fitted for it (``cwescan.core.pair``), else alone."""
     from cwescan.ml.precision import default_precision
+
+    def model_opts(name: str) -> dict:
+        # no --precision: the benchmark's measured default (models/precision.json, else fp32)
+        opts = {"precision": precision or default_precision(name, device=device)}
+        return {**opts, "device": device} if device else opts
 
     out = []
     for name in names:
-        opts: dict = {}
-        if is_model(name):
-            # no --precision: the benchmark's measured default (models/precision.json, else fp32)
-            opts["precision"] = precision or default_precision(name, device=device)
-            if device:
-                opts["device"] = device
+        opts: dict = model_opts(name) if is_model(name) else {}
         if name == "slm" and slm_model:
             opts["model"] = slm_model  # "qwen", "smollm2" or an adapter folder
+        if name == "slm" and slm_partner:
+            from cwescan.core.pair import PairUnavailable
+            from cwescan.ml.artifacts import ArtifactError
+
+            try:
+                partner = create(slm_partner, **model_opts(slm_partner))
+                out.append(create(name, **opts, partner=partner))
+            except (PairUnavailable, ArtifactError):  # no partner, or no pair fitted for it: the SLM alone
+                out.append(create(name, **opts))
+            continue
         out.append(create(name, **opts))
     return out
+    return create("slm", **opts, partner=partner)
 
 
 def missing_model_extra() -> list[str]:

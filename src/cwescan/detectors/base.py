@@ -94,6 +94,11 @@ class ModelDetector(Detector):
     def clear_cache(self) -> None:
         """Forget memoised results, so the next call computes everything (benchmarks)."""
 
+    def companions(self) -> list[ModelDetector]:
+        """Other model detectors this one consults for its answers (the SLM's partner); the scan
+        may reuse them (the first stage) instead of loading a second copy."""
+        return []
+
     @abstractmethod
     def load(self) -> None:
         """Load the weights (idempotent). Construction stays cheap so that a scan the cache

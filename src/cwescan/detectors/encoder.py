@@ -22,6 +22,9 @@ from cwescan.core.findings import Finding
 from cwescan.core.units import Unit
 
 
+MEMO_UNITS = 50_000  # remembered unit scores (a few hundred bytes each)
+
+
 class EncoderDetector(ModelDetector):
     name = "encoder"
 
@@ -50,8 +53,9 @@ class EncoderDetector(ModelDetector):
         self.policy = DecisionPolicy.from_card(self.card)
         self.batch_tokens = batch_tokens
         self.windows_scored = 0  # total windows run through the model, for benchmarks and reports
-        self._last_key: list | None = None
-        self._last_scores: list = []
+        # scores by (unit text): the first stage and the SLM's pair ask about the same units,
+        # and the evaluation runs detect() then score() on one batch
+        self._memo: dict[str, object] = {}
 
     def load(self) -> None:
         if self.model is not None:
@@ -70,7 +74,7 @@ class EncoderDetector(ModelDetector):
         self.batch_tokens = sequences * int(self.model.config.window_tokens)
 
     def clear_cache(self) -> None:
-        self._last_key, self._last_scores = None, []
+        self._memo.clear()
 
     def cache_identity(self) -> dict | None:
         if not self.card.get("files"):
@@ -86,15 +90,14 @@ class EncoderDetector(ModelDetector):
         # Comments and docstrings are attacker-written prose: without them "# safe: validated"
         # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.
         texts = [strip_comments(model_code(u)) for u in units]
-        # callers such as the evaluation run detect() and then score() on the same batch:
-        # the model runs once for both
-        key = [(u.path, u.start_line, text) for u, text in zip(units, texts, strict=True)]
-        if key == self._last_key:
-            return self._last_scores
-        scores = score_texts(self.model, self.tokenizer, texts, device=self.device, batch_tokens=self.batch_tokens)
-        self.windows_scored += sum(s.windows for s in scores)
-        self._last_key, self._last_scores = key, scores
-        return scores
+        todo = sorted({t for t in texts if t not in self._memo})
+        if todo:
+            scores = score_texts(self.model, self.tokenizer, todo, device=self.device, batch_tokens=self.batch_tokens)
+            self.windows_scored += sum(s.windows for s in scores)
+            if len(self._memo) + len(todo) > MEMO_UNITS:
+                self._memo.clear()
+            self._memo.update(zip(todo, scores, strict=True))
+        return [self._memo[t] for t in texts]
 
     def score(self, units: Sequence[Unit]) -> list[float]:
         return [s.prob for s in self._scores(units)]

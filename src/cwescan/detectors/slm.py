@@ -13,6 +13,12 @@ Modes (same finding fields either way):
   it always parses) and the model's own greedy verdict (P(true) > 0.5) decides; ``stats``
   counts answers and parses.
 
+Pair (``partner``): the scan gives the SLM the encoder as a partner when the card has a ``pair``
+section fitted for that very encoder (``cwescan.core.pair``); the unit's score is then the two
+models' log-odds mean, and the pair's thresholds decide (model-only findings, second opinion,
+CWE head). The partner scores each unit first, so only units whose pair can still reach the
+model-only threshold get their CWE and line decoded.
+
 Static hints and second opinion: ``detect(units, hints={path: [Finding, ...]})`` (or the option
 ``static_findings``) gives static findings inside a unit to the model as hint lines when
 ``hints_in_prompt`` is on, and every static finding gets the model's second opinion through
@@ -34,6 +40,7 @@ from cwescan.ml.precision import apply_precision, check_precision, release_free_
 from cwescan.detectors.base import ModelDetector
 from cwescan.core.findings import Finding, in_unit
 from cwescan.ml.slm import prompt as P
+from cwescan.core.pair import Pairing, PairUnavailable, fuse, slm_needed
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span
 from cwescan.scan.combine import second_opinion
@@ -66,6 +73,7 @@ class SLMDetector(ModelDetector):
         hints_in_prompt: bool = False,
         prep_workers: int | None = None,
         prefix_cache: bool = True,
+        partner: ModelDetector | None = None,
     ) -> None:
         check_precision(precision)
         if mode not in ("score", "generate"):
@@ -88,6 +96,10 @@ class SLMDetector(ModelDetector):
         self.card = verify(self.adapter_dir)
         self.threshold = float(threshold if threshold is not None else self.card.get("threshold", 0.5))
         self.policy = DecisionPolicy.from_card(self.card)
+        self.partner: ModelDetector | None = None
+        self.pairing: Pairing | None = None
+        if partner is not None:
+            self._pair(partner, threshold)
         self.cwe_vocab = self.card.get("cwe_vocab") or ["CWE-20"]
         prompt_cfg = self.card.get("prompt", {})
         self.options = P.PromptOptions(
@@ -102,18 +114,37 @@ class SLMDetector(ModelDetector):
                       # an identical unit elsewhere -- is answered from memory) and their tokens
                       "scored_windows": 0, "tokens": 0, "padded_tokens": 0, "prefix_tokens": 0}
 
+    def _pair(self, partner: ModelDetector, threshold: float | None) -> None:
+        pairing = Pairing.from_card(self.card)
+        if pairing is None or pairing.partner != partner.name:
+            raise PairUnavailable(f"{self.adapter_dir}: the card has no pair section for the {partner.name} "
+                                  "(cwescan train calibrate --partner-scores ... --write)")
+        if not pairing.accepts(partner.card):
+            raise PairUnavailable(f"{self.adapter_dir}: the pair's thresholds were fitted with another "
+                                  f"{partner.name} model than the one given")
+        if self.mode != "score":
+            raise ValueError("a pair decides on scores: mode must be 'score'")
+        self.partner, self.pairing, self.policy = partner, pairing, pairing.policy
+        self.threshold = float(threshold if threshold is not None else pairing.threshold)
+
+    def companions(self) -> list[ModelDetector]:
+        return [self.partner] if self.partner is not None else []
+
     # ------------------------------------------------------------ loading
 
     def load(self) -> None:
-        """Load the model now (it otherwise loads on first use)."""
+        """Load the model (and its partner's) now (they otherwise load on first use)."""
         self._load()
+        if self.partner is not None:
+            self.partner.load()
 
     def cache_identity(self) -> dict | None:
         if not self.card.get("files"):
             return None
+        partner = self.partner.cache_identity() if self.partner is not None else None
         return {"detector": self.name, "card": self.card, "precision": self.precision,
                 "device": str(self.device), "threshold": self.threshold, "mode": self.mode,
-                "hints_in_prompt": self.hints_in_prompt, "options": repr(self.options)}
+                "hints_in_prompt": self.hints_in_prompt, "options": repr(self.options), "partner": partner}
 
     @property
     def model(self):
@@ -211,21 +242,30 @@ class SLMDetector(ModelDetector):
             weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
         return self._pool
 
-    def _score_windows(self, windows: list[list[P.Window]], cut: float = float("inf")) -> list[list[tuple[float, dict | None]]]:
-        """(P(vulnerable), decoded CWE/line or None) per window; windows reaching ``cut`` get
-        their CWE and line decoded from the same forward pass. Results are cached by prompt, so
-        the evaluation's detect-then-score costs one pass."""
+    def _score_windows(self, windows: list[list[P.Window]],
+                       cut: float | Sequence[float] = float("inf")) -> list[list[tuple[float, dict | None]]]:
+        """(P(vulnerable), decoded CWE/line or None) per window; windows reaching ``cut`` (one
+        value, or one per unit of ``windows``) get their CWE and line decoded from the same
+        forward pass. Results are cached by prompt, so the evaluation's detect-then-score costs
+        one pass."""
         from cwescan.ml.slm.infer import score_and_decode
+
+        unit_cuts = [cut] * len(windows) if isinstance(cut, (int, float)) else list(cut)
+        cuts: dict[str, float] = {}  # an identical window in two units: the lower cut decides
+        for ws, c in zip(windows, unit_cuts, strict=True):
+            for w in ws:
+                cuts[w.prompt] = min(c, cuts.get(w.prompt, float("inf")))
 
         def ready(w):
             hit = self._cache.get(w.prompt)
-            return hit is not None and (hit[0] < cut or hit[1] is not None)
+            return hit is not None and (hit[0] < cuts[w.prompt] or hit[1] is not None)
 
         todo = {w.prompt: w for ws in windows for w in ws if not ready(w)}
         if todo:
             prompts = sorted(todo)
             lines = [range(todo[q].first_line, todo[q].last_line + 1) for q in prompts]
-            res = score_and_decode(self._model, self.tokenizer, prompts, cut, self.cwe_vocab, lines,
+            res = score_and_decode(self._model, self.tokenizer, prompts, [cuts[q] for q in prompts],
+                                   self.cwe_vocab, lines,
                                    self.batch_size, self.device, prefix_cache=self.prefix_cache,
                                    counts=self.stats)
             self.stats["scored_windows"] += len(prompts)
@@ -237,12 +277,15 @@ class SLMDetector(ModelDetector):
         return [[self._cache[w.prompt] for w in ws] for ws in windows]
 
     def score(self, units: Sequence[Unit]) -> list[float]:
-        """P(vulnerable) per unit: the most suspicious window."""
+        """P(vulnerable) per unit: the most suspicious window (with a partner: the pair's)."""
         if not units:
             return []
         self._load()
         per = self._score_windows(self._windows(units, self._hint_map(None)))
-        return [max(p for p, _ in s) for s in per]
+        own = [max(p for p, _ in s) for s in per]
+        if self.pairing is None:
+            return own
+        return [fuse(p, q, self.pairing.weight) for p, q in zip(own, self.partner.score(units), strict=True)]
 
     def _hint_map(self, hints: dict[str, list[Finding]] | None) -> dict[str, list[Finding]]:
         merged: dict[str, list[Finding]] = {}
@@ -281,6 +324,15 @@ class SLMDetector(ModelDetector):
             out.append(text)
         return out
 
+    def _count(self, ws: list[P.Window]) -> None:
+        """``stats`` of one unit's windows."""
+        self.stats["units"] += 1
+        self.stats["windows"] += len(ws)
+        self.stats["windowed_units"] += len(ws) > 1
+        self.stats["truncated_windows"] += sum(w.truncated for w in ws)
+        self.stats["with_callers"] += any(w.callers for w in ws)
+        self.stats["hinted_windows"] += sum(w.hints > 0 for w in ws)
+
     def detect(self, units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
         if not units:
             return []
@@ -288,18 +340,19 @@ class SLMDetector(ModelDetector):
         hint_map = self._hint_map(hints)
         windows = self._windows(units, hint_map)
         cut = 0.5 if self.mode == "generate" else self.threshold
-        scores = self._score_windows(windows, cut)
+        partner = self.partner.score(units) if self.pairing is not None else [None] * len(units)
+        # with a partner, a unit's window needs its CWE and line only where the pair can flag it
+        cuts = [cut if q is None else slm_needed(cut, q, self.pairing.weight) for q in partner]
+        scores = self._score_windows(windows, cuts)
         findings: list[Finding] = []
-        for i, (u, ws, ss) in enumerate(zip(units, windows, scores, strict=True)):
-            self.stats["units"] += 1
-            self.stats["windows"] += len(ws)
-            self.stats["windowed_units"] += len(ws) > 1
-            self.stats["truncated_windows"] += sum(w.truncated for w in ws)
-            self.stats["with_callers"] += any(w.callers for w in ws)
-            self.stats["hinted_windows"] += sum(w.hints > 0 for w in ws)
+        for i, (u, ws, ss, q) in enumerate(zip(units, windows, scores, partner, strict=True)):
+            self._count(ws)
             k = max(range(len(ss)), key=lambda j: ss[j][0])
             (p, det), w = ss[k], ws[k]
-            flagged = p >= cut
+            p_slm = p
+            if q is not None:
+                p = fuse(p_slm, q, self.pairing.weight)
+            flagged = p >= cut and (q is None or det is not None)
             ans = self.answer(p, det if flagged else None)
             if self.mode == "generate":
                 from cwescan.ml.slm.infer import parse_answer
@@ -351,6 +404,8 @@ class SLMDetector(ModelDetector):
                         "callers_in_context": w.callers,
                         "mode": self.mode,
                         "threshold": round(cut, 4),
+                        **({"slm_score": round(p_slm, 6), "partner": self.partner.name,
+                            "partner_score": round(q, 6)} if q is not None else {}),
                     },
                 )
             )

@@ -208,6 +208,7 @@ class ScanOptions:
     verbose: bool = False  # let model libraries print their warnings and progress bars
     tests: TestCodePolicy = TestCodePolicy()  # test code: reported lower (default), normal or skipped
     first_stage: str = "encoder"  # model stage: a cheap model clears units before the SLM ("none": off)
+    pair: str = "encoder"  # the SLM decides with this partner model when its card has a pair for it ("none": alone)
 
 
 ProgressHook = Callable[[str, int, int], None]  # (stage, done, total)
@@ -224,8 +225,9 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     paths = [Path(p) for p in paths]
     base = (options.base or find_base(paths)).resolve()
     if detectors is None:
-        detectors = detector_registry.create_detectors(options.detectors, options.precision,
-                                                       device=options.device)
+        detectors = detector_registry.create_detectors(
+            options.detectors, options.precision, device=options.device,
+            slm_partner=None if options.pair == "none" else options.pair)
     fast = [d for d in detectors if not isinstance(d, ModelDetector)]
     models = [d for d in detectors if isinstance(d, ModelDetector)]
 
@@ -243,18 +245,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         notices.extend(r.notices)
         raw.extend(r.findings)
     if models:
-        # Static findings go to the model detectors as hints; each comes back with the model's
-        # second opinion folded into its confidence (cwescan.scan.combine.second_opinion) and
-        # replaces the plain static finding, so a disagreeing model ranks it lower.
-        hints: dict[str, list[Finding]] = {}
-        for f in raw:
-            hints.setdefault(f.path, []).append(f)
-        model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
-                                                       review=options.review, cache=options.cache,
-                                                       verbose=options.verbose, executor=executor,
-                                                       first_stage=_first_stage(options, models))
-        raw = replace_reviewed(raw, model_findings)
-        raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
+        raw, model_stats = _with_model_opinions(raw, results, models, notices, options, progress, executor)
 
     texts = {r.relpath: r.text for r in results if r.text is not None}
     sups = {r.relpath: r.suppressions for r in results if r.suppressions is not None}
@@ -293,11 +284,40 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                   excludes_used=excludes_used, repositories=repositories)
 
 
+def _with_model_opinions(raw: list[Finding], results: list[FileResult], models: list[ModelDetector],
+                         notices: list[Notice], options: ScanOptions, progress: ProgressHook | None,
+                         executor: StageExecutor) -> tuple[list[Finding], dict]:
+    """The static findings ``raw`` with the model stage's findings and opinions, and its stats.
+
+    Static findings go to the model detectors as hints; each comes back with the model's second
+    opinion folded into its confidence (cwescan.scan.combine.second_opinion) and replaces the
+    plain static finding, so a disagreeing model ranks it lower."""
+    hints: dict[str, list[Finding]] = {}
+    for f in raw:
+        hints.setdefault(f.path, []).append(f)
+    model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
+                                                   review=options.review, cache=options.cache,
+                                                   verbose=options.verbose, executor=executor,
+                                                   first_stage=_first_stage(options, models))
+    pairs = {d.name: c.name for d in models for c in d.companions()}
+    if pairs:
+        model_stats["pair"] = pairs
+    raw = replace_reviewed(raw, model_findings)
+    raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
+    return raw, model_stats
+
+
 def _first_stage(options: ScanOptions, models: list[ModelDetector]) -> first_stage_mod.FirstStage | None:
     """The first stage a triaged scan puts before its other model detectors (not before itself)."""
     if options.review != "triage" or options.first_stage == "none" \
             or not any(d.name != options.first_stage for d in models):
         return None
+    for c in (c for d in models for c in d.companions()):
+        if c.name == options.first_stage:  # the SLM's partner is loaded once, for both jobs
+            try:
+                return first_stage_mod.FirstStage.from_card(c)
+            except first_stage_mod.FirstStageUnavailable:
+                return None
     return first_stage_mod.create(options.first_stage, options.device)
 
 

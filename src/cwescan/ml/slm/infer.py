@@ -165,7 +165,7 @@ def score_and_decode(
     model,
     tokenizer,
     prompts: Sequence[str],
-    cut: float = float("inf"),
+    cut: float | Sequence[float] = float("inf"),
     cwe_vocab: Sequence[str] = (),
     lines: Sequence[Sequence[int]] | None = None,
     batch_size: int = 16,
@@ -173,7 +173,8 @@ def score_and_decode(
     prefix_cache: bool = True,
     counts: dict | None = None,
 ) -> list[tuple[float, dict | None]]:
-    """(P(vulnerable), details) per prompt. Prompts whose P reaches ``cut`` are continued from
+    """(P(vulnerable), details) per prompt. Prompts whose P reaches ``cut`` (one value, or one
+    per prompt) are continued from
     the same forward pass's KV cache: the CWE id and the line (``lines[i]``: the allowed line
     numbers of prompt i) are decoded inside tries, batched over the flagged prompts.
 
@@ -208,7 +209,10 @@ def score_and_decode(
     if prefix is not None:  # feed only what follows the cached instruction
         seqs = [s[prefix.length:] for s in seqs]
     packed = Packed(seqs, pad, device)
-    decode = cut <= 1.0
+    cuts = [float(cut)] * len(seqs) if isinstance(cut, (int, float)) else [float(c) for c in cut]
+    if len(cuts) != len(seqs):
+        raise ValueError(f"{len(cuts)} cuts for {len(seqs)} prompts")
+    decode = min(cuts) <= 1.0
     on_cpu = str(device) == "cpu"
     if counts is not None:
         spans = packed.spans(batch_size)
@@ -242,7 +246,7 @@ def score_and_decode(
                 pending.append(p)
                 continue
             p = p.tolist()
-            flagged = [r for r in range(len(idx)) if p[r] >= cut]
+            flagged = [r for r in range(len(idx)) if p[r] >= cuts[idx[r]]]
             details: dict[int, dict] = {}
             if flagged:
                 cache = res.past_key_values
