@@ -156,6 +156,8 @@ def eval_mix_cmd(
     device: str = typer.Option("cpu", help="cpu or cuda"),
     precision: str = typer.Option("bf16", help="fp32, bf16, int8 or int4"),
     batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
+    labelled_only: bool = typer.Option(False, "--labelled-only",
+                                       help="Score the labelled parts only (their CWE and line answers), not the corpus."),
 ) -> None:
     """Score a model (the SLM by default) on the realistic mix (labelled parts + negatives corpus
     parts) into one file, the input of `cwescan train calibrate` and of the first-stage choice."""
@@ -163,35 +165,44 @@ def eval_mix_cmd(
 
     command = shlex.join(["cwescan", "eval-mix", "--detector", detector, "--negatives", str(negatives),
                           "--out", str(out), *(["--model", model] if model else []),
-                          *[a for p in part for a in ("--part", p)], "--device", device, "--precision", precision])
-    score_mix(negatives, model, part, device, precision, batch_size, out, command, detector)
+                          *[a for p in part for a in ("--part", p)], "--device", device, "--precision", precision,
+                          *(["--labelled-only"] if labelled_only else [])])
+    score_mix(negatives, model, part, device, precision, batch_size, out, command, detector, labelled_only)
 
 
 def eval_pipeline_cmd(
     scores: Path = typer.Option(..., help="Score file of `cwescan eval-mix` (e.g. data/negatives/scores/slm.json.gz)."),
     part: str = typer.Option("test", help="Labelled part: test or validation."),
     slm_model: str = typer.Option(None, "--slm-model", help="Adapter whose card holds the decision policy (default smollm2)."),
+    partner_scores: Path = typer.Option(None, "--partner-scores",
+                                        help="`cwescan eval-mix --detector encoder` scores: judge the SLM's pair "
+                                             "(the default scan) with the pair's policy from the card."),
     out: Path = typer.Option(None, help="Also write the view as JSON here."),
 ) -> None:
     """The default scan as users run it (rules, the model's second opinion and model-only
     findings under the card's decision policy, the default display confidence), on a labelled part."""
-    import gzip
-
+    from cwescan.core.pair import Pairing
     from cwescan.core.policy import DecisionPolicy
     from cwescan.data.split import load_part
     from cwescan.evaluate.pipeline_view import pipeline_table, pipeline_view
     from cwescan.ml.artifacts import model_dir, verify
+    from cwescan.train.calibrate import read_scores
+    from cwescan.train.pair import fuse_scores
 
-    opener = gzip.open if scores.suffix == ".gz" else open
-    with opener(scores, "rt", encoding="utf-8") as fh:
-        doc = json.load(fh)
-    by_id = {row["id"]: row["score"] for row in doc["labelled"][part]}
+    card = verify(Path(slm_model) if slm_model and Path(slm_model).is_dir() else model_dir(
+        {"qwen": "slm-qwen"}.get(slm_model or "", "slm")))
+    doc = read_scores(scores)
+    policy = DecisionPolicy.from_card(card)
+    if partner_scores:
+        pairing = Pairing.from_card(card)
+        if pairing is None:
+            _fail("the adapter's card has no pair (cwescan train pair --write)")
+        doc, policy = fuse_scores(doc, read_scores(partner_scores), pairing.weight), pairing.policy
+    by_id = {row["id"]: row["score"] for row in doc["labelled"].get(part, [])}
     records = [r for r in load_part(part) if r.id in by_id]
     if not records:
         _fail(f"{scores} holds no scores of the {part} part")
-    card = verify(Path(slm_model) if slm_model and Path(slm_model).is_dir() else model_dir(
-        {"qwen": "slm-qwen"}.get(slm_model or "", "slm")))
-    view = pipeline_view(records, by_id, DecisionPolicy.from_card(card))
+    view = pipeline_view(records, by_id, policy)
     typer.echo(pipeline_table(view))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

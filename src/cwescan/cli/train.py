@@ -81,6 +81,36 @@ def calibrate(
     run(scores, negatives_manifest, card, repeat_scores, baseline_scores, prevalence, write, report)
 
 
+@train_app.command("pair")
+def pair(
+    scores: Path = typer.Option(..., exists=True, dir_okay=False, help="`cwescan eval-mix` scores of the SLM."),
+    partner_scores: Path = typer.Option(..., exists=True, dir_okay=False,
+                                        help="`cwescan eval-mix --detector encoder` scores of the partner."),
+    negatives_manifest: Path = typer.Option(..., exists=True, help="MANIFEST.json of the negatives corpus scored."),
+    card: Path = typer.Option(None, file_okay=False, help="SLM adapter folder whose card gets the pair (with --write)."),
+    partner_card: Path = typer.Option(Path("src/cwescan/models/encoder"), file_okay=False,
+                                      help="The partner model's folder (its weights' hashes go into the pair)."),
+    repeat_scores: Path = typer.Option(None, exists=True, dir_okay=False, help="SLM scores of a second training run."),
+    partner_repeat_scores: Path = typer.Option(None, exists=True, dir_okay=False,
+                                               help="Partner scores of its second training run."),
+    line_scores: Path = typer.Option(None, exists=True, dir_okay=False,
+                                     help="`cwescan eval-mix --labelled-only` answers of the SLM (lines and their "
+                                          "confidence): the pair's line threshold."),
+    prevalence: float = typer.Option(0.01, help="Share of reviewed units that are vulnerable in real code."),
+    write: bool = typer.Option(False, help="Write the pair section into the SLM card."),
+    report: Path = typer.Option(None, help="Also write the whole analysis as JSON here."),
+) -> None:
+    """Fit the SLM's pair with the encoder (weight and decision thresholds) on the validation mix
+    at realistic prevalence; measure it on the test mix and on the test part as a scan."""
+    from cwescan.train.pair import run
+
+    if not 0 < prevalence < 1:
+        typer.echo("error: --prevalence must be in (0, 1)", err=True)
+        raise typer.Exit(2)
+    run(scores, partner_scores, negatives_manifest, card, partner_card, repeat_scores, partner_repeat_scores,
+        prevalence, write, report, line_scores)
+
+
 @train_app.command("first-stage")
 def first_stage(
     encoder_scores: Path = typer.Option(..., exists=True, dir_okay=False, help="`cwescan eval-mix --detector encoder` scores."),

@@ -23,6 +23,7 @@ def score_labelled(det, records) -> list[dict]:
     """One row per record: labels, the record score (max over its units) and the CWE, CWE
     confidence and line of its top unit."""
     from cwescan.core.units import parse_source
+    from cwescan.scan.combine import raw_score
 
     rows = []
     for start in range(0, len(records), 256):
@@ -34,14 +35,16 @@ def score_labelled(det, records) -> list[dict]:
             if f.detector != det.name:
                 continue
             best = top.get(f.path)
-            if best is None or f.confidence > best.confidence:
+            if best is None or raw_score(f) > raw_score(best):
                 top[f.path] = f
         for r in batch:
             f = top.get(r.id)
             rows.append({
                 "id": r.id, "vulnerable": r.vulnerable, "cwes": r.cwes, "lines": r.lines,
-                "score": f.confidence if f else 0.0, "cwe": f.cwe if f else None,
+                # raw: a shipped card's calibration would turn confidences into probabilities
+                "score": raw_score(f) if f else 0.0, "cwe": f.cwe if f else None,
                 "cwe_confidence": f.extra.get("cwe_confidence") if f else None, "line": f.start_line if f else None,
+                "line_confidence": f.extra.get("line_confidence") if f else None,
                 "code_lines": len(r.code.split("\n")),
             })
     return rows
@@ -63,9 +66,10 @@ def score_negatives(det, records) -> list[dict]:
 
 def score_mix(negatives: Path, model: str | None = None, parts=("validation", "test"), device: str = "cpu",
               precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "",
-              detector: str = "slm") -> dict:
+              detector: str = "slm", labelled_only: bool = False) -> dict:
     """Score the labelled parts and the corpus parts with one model (``detector``: slm or
-    encoder; ``model``: its folder, default the shipped one); write JSON to ``out``."""
+    encoder; ``model``: its folder, default the shipped one); write JSON to ``out``.
+    ``labelled_only``: the labelled parts alone (their CWE and line answers, e.g. on a CPU)."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -92,9 +96,10 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
     for part in parts:
         t0 = time.perf_counter()
         result["labelled"][part] = score_labelled(det, load_part(part))
-        result["negatives"][part] = score_negatives(det, load_records(negatives / f"{part}.jsonl"))
+        if not labelled_only:
+            result["negatives"][part] = score_negatives(det, load_records(negatives / f"{part}.jsonl"))
         result["seconds"][part] = round(time.perf_counter() - t0, 1)
-        print(f"{part}: {len(result['labelled'][part])} records, {len(result['negatives'][part])} negative units, "
+        print(f"{part}: {len(result['labelled'][part])} records, {len(result['negatives'].get(part, []))} negative units, "
               f"{result['seconds'][part]} s", flush=True)
     if out:
         out = Path(out)

@@ -28,6 +28,8 @@ MODEL_ONLY_PRECISION = 0.5  # a model-only finding is shown when at least half o
 SAFE_RECALL_LOSS = 0.05  # a confident "safe" may hide at most 5 % of vulnerable units
 VULNERABLE_FPR = 0.01  # a confident "vulnerable" is a score only 1 % of realistic safe units reach
 CWE_PRECISION = 0.5  # the model's CWE is shown when at least half of such CWEs are right
+LINE_PRECISION = 0.5  # the model's line is pointed at when at least half of such lines are right
+LINE_TOLERANCE = 2  # a line is right within this many lines of a labelled one (`lines ±2`)
 MIN_SUPPORT = 10  # rates estimated from fewer positives than this are not trusted
 
 
@@ -140,18 +142,18 @@ class Thresholds:
 
 
 def choose_thresholds(val_pos: Sequence[float], val_neg: Sequence[float], val_cwe: Sequence[tuple[float, bool]],
-                      prevalence: float = DEFAULT_PREVALENCE) -> tuple[Thresholds, dict]:
+                      prevalence: float = DEFAULT_PREVALENCE, safe_loss: float = SAFE_RECALL_LOSS) -> tuple[Thresholds, dict]:
     """The thresholds and how each was chosen (``val_cwe``: (CWE confidence, CWE right) for the
     vulnerable validation records the model flags confidently)."""
     model_only = threshold_for_precision(val_pos, val_neg, prevalence, MODEL_ONLY_PRECISION)
-    safe = threshold_for_recall_loss(val_pos, SAFE_RECALL_LOSS)
+    safe = threshold_for_recall_loss(val_pos, safe_loss)
     vulnerable = threshold_for_fpr(val_neg, VULNERABLE_FPR)
     cwe = _cwe_threshold(val_cwe)
     how = {
         "model_only": f"lowest raw score whose precision at {prevalence:.0%} prevalence on the validation mix "
                       f"(vulnerable validation records vs realistic validation negatives) is >= {MODEL_ONLY_PRECISION}, "
                       f"with >= {MIN_SUPPORT} vulnerable records flagged; null: none reaches it",
-        "second_opinion_safe": f"a score below it is a confident 'safe': at most {SAFE_RECALL_LOSS:.0%} of the vulnerable "
+        "second_opinion_safe": f"a score below it is a confident 'safe': at most {safe_loss:.0%} of the vulnerable "
                                "validation records score below it",
         "second_opinion_vulnerable": f"a score at or above it is a confident 'vulnerable': at most {VULNERABLE_FPR:.0%} "
                                      "of the realistic validation negatives reach it",
@@ -163,17 +165,26 @@ def choose_thresholds(val_pos: Sequence[float], val_neg: Sequence[float], val_cw
 
 
 def _cwe_threshold(val_cwe: Sequence[tuple[float, bool]]) -> float | None:
-    """The lowest CWE confidence at which the share of right CWEs among those at or above it
-    reaches ``CWE_PRECISION`` with at least ``MIN_SUPPORT`` right ones (plain counts: the CWE is
-    judged on flagged vulnerable records only, no prevalence enters)."""
+    return confidence_threshold(val_cwe, CWE_PRECISION)
+
+
+def line_right(line: int | None, labelled: Sequence[int]) -> bool:
+    """Whether the model's line is within ``LINE_TOLERANCE`` of a labelled line."""
+    return line is not None and any(abs(line - x) <= LINE_TOLERANCE for x in labelled)
+
+
+def confidence_threshold(answers: Sequence[tuple[float, bool]], target: float) -> float | None:
+    """The lowest confidence at which the share of right answers among those at or above it
+    reaches ``target`` with at least ``MIN_SUPPORT`` right ones, or None (plain counts: a CWE or
+    a line is judged on flagged vulnerable records only, no prevalence enters)."""
     best = None
-    rows = sorted(val_cwe, reverse=True)
+    rows = sorted(answers, reverse=True)
     right = 0
     for k, (c, ok) in enumerate(rows, 1):
         right += ok
         if k < len(rows) and rows[k][0] == c:
             continue  # ties: decide once the whole group is counted
-        if right >= MIN_SUPPORT and right / k >= CWE_PRECISION:
+        if right >= MIN_SUPPORT and right / k >= target:
             best = c
     return best
 

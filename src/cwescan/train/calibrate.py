@@ -56,23 +56,23 @@ def read_scores(path: Path) -> dict:
     return json.loads(raw)
 
 
-def _split(scores: dict, part: str) -> tuple[list[float], list[float]]:
+def split_scores(scores: dict, part: str) -> tuple[list[float], list[float]]:
     pos = [r["score"] for r in scores["labelled"][part] if r["vulnerable"]]
     neg = [r["score"] for r in scores["negatives"][part]]
     return pos, neg
 
 
 def analyse(scores: dict, manifest: dict, prevalence: float = PV.DEFAULT_PREVALENCE,
-            skewed_threshold: float | None = None) -> dict:
+            skewed_threshold: float | None = None, safe_loss: float = PV.SAFE_RECALL_LOSS) -> dict:
     """Thresholds, calibration and every realistic-prevalence number of one score file."""
     from cwescan.data.negatives import part_packages
 
-    val_pos, val_neg = _split(scores, "validation")
-    test_pos, test_neg = _split(scores, "test")
+    val_pos, val_neg = split_scores(scores, "validation")
+    test_pos, test_neg = split_scores(scores, "test")
     flagged_val = [r for r in scores["labelled"]["validation"] if r["vulnerable"] and r["cwe_confidence"] is not None]
-    th, how = PV.choose_thresholds(val_pos, val_neg, [], prevalence)
+    th, how = PV.choose_thresholds(val_pos, val_neg, [], prevalence, safe_loss)
     val_cwe = [(r["cwe_confidence"], _family_right(r)) for r in flagged_val if r["score"] >= th.second_opinion_vulnerable]
-    th, how = PV.choose_thresholds(val_pos, val_neg, val_cwe, prevalence)
+    th, how = PV.choose_thresholds(val_pos, val_neg, val_cwe, prevalence, safe_loss)
     w_pos, w_neg = PV.mix_weights(len(val_pos), len(val_neg), prevalence)
     iso = PV.fit_isotonic(val_pos + val_neg, [True] * len(val_pos) + [False] * len(val_neg),
                           [w_pos] * len(val_pos) + [w_neg] * len(val_neg))
@@ -94,10 +94,10 @@ def analyse(scores: dict, manifest: dict, prevalence: float = PV.DEFAULT_PREVALE
                                                      [True] * len(val_pos) + [False] * len(val_neg),
                                                      [w_pos] * len(val_pos) + [w_neg] * len(val_neg))},
         "validation_mix": {"vulnerable_records": len(val_pos), "negative_units": len(val_neg),
-                           "auc": _auc(val_pos, val_neg)},
+                           "auc": auc(val_pos, val_neg)},
         "test_mix": {"vulnerable_records": len(test_pos), "negative_units": len(test_neg),
                      "held_out_packages": [f"{p['name']}=={p['version']}" for p in part_packages(manifest, "test")],
-                     "auc": _auc(test_pos, test_neg)},
+                     "auc": auc(test_pos, test_neg)},
         "held_out_model_only": PV.realistic_view(test_pos, test_neg, model_only, test_lines, prevalence),
         "held_out_confident_vulnerable": PV.realistic_view(test_pos, test_neg, th.second_opinion_vulnerable,
                                                            test_lines, prevalence),
@@ -117,7 +117,25 @@ def analyse(scores: dict, manifest: dict, prevalence: float = PV.DEFAULT_PREVALE
     return out
 
 
-def _auc(pos, neg) -> float:
+def policy_section(main: dict, prevalence: float, safe_loss: float = PV.SAFE_RECALL_LOSS) -> dict:
+    """The card's ``policy`` (what ``DecisionPolicy.from_card`` reads) from an :func:`analyse`."""
+    th = main["thresholds"]
+    return {
+        "model_only": th["model_only"] if th["model_only"] is not None else NEVER,
+        "safe": th["second_opinion_safe"],
+        "vulnerable": th["second_opinion_vulnerable"],
+        "cwe_head": th["cwe_head"] if th["cwe_head"] is not None else NEVER,
+        "chosen": f"cwescan train calibrate on the validation mix at {prevalence:.0%} prevalence: "
+                  f"model_only = precision >= 0.5, safe = <= {safe_loss:.0%} of vulnerable records below, vulnerable = "
+                  "<= 1 % of realistic negatives at or above, cwe_head = >= 50 % of named CWEs right "
+                  "(see thresholds_how); line keeps the policy default (no line confidence was scored)",
+        "prevalence": prevalence,
+        "metrics": {"held_out_model_only": main["held_out_model_only"],
+                    "ece_test_mix": main["calibration"]["ece_test_mix"]},
+    }
+
+
+def auc(pos, neg) -> float:
     from cwescan.evaluate.metrics import roc_auc
 
     return roc_auc([True] * len(pos) + [False] * len(neg), list(pos) + list(neg))
@@ -191,19 +209,7 @@ def run(scores_path: Path, manifest_path: Path, card_dir: Path | None = None, re
                                  + (f" --baseline-scores {baseline_scores}" if baseline_scores else "") + " --write",
         })
         # the scan's decision policy (cwescan.core.policy.DecisionPolicy.from_card) reads this section
-        card["policy"] = {
-            "model_only": th["model_only"] if th["model_only"] is not None else NEVER,
-            "safe": th["second_opinion_safe"],
-            "vulnerable": th["second_opinion_vulnerable"],
-            "cwe_head": th["cwe_head"] if th["cwe_head"] is not None else NEVER,
-            "chosen": f"cwescan train calibrate on the validation mix at {prevalence:.0%} prevalence: "
-                      "model_only = precision >= 0.5, safe = <= 5 % of vulnerable records below, vulnerable = "
-                      "<= 1 % of realistic negatives at or above, cwe_head = >= 50 % of named CWEs right "
-                      "(see thresholds_how); line keeps the policy default (no line confidence was scored)",
-            "prevalence": prevalence,
-            "metrics": {"held_out_model_only": main["held_out_model_only"],
-                        "ece_test_mix": main["calibration"]["ece_test_mix"]},
-        }
+        card["policy"] = policy_section(main, prevalence)
         if "repeat" in result:
             card["reproduction_realistic"] = {
                 "f1_delta_points_at_model_only": result["reproduction_f1_delta_points"],

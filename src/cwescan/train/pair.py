@@ -1,0 +1,188 @@
+"""Fit the SLM's pair with a partner model (the encoder): the weight of the two log-odds and the
+pair's decision thresholds, on the validation mix at realistic prevalence; measured on the test
+mix and, as users run it, on the test part of the split (``cwescan.core.pair`` says what a
+pair is).
+
+    cwescan train pair --scores data/negatives/scores/slm.json.gz \\
+        --partner-scores data/negatives/scores/encoder.json.gz \\
+        --negatives-manifest data/negatives/MANIFEST.json --card src/cwescan/models/slm \\
+        --partner-card src/cwescan/models/encoder --repeat-scores ...slm-repeat.json.gz \\
+        --partner-repeat-scores ...encoder-repeat.json.gz --write
+
+Validation decides everything: the weight is the one whose pair separates vulnerable validation
+records from realistic validation negatives best (ROC-AUC); the thresholds then come from
+``cwescan.train.calibrate.analyse`` on the pair's scores. A second pair (both models' second
+training runs) is fitted the same way, so the card says how far the recipe reproduces.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+from cwescan.core.pair import fuse, model_files
+from cwescan.evaluate import prevalence as PV
+from cwescan.train import calibrate as C
+
+WEIGHTS = tuple(k / 10 for k in range(1, 10))  # of the SLM's log-odds; 0 and 1 are the models alone
+# A rule finding with a real source and sink is stronger evidence than either model: the pair is
+# surer of "safe" than the SLM alone, so the same share of validation records (5 %) hid three times
+# as many rule true positives on test. The pair's confident "safe" may hide at most 2 %.
+SAFE_LOSS = 0.02
+
+
+def fuse_scores(slm: dict, partner: dict, weight: float) -> dict:
+    """The pair's score file: the SLM's rows (its CWE and line answers) with the pair's score,
+    over the records and units both files scored."""
+    out = {"labelled": {}, "negatives": {}}
+    for section in out:
+        for part, rows in slm[section].items():
+            theirs = {r["id"]: r["score"] for r in partner[section].get(part, [])}
+            out[section][part] = [{**r, "score": fuse(r["score"], theirs[r["id"]], weight)}
+                                  for r in rows if r["id"] in theirs]
+    return out
+
+
+def validation_auc(scores: dict) -> float:
+    pos, neg = C.split_scores(scores, "validation")
+    return C.auc(pos, neg)
+
+
+def choose_weight(slm: dict, partner: dict) -> tuple[float, dict[str, float]]:
+    """The weight with the best validation-mix ROC-AUC (ties: nearer the middle), and the AUC of each."""
+    aucs = {f"{w:.1f}": validation_auc(fuse_scores(slm, partner, w)) for w in WEIGHTS}
+    best = max(WEIGHTS, key=lambda w: (round(aucs[f"{w:.1f}"], 6), -abs(w - 0.5)))
+    return best, aucs
+
+
+def line_answers(lines: dict, pair: dict, part: str, threshold: float) -> list[tuple[float, bool]]:
+    """(line confidence, line right) of the vulnerable records of ``part`` the pair flags at
+    ``threshold``, from ``lines`` (the SLM's answers on the labelled parts: ``cwescan eval-mix
+    --labelled-only``, which records each top unit's line and its confidence)."""
+    flagged = {r["id"] for r in pair["labelled"][part] if r["vulnerable"] and r["score"] >= threshold}
+    return [(r["line_confidence"], PV.line_right(r["line"], r["lines"]))
+            for r in lines["labelled"].get(part, [])
+            if r["id"] in flagged and r["lines"] and r.get("line_confidence") is not None]
+
+
+def line_view(answers: list[tuple[float, bool]], threshold: float | None) -> dict:
+    """How the line policy does on flagged vulnerable records: lines right overall, and among
+    the findings that point at their line (the others span their unit)."""
+    pointed = [ok for c, ok in answers if threshold is not None and c >= threshold]
+    return {"flagged_with_labelled_lines": len(answers),
+            "lines_right": sum(ok for _, ok in answers) / len(answers) if answers else None,
+            "pointed": len(pointed), "pointed_right": sum(pointed) / len(pointed) if pointed else None}
+
+
+def fit(slm: dict, partner: dict, manifest: dict, prevalence: float, safe_loss: float = SAFE_LOSS,
+        lines: dict | None = None) -> dict:
+    """Weight, thresholds, calibration and every measurement of one pair of score files
+    (``lines``: the SLM's line answers, for the line threshold; without them the line policy
+    keeps its default)."""
+    from cwescan.core.policy import DecisionPolicy, Isotonic
+    from cwescan.data.split import load_part
+    from cwescan.evaluate.pipeline_view import pipeline_view
+
+    weight, aucs = choose_weight(slm, partner)
+    pair = fuse_scores(slm, partner, weight)
+    main = C.analyse(pair, manifest, prevalence, safe_loss=safe_loss)
+    section = C.policy_section(main, prevalence, safe_loss)
+    line = {}
+    if lines is not None:
+        th = section["model_only"]
+        val = line_answers(lines, pair, "validation", th)
+        section["line"] = PV.confidence_threshold(val, PV.LINE_PRECISION)
+        if section["line"] is None:  # no confidence makes half of the lines right: span the unit
+            section["line"] = C.NEVER
+        section["chosen"] = section["chosen"].replace(
+            "; line keeps the policy default (no line confidence was scored)", "")
+        section["chosen"] += (f"; line = lowest line confidence from which >= {PV.LINE_PRECISION:.0%} of the "
+                              f"lines of flagged vulnerable validation records are within +-{PV.LINE_TOLERANCE} "
+                              "of a labelled line (else the finding spans its unit)")
+        line = {"validation": line_view(val, section["line"]),
+                "test": line_view(line_answers(lines, pair, "test", th), section["line"]),
+                "scored_on": {k: lines.get(k) for k in ("precision", "device", "command")}}
+    policy = DecisionPolicy(**{k: section[k] for k in ("model_only", "safe", "vulnerable", "cwe_head")},
+                            calibration=Isotonic.from_dict(main["calibration"]))
+    test = {r["id"]: r["score"] for r in pair["labelled"]["test"]}
+    records = [r for r in load_part("test") if r.id in test]
+    return {"weight": weight, "validation_auc_by_weight": aucs, "analysis": main, "policy": section,
+            "pipeline_test": pipeline_view(records, test, policy), **({"line": line} if line else {})}
+
+
+def _line(name: str, f: dict) -> str:
+    h, v = f["analysis"]["held_out_model_only"], f["pipeline_test"]["scan"]
+    so = f["pipeline_test"]["second_opinion"]
+    return (f"{name:8} weight {f['weight']:.1f} mixAUC(val) {f['analysis']['validation_mix']['auc']:.3f} "
+            f"(test) {f['analysis']['test_mix']['auc']:.3f} | model-only: recall {h['recall']:.3f} "
+            f"FA/1k lines {h['false_alarms_per_1k_lines'] or 0:.4f} | scan on test part: P {v['precision'] or 0:.3f} "
+            f"R {v['recall'] or 0:.3f} F1 {v['f1'] or 0:.3f} MCC {v['mcc']:.3f}, rule TPs hidden "
+            f"{100 * so['share_of_true_positives_lost']:.1f} %")
+
+
+def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path | None = None,
+        partner_dir: Path | None = None, repeat_scores: Path | None = None,
+        partner_repeat_scores: Path | None = None, prevalence: float = PV.DEFAULT_PREVALENCE,
+        write: bool = False, report: Path | None = None, line_scores: Path | None = None) -> dict:
+    from cwescan.data.negatives import read_manifest
+    from cwescan.ml.artifacts import read_card, write_card
+
+    manifest = read_manifest(manifest_path)
+    slm, partner = C.read_scores(scores), C.read_scores(partner_scores)
+    lines = C.read_scores(line_scores) if line_scores else None
+    result = {"main": fit(slm, partner, manifest, prevalence, lines=lines),
+              "slm_alone": C.analyse(slm, manifest, prevalence)}
+    print(_line("pair", result["main"]))
+    if "line" in result["main"]:
+        lv = result["main"]["line"]
+        print(f"line threshold {result['main']['policy']['line']}: validation {lv['validation']}; test {lv['test']}")
+    if repeat_scores and partner_repeat_scores:
+        result["repeat"] = fit(C.read_scores(repeat_scores), C.read_scores(partner_repeat_scores), manifest, prevalence)
+        print(_line("repeat", result["repeat"]))
+        f1 = lambda f: f["pipeline_test"]["scan"]["f1"] or 0.0
+        result["reproduction_scan_f1_delta_points"] = 100 * abs(f1(result["main"]) - f1(result["repeat"]))
+        print(f"reproduction: scan F1 on the test part differs by {result['reproduction_scan_f1_delta_points']:.2f} points")
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result, indent=1) + "\n")
+    if write and card_dir and partner_dir:
+        partner_card = read_card(partner_dir)
+        weights = model_files(partner_card.get("files") or {})
+        scored = model_files(partner.get("adapter_files") or {})
+        if scored and scored != weights:
+            raise ValueError(f"{partner_scores} was scored with other {partner_card.get('kind', 'partner')} weights "
+                             f"than {partner_dir} holds")
+        card = read_card(card_dir)
+        main = result["main"]
+        command = ["cwescan", "train", "pair", "--scores", str(scores), "--partner-scores", str(partner_scores),
+                   "--negatives-manifest", str(manifest_path), "--card", str(card_dir), "--partner-card", str(partner_dir)]
+        if line_scores:
+            command += ["--line-scores", str(line_scores)]
+        if "repeat" in result:
+            command += ["--repeat-scores", str(repeat_scores), "--partner-repeat-scores", str(partner_repeat_scores)]
+        card["pair"] = {
+            "partner": partner.get("detector", "encoder"),
+            "partner_files": weights,
+            "weight": main["weight"],
+            "weight_how": "of the SLM's log-odds; the weight in 0.1..0.9 with the best ROC-AUC of vulnerable "
+                          "validation records against realistic validation negatives",
+            "validation_auc_by_weight": main["validation_auc_by_weight"],
+            "policy": main["policy"],
+            "calibration": main["analysis"]["calibration"],
+            "thresholds_how": main["analysis"]["thresholds_how"],
+            "evaluation_realistic": {k: v for k, v in main["analysis"].items()
+                                     if k not in ("thresholds", "thresholds_how", "calibration")},
+            "pipeline_test": main["pipeline_test"],
+            **({"line": main["line"]} if "line" in main else {}),
+            **({"reproduction": {"scan_f1_delta_points": result["reproduction_scan_f1_delta_points"],
+                                 "weight": result["repeat"]["weight"],
+                                 "policy": result["repeat"]["policy"],
+                                 "pipeline_test": result["repeat"]["pipeline_test"],
+                                 "test_mix": result["repeat"]["analysis"]["test_mix"],
+                                 "held_out_model_only": result["repeat"]["analysis"]["held_out_model_only"]}}
+               if "repeat" in result else {}),
+            "command": shlex.join(command + ["--write"]),
+        }
+        write_card(card_dir, card)
+    return result

@@ -1,0 +1,105 @@
+"""The SLM's pair with a partner model: the fused score, the SLM score a unit needs, the card
+section that says which partner the thresholds were fitted with, and fitting the weight."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cwescan.core.pair import Pairing, fuse, model_files, slm_needed
+from cwescan.train.pair import choose_weight, fuse_scores
+
+prob = st.floats(min_value=1e-5, max_value=1 - 1e-5)
+weight = st.floats(min_value=0.1, max_value=0.9)
+
+
+@given(prob, prob, weight)
+def test_fuse_lies_between_the_two_models(a, b, w):
+    lo, hi = min(a, b), max(a, b)
+    assert lo - 1e-9 <= fuse(a, b, w) <= hi + 1e-9
+
+
+@given(prob, prob, weight)
+def test_the_needed_slm_score_is_exactly_where_the_pair_reaches_the_threshold(threshold, partner, w):
+    need = slm_needed(threshold, partner, w)
+    if math.isinf(need):  # the pair cannot reach it: not even a saturated SLM does
+        assert fuse(1 - 1e-6, partner, w) < threshold + 1e-9
+        return
+    assert fuse(min(need + 1e-9, 1.0), partner, w) >= threshold - 1e-9
+    below = need - 1e-4
+    if below > 1e-6:
+        assert fuse(below, partner, w) < threshold
+
+
+def test_a_threshold_no_probability_reaches_needs_no_decode():
+    assert math.isinf(slm_needed(1.01, 0.9, 0.5))
+
+
+def _card(files: dict) -> dict:
+    return {"pair": {"partner": "encoder", "weight": 0.4, "partner_files": model_files(files),
+                     "policy": {"model_only": 0.6, "safe": 0.01, "vulnerable": 0.5, "cwe_head": 0.4},
+                     "calibration": {"method": "isotonic", "x": [0.0, 0.5], "y": [0.001, 0.3]}}}
+
+
+def test_the_pair_names_its_partner_by_weights_not_by_its_config():
+    files = {"model-00001.safetensors": "aa", "tokenizer.json": "bb", "config.json": "cc"}
+    pairing = Pairing.from_card(_card(files))
+    assert pairing.threshold == 0.6 and pairing.weight == 0.4
+    assert pairing.policy.probability(0.7) == 0.3  # the pair's own calibration
+    assert pairing.accepts({"files": {**files, "config.json": "a new threshold"}})
+    assert not pairing.accepts({"files": {**files, "model-00001.safetensors": "retrained"}})
+    assert Pairing.from_card({}) is None
+
+
+def _scores(slm_pos, slm_neg, enc_pos, enc_neg) -> tuple[dict, dict]:
+    def doc(pos, neg):
+        lab = [{"id": f"p{i}", "vulnerable": True, "score": s, "cwe": None, "cwe_confidence": None}
+               for i, s in enumerate(pos)]
+        return {"labelled": {"validation": lab}, "negatives": {"validation": [{"id": f"n{i}", "score": s}
+                                                                             for i, s in enumerate(neg)]}}
+    return doc(slm_pos, slm_neg), doc(enc_pos, enc_neg)
+
+
+def test_fused_scores_keep_the_slm_rows_and_only_ids_both_scored():
+    slm, enc = _scores([0.9, 0.8], [0.1], [0.7], [0.2, 0.3])
+    fused = fuse_scores(slm, enc, 0.5)
+    assert [r["id"] for r in fused["labelled"]["validation"]] == ["p0"]
+    assert [r["id"] for r in fused["negatives"]["validation"]] == ["n0"]
+    assert fused["labelled"]["validation"][0]["score"] == fuse(0.9, 0.7, 0.5)
+
+
+def test_the_weight_follows_the_model_that_separates_validation():
+    # the SLM ranks every vulnerable record above every negative; the partner is noise
+    pos = [0.6 + i / 100 for i in range(20)]
+    neg = [0.1 + i / 100 for i in range(20)]
+    noise_pos = [(i * 7 % 20) / 20 for i in range(20)]
+    noise_neg = [(i * 3 % 20) / 20 for i in range(20)]
+    w, aucs = choose_weight(*_scores(pos, neg, noise_pos, noise_neg))
+    assert aucs[f"{w:.1f}"] == max(aucs.values())
+    assert w >= 0.5
+    w_rev, _ = choose_weight(*_scores(noise_pos, noise_neg, pos, neg))
+    assert w_rev <= 0.5
+
+
+def test_the_line_threshold_is_where_half_of_the_flagged_lines_are_right():
+    from cwescan.evaluate.prevalence import confidence_threshold, line_right
+    from cwescan.train.pair import line_answers, line_view
+
+    assert line_right(12, [10]) and not line_right(13, [10]) and not line_right(None, [10])
+    # 40 flagged vulnerable records: confident lines are right, unsure ones wrong
+    lab, lines = [], []
+    for i in range(40):
+        conf = i / 40
+        lab.append({"id": f"r{i}", "vulnerable": True, "score": 0.9})
+        lines.append({"id": f"r{i}", "lines": [20], "line": 20 if conf >= 0.5 else 5, "line_confidence": conf})
+    lab.append({"id": "low", "vulnerable": True, "score": 0.1})  # not flagged: its line does not count
+    lines.append({"id": "low", "lines": [20], "line": 20, "line_confidence": 0.99})
+    answers = line_answers({"labelled": {"validation": lines}}, {"labelled": {"validation": lab}}, "validation", 0.5)
+    assert len(answers) == 40
+    t = confidence_threshold(answers, 0.5)
+    assert t is not None and t <= 0.5  # from here at least half are right
+    view = line_view(answers, t)
+    assert view["pointed_right"] >= 0.5 and view["lines_right"] == 0.5
+    assert confidence_threshold([(0.9, False)] * 30, 0.5) is None
