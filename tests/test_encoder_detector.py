@@ -60,6 +60,9 @@ def test_detect_then_score_runs_the_model_once(artifact, units):
     scores = det.score(units)
     assert det.windows_scored == once
     assert [f.confidence for f in findings] == pytest.approx(scores)
+    det.score(units[:1])  # remembered per unit text
+    assert det.windows_scored == once
+    det.clear_cache()
     det.score(units[:1])
     assert det.windows_scored > once
 

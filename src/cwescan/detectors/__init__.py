@@ -72,11 +72,12 @@ def create_detectors(names: Sequence[str], precision: str | None = None, slm_mod
             from cwescan.core.pair import PairUnavailable
             from cwescan.ml.artifacts import ArtifactError
 
+            det = create(name, **opts)
             try:
-                partner = create(slm_partner, **model_opts(slm_partner))
-                out.append(create(name, **opts, partner=partner))
+                det.pair_with(create(slm_partner, **model_opts(slm_partner)))
             except (PairUnavailable, ArtifactError):  # no partner, or no pair fitted for it: the SLM alone
-                out.append(create(name, **opts))
+                pass
+            out.append(det)
             continue
         out.append(create(name, **opts))
     return out

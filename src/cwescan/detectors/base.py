@@ -94,6 +94,14 @@ class ModelDetector(Detector):
     def clear_cache(self) -> None:
         """Forget memoised results, so the next call computes everything (benchmarks)."""
 
+    def pair_with(self, partner: ModelDetector) -> None:
+        """Decide together with ``partner`` from now on (the SLM and the encoder,
+        ``cwescan.core.pair``); raises ``PairUnavailable`` when this model has no pair fitted
+        for that partner, and then decides alone as before."""
+        from cwescan.core.pair import PairUnavailable
+
+        raise PairUnavailable(f"the {self.name} detector has no pair with the {partner.name}")
+
     def companions(self) -> list[ModelDetector]:
         """Other model detectors this one consults for its answers (the SLM's partner); the scan
         may reuse them (the first stage) instead of loading a second copy."""

@@ -98,8 +98,9 @@ class SLMDetector(ModelDetector):
         self.policy = DecisionPolicy.from_card(self.card)
         self.partner: ModelDetector | None = None
         self.pairing: Pairing | None = None
+        self._threshold_given = threshold
         if partner is not None:
-            self._pair(partner, threshold)
+            self.pair_with(partner)
         self.cwe_vocab = self.card.get("cwe_vocab") or ["CWE-20"]
         prompt_cfg = self.card.get("prompt", {})
         self.options = P.PromptOptions(
@@ -114,7 +115,7 @@ class SLMDetector(ModelDetector):
                       # an identical unit elsewhere -- is answered from memory) and their tokens
                       "scored_windows": 0, "tokens": 0, "padded_tokens": 0, "prefix_tokens": 0}
 
-    def _pair(self, partner: ModelDetector, threshold: float | None) -> None:
+    def pair_with(self, partner: ModelDetector) -> None:
         pairing = Pairing.from_card(self.card)
         if pairing is None or pairing.partner != partner.name:
             raise PairUnavailable(f"{self.adapter_dir}: the card has no pair section for the {partner.name} "
@@ -125,7 +126,8 @@ class SLMDetector(ModelDetector):
         if self.mode != "score":
             raise ValueError("a pair decides on scores: mode must be 'score'")
         self.partner, self.pairing, self.policy = partner, pairing, pairing.policy
-        self.threshold = float(threshold if threshold is not None else pairing.threshold)
+        given = self._threshold_given
+        self.threshold = float(given if given is not None else pairing.threshold)
 
     def companions(self) -> list[ModelDetector]:
         return [self.partner] if self.partner is not None else []
