@@ -5,6 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# Three functions the model stage meets: one with a rule finding (run: a command built from a
+# parameter) and two that only call a sink (what a first stage or a pair judges).
+SINK_APP = '''import os
+import subprocess
+
+
+def run(cmd):
+    os.system("ls " + cmd)
+
+
+def listing(path):
+    return subprocess.check_output(["ls", path])
+
+
+def version():
+    return subprocess.check_output(["git", "--version"])
+'''
+
 
 def tiny_base(folder: Path):
     """A tiny random Llama with SmolLM2's tokenizer, saved to ``folder``; returns the model."""

@@ -20,23 +20,7 @@ from cwescan.scan.pipeline import ScanOptions, scan  # noqa: E402
 from cwescan.scan.triage import FIRST_STAGE_KINDS, triage  # noqa: E402
 from cwescan.train.first_stage import threshold_for_loss  # noqa: E402
 
-from slm_helpers import tiny_slm_artifact  # noqa: E402
-
-APP = '''import os
-import subprocess
-
-
-def run(cmd):
-    os.system("ls " + cmd)
-
-
-def listing(path):
-    return subprocess.check_output(["ls", path])
-
-
-def version():
-    return subprocess.check_output(["git", "--version"])
-'''
+from slm_helpers import SINK_APP as APP, tiny_slm_artifact  # noqa: E402
 
 
 def _units_and_hints():

@@ -19,23 +19,7 @@ from cwescan.ml.artifacts import read_card, write_card  # noqa: E402
 from cwescan.scan.pipeline import ScanOptions, scan  # noqa: E402
 
 from encoder_helpers import tiny_artifact  # noqa: E402
-from slm_helpers import tiny_slm_artifact  # noqa: E402
-
-CODE = '''import os
-import subprocess
-
-
-def run(cmd):
-    os.system("ls " + cmd)
-
-
-def listing(path):
-    return subprocess.check_output(["ls", path])
-
-
-def version():
-    return subprocess.check_output(["git", "--version"])
-'''
+from slm_helpers import SINK_APP as CODE, tiny_slm_artifact  # noqa: E402
 
 
 @pytest.fixture(scope="module")

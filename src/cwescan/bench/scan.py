@@ -113,6 +113,7 @@ def _cpu_seconds() -> float:
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder") -> ScanRun:
+    from cwescan.core.pair import partner_name
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
     from cwescan.scan.pipeline import ScanOptions, scan
@@ -130,7 +131,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
 
     with third_party_quiet():
         detectors = create_detectors(names, precision, device=device,
-                                     slm_partner=None if pair == "none" else pair)
+                                     slm_partner=partner_name(pair))
     from cwescan.detectors.slm import SLMDetector
 
     slm = [d for d in detectors if isinstance(d, SLMDetector)]

@@ -26,7 +26,7 @@ from cwescan.scan.pipeline import ScanOptions, scan
 from cwescan.scan.quiet import third_party_quiet
 from cwescan.core.testcode import TEST_MODES, TestCodePolicy
 from cwescan.scan.first_stage import CHOICES as FIRST_STAGES
-from cwescan.core.pair import CHOICES as PAIRS
+from cwescan.core.pair import CHOICES as PAIRS, partner_name
 from cwescan.scan.triage import REVIEW_MODES
 from cwescan.scan.suppress import BaselineError, load_baseline, write_baseline
 from cwescan.scan.walk import find_base
@@ -178,7 +178,7 @@ def _run(paths, detector, fmt, output_file, fail_on, min_confidence, baseline, w
     )
 
     detectors = _create(names, options.precision, explicit=note is None, verbose=verbose,
-                        slm_model=slm_model or cfg.slm_model, device=device, slm_partner=_partner(pair))
+                        slm_model=slm_model or cfg.slm_model, device=device, slm_partner=partner_name(pair))
     if not detectors:
         raise config_mod.ConfigError("no detector could be started")
     if not quiet:
@@ -275,7 +275,7 @@ def _scan_on_cluster(address, paths, options, detectors, hook, slm_model, quiet)
         raise config_mod.ConfigError(f"--cluster: {e}") from e
     try:
         with cluster_executor(address, options.precision, slm_model, options.device,
-                              _partner(options.pair)) as executor:
+                              partner_name(options.pair)) as executor:
             if not quiet:
                 _err(f"cluster: {executor.describe()}")
             return scan(paths, options, detectors=detectors, progress=hook, executor=executor)
@@ -302,10 +302,6 @@ def _detector_names(cli: list[str] | None, cfg: config_mod.Config) -> tuple[list
         return list(dict.fromkeys(n.lower() for n in cfg.detectors)), None
     names, why = default_detectors()
     return names, why or "default"
-
-
-def _partner(pair: str) -> str | None:
-    return None if pair == "none" else pair
 
 
 def _create(names: list[str], precision: str | None, explicit: bool, verbose: bool = False,

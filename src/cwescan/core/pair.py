@@ -4,7 +4,7 @@ partner's (the encoder's), ``logit(p) = w * logit(p_slm) + (1 - w) * logit(p_par
 Why: the two models are wrong about different code. On the realistic test mix (vulnerable test
 records against units of held-out packages) the pair separates the two better than either alone,
 so at the same false alarms per 1,000 lines it finds more. The weight ``w`` and every decision
-threshold of the pair are chosen on validation (``cwescan train calibrate --partner-scores``)
+threshold of the pair are chosen on validation (``cwescan train pair``)
 and kept in the SLM card's ``pair`` section, with the partner's file hashes: a different
 partner model makes the thresholds meaningless, so it is refused rather than used.
 """
@@ -18,6 +18,11 @@ from cwescan.core.policy import DecisionPolicy
 
 CHOICES = ("encoder", "none")  # the scan's --pair: a partner model, or the SLM alone
 EPS = 1e-6  # probabilities are clipped here: a saturated model must not decide alone
+
+
+def partner_name(choice: str) -> str | None:
+    """The partner detector of a ``--pair`` choice (None: the SLM alone)."""
+    return None if choice == "none" else choice
 
 
 def logit(p: float) -> float:

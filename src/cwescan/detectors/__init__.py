@@ -68,20 +68,17 @@ def create_detectors(names: Sequence[str], precision: str | None = None, slm_mod
         opts: dict = model_opts(name) if is_model(name) else {}
         if name == "slm" and slm_model:
             opts["model"] = slm_model  # "qwen", "smollm2" or an adapter folder
+        det = create(name, **opts)
         if name == "slm" and slm_partner:
             from cwescan.core.pair import PairUnavailable
             from cwescan.ml.artifacts import ArtifactError
 
-            det = create(name, **opts)
             try:
                 det.pair_with(create(slm_partner, **model_opts(slm_partner)))
             except (PairUnavailable, ArtifactError):  # no partner, or no pair fitted for it: the SLM alone
                 pass
-            out.append(det)
-            continue
-        out.append(create(name, **opts))
+        out.append(det)
     return out
-    return create("slm", **opts, partner=partner)
 
 
 def missing_model_extra() -> list[str]:

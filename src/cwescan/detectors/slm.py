@@ -119,7 +119,7 @@ class SLMDetector(ModelDetector):
         pairing = Pairing.from_card(self.card)
         if pairing is None or pairing.partner != partner.name:
             raise PairUnavailable(f"{self.adapter_dir}: the card has no pair section for the {partner.name} "
-                                  "(cwescan train calibrate --partner-scores ... --write)")
+                                  "(cwescan train pair ... --write)")
         if not pairing.accepts(partner.card):
             raise PairUnavailable(f"{self.adapter_dir}: the pair's thresholds were fitted with another "
                                   f"{partner.name} model than the one given")

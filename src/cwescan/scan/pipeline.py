@@ -35,6 +35,7 @@ from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import Finding, in_unit
+from cwescan.core.pair import partner_name
 from cwescan.core.report import Report, Reported
 from cwescan.scan.executor import BatchDone, StageExecutor
 from cwescan.scan.file_budget import FileBudget
@@ -227,7 +228,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     if detectors is None:
         detectors = detector_registry.create_detectors(
             options.detectors, options.precision, device=options.device,
-            slm_partner=None if options.pair == "none" else options.pair)
+            slm_partner=partner_name(options.pair))
     fast = [d for d in detectors if not isinstance(d, ModelDetector)]
     models = [d for d in detectors if isinstance(d, ModelDetector)]
 
