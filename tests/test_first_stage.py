@@ -48,6 +48,17 @@ def test_threshold_for_loss_clears_at_most_the_allowed_share():
     assert threshold_for_loss([], 0.02) == 0.0
 
 
+def test_the_pair_gate_raises_the_threshold_only_where_it_is_higher():
+    encoder = EncoderDetector(precision="fp32")
+    own = encoder.card["first_stage"]["threshold"]
+    assert FirstStage.from_card(encoder).threshold == own
+    low = FirstStage.from_card(encoder, gate=own / 2)
+    assert (low.threshold, low.chosen_by) == (own, "first stage")
+    high = FirstStage.from_card(encoder, gate=own * 10)
+    assert (high.threshold, high.chosen_by) == (own * 10, "pair gate")
+    assert high.stats()["chosen_by"] == "pair gate"
+
+
 def test_rule_findings_are_never_cleared_and_cleared_units_are_cached(tmp_path):
     units, hints, eligible = _units_and_hints()
     assert any(f.rule_id for f in hints["app.py"])  # os.system with a parameter: a rule finding

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cwescan.core.pair import Pairing, fuse, model_files, slm_needed
-from cwescan.train.pair import choose_weight, fuse_scores
+from cwescan.core.pair import EPS, Pairing, fuse, gate, model_files, slm_needed
+from cwescan.train.pair import choose_weight, fuse_scores, gate_section
 
 prob = st.floats(min_value=1e-5, max_value=1 - 1e-5)
 weight = st.floats(min_value=0.1, max_value=0.9)
@@ -33,6 +35,16 @@ def test_the_needed_slm_score_is_exactly_where_the_pair_reaches_the_threshold(th
         assert fuse(below, partner, w) < threshold
 
 
+@given(prob, st.floats(min_value=0.5, max_value=1 - 1e-5), weight, prob)
+def test_under_the_gate_even_the_slm_ceiling_leaves_the_pair_under_its_threshold(threshold, ceiling, w, partner):
+    g = gate(threshold, ceiling, w)
+    if EPS < g < 1 - EPS:  # (probabilities are clipped to [EPS, 1 - EPS] before their log-odds)
+        assert fuse(ceiling, g, w) == pytest.approx(threshold, rel=1e-6, abs=1e-9)
+    if partner < g * (1 - 1e-6):
+        assert fuse(ceiling, partner, w) < threshold
+        assert slm_needed(threshold, partner, w) >= ceiling - 1e-9
+
+
 def test_a_threshold_no_probability_reaches_needs_no_decode():
     assert math.isinf(slm_needed(1.01, 0.9, 0.5))
 
@@ -51,6 +63,8 @@ def test_the_pair_names_its_partner_by_weights_not_by_its_config():
     assert pairing.accepts({"files": {**files, "config.json": "a new threshold"}})
     assert not pairing.accepts({"files": {**files, "model-00001.safetensors": "retrained"}})
     assert Pairing.from_card({}) is None
+    assert pairing.gate == 0.0  # a card without a gate: the SLM reads every unit
+    assert Pairing.from_card({"pair": {**_card(files)["pair"], "gate": {"threshold": 0.007}}}).gate == 0.007
 
 
 def _scores(slm_pos, slm_neg, enc_pos, enc_neg) -> tuple[dict, dict]:
@@ -103,3 +117,24 @@ def test_the_line_threshold_is_where_half_of_the_flagged_lines_are_right():
     view = line_view(answers, t)
     assert view["pointed_right"] >= 0.5 and view["lines_right"] == 0.5
     assert confidence_threshold([(0.9, False)] * 30, 0.5) is None
+
+
+def test_the_gate_clears_negatives_and_counts_the_pair_flags_it_would_lose():
+    # 100 vulnerable records: the SLM says 0.5 .. 0.99 (ceiling at the 99 % quantile: 0.98);
+    # the encoder scores them 0.001 .. 0.1; negatives score 0.0001 (encoder) and 0.9 (SLM)
+    pos = [0.5 + i * 0.49 / 99 for i in range(100)]
+    enc_pos = [0.001 + i * 0.099 / 99 for i in range(100)]
+    slm, enc = _scores(pos, [0.9] * 10, enc_pos, [0.0001] * 10)
+    for doc in (slm, enc):
+        for r in doc["negatives"]["validation"]:
+            r["code_lines"] = 10
+        doc["labelled"]["test"], doc["negatives"]["test"] = doc["labelled"]["validation"], doc["negatives"]["validation"]
+    section = gate_section(slm, enc, 0.5, model_only=0.5)
+    assert section["slm_ceiling"] == pytest.approx(pos[98])
+    assert section["threshold"] == pytest.approx(gate(0.5, pos[98], 0.5))
+    v = section["validation"]
+    assert v["negatives_cleared"] == 1.0 and v["negative_lines_cleared"] == 1.0
+    flagged = [(p, q) for p, q in zip(pos, enc_pos) if fuse(p, q, 0.5) >= 0.5]
+    assert v["pair_flags"] == len(flagged)
+    # only a record whose SLM score is above the ceiling can be flagged under the gate
+    assert v["pair_flags_lost"] == sum(q < section["threshold"] for _, q in flagged) <= 1

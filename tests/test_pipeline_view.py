@@ -22,3 +22,12 @@ def test_rules_second_opinion_and_model_only_decide_the_record_verdicts():
     assert view["second_opinion"]["false_positives_hidden"] == 1
     assert view["second_opinion"]["true_positives_hidden"] == 0 and view["model_only_flags"] == 1
     assert "default scan" in pipeline_table(view)
+
+
+def test_a_record_under_the_pair_gate_gets_no_model_only_finding_but_keeps_its_rules():
+    records = [Record("v1", "t", SQLI, True), Record("v2", "t", SAFE, True)]
+    policy = DecisionPolicy(model_only=0.9, safe=0.05, vulnerable=0.5)
+    scores = {"v1": 0.95, "v2": 0.95}
+    assert pipeline_view(records, scores, policy)["scan"]["tp"] == 2
+    gated = pipeline_view(records, scores, policy, gated={"v1", "v2"})
+    assert gated["scan"]["tp"] == 1 and gated["model_only_flags"] == 0  # v1's rule finding stays

@@ -93,3 +93,24 @@ def test_the_scan_reports_the_pair_and_uses_the_partner_as_first_stage(models, t
     alone = EncoderDetector(model_path=encoder_dir)
     alone.score([run])
     assert encoder.windows_scored > alone.windows_scored
+
+
+def test_the_pair_gate_is_the_first_stage_when_the_encoder_card_has_none(tmp_path):
+    adapter = tiny_slm_artifact(tmp_path / "slm", threshold=1.0)
+    encoder_dir = tiny_artifact(tmp_path / "encoder")  # its card has no first-stage threshold
+    card = read_card(adapter)
+    card["pair"] = {"partner": "encoder", "weight": 0.5,
+                    "partner_files": model_files(EncoderDetector(model_path=encoder_dir).card["files"]),
+                    "policy": {"model_only": 0.5, "safe": 0.0, "vulnerable": 1.0, "cwe_head": 0.0, "line": 0.0},
+                    "gate": {"threshold": 1.01}}  # the pair can flag no unit without a rule finding
+    write_card(adapter, card)
+    paired = SLMDetector(model=adapter, partner=EncoderDetector(model_path=encoder_dir))
+    assert paired.gate() == 1.01 and SLMDetector(model=adapter).gate() == 0.0
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text(CODE)
+    report = scan([tmp_path / "src"], ScanOptions(detectors=["static", "slm"]), detectors=[StaticDetector(), paired])
+    first = report.stats["model_stage"]["first_stage"]
+    assert first["chosen_by"] == "pair gate" and first["threshold"] == 1.01 and first["cleared"] > 0
+    # what the gate cleared had no rule finding: the units the SLM read are exactly those with one
+    stage = report.stats["model_stage"]
+    assert stage["reviewed"] == stage["reasons"]["static-finding"] > 0

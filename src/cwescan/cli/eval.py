@@ -197,12 +197,17 @@ def eval_pipeline_cmd(
         pairing = Pairing.from_card(card)
         if pairing is None:
             _fail("the adapter's card has no pair (cwescan train pair --write)")
-        doc, policy = fuse_scores(doc, read_scores(partner_scores), pairing.weight), pairing.policy
+        theirs = read_scores(partner_scores)
+        doc, policy = fuse_scores(doc, theirs, pairing.weight), pairing.policy
+        # the scan's first stage clears what falls under the pair's gate before the SLM reads it
+        gated = {r["id"] for r in theirs["labelled"].get(part, []) if r["score"] < pairing.gate}
+    else:
+        gated = set()
     by_id = {row["id"]: row["score"] for row in doc["labelled"].get(part, [])}
     records = [r for r in load_part(part) if r.id in by_id]
     if not records:
         _fail(f"{scores} holds no scores of the {part} part")
-    view = pipeline_view(records, by_id, policy)
+    view = pipeline_view(records, by_id, policy, gated)
     typer.echo(pipeline_table(view))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -289,6 +289,7 @@ def model_stage_line(m: dict) -> str:
     return (f"units: {m['units']:,}; model reviewed {m['reviewed']:,}, "
             f"triage cleared {m['cleared']:,}"
             + (f", {first['detector']} cleared {first['cleared']:,}" if first else "")
+            + (" (pair gate)" if first and first.get("chosen_by") == "pair gate" else "")
             + f", from cache {m['cached']:,}"
             + (" (--review all)" if m.get("review") == "all" else ""))
 

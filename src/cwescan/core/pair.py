@@ -50,6 +50,12 @@ def slm_needed(threshold: float, p_partner: float, weight: float) -> float:
     return max(sigmoid(z) - 1e-9, 0.0)  # a hair under: the decode must cover every fused flag
 
 
+def gate(threshold: float, slm_ceiling: float, weight: float) -> float:
+    """The partner probability below which the pair stays under ``threshold`` even when the SLM
+    says ``slm_ceiling``: under it the SLM's answer cannot make a finding, so it need not run."""
+    return sigmoid((logit(threshold) - weight * logit(slm_ceiling)) / (1 - weight))
+
+
 class PairUnavailable(ValueError):
     """The SLM card holds no pair fitted for the partner model given."""
 
@@ -62,6 +68,9 @@ class Pairing:
     weight: float  # of the SLM's log-odds
     partner_files: dict  # the partner's weight and tokenizer hashes the policy was fitted with
     policy: DecisionPolicy
+    # Partner score below which a unit without rule evidence is not worth the SLM's time (the
+    # card's ``gate`` section; 0: every unit is read).
+    gate: float = 0.0
 
     @property
     def threshold(self) -> float:
@@ -73,7 +82,8 @@ class Pairing:
         if not section:
             return None
         policy = DecisionPolicy.from_card({"policy": section["policy"], "calibration": section.get("calibration")})
-        return cls(section["partner"], float(section["weight"]), dict(section["partner_files"]), policy)
+        gate = float((section.get("gate") or {}).get("threshold", 0.0))
+        return cls(section["partner"], float(section["weight"]), dict(section["partner_files"]), policy, gate)
 
     def accepts(self, partner_card: dict) -> bool:
         """Whether ``partner_card`` is the model the pair's thresholds were fitted with (same

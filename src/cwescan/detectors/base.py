@@ -107,6 +107,12 @@ class ModelDetector(Detector):
         may reuse them (the first stage) instead of loading a second copy."""
         return []
 
+    def gate(self) -> float:
+        """The companion's score under which this detector cannot report a unit that has no
+        rule finding (the pair's gate, ``cwescan.core.pair.gate``): the first stage may clear
+        such units before this detector reads them. 0.0: no such bound."""
+        return 0.0
+
     @abstractmethod
     def load(self) -> None:
         """Load the weights (idempotent). Construction stays cheap so that a scan the cache

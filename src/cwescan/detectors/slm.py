@@ -132,6 +132,9 @@ class SLMDetector(ModelDetector):
     def companions(self) -> list[ModelDetector]:
         return [self.partner] if self.partner is not None else []
 
+    def gate(self) -> float:
+        return self.pairing.gate if self.pairing is not None else 0.0
+
     # ------------------------------------------------------------ loading
 
     def load(self) -> None:

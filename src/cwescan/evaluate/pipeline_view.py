@@ -9,7 +9,7 @@ finding of the record; for single-function records (most of the split) it is exa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import parse_source
@@ -18,10 +18,12 @@ from cwescan.evaluate.metrics import binary_metrics
 from cwescan.scan.combine import second_opinion
 
 
-def record_verdicts(records: Sequence[Record], scores: dict[str, float],
-                    policy: DecisionPolicy) -> dict[str, list[bool]]:
+def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy,
+                    gated: Collection[str] = ()) -> dict[str, list[bool]]:
     """Per record: flagged by the rules alone, by the scan (rules after the second opinion, or
-    a model-only finding), and whether a rule finding was hidden by the model's 'safe'."""
+    a model-only finding), and whether a rule finding was hidden by the model's 'safe'.
+    ``gated``: ids of records the scan clears before the SLM reads them (the pair's gate), so
+    they get no model-only finding."""
     from cwescan.detectors.static import StaticDetector
 
     static = StaticDetector()
@@ -33,7 +35,7 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float],
         p = scores[r.id]
         shown = [second_opinion(f, p, None, policy) for f in findings]
         shown_static = any(f.confidence >= display for f in shown)
-        model_only = not findings and p >= policy.model_only
+        model_only = not findings and p >= policy.model_only and r.id not in gated
         out["static"].append(bool(findings))
         out["scan"].append(shown_static or model_only)
         out["hidden_by_model"].append(bool(findings) and not shown_static)
@@ -41,9 +43,10 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float],
     return out
 
 
-def pipeline_view(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy) -> dict:
+def pipeline_view(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy,
+                  gated: Collection[str] = ()) -> dict:
     """Binary metrics of the rules alone and of the scan, and what the second opinion cost."""
-    v = record_verdicts(records, scores, policy)
+    v = record_verdicts(records, scores, policy, gated)
     truth = [r.vulnerable for r in records]
     static_tp = sum(t and s for t, s in zip(truth, v["static"]))
     lost = sum(t and h for t, h in zip(truth, v["hidden_by_model"]))

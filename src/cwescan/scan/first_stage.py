@@ -10,8 +10,11 @@ kept too.
 
 The threshold is chosen on validation (``cwescan train first-stage``): at most 2 % of the
 vulnerable validation records fall below it; the card records what it cost on test (points of
-the SLM's own recall) and what it clears of real code. A cleared unit is remembered in the
-result cache under the encoder's key, so a warm scan neither loads nor runs the encoder.
+the SLM's own recall) and what it clears of real code. When the encoder is also the SLM's pair
+partner, the pair's gate (``cwescan.core.pair.gate``) may be higher: under it the pair cannot
+report a unit whatever the SLM would say, so the SLM's answer is not worth computing there. The
+stage then clears from the higher of the two. A cleared unit is remembered in the result cache
+under the encoder's key (and threshold), so a warm scan neither loads nor runs the encoder.
 """
 
 from __future__ import annotations
@@ -32,23 +35,27 @@ class FirstStageUnavailable(RuntimeError):
 class FirstStage:
     """Clears units a cheap model confidently calls safe (see the module doc)."""
 
-    def __init__(self, detector: ModelDetector, threshold: float) -> None:
+    def __init__(self, detector: ModelDetector, threshold: float, chosen_by: str = "first stage") -> None:
         self.detector = detector
         self.threshold = threshold
+        self.chosen_by = chosen_by  # "first stage" (the encoder card) or "pair gate" (the SLM card)
         self.scored = self.cleared = self.from_cache = 0
         self._verdicts: dict[int, bool] = {}  # id(unit) -> cleared, for several model detectors
 
     @classmethod
-    def from_card(cls, detector: ModelDetector) -> FirstStage:
+    def from_card(cls, detector: ModelDetector, gate: float = 0.0) -> FirstStage:
+        """The stage at the threshold of ``detector``'s card, or at ``gate`` (the pair's, see the
+        module doc) where that is higher."""
         section = detector.card.get("first_stage") or {}
-        if "threshold" not in section:
+        if "threshold" not in section and gate <= 0:
             raise FirstStageUnavailable(f"the {detector.name} model card has no first_stage threshold "
                                         "(cwescan train first-stage --write)")
-        return cls(detector, float(section["threshold"]))
+        own = float(section.get("threshold", 0.0))
+        return cls(detector, gate, "pair gate") if gate > own else cls(detector, own)
 
     def stats(self) -> dict:
-        return {"detector": self.detector.name, "threshold": self.threshold, "scored": self.scored,
-                "cleared": self.cleared, "from_cache": self.from_cache}
+        return {"detector": self.detector.name, "threshold": self.threshold, "chosen_by": self.chosen_by,
+                "scored": self.scored, "cleared": self.cleared, "from_cache": self.from_cache}
 
     def split(self, units: Sequence[Unit], eligible: set[int],
               cache: ResultCache | None = None) -> tuple[list[Unit], list[Unit]]:

@@ -313,10 +313,10 @@ def _first_stage(options: ScanOptions, models: list[ModelDetector]) -> first_sta
     if options.review != "triage" or options.first_stage == "none" \
             or not any(d.name != options.first_stage for d in models):
         return None
-    for c in (c for d in models for c in d.companions()):
+    for d, c in ((d, c) for d in models for c in d.companions()):
         if c.name == options.first_stage:  # the SLM's partner is loaded once, for both jobs
             try:
-                return first_stage_mod.FirstStage.from_card(c)
+                return first_stage_mod.FirstStage.from_card(c, gate=d.gate())
             except first_stage_mod.FirstStageUnavailable:
                 return None
     return first_stage_mod.create(options.first_stage, options.device)

@@ -21,7 +21,9 @@ import json
 import shlex
 from pathlib import Path
 
-from cwescan.core.pair import fuse, model_files
+import math
+
+from cwescan.core.pair import fuse, gate, model_files
 from cwescan.evaluate import prevalence as PV
 from cwescan.train import calibrate as C
 
@@ -30,6 +32,11 @@ WEIGHTS = tuple(k / 10 for k in range(1, 10))  # of the SLM's log-odds; 0 and 1 
 # surer of "safe" than the SLM alone, so the same share of validation records (5 %) hid three times
 # as many rule true positives on test. The pair's confident "safe" may hide at most 2 %.
 SAFE_LOSS = 0.02
+# The gate assumes the SLM says at most this quantile of its scores on vulnerable validation
+# records: a unit whose partner score keeps the pair under the model-only threshold even then is
+# not read by the SLM (it could only make a finding there with an answer it gives 1 % of real
+# weaknesses).
+GATE_QUANTILE = 0.99
 
 
 def fuse_scores(slm: dict, partner: dict, weight: float) -> dict:
@@ -54,6 +61,33 @@ def choose_weight(slm: dict, partner: dict) -> tuple[float, dict[str, float]]:
     aucs = {f"{w:.1f}": validation_auc(fuse_scores(slm, partner, w)) for w in WEIGHTS}
     best = max(WEIGHTS, key=lambda w: (round(aucs[f"{w:.1f}"], 6), -abs(w - 0.5)))
     return best, aucs
+
+
+def gate_section(slm: dict, partner: dict, weight: float, model_only: float) -> dict:
+    """The pair's gate (``cwescan.core.pair.gate``) at the SLM's ceiling, and what it clears and
+    costs on each part: realistic negatives (units, lines) it spares the SLM, vulnerable records
+    under it, and the pair's flags of vulnerable records it would lose."""
+    vulnerable = sorted(r["score"] for r in slm["labelled"]["validation"] if r["vulnerable"])
+    ceiling = vulnerable[max(0, math.ceil(GATE_QUANTILE * len(vulnerable)) - 1)]
+    threshold = gate(model_only, ceiling, weight)
+    out = {"threshold": threshold, "slm_ceiling": ceiling, "ceiling_quantile": GATE_QUANTILE,
+           "chosen": f"the encoder score under which the pair stays below its model-only threshold even when "
+                     f"the SLM says {ceiling:.5f}, the {GATE_QUANTILE:.0%} quantile of its scores on vulnerable "
+                     "validation records; only units without a rule finding meet it"}
+    for part in ("validation", "test"):
+        theirs = {section: {r["id"]: r["score"] for r in partner[section][part]} for section in ("labelled", "negatives")}
+        neg = [(theirs["negatives"][r["id"]], r["code_lines"]) for r in slm["negatives"][part] if r["id"] in theirs["negatives"]]
+        vul = [(theirs["labelled"][r["id"]], r["score"]) for r in slm["labelled"][part]
+               if r["vulnerable"] and r["id"] in theirs["labelled"]]
+        flagged = [(q, p) for q, p in vul if fuse(p, q, weight) >= model_only]
+        out[part] = {"negatives": len(neg),
+                     "negatives_cleared": sum(q < threshold for q, _ in neg) / len(neg),
+                     "negative_lines_cleared": sum(n for q, n in neg if q < threshold) / sum(n for _, n in neg),
+                     "vulnerable_records": len(vul),
+                     "vulnerable_below": sum(q < threshold for q, _ in vul) / len(vul),
+                     "pair_flags": len(flagged),
+                     "pair_flags_lost": sum(q < threshold for q, _ in flagged)}
+    return out
 
 
 def line_answers(lines: dict, pair: dict, part: str, threshold: float) -> list[tuple[float, bool]]:
@@ -105,10 +139,13 @@ def fit(slm: dict, partner: dict, manifest: dict, prevalence: float, safe_loss: 
                 "scored_on": {k: lines.get(k) for k in ("precision", "device", "command")}}
     policy = DecisionPolicy(**{k: section[k] for k in ("model_only", "safe", "vulnerable", "cwe_head")},
                             calibration=Isotonic.from_dict(main["calibration"]))
+    gated = gate_section(slm, partner, weight, section["model_only"])
     test = {r["id"]: r["score"] for r in pair["labelled"]["test"]}
+    below = {r["id"] for r in partner["labelled"]["test"] if r["score"] < gated["threshold"]}
     records = [r for r in load_part("test") if r.id in test]
     return {"weight": weight, "validation_auc_by_weight": aucs, "analysis": main, "policy": section,
-            "pipeline_test": pipeline_view(records, test, policy), **({"line": line} if line else {})}
+            "gate": gated, "pipeline_test": pipeline_view(records, test, policy, below),
+            "pipeline_test_ungated": pipeline_view(records, test, policy), **({"line": line} if line else {})}
 
 
 def _line(name: str, f: dict) -> str:
@@ -134,6 +171,10 @@ def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path 
     result = {"main": fit(slm, partner, manifest, prevalence, lines=lines),
               "slm_alone": C.analyse(slm, manifest, prevalence)}
     print(_line("pair", result["main"]))
+    g = result["main"]["gate"]
+    print(f"gate {g['threshold']:.5f} (SLM ceiling {g['slm_ceiling']:.5f}): " + "; ".join(
+        f"{part}: {g[part]['negatives_cleared']:.1%} of negatives cleared, {g[part]['pair_flags_lost']} of "
+        f"{g[part]['pair_flags']} pair flags lost" for part in ("validation", "test")))
     if "line" in result["main"]:
         lv = result["main"]["line"]
         print(f"line threshold {result['main']['policy']['line']}: validation {lv['validation']}; test {lv['test']}")
@@ -173,6 +214,7 @@ def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path 
             "thresholds_how": main["analysis"]["thresholds_how"],
             "evaluation_realistic": {k: v for k, v in main["analysis"].items()
                                      if k not in ("thresholds", "thresholds_how", "calibration")},
+            "gate": main["gate"],
             "pipeline_test": main["pipeline_test"],
             **({"line": main["line"]} if "line" in main else {}),
             **({"reproduction": {"scan_f1_delta_points": result["reproduction_scan_f1_delta_points"],
