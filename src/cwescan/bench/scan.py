@@ -162,36 +162,51 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
                precision: str | None = None, review: str = "triage", jobs: int = 0,
-               device: str | None = None, compare: bool = False, compare_first_stage: bool = False) -> dict:
+               device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
+               first_stage: str = "encoder", pair: str = "encoder") -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
     cache_dir = out / "cache"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device)]
+    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device,
+                     first_stage=first_stage, pair=pair)]
     if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
         # first run of a process also pays imports and the first model load from disk
         runs.append(run_scan("cold, no prefix cache", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, prefix_cache=False))
+                             review, jobs, device, prefix_cache=False, first_stage=first_stage, pair=pair))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     if compare_first_stage:  # the same cold scan with every triaged unit read by the SLM
         runs.append(run_scan("cold, no first stage", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, first_stage="none"))
+                             review, jobs, device, first_stage="none", pair=pair))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
-    runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device))
+    runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device,
+                         first_stage=first_stage, pair=pair))
     return {
         "source": str(source),
         "files_requested": files,
         "files_copied": len(chosen),
         "bytes": sum((tree / rel).stat().st_size for rel in chosen),
         "review": review,
+        "first_stage": first_stage,
+        "pair": pair,
         "device": device or "cpu",
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": _torch_threads(),
         "python": sys.version.split()[0],
         "cpu_count": os.cpu_count(),
         "load_avg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "runs": [r.to_json() for r in runs],
     }
+
+
+def _torch_threads() -> int | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch.get_num_threads()
 
 
 def scan_table(result: dict) -> str:
@@ -311,6 +326,8 @@ def scan_command(
                                  help="Also a cold scan without the SLM's prefix cache, after the first (before/after in one run)."),
     compare_first_stage: bool = typer.Option(False, "--compare-first-stage",
                                              help="Also a cold scan without the encoder's first stage (before/after in one run)."),
+    first_stage: str = typer.Option("encoder", "--first-stage", help="The scan's --first-stage: encoder | none."),
+    pair: str = typer.Option("encoder", "--pair", help="The scan's --pair: encoder | none."),
     cluster: str = typer.Option(None, "--cluster",
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
@@ -323,6 +340,13 @@ def scan_command(
         raise typer.BadParameter(f"{root} is not a folder", param_hint="--path")
     if review not in ("triage", "all"):
         raise typer.BadParameter("triage or all", param_hint="--review")
+    from cwescan.core.pair import CHOICES as PAIRS
+    from cwescan.scan.first_stage import CHOICES as FIRST_STAGES
+
+    if first_stage not in FIRST_STAGES:
+        raise typer.BadParameter(" or ".join(FIRST_STAGES), param_hint="--first-stage")
+    if pair not in PAIRS:
+        raise typer.BadParameter(" or ".join(PAIRS), param_hint="--pair")
     names = [n.strip() for item in (detector or []) for n in item.split(",") if n.strip()] or None
     if cluster:
         from cwescan.bench.cluster import run_command
@@ -330,7 +354,8 @@ def scan_command(
         run_command(cluster, files, root, out, names, precision, review, device, slm_model, typer.echo)
         return
     out.mkdir(parents=True, exist_ok=True)
-    result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage)
+    result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
+                        first_stage, pair)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")
