@@ -242,3 +242,12 @@ def test_detector_public_api_loads_swaps_and_forgets(tok, model, adapter):
     det.model = torch.nn.Module()  # ... and truly the one used
     with pytest.raises(Exception):
         det.score(units)
+
+
+def test_a_token_cap_bounds_each_batch_but_never_drops_a_long_row():
+    packed = infer.Packed([[1] * n for n in (5, 5, 6, 6, 7, 9, 40, 41, 44, 300)], 0, "cpu")
+    spans = packed.spans(100, slack=10.0, max_tokens=48)
+    assert [s for s, _ in spans] == sorted(s for s, _ in spans) and spans[-1][1] == 10  # every row, once
+    for s, e in spans:
+        assert (e - s) * packed.lengths[e - 1] <= 48 or e - s == 1  # a row longer than the cap goes alone
+    assert (9, 10) in spans and len(packed.spans(100, slack=10.0)) < len(spans)

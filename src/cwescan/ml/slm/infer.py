@@ -108,6 +108,14 @@ def split_head(model, ids: TokenIds, device):
 
 
 PAD_SLACK = 0.25  # a batch computes at most 25 % padding on top of its real tokens
+# On the CPU a batch also holds at most this many tokens (rows x width). A batch's keys and
+# values (kept for the prefix cache's continuation and for decoding) and its MLP activations grow
+# with its tokens: 16 windows of 1,024 tokens raised the resident size by ~2 GB (fp32) inside one
+# batch. Measured on 12 long stdlib functions (tools/slm_batch_memory.py, 2 cores, fp32): peak
+# +1,981 MB and 194 CPU-s without a cap, +776 MB / 157 CPU-s at 4,096, +329-494 MB / 146-149
+# CPU-s at 2,048 (smaller batches stay in cache; 2,048 rows are still plenty for 2 cores). On an
+# accelerator the row count alone bounds a batch.
+CPU_BATCH_TOKENS = 2048
 
 
 class Packed:
@@ -126,14 +134,17 @@ class Packed:
         self.lens = lens.to(device)
         self.pad, self.device = pad, device
 
-    def spans(self, batch_size: int, slack: float = PAD_SLACK) -> list[tuple[int, int]]:
+    def spans(self, batch_size: int, slack: float = PAD_SLACK,
+              max_tokens: int | None = None) -> list[tuple[int, int]]:
         """Batches as (start, end) of sorted slots: at most ``batch_size`` rows, and a row joins
         only while the padded batch stays within ``1 + slack`` times its real tokens (a sample
-        of mixed lengths cut only by count spent most of a batch on padding)."""
+        of mixed lengths cut only by count spent most of a batch on padding) and, given
+        ``max_tokens``, within that many padded tokens (a longer row still gets a batch alone)."""
         out, n, start = [], len(self.lengths), 0
         while start < n:
             end, real = start + 1, self.lengths[start]
             while (end < n and end - start < batch_size
+                   and (max_tokens is None or (end - start + 1) * self.lengths[end] <= max_tokens)
                    and (end - start + 1) * self.lengths[end] <= (1 + slack) * (real + self.lengths[end])):
                 real += self.lengths[end]
                 end += 1
@@ -214,15 +225,15 @@ def score_and_decode(
         raise ValueError(f"{len(cuts)} cuts for {len(seqs)} prompts")
     decode = min(cuts) <= 1.0
     on_cpu = str(device) == "cpu"
+    spans = packed.spans(batch_size, max_tokens=CPU_BATCH_TOKENS if on_cpu else None)
     if counts is not None:
-        spans = packed.spans(batch_size)
         counts["tokens"] = counts.get("tokens", 0) + sum(packed.lengths)
         counts["padded_tokens"] = counts.get("padded_tokens", 0) + sum(
             (e - s) * packed.lengths[e - 1] for s, e in spans)
         counts["prefix_tokens"] = counts.get("prefix_tokens", 0) + (prefix.length * len(seqs) if prefix else 0)
     pending: list[torch.Tensor] = []
     with torch.inference_mode(), no_plan_attention(device):  # no cuDNN plan per batch width
-        for s, e in packed.spans(batch_size):
+        for s, e in spans:
             idx = packed.order[s:e]
             x, lens, m = packed.batch(s, e)
             last = (torch.arange(e - s, device=device), lens - 1)  # each row's answer slot
