@@ -231,3 +231,23 @@ def test_prompts_built_by_worker_processes_score_the_same(trained):
     got = pooled.score(us)
     assert pooled._pool is not None and pooled.prep_workers == 2  # the pool ran, no fallback
     assert got == SLMDetector(model=root / "adapter", prep_workers=0).score(us)
+
+
+def test_a_long_unit_is_read_only_where_it_touches_a_sink(trained):
+    from cwescan.detectors.slm import SLMDetector
+
+    root, _ = trained
+    body = "".join(f"    total = total + {i} * (total % 7)\n" for i in range(120))
+    code = f"import os\n\n\ndef build(cmd):\n    total = 0\n{body}    os.system('make ' + cmd)\n    return total\n"
+    [unit] = [u for u in parse_source("long.py", code).units if u.qualname == "build"]
+    focused, whole = SLMDetector(model=root / "adapter"), SLMDetector(model=root / "adapter", focus=False)
+    [p_focused], [p_whole] = focused.score([unit]), whole.score([unit])
+    focused._load()
+    every = focused.builder.unit_windows(unit)
+    sink = next(i + 1 for i, line in enumerate(unit.code.split("\n")) if "os.system" in line)
+    near = [w for w in every if w.first_line <= sink <= w.last_line]
+    assert len(every) > 2 and 1 <= len(near) < len(every)
+    assert focused.stats["scored_windows"] == len(near) and whole.stats["scored_windows"] == len(every)
+    per_window = dict(zip([w.prompt for w in every], whole._score_windows([every])[0], strict=True))
+    assert p_focused == pytest.approx(max(per_window[w.prompt][0] for w in near), abs=1e-6)
+    assert p_focused <= p_whole + 1e-6  # fewer windows: the most suspicious one can only be milder

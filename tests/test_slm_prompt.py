@@ -54,6 +54,19 @@ def test_long_unit_windows_cover_every_line(tok):
     assert not any(w.truncated for w in ws)
 
 
+def test_focus_keeps_only_the_windows_that_hold_a_focus_line(tok):
+    code = "\n".join(f"value_{i} = compute('{'x' * (i % 17)}', {i})" for i in range(1, 401))
+    b = P.PromptBuilder(tok, P.PromptOptions(max_tokens=256, overlap_lines=3))
+    every = b.windows(code)
+    kept = b.windows(code, focus={350})
+    assert len(kept) in (1, 2) and all(w.first_line <= 350 <= w.last_line for w in kept)
+    assert [w.prompt for w in kept] == [w.prompt for w in every if w.first_line <= 350 <= w.last_line]
+    assert b.windows(code, focus={1, 400}) == [every[0], every[-1]]
+    # a focus line outside the code keeps every window; a unit of one window is never cut
+    assert b.windows(code, focus={9999}) == every
+    assert len(b.windows("x = eval(y)\n", focus={7})) == 1
+
+
 def test_overlong_single_line_is_cut_and_counted(tok):
     code = "a = 1\n" + "b = '" + "z y " * 2000 + "'\nc = 3\n"
     ws = P.PromptBuilder(tok, P.PromptOptions(max_tokens=200)).windows(code)

@@ -96,6 +96,16 @@ def e():
         "d": ("source", "input"), "e": ("source", "os.getenv")}
 
 
+def test_surface_lines_are_every_sink_and_source_of_the_unit():
+    code = ("import os\nimport subprocess\n\n\ndef f(cmd):\n    home = os.environ['HOME']\n"
+            "    x = 1\n    subprocess.run(cmd)\n    y = x + 1\n    return eval(home)\n\n\ndef g():\n    return 1\n")
+    units = {u.qualname: u for u in parse_source("m.py", code).units}
+    assert T.surface_lines(units["f"]) == {6, 8, 10}
+    assert T.unit_surface(units["f"]).line in {6, 8, 10}  # the first of them met in the walk
+    assert T.surface_lines(units["g"]) == frozenset()
+    assert T.surface_lines(parse_source("bad.py", "def f(:\n").units[0]) == frozenset()
+
+
 def test_static_findings_and_unparsed_files_are_always_reviewed():
     v = verdicts('password = "hunter2"\n\ndef f():\n    return 1\n', with_static=True)
     assert v["module"].kind == "static-finding" and v["module"].detail.startswith("CWS798")

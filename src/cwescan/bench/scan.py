@@ -74,6 +74,8 @@ class ScanRun:
     prefix_cache: bool = True
     first_stage: str = "encoder"  # the scan's --first-stage
     first_stage_cleared: int = 0  # units the first stage cleared before the SLM
+    first_stage_s: float = 0.0  # of the model stage: the first stage's scoring (wall)
+    focus: bool = True  # the SLM read long units only in the windows around their sinks and sources
 
     @property
     def files_per_s(self) -> float:
@@ -112,7 +114,8 @@ def _cpu_seconds() -> float:
 
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
-             prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder") -> ScanRun:
+             prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
+             focus: bool = True) -> ScanRun:
     from cwescan.core.pair import partner_name
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
@@ -137,6 +140,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     slm = [d for d in detectors if isinstance(d, SLMDetector)]
     for d in slm:
         d.prefix_cache = prefix_cache
+        d.options.focus = focus
     t1 = time.perf_counter()
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
                           cache=ResultCache(cache_dir) if cache_dir is not None else None,
@@ -157,13 +161,14 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}),
         peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
         model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
-        first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0), **counted)
+        first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0),
+        first_stage_s=(stage.get("first_stage") or {}).get("seconds", 0.0), focus=focus, **counted)
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
                precision: str | None = None, review: str = "triage", jobs: int = 0,
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
-               first_stage: str = "encoder", pair: str = "encoder") -> dict:
+               first_stage: str = "encoder", pair: str = "encoder", focus: bool = True) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
@@ -171,18 +176,18 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
     runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device,
-                     first_stage=first_stage, pair=pair)]
+                     first_stage=first_stage, pair=pair, focus=focus)]
     if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
         # first run of a process also pays imports and the first model load from disk
         runs.append(run_scan("cold, no prefix cache", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, prefix_cache=False, first_stage=first_stage, pair=pair))
+                             review, jobs, device, prefix_cache=False, first_stage=first_stage, pair=pair, focus=focus))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     if compare_first_stage:  # the same cold scan with every triaged unit read by the SLM
         runs.append(run_scan("cold, no first stage", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, first_stage="none", pair=pair))
+                             review, jobs, device, first_stage="none", pair=pair, focus=focus))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device,
-                         first_stage=first_stage, pair=pair))
+                         first_stage=first_stage, pair=pair, focus=focus))
     return {
         "source": str(source),
         "files_requested": files,
@@ -191,6 +196,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
         "review": review,
         "first_stage": first_stage,
         "pair": pair,
+        "focus": focus,
         "device": device or "cpu",
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": _torch_threads(),
@@ -212,7 +218,7 @@ def _torch_threads() -> int | None:
 def scan_table(result: dict) -> str:
     """The result as a Markdown table."""
     head = ("| run | detectors | files | wall s | files/s | units | model reviewed | triage cleared "
-            "| first stage cleared | from cache | findings | create s | static stage s | model stage s | model units/s "
+            "| first stage cleared | from cache | findings | create s | static stage s | model stage s (first stage) | model units/s "
             "| CPU s | model CPU s | model units per CPU-s | windows (scored) | tokens a unit (+ prefix cache) "
             "| peak RSS MB |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -225,7 +231,7 @@ def scan_table(result: dict) -> str:
                     f"{r['files_per_s']:.1f} | {r['units']:,} | {r['reviewed']:,} | {r['cleared']:,} | "
                     f"{r.get('first_stage_cleared', 0):,} | "
                     f"{r['cached']:,} | {r['findings']} | {r['create_s']:.1f} | {r['static_s']:.1f} | "
-                    f"{r['model_s']:.1f} | {ups} | {r['cpu_s']:.1f} | {r['model_cpu_s']:.1f} | {upc} | "
+                    f"{r['model_s']:.1f} ({r.get('first_stage_s', 0.0):.1f}) | {ups} | {r['cpu_s']:.1f} | {r['model_cpu_s']:.1f} | {upc} | "
                     f"{r['windows']:,} ({r['scored_windows']:,}) | {tpu} | {r['peak_rss_mb'] or 0:,.0f} |")
     return "\n".join(rows) + "\n"
 
@@ -328,6 +334,9 @@ def scan_command(
                                              help="Also a cold scan without the encoder's first stage (before/after in one run)."),
     first_stage: str = typer.Option("encoder", "--first-stage", help="The scan's --first-stage: encoder | none."),
     pair: str = typer.Option("encoder", "--pair", help="The scan's --pair: encoder | none."),
+    focus: bool = typer.Option(True, "--focus/--no-focus",
+                               help="The SLM reads a long unit only in the windows around its sinks, sources "
+                                    "and rule findings (the scan's default), or all of it."),
     cluster: str = typer.Option(None, "--cluster",
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
@@ -355,7 +364,7 @@ def scan_command(
         return
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
-                        first_stage, pair)
+                        first_stage, pair, focus=focus)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")

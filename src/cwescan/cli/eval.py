@@ -158,6 +158,9 @@ def eval_mix_cmd(
     batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
     labelled_only: bool = typer.Option(False, "--labelled-only",
                                        help="Score the labelled parts only (their CWE and line answers), not the corpus."),
+    focus: bool = typer.Option(True, "--focus/--no-focus",
+                               help="SLM: read a long unit only in the windows around its sinks and sources, "
+                                    "as the scan does (default), or all of it."),
 ) -> None:
     """Score a model (the SLM by default) on the realistic mix (labelled parts + negatives corpus
     parts) into one file, the input of `cwescan train calibrate` and of the first-stage choice."""
@@ -166,8 +169,9 @@ def eval_mix_cmd(
     command = shlex.join(["cwescan", "eval-mix", "--detector", detector, "--negatives", str(negatives),
                           "--out", str(out), *(["--model", model] if model else []),
                           *[a for p in part for a in ("--part", p)], "--device", device, "--precision", precision,
-                          *(["--labelled-only"] if labelled_only else [])])
-    score_mix(negatives, model, part, device, precision, batch_size, out, command, detector, labelled_only)
+                          *(["--labelled-only"] if labelled_only else []), *([] if focus else ["--no-focus"])])
+    score_mix(negatives, model, part, device, precision, batch_size, out, command, detector, labelled_only,
+              focus=focus)
 
 
 def eval_pipeline_cmd(
@@ -187,7 +191,7 @@ def eval_pipeline_cmd(
     from cwescan.evaluate.pipeline_view import pipeline_table, pipeline_view
     from cwescan.ml.artifacts import model_dir, verify
     from cwescan.train.calibrate import read_scores
-    from cwescan.train.pair import fuse_scores
+    from cwescan.train.pair import fuse_scores, gated_ids
 
     card = verify(Path(slm_model) if slm_model and Path(slm_model).is_dir() else model_dir(
         {"qwen": "slm-qwen"}.get(slm_model or "", "slm")))
@@ -200,7 +204,7 @@ def eval_pipeline_cmd(
         theirs = read_scores(partner_scores)
         doc, policy = fuse_scores(doc, theirs, pairing.weight), pairing.policy
         # the scan's first stage clears what falls under the pair's gate before the SLM reads it
-        gated = {r["id"] for r in theirs["labelled"].get(part, []) if r["score"] < pairing.gate}
+        gated = gated_ids(theirs, part, pairing.gate)
     else:
         gated = set()
     by_id = {row["id"]: row["score"] for row in doc["labelled"].get(part, [])}

@@ -44,7 +44,7 @@ from cwescan.core.pair import Pairing, PairUnavailable, fuse, slm_needed
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span
 from cwescan.scan.combine import second_opinion
-from cwescan.scan.triage import unit_surface
+from cwescan.scan.triage import surface_lines, unit_surface
 from cwescan.core.units import Unit
 
 PREP_POOL_MIN_UNITS = 256  # fewer units cost less to strip here than to send to workers
@@ -74,6 +74,7 @@ class SLMDetector(ModelDetector):
         prep_workers: int | None = None,
         prefix_cache: bool = True,
         partner: ModelDetector | None = None,
+        focus: bool = True,
     ) -> None:
         check_precision(precision)
         if mode not in ("score", "generate"):
@@ -106,6 +107,7 @@ class SLMDetector(ModelDetector):
         self.options = P.PromptOptions(
             max_tokens=max_tokens or prompt_cfg.get("max_tokens", 1024), callers=prompt_cfg.get("callers", True),
             strip_comments=prompt_cfg.get("strip_comments", False),  # adapters from before the option read comments
+            focus=focus,
         )
         self._model = None
         self._cache: dict[str, float] = {}
@@ -215,15 +217,24 @@ class SLMDetector(ModelDetector):
             if in_unit(f, unit)
         ]
 
+    def _focus(self, unit: Unit, hints: dict[str, list[Finding]]) -> frozenset[int]:
+        """Unit-relative lines a long unit is read around: its sink calls and source reads, and
+        the lines of rule findings in it (empty with the option off)."""
+        if not self.options.focus:
+            return frozenset()
+        lines = surface_lines(unit) | {f.start_line for f in hints.get(unit.path, []) if in_unit(f, unit)}
+        return frozenset(line - unit.start_line + 1 for line in lines)
+
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
         unit_hints = [self._hints_for(u, hints) for u in units]
+        focus = [self._focus(u, hints) for u in units]
         pool = self._prep_pool(len(units))
         if pool is not None:
             try:
-                return self.builder.many_unit_windows(units, unit_hints, executor=pool)
+                return self.builder.many_unit_windows(units, unit_hints, executor=pool, focus=focus)
             except BrokenProcessPool:  # a worker died (or cannot start): build them here
                 self._drop_pool()
-        return self.builder.many_unit_windows(units, unit_hints)
+        return self.builder.many_unit_windows(units, unit_hints, focus=focus)
 
     def _drop_pool(self) -> None:
         import sys

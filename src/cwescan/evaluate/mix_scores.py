@@ -66,10 +66,11 @@ def score_negatives(det, records) -> list[dict]:
 
 def score_mix(negatives: Path, model: str | None = None, parts=("validation", "test"), device: str = "cpu",
               precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "",
-              detector: str = "slm", labelled_only: bool = False) -> dict:
+              detector: str = "slm", labelled_only: bool = False, focus: bool = True) -> dict:
     """Score the labelled parts and the corpus parts with one model (``detector``: slm or
     encoder; ``model``: its folder, default the shipped one); write JSON to ``out``.
-    ``labelled_only``: the labelled parts alone (their CWE and line answers, e.g. on a CPU)."""
+    ``labelled_only``: the labelled parts alone (their CWE and line answers, e.g. on a CPU).
+    ``focus``: the SLM reads long units only around their sinks and sources, as a scan does."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -78,7 +79,7 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
         from cwescan.detectors.slm import SLMDetector
 
         det = SLMDetector(precision=precision, device=device, model=model, threshold=0.0,
-                          batch_size=batch_size or (16 if device == "cpu" else 128))
+                          batch_size=batch_size or (16 if device == "cpu" else 128), focus=focus)
         folder = det.adapter_dir
     elif detector == "encoder":
         from cwescan.detectors.encoder import EncoderDetector
@@ -92,7 +93,8 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
     manifest = read_manifest(negatives)
     result = {"command": command, "detector": detector, "adapter": str(folder), "adapter_files": det.card.get("files"),
               "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
-              "precision": precision, "device": device, "labelled": {}, "negatives": {}, "seconds": {}}
+              "precision": precision, "device": device, **({"focus": focus} if detector == "slm" else {}),
+              "labelled": {}, "negatives": {}, "seconds": {}}
     for part in parts:
         t0 = time.perf_counter()
         result["labelled"][part] = score_labelled(det, load_part(part))

@@ -184,6 +184,21 @@ def surface(unit: Unit, imports: dict[str, str],
     the file binds (``file_bindings``); a call through a name bound nowhere and not a builtin
     is taken as imported under that name (``subprocess.call(x)`` in a snippet without its
     import)."""
+    return next(surfaces(unit, imports, bound), None)
+
+
+def surface_lines(unit: Unit) -> frozenset[int]:
+    """File lines of every sink call and source read in ``unit`` (empty without an AST)."""
+    if unit.file.tree is None or unit.node is None:
+        return frozenset()
+    imports, bound = file_imports(unit.file.tree), file_bindings(unit.file.tree)
+    return frozenset(s.line for s in surfaces(unit, imports, bound))
+
+
+def surfaces(unit: Unit, imports: dict[str, str],
+             bound: frozenset[str] = frozenset()) -> Iterator[Surface]:
+    """Every place where ``unit`` touches a security-relevant surface (``surface``), in walk
+    order."""
     from cwescan.detectors.static.taint import request_field
 
     sinks, distinctive = sink_names(), distinctive_methods()
@@ -200,26 +215,27 @@ def surface(unit: Unit, imports: dict[str, str],
                 resolved = head  # free name: an import we cannot see
             qual = (f"{resolved}.{rest}" if rest else resolved) if resolved else name
             if qual in _SOURCE_CALLS or (resolved and qual.endswith((".getenv", ".environ.get"))):
-                return Surface("source", qual, node.lineno)
+                yield Surface("source", qual, node.lineno)
+                continue
             if last not in sinks:
                 continue
             if resolved:
-                return Surface("sink", qual, node.lineno)
-            if isinstance(func, ast.Name) and hasattr(builtins, last) and last not in _STR_METHODS:
-                return Surface("sink", f"{last}()", node.lineno)
-            if isinstance(func, ast.Attribute) and last in distinctive:
-                return Surface("sink", f".{last}()", node.lineno)
+                yield Surface("sink", qual, node.lineno)
+            elif isinstance(func, ast.Name) and hasattr(builtins, last) and last not in _STR_METHODS:
+                yield Surface("sink", f"{last}()", node.lineno)
+            elif isinstance(func, ast.Attribute) and last in distinctive:
+                yield Surface("sink", f".{last}()", node.lineno)
         elif isinstance(node, ast.Attribute):
             field = request_field(node)
             if field:
-                return Surface("source", field, node.lineno)
+                yield Surface("source", field, node.lineno)
+                continue
             name = dotted(node)
             if name:
                 head, _, rest = name.partition(".")
                 qual = f"{imports[head]}.{rest}" if head in imports and rest else name
                 if qual in _SOURCE_NAMES:
-                    return Surface("source", qual, node.lineno)
-    return None
+                    yield Surface("source", qual, node.lineno)
 
 
 def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None) -> list[Verdict]:

@@ -90,6 +90,12 @@ def gate_section(slm: dict, partner: dict, weight: float, model_only: float) -> 
     return out
 
 
+def gated_ids(partner: dict, part: str, threshold: float) -> set[str]:
+    """Ids of the labelled records of ``part`` the partner scores under the gate ``threshold``:
+    the scan's first stage clears those before the SLM reads them."""
+    return {r["id"] for r in partner["labelled"].get(part, []) if r["score"] < threshold}
+
+
 def line_answers(lines: dict, pair: dict, part: str, threshold: float) -> list[tuple[float, bool]]:
     """(line confidence, line right) of the vulnerable records of ``part`` the pair flags at
     ``threshold``, from ``lines`` (the SLM's answers on the labelled parts: ``cwescan eval-mix
@@ -141,7 +147,7 @@ def fit(slm: dict, partner: dict, manifest: dict, prevalence: float, safe_loss: 
                             calibration=Isotonic.from_dict(main["calibration"]))
     gated = gate_section(slm, partner, weight, section["model_only"])
     test = {r["id"]: r["score"] for r in pair["labelled"]["test"]}
-    below = {r["id"] for r in partner["labelled"]["test"] if r["score"] < gated["threshold"]}
+    below = gated_ids(partner, "test", gated["threshold"])
     records = [r for r in load_part("test") if r.id in test]
     return {"weight": weight, "validation_auc_by_weight": aucs, "analysis": main, "policy": section,
             "gate": gated, "pipeline_test": pipeline_view(records, test, policy, below),

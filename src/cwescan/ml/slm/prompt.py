@@ -25,13 +25,16 @@ that training targets and constrained decoding see exactly the same token bounda
 
 Windowing: a unit whose numbered code does not fit the token budget is split into overlapping
 windows of whole lines, so no line is dropped; a single line longer than a whole window is cut
-(and counted as a truncation).
+(and counted as a truncation). Given *focus* lines (where the unit calls a sink, reads a source
+or a rule fired), only the windows holding one of them are kept: a window without any of them is
+code triage would not have sent to the model had it been a unit of its own, and long functions
+were most of the model's tokens in a scan (``docs/SCANNING.md``).
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from cwescan.core import cwe as cwe_catalog
@@ -83,6 +86,10 @@ class PromptOptions:
     # the model reads code with them blanked (codeprep.strip_comments keeps line numbers).
     # Stored in the adapter's card; adapters trained before this option read comments.
     strip_comments: bool = True
+    # A unit longer than one window is read only in the windows that hold a line where it calls a
+    # sink, reads a source or a rule fired (its *focus*; see ``PromptBuilder.windows``). Not stored
+    # in cards: it is how the scan reads a unit, not what the adapter learned.
+    focus: bool = True
 
 
 @dataclass
@@ -180,8 +187,18 @@ class PromptBuilder:
     def _prompt(self, code_lines: list[str], context: str, hints: str) -> str:
         return PROMPT_PREFIX + context + hints + "Code:\n" + "\n".join(code_lines) + ASSISTANT_START
 
-    def windows(self, code: str, hints: Sequence[Hint] = (), callers: Sequence[str] = ()) -> list[Window]:
-        """Prompts covering every line of ``code`` (unit-relative numbering)."""
+    def windows(self, code: str, hints: Sequence[Hint] = (), callers: Sequence[str] = (),
+                focus: Collection[int] = ()) -> list[Window]:
+        """Prompts covering every line of ``code`` (unit-relative numbering); when it takes more
+        than one window and ``focus`` (unit-relative lines) is given, only the windows that hold
+        a focus line (all of them when none does)."""
+        out = self._all_windows(code, hints, callers)
+        if len(out) < 2 or not focus:
+            return out
+        kept = [w for w in out if any(w.first_line <= line <= w.last_line for line in focus)]
+        return kept or out
+
+    def _all_windows(self, code: str, hints: Sequence[Hint], callers: Sequence[str]) -> list[Window]:
         lines = split_lines(code) or [""]
         rows = numbered(lines, 1)
         budget = max(16, self.opt.max_tokens - self.overhead)
@@ -248,12 +265,13 @@ class PromptBuilder:
     def _prepare(self, text: tuple[str, list[str]]) -> tuple[str, list[str]]:
         return strip_text(text) if self.opt.strip_comments else text
 
-    def unit_windows(self, unit: Unit, hints: Sequence[Hint] = ()) -> list[Window]:
+    def unit_windows(self, unit: Unit, hints: Sequence[Hint] = (), focus: Collection[int] = ()) -> list[Window]:
         code, callers = self._unit_text(unit)
-        return self.windows(code, hints, callers)
+        return self.windows(code, hints, callers, focus)
 
     def many_unit_windows(
-        self, units: Sequence[Unit], hints: Sequence[Sequence[Hint]] | None = None, executor=None
+        self, units: Sequence[Unit], hints: Sequence[Sequence[Hint]] | None = None, executor=None,
+        focus: Sequence[Collection[int]] | None = None,
     ) -> list[list[Window]]:
         """``unit_windows`` of many units: the same windows, but every line (and caller) is
         counted first in one batch call of the fast tokenizer, which spreads it over all cores
@@ -268,7 +286,9 @@ class PromptBuilder:
         self.counts([r + "\n" for code, _ in texts for r in numbered(split_lines(code) or [""], 1)]
                     + [c + "\n" for _, callers in texts for c in callers])
         hints = hints if hints is not None else [()] * len(units)
-        return [self.windows(code, hs, callers) for (code, callers), hs in zip(texts, hints, strict=True)]
+        focus = focus if focus is not None else [()] * len(units)
+        return [self.windows(code, hs, callers, fs)
+                for (code, callers), hs, fs in zip(texts, hints, focus, strict=True)]
 
 
 def strip_text(text: tuple[str, list[str]]) -> tuple[str, list[str]]:
