@@ -5,6 +5,7 @@ instruction equal those of full prompts. Tiny random Llama with SmolLM2's tokeni
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 
 import pytest
@@ -135,3 +136,28 @@ def test_a_stand_in_decoder_is_not_continued_from_a_cache(tok, prompts):
     want = infer.score_prompts(model, tok, prompts, batch_size=4)
     model.model = StandIn(model.model)
     assert infer.score_prompts(model, tok, prompts, batch_size=4) == pytest.approx(want, abs=2e-5)
+
+
+def test_the_cache_goes_in_under_the_name_the_forward_pass_takes(tok):
+    """transformers renamed ``past_key_values`` to ``cache`` within 5.x; a forward pass that takes
+    ``**kwargs`` swallows the other name silently (the model then reads a batch without its
+    prefix), so the keyword comes from the signature."""
+    from transformers import LlamaForCausalLM
+
+    class OldName(torch.nn.Module):
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None, **kwargs):
+            return past_key_values
+
+    class NewName(torch.nn.Module):
+        def forward(self, input_ids=None, cache=None, use_cache=None, **kwargs):
+            return cache
+
+    marker = object()
+    assert infer.with_cache(OldName(), marker) == {"past_key_values": marker}
+    assert infer.with_cache(NewName(), marker) == {"cache": marker}
+    assert OldName()(**infer.with_cache(OldName(), marker)) is marker
+    model = tiny(tok)
+    for module in (model, model.model):  # the installed transformers' own names
+        [name] = infer.with_cache(module, marker)
+        assert name in inspect.signature(type(module).forward).parameters
+    assert isinstance(model, LlamaForCausalLM)

@@ -71,7 +71,8 @@ device_poll() {
     done
     for log in "$runs"/*/log.txt; do
         echo "== $log"
-        grep -v -E 'SyntaxWarning|Loading weights|de-quantizing|Writing model shards|^\s*$' "$log" | tail -n "$lines" | cut -c1-400
+        { grep -v -E 'SyntaxWarning|Loading weights|de-quantizing|Writing model shards|^\s*$' "$log" || true; } \
+            | tail -n "$lines" | cut -c1-400
     done
     echo "$running job(s) still running"
 }
