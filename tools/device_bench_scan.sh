@@ -27,9 +27,13 @@ GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 BASELINE_ARGS=${BASELINE_ARGS:---no-focus}
 stage=${1:?usage: device_bench_scan.sh prepare|stash DIR|launch|poll SECONDS|collect}
 
-envs() {
-    echo "PYTHONPATH=$PWD/src:/tmp/site PYTHONUNBUFFERED=1 CWESCAN_BASE_GGUF=$STASH/$GGUF CWESCAN_CACHE=$STASH/cache" \
-         "CWESCAN_DATA=$STASH/datasets"
+envs() {  # jobs import from a copy of the code: each call re-syncs the checkout under a running job
+    echo "PYTHONPATH=$STASH/code/src:/tmp/site PYTHONUNBUFFERED=1 CWESCAN_BASE_GGUF=$STASH/$GGUF CWESCAN_CACHE=$STASH/cache" \
+         "CWESCAN_DATA=$STASH/datasets CWESCAN_SPLITS=$STASH/code/data/splits"
+}
+
+code_copy() {
+    rm -rf "$STASH/code" && mkdir -p "$STASH/code" && cp -r src data "$STASH/code/"
 }
 
 case "$stage" in
@@ -58,6 +62,7 @@ stash)
         tar -C "$STASH/src" -xJf "$src/tree.tar.xz"
         tar -C "$STASH/datasets" -xJf "$src/datasets.tar.xz"
         site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+        code_copy
         # the negatives corpus for eval-mix, built now: the timed runs must have their cores to themselves
         device_job "$STASH/corpus" "$(envs)" "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 14"
         echo "tree: $(find "$STASH/src/tree" -name '*.py' | wc -l) files; negatives corpus build started"
@@ -67,6 +72,7 @@ stash)
     ;;
 launch)
     device_join "$STASH/pieces" "$STASH/$GGUF" "$GGUF_SHA"
+    code_copy
     while ! grep -q -E 'JOB-DONE|JOB-FAILED' "$STASH/corpus/log.txt"; do sleep 3; done
     tail -3 "$STASH/corpus/log.txt"
     # convert the base once, outside the timed runs (a user's first scan pays it once too)
