@@ -88,3 +88,26 @@ def test_bench_scan_compare_reports_tokens_and_cpu(tmp_path, monkeypatch):
     assert cold["tokens"] + cold["prefix_tokens"] == before["tokens"]
     assert cold["model_cpu_s"] > 0 and cold["cpu_s"] >= cold["model_cpu_s"] and warm["tokens"] == 0
     assert "| cold, no prefix cache |" in (out / "scan.md").read_text()
+
+
+@pytest.mark.slow  # a real tree through the tiny SLM, twice
+def test_bench_scan_reads_long_units_around_their_sinks(tmp_path, monkeypatch):
+    adapter = tiny_slm_artifact(tmp_path / "model")
+    monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: adapter)
+    src = tmp_path / "src"
+    src.mkdir()
+    body = "".join(f"    total = total + {i} * (total % 7)\n" for i in range(300))
+    (src / "long.py").write_text(f"import os\n\n\ndef build(cmd):\n    total = 0\n{body}    os.system(cmd)\n    return total\n")
+    runs = {}
+    for flag in ("--focus", "--no-focus"):
+        out = tmp_path / flag
+        r = CliRunner().invoke(app, ["bench", "scan", "--files", "1", "--path", str(src), "--out", str(out),
+                                     "-d", "static,slm", "--precision", "fp32", flag])
+        assert r.exit_code == 0, r.output
+        doc = json.loads((out / "scan.json").read_text())
+        assert doc["focus"] == (flag == "--focus")
+        runs[flag] = doc["runs"][0]
+    focused, whole = runs["--focus"], runs["--no-focus"]
+    assert focused["reviewed"] == whole["reviewed"] == 1
+    assert 1 <= focused["windows"] < whole["windows"] and focused["tokens"] < whole["tokens"]
+    assert focused["focus"] and not whole["focus"]
