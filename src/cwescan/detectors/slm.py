@@ -2,7 +2,8 @@
 
 Load: the adapter folder's card is verified (``cwescan.ml.artifacts.verify``: a changed file is an
 ArtifactError), the base model is loaded (dequantized GGUF, cached as safetensors), the adapter
-is merged into the base weights, then the precision is applied (fp32 | bf16 | int8 | int4).
+is merged into the base weights, then the precision is applied (fp32 | bf16 | int8 | int4); the
+merged fp32 / bf16 model is cached after its first load (``cwescan.ml.slm.merged``).
 
 Modes (same finding fields either way):
 
@@ -177,23 +178,18 @@ class SLMDetector(ModelDetector):
         if self._model is not None:
             return
         import torch
-        from peft import PeftModel
 
-        from cwescan.ml.slm import base
+        from cwescan.ml.slm import base, merged
 
         torch.manual_seed(0)
         base_dir = self.card.get("base_dir")
         if base_dir:  # a plain checkpoint (tests' tiny models); relative to the adapter folder
             d = (self.adapter_dir / base_dir).resolve()
             model, tok, _ = base.load_base(directory=d)
-        else:
-            model, tok, info = base.load_base(self.card.get("base_model", "smollm2-135m"))
-            want = self.card.get("gguf_sha256")
-            if want and info["gguf_sha256"] != want:
-                raise ArtifactError(f"base GGUF sha256 {info['gguf_sha256'][:16]}… is not the one the adapter was trained on ({want[:16]}…)")
-        model = PeftModel.from_pretrained(model, str(self.adapter_dir), is_trainable=False)
-        model = model.merge_and_unload()
-        model.eval()
+            model = merged.merge(model, self.adapter_dir)
+        else:  # merged once per base, adapter and precision, then read from the cache
+            model, tok = merged.load(self.card.get("base_model", "smollm2-135m"), self.adapter_dir, self.card,
+                                     self.precision)
         model = apply_precision(model, self.precision)
         if self.device != "cpu":
             model = model.to(self.device)
