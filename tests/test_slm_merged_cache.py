@@ -44,3 +44,16 @@ def test_merged_model_is_cached_and_read_back_the_same(tmp_path, monkeypatch):
     third = SLMDetector(precision="fp32")
     assert third.score(units) == scores
     assert json.loads((entry / "merged.json").read_text()) == key
+
+
+@pytest.mark.slow  # loads the shipped SmolLM2 adapter twice
+def test_a_cache_that_cannot_be_written_does_not_stop_the_load(tmp_path, monkeypatch):
+    from cwescan.detectors.slm import SLMDetector
+
+    units = [u for u in parse_source("m.py", CODE).units if u.code.strip()]
+    expected = SLMDetector(precision="fp32").score(units)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")  # the cache's parent is a file: nothing can be written under it
+    monkeypatch.setattr(merged, "cache_dir", lambda key: blocker / "entry")
+    assert SLMDetector(precision="fp32").score(units) == expected
+    assert blocker.is_file() and not list(tmp_path.glob("*.tmp-*"))

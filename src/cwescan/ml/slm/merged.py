@@ -57,6 +57,24 @@ def _cached(directory: Path, key: dict) -> bool:
         return False
 
 
+def _store(model, tokenizer, key: dict, out: Path) -> bool:
+    """Write the merged model to ``out`` (via a temporary name); False when it is not there with
+    ``key`` afterwards."""
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "merged.json").write_text(json.dumps(key, indent=1) + "\n")
+        os.replace(tmp, out)
+    except OSError:  # another process cached it first, a stale directory, or no room to write
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _cached(out, key):
+            shutil.rmtree(out, ignore_errors=True)
+            return False
+    return True
+
+
 def load(name: str, adapter_dir: Path, card: dict, precision: str):
     """(model, tokenizer) of the shipped base ``name`` with the adapter merged, at ``precision``
     for fp32 / bf16 (from the cache when it holds them, else built and cached) and in fp32 for the
@@ -65,11 +83,11 @@ def load(name: str, adapter_dir: Path, card: dict, precision: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from cwescan.ml.artifacts import ArtifactError
+    from cwescan.ml.artifacts import ArtifactError, sha256_file
     from cwescan.ml.slm import base
 
     gguf = base.locate_gguf(name)
-    digest = base.sha256_file(gguf)
+    digest = sha256_file(gguf)
     want = card.get("gguf_sha256")
     if want and digest != want:
         raise ArtifactError(f"base GGUF sha256 {digest[:16]}… is not the one the adapter was trained on ({want[:16]}…)")
@@ -83,18 +101,8 @@ def load(name: str, adapter_dir: Path, card: dict, precision: str):
     if not _cached(out, key):
         model, tok, _ = base.load_base(name, gguf)
         model = merge(model, adapter_dir).to(getattr(torch, dtype_name))
-        tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        (tmp / "merged.json").write_text(json.dumps(key, indent=1) + "\n")
-        try:
-            os.replace(tmp, out)
-        except OSError:  # another process cached it first (or a stale directory is in the way)
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not _cached(out, key):
-                shutil.rmtree(out, ignore_errors=True)
-                return model, tok
+        if not _store(model, tok, key, out):
+            return model, tok  # not cached (a full or read-only disk, a race): use it as built
         del model
     tok = AutoTokenizer.from_pretrained(str(out))
     model = AutoModelForCausalLM.from_pretrained(str(out), dtype=getattr(torch, dtype_name))
