@@ -58,21 +58,26 @@ def encode_prompts(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return [e.ids for e in batch(list(prompts), add_special_tokens=False)]
 
 
-@functools.lru_cache(maxsize=None)
-def _cache_keyword(forward_owner: type) -> str:
-    import inspect
-
-    params = inspect.signature(forward_owner.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
+# transformers 5.24 renamed the forward pass's ``past_key_values`` to ``cache`` (the old name is
+# still mapped there, with a warning, until 5.40); 5.23 and earlier take only the old name.
+CACHE_KEYWORD_SINCE = "5.24.0"
 
 
-def with_cache(module, cache) -> dict:
-    """The keyword argument that hands ``cache`` to ``module``'s forward pass. transformers
-    renamed ``past_key_values`` to ``cache`` within 5.x (5.17 takes the old name, 5.24 the new
-    one), and forward passes take ``**kwargs``, so the wrong name is swallowed without a word:
-    the model then reads the batch without the cached prefix (on transformers 5.17 the first
-    validation record scored 0.36 instead of 0.86). So ask the signature."""
-    return {_cache_keyword(type(module)): cache}
+@functools.lru_cache(maxsize=1)
+def cache_keyword() -> str:
+    """The keyword the installed transformers' forward pass takes its KV cache under."""
+    import transformers
+    from packaging.version import Version
+
+    return "cache" if Version(transformers.__version__) >= Version(CACHE_KEYWORD_SINCE) else "past_key_values"
+
+
+def with_cache(cache) -> dict:
+    """The keyword argument that hands ``cache`` to a forward pass. Forward passes take
+    ``**kwargs``, so the wrong name is swallowed without a word and the model reads the batch
+    without the cached prefix: on the GPU machine's transformers 5.17 the first validation record
+    scored 0.36 instead of 0.86 while the code passed ``cache``."""
+    return {cache_keyword(): cache}
 
 
 def _head_rows(head, rows: list[int]):
@@ -258,7 +263,7 @@ def score_and_decode(
             if prefix is not None:
                 width = x.shape[1]
                 pos = torch.arange(prefix.length, prefix.length + width, device=device)[None].expand(e - s, -1)
-                res = split[0](input_ids=x, position_ids=pos, use_cache=True, **with_cache(split[0], prefix.cache(e - s)))
+                res = split[0](input_ids=x, position_ids=pos, use_cache=True, **with_cache(prefix.cache(e - s)))
                 two = res.last_hidden_state[last].float() @ split[1].T
                 if decode:  # the continuation's mask covers the cached prefix too
                     m = torch.cat([m.new_ones(e - s, prefix.length), m], -1)
@@ -328,7 +333,7 @@ class _Batch:
         steps = torch.arange(t.shape[1], device=self.device)[None]
         self.mask = torch.cat([self.mask, act], -1)
         out = self.model(input_ids=t, attention_mask=self.mask, position_ids=self.pos[:, None] + steps,
-                         use_cache=True, **with_cache(self.model, self.cache))
+                         use_cache=True, **with_cache(self.cache))
         self.cache = out.past_key_values
         self.pos = self.pos + act[:, 0] * t.shape[1]
         return out.logits[:, -1]
