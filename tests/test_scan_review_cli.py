@@ -53,8 +53,7 @@ def test_summary_counts_and_cache_through_the_cli(tmp_path, adapter, monkeypatch
     assert stage == {"review": "triage", "units": 3, "reviewed": 1, "cleared": 2, "cached": 0,
                      "reasons": {"no-surface": 2, "static-finding": 1}, "model_only_withheld": 0,
                      "first_stage": {"detector": "encoder", "threshold": stage["first_stage"]["threshold"],
-                                     "chosen_by": "first stage", "scored": 0, "cleared": 0, "from_cache": 0,
-                                     "seconds": 0.0}}  # nothing to score: no time spent
+                                     "chosen_by": "first stage", "scored": 0, "cleared": 0, "from_cache": 0}}
 
     warm = _invoke(root)
     assert "model reviewed 0, triage cleared 2, encoder cleared 0, from cache 1" in warm.stderr

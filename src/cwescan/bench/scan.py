@@ -74,7 +74,7 @@ class ScanRun:
     prefix_cache: bool = True
     first_stage: str = "encoder"  # the scan's --first-stage
     first_stage_cleared: int = 0  # units the first stage cleared before the SLM
-    first_stage_s: float = 0.0  # of the model stage: the first stage's scoring (wall)
+    first_stage_s: float = 0.0  # of the model stage: the first stage's (wall, from the progress reports)
     focus: bool = True  # the SLM read long units only in the windows around their sinks and sources
 
     @property
@@ -125,8 +125,14 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     marks: dict[str, float] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
         if stage.endswith((" units", " first stage")) and "model" not in marks:
-            marks["model"], marks["model_cpu"] = time.perf_counter(), time.process_time()
+            marks["model"], marks["model_cpu"] = now, time.process_time()
+        if stage.endswith(" first stage"):  # reported at its start (0 done) and its end
+            if done == 0:
+                marks["first_stage_start"] = now
+            elif "first_stage_start" in marks:
+                marks["first_stage_s"] = marks.get("first_stage_s", 0.0) + now - marks.pop("first_stage_start")
 
     c0 = _cpu_seconds()
     t0 = time.perf_counter()
@@ -162,7 +168,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
         model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
         first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0),
-        first_stage_s=(stage.get("first_stage") or {}).get("seconds", 0.0), focus=focus, **counted)
+        first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, **counted)
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,

@@ -19,7 +19,6 @@ under the encoder's key (and threshold), so a warm scan neither loads nor runs t
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 from cwescan.core.units import Unit
@@ -41,7 +40,6 @@ class FirstStage:
         self.threshold = threshold
         self.chosen_by = chosen_by  # "first stage" (the encoder card) or "pair gate" (the SLM card)
         self.scored = self.cleared = self.from_cache = 0
-        self.seconds = 0.0  # wall time of the model's scoring
         self._verdicts: dict[int, bool] = {}  # id(unit) -> cleared, for several model detectors
 
     @classmethod
@@ -57,8 +55,7 @@ class FirstStage:
 
     def stats(self) -> dict:
         return {"detector": self.detector.name, "threshold": self.threshold, "chosen_by": self.chosen_by,
-                "scored": self.scored, "cleared": self.cleared, "from_cache": self.from_cache,
-                "seconds": round(self.seconds, 2)}
+                "scored": self.scored, "cleared": self.cleared, "from_cache": self.from_cache}
 
     def split(self, units: Sequence[Unit], eligible: set[int],
               cache: ResultCache | None = None) -> tuple[list[Unit], list[Unit]]:
@@ -79,9 +76,7 @@ class FirstStage:
             else:
                 judge.append(u)
         if judge:
-            t0 = time.perf_counter()
             scores = self.detector.score(judge)
-            self.seconds += time.perf_counter() - t0
             self.scored += len(judge)
             for u, s in zip(judge, scores, strict=True):
                 clear = s < self.threshold
