@@ -169,12 +169,21 @@ class Surface(NamedTuple):
         return {"kind": self.kind, "what": self.what, "line": self.line}
 
 
+def file_names(file) -> tuple[dict[str, str], frozenset[str]]:
+    """(``file_imports``, ``file_bindings``) of a parsed file, worked out once per file and kept
+    with it: triage, the model's focus lines and the explanations of model findings all ask for
+    them, unit by unit, and each is a walk of the whole file."""
+    names = file.__dict__.get("_surface_names")
+    if names is None:
+        names = file.__dict__["_surface_names"] = (file_imports(file.tree), file_bindings(file.tree))
+    return names
+
+
 def unit_surface(unit: Unit) -> Surface | None:
-    """``surface`` of one unit, with its file's imports and bindings worked out here (for a
-    few units; ``triage`` shares them across a file's units)."""
+    """``surface`` of one unit (None without an AST)."""
     if unit.file.tree is None or unit.node is None:
         return None
-    return surface(unit, file_imports(unit.file.tree), file_bindings(unit.file.tree))
+    return surface(unit, *file_names(unit.file))
 
 
 def surface(unit: Unit, imports: dict[str, str],
@@ -191,8 +200,7 @@ def surface_lines(unit: Unit) -> frozenset[int]:
     """File lines of every sink call and source read in ``unit`` (empty without an AST)."""
     if unit.file.tree is None or unit.node is None:
         return frozenset()
-    imports, bound = file_imports(unit.file.tree), file_bindings(unit.file.tree)
-    return frozenset(s.line for s in surfaces(unit, imports, bound))
+    return frozenset(s.line for s in surfaces(unit, *file_names(unit.file)))
 
 
 def surfaces(unit: Unit, imports: dict[str, str],
@@ -242,7 +250,6 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
     """A verdict per unit: review it with the model, or clear it. A unit of a file that did not
     parse is always reviewed (there is no AST to clear it with)."""
     hints = hints or {}
-    imports_of: dict[int, tuple[dict[str, str], frozenset[str]]] = {}
     out = []
     for u in units:
         flagged = [f for f in hints.get(u.path, ()) if in_unit(f, u, nested=False)]
@@ -252,10 +259,7 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
         if u.file.tree is None or u.node is None:
             out.append(Verdict(True, "unparsed"))
             continue
-        key = id(u.file)
-        if key not in imports_of:
-            imports_of[key] = file_imports(u.file.tree), file_bindings(u.file.tree)
-        why = surface(u, *imports_of[key])
+        why = surface(u, *file_names(u.file))
         out.append(Verdict(True, why.kind, why.what) if why else Verdict(False, "no-surface"))
     return out
 
