@@ -105,3 +105,24 @@ def test_unlisted_artifact_is_refused(tmp_path):
         create("encoder", model_path=d)
     with pytest.raises(ArtifactError):
         create("encoder", model_path=tmp_path / "missing")
+
+
+def test_a_long_unit_is_read_only_where_it_touches_a_sink(artifact):
+    from cwescan.ml.encoder.windows import make_windows
+    from cwescan.ml.focus import focused
+
+    body = "".join(f"    total = total + {i}\n" for i in range(30))
+    code = f"import os\n\n\ndef build(cmd):\n    total = 0\n{body}    os.system('make ' + cmd)\n    return total\n"
+    [unit] = [u for u in parse_source("long.py", code).units if u.qualname == "build"]
+    near, whole = create("encoder", model_path=artifact), create("encoder", model_path=artifact)
+    whole.set_focus(False)
+    [p_near], [p_whole] = near.score([unit]), whole.score([unit])
+    cfg = near.model.config
+    every = make_windows(near.tokenizer, unit.code, cfg.window_tokens, cfg.overlap_tokens)
+    sink = next(i + 1 for i, line in enumerate(unit.code.split("\n")) if "os.system" in line)
+    kept = focused(every, [sink])
+    assert len(every) > 2 and 1 <= len(kept) < len(every)
+    assert near.windows_scored == len(kept) and whole.windows_scored == len(every)
+    assert p_near <= p_whole + 1e-6  # fewer windows: the most suspicious one can only be milder
+    # focus is part of what a cached answer depends on
+    assert near.cache_identity() != whole.cache_identity()

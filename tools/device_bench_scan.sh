@@ -5,10 +5,12 @@
 # for a quiet 2-core machine (that CPU has the bf16 matrix units the development machine may
 # lack), and the same tree with the models on the GPU. Runs side by side, each on its own cores:
 #   cores 0-1  the default scan
-#   cores 2-3  the same with BASELINE_ARGS (default: --no-focus, the SLM reads whole units)
-#   cores 4-15 the default scan with the models on the GPU, then `cwescan eval-mix` of the SLM on
-#              the GPU with and without focus (labelled parts and the negatives corpus, rebuilt
-#              on the device from its own site-packages while the pieces travel)
+#   cores 2-3  SECOND=baseline (default): the same with BASELINE_ARGS (default: --no-focus, the
+#              models read whole units); SECOND=precisions: `cwescan bench models` of the SLM at
+#              fp32 and bf16 (units per CPU-second of each precision on 2 cores)
+#   cores 4-15 the default scan with the models on the GPU, then `cwescan eval-mix` of MIX_DETECTOR
+#              (default slm) on the GPU with and without focus (labelled parts and the negatives
+#              corpus, rebuilt on the device from its own site-packages while the pieces travel)
 #
 # The SmolLM2 GGUF (98 MB) goes in pieces over consecutive calls while the machine stays warm;
 # the wheels the device image lacks, the tree and the labelled data ride in c01:
@@ -25,6 +27,8 @@ PIECE=${PIECE:-15M}
 GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
 GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 BASELINE_ARGS=${BASELINE_ARGS:---no-focus}
+SECOND=${SECOND:-baseline}
+MIX_DETECTOR=${MIX_DETECTOR:-slm}
 stage=${1:?usage: device_bench_scan.sh prepare|stash DIR|launch|poll SECONDS|collect}
 
 envs() {  # jobs import from a copy of the code: each call re-syncs the checkout under a running job
@@ -80,13 +84,20 @@ launch)
     bench="python3 -m cwescan bench scan --files 1000 --path $STASH/src/tree"
     device_job "$STASH/runs/cpu2-default" "$(envs) OMP_NUM_THREADS=2" \
         "taskset -c 0,1 $bench --out $STASH/runs/cpu2-default --device cpu --jobs 2"
-    device_job "$STASH/runs/cpu2-baseline" "$(envs) OMP_NUM_THREADS=2" \
-        "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
-    mix="python3 -m cwescan eval-mix --negatives $STASH/negatives --device cuda"
+    if [ "$SECOND" = precisions ]; then
+        device_job "$STASH/runs/cpu2-precisions" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 2,3 python3 -m cwescan bench models --models slm --precisions fp32,bf16 --device cpu \
+             --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
+             --out $STASH/runs/cpu2-precisions"
+    else
+        device_job "$STASH/runs/cpu2-baseline" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
+    fi
+    mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
     device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
         "taskset -c 4-15 $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
-         taskset -c 4-15 $mix --out $STASH/runs/gpu/slm-focus.json &&
-         taskset -c 4-15 $mix --no-focus --out $STASH/runs/gpu/slm-whole.json"
+         taskset -c 4-15 $mix --out $STASH/runs/gpu/mix-focus.json &&
+         taskset -c 4-15 $mix --no-focus --out $STASH/runs/gpu/mix-whole.json"
     echo "started 3 jobs"
     ;;
 poll)
@@ -95,11 +106,12 @@ poll)
 collect)
     for run in "$STASH"/runs/*/; do  # at most 8 files come back: one log for all
         name=$(basename "$run")
-        cp "$run/scan.json" "$OUT/$name.json" 2>/dev/null || true
+        cp "$run/scan.json" "$OUT/$name.json" 2>/dev/null || cp "$run/bench.json" "$OUT/$name.json" 2>/dev/null || true
         { echo "== $name"; tail -30 "$run/log.txt"; } >> "$OUT/logs.txt" || true
     done
-    gzip -c "$STASH/runs/gpu/slm-focus.json" > "$OUT/slm-focus.json.gz" 2>/dev/null || true
-    gzip -c "$STASH/runs/gpu/slm-whole.json" > "$OUT/slm-whole.json.gz" 2>/dev/null || true
+    gzip -c "$STASH/runs/gpu/mix-focus.json" > "$OUT/$MIX_DETECTOR-focus.json.gz" 2>/dev/null || true
+    gzip -c "$STASH/runs/gpu/mix-whole.json" > "$OUT/$MIX_DETECTOR-whole.json.gz" 2>/dev/null || true
+    cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
     cp "$STASH/negatives/MANIFEST.json" "$OUT/NEGATIVES-MANIFEST.json" 2>/dev/null || true
     ls -la "$OUT"
     ;;

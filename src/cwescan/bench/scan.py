@@ -141,12 +141,15 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     with third_party_quiet():
         detectors = create_detectors(names, precision, device=device,
                                      slm_partner=partner_name(pair))
+    from cwescan.detectors.base import ModelDetector
     from cwescan.detectors.slm import SLMDetector
 
     slm = [d for d in detectors if isinstance(d, SLMDetector)]
     for d in slm:
         d.prefix_cache = prefix_cache
-        d.options.focus = focus
+    for d in detectors:
+        if isinstance(d, ModelDetector):
+            d.set_focus(focus)
     t1 = time.perf_counter()
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
                           cache=ResultCache(cache_dir) if cache_dir is not None else None,

@@ -159,7 +159,7 @@ def eval_mix_cmd(
     labelled_only: bool = typer.Option(False, "--labelled-only",
                                        help="Score the labelled parts only (their CWE and line answers), not the corpus."),
     focus: bool = typer.Option(True, "--focus/--no-focus",
-                               help="SLM: read a long unit only in the windows around its sinks and sources, "
+                               help="Read a long unit only in the windows around its sinks and sources, "
                                     "as the scan does (default), or all of it."),
 ) -> None:
     """Score a model (the SLM by default) on the realistic mix (labelled parts + negatives corpus

@@ -94,6 +94,11 @@ class ModelDetector(Detector):
     def clear_cache(self) -> None:
         """Forget memoised results, so the next call computes everything (benchmarks)."""
 
+    def set_focus(self, on: bool) -> None:
+        """Read a unit longer than one window only around its sinks, sources and rule findings
+        (``cwescan.ml.focus``; the default) or, with ``on=False``, every window of it
+        (benchmarks and evaluations compare the two). Models without windows ignore it."""
+
     def pair_with(self, partner: ModelDetector) -> None:
         """Decide together with ``partner`` from now on (the SLM and the encoder,
         ``cwescan.core.pair``); raises ``PairUnavailable`` when this model has no pair fitted

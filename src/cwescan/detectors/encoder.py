@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span, model_code
-from cwescan.scan.triage import unit_surface
+from cwescan.scan.triage import surface_lines, unit_surface
 from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.artifacts import ArtifactError, model_dir, verify
 from cwescan.ml.codeprep import strip_comments
@@ -35,6 +35,7 @@ class EncoderDetector(ModelDetector):
         threshold: float | None = None,
         model_path: str | Path | None = None,
         batch_tokens: int = 8192,
+        focus: bool = True,
     ) -> None:
         from cwescan.ml.precision import check_precision
 
@@ -52,10 +53,12 @@ class EncoderDetector(ModelDetector):
         self.threshold = float(threshold if threshold is not None else config.get("threshold", 0.5))
         self.policy = DecisionPolicy.from_card(self.card)
         self.batch_tokens = batch_tokens
+        # a unit longer than one window is read only around its sinks and sources (ml/focus.py)
+        self.focus = focus
         self.windows_scored = 0  # total windows run through the model, for benchmarks and reports
-        # scores by (unit text): the first stage and the SLM's pair ask about the same units,
+        # scores by (unit text, focus lines): the first stage and the SLM's pair ask about the same units,
         # and the evaluation runs detect() then score() on one batch
-        self._memo: dict[str, object] = {}
+        self._memo: dict[tuple[str, tuple[int, ...]], object] = {}
 
     def load(self) -> None:
         if self.model is not None:
@@ -76,11 +79,15 @@ class EncoderDetector(ModelDetector):
     def clear_cache(self) -> None:
         self._memo.clear()
 
+    def set_focus(self, on: bool) -> None:
+        self.focus = on
+
     def cache_identity(self) -> dict | None:
         if not self.card.get("files"):
             return None
         return {"detector": self.name, "card": self.card, "precision": self.precision,
-                "device": str(self.device), "threshold": self.threshold, "options": None}
+                "device": str(self.device), "threshold": self.threshold,
+                "options": {"focus": True} if self.focus else None}
 
     def _scores(self, units: Sequence[Unit]):
         from cwescan.ml.encoder.infer import score_texts
@@ -89,15 +96,23 @@ class EncoderDetector(ModelDetector):
 
         # Comments and docstrings are attacker-written prose: without them "# safe: validated"
         # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.
-        texts = [strip_comments(model_code(u)) for u in units]
-        todo = sorted({t for t in texts if t not in self._memo})
+        keys = [(strip_comments(model_code(u)), self._focus(u)) for u in units]
+        todo = sorted({k for k in keys if k not in self._memo})
         if todo:
-            scores = score_texts(self.model, self.tokenizer, todo, device=self.device, batch_tokens=self.batch_tokens)
+            scores = score_texts(self.model, self.tokenizer, [t for t, _ in todo], device=self.device,
+                                 batch_tokens=self.batch_tokens, focus=[f for _, f in todo])
             self.windows_scored += sum(s.windows for s in scores)
             if len(self._memo) + len(todo) > MEMO_UNITS:
                 self._memo.clear()
             self._memo.update(zip(todo, scores, strict=True))
-        return [self._memo[t] for t in texts]
+        return [self._memo[k] for k in keys]
+
+    def _focus(self, unit: Unit) -> tuple[int, ...]:
+        """Unit-relative lines of the unit's sink calls and source reads (empty with focus off).
+        Rule findings sit on such lines, and the encoder judges the code alone (no hints)."""
+        if not self.focus:
+            return ()
+        return tuple(sorted(line - unit.start_line + 1 for line in surface_lines(unit)))
 
     def score(self, units: Sequence[Unit]) -> list[float]:
         return [s.prob for s in self._scores(units)]

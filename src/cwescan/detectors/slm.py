@@ -167,6 +167,12 @@ class SLMDetector(ModelDetector):
     def set_batch(self, sequences: int) -> None:
         self.batch_size = sequences
 
+    def set_focus(self, on: bool) -> None:
+        """The SLM's own windows and its partner's (the two read a unit alike)."""
+        self.options.focus = on
+        if self.partner is not None:
+            self.partner.set_focus(on)
+
     def clear_cache(self) -> None:
         """Forget what earlier calls memoised (scores by prompt, the prompt builder's token
         counts of lines), so the next call computes everything (benchmarks)."""

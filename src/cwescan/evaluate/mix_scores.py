@@ -70,7 +70,7 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
     """Score the labelled parts and the corpus parts with one model (``detector``: slm or
     encoder; ``model``: its folder, default the shipped one); write JSON to ``out``.
     ``labelled_only``: the labelled parts alone (their CWE and line answers, e.g. on a CPU).
-    ``focus``: the SLM reads long units only around their sinks and sources, as a scan does."""
+    ``focus``: the model reads long units only around their sinks and sources, as a scan does."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -85,7 +85,7 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
         from cwescan.detectors.encoder import EncoderDetector
 
         det = EncoderDetector(precision=precision, device=device, threshold=0.0,
-                              model_path=model)
+                              model_path=model, focus=focus)
         folder = det.directory
     else:
         raise ValueError(f"eval-mix scores the slm or the encoder, not {detector!r}")
@@ -93,7 +93,7 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
     manifest = read_manifest(negatives)
     result = {"command": command, "detector": detector, "adapter": str(folder), "adapter_files": det.card.get("files"),
               "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
-              "precision": precision, "device": device, **({"focus": focus} if detector == "slm" else {}),
+              "precision": precision, "device": device, "focus": focus,
               "labelled": {}, "negatives": {}, "seconds": {}}
     for part in parts:
         t0 = time.perf_counter()

@@ -5,12 +5,13 @@ applied to exactly the scores the detector produces."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from cwescan.ml.attention import no_plan_attention
+from cwescan.ml.focus import focused
 from cwescan.ml.encoder.model import EncoderClassifier
 from cwescan.ml.encoder.tokenizer import PAD, SPECIAL_TOKENS
 from cwescan.ml.encoder.windows import Window, make_windows
@@ -41,9 +42,14 @@ def score_texts(
     device: str | torch.device = "cpu",
     batch_tokens: int = 8192,
     autocast_dtype: torch.dtype | None = None,
+    focus: Sequence[Collection[int]] | None = None,
 ) -> list[UnitScore]:
+    """One score per text. ``focus``: per text, the lines (1-based) a text longer than one
+    window is read around (``cwescan.ml.focus``); None reads every window."""
     cfg = model.config
-    per_text = [make_windows(tok, t, cfg.window_tokens, cfg.overlap_tokens) if t.strip() else [] for t in texts]
+    focus = focus if focus is not None else [()] * len(texts)
+    per_text = [focused(make_windows(tok, t, cfg.window_tokens, cfg.overlap_tokens), f) if t.strip() else []
+                for t, f in zip(texts, focus, strict=True)]
     flat = [(i, w) for i, ws in enumerate(per_text) for w in ws]
     # longest first, so each batch pads little and the token budget holds
     order = sorted(range(len(flat)), key=lambda k: -len(flat[k][1].ids))

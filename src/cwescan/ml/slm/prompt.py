@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.codeprep import strip_comments
+from cwescan.ml.focus import focused
 from cwescan.core.units import Unit, model_code, split_lines
 
 INSTRUCTION = (
@@ -192,11 +193,7 @@ class PromptBuilder:
         """Prompts covering every line of ``code`` (unit-relative numbering); when it takes more
         than one window and ``focus`` (unit-relative lines) is given, only the windows that hold
         a focus line (all of them when none does)."""
-        out = self._all_windows(code, hints, callers)
-        if len(out) < 2 or not focus:
-            return out
-        kept = [w for w in out if any(w.first_line <= line <= w.last_line for line in focus)]
-        return kept or out
+        return focused(self._all_windows(code, hints, callers), focus)
 
     def _all_windows(self, code: str, hints: Sequence[Hint], callers: Sequence[str]) -> list[Window]:
         lines = split_lines(code) or [""]
