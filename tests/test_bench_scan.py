@@ -40,7 +40,12 @@ def test_bench_scan_cold_then_warm(tmp_path, monkeypatch):
     assert cold["model_units_per_s"] > 0 and warm["model_units_per_s"] is None
     assert cold["findings"] == warm["findings"] and cold["detectors"] == ["static", "slm"]
     md = (out / "scan.md").read_text()
-    assert md.count("\n") == 4 and "| cold cache |" in md and "| warm cache |" in md
+    assert md.count("\n") == 7 and "| cold cache |" in md and "| warm cache |" in md
+    # where memory peaked: resident now / peak so far at the stage marks, peaks never fall
+    assert list(cold["memory"])[0] == "model stage start" and list(cold["memory"])[-1] == "end"
+    peaks = [peak for _, peak in cold["memory"].values()]
+    assert peaks == sorted(peaks) and peaks[-1] <= cold["peak_rss_mb"]
+    assert "- cold cache, resident MB now / peak so far: model stage start" in md
 
 
 @pytest.mark.slow  # heavy torch work (training, compile, ONNX export, a real tree)

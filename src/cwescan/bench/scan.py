@@ -34,7 +34,7 @@ from pathlib import Path
 import typer
 
 from cwescan.bench.static import collect, stdlib_path
-from cwescan.core.process import peak_rss_mb
+from cwescan.core.process import peak_rss_mb, rss_mb
 
 
 def build_tree(source: Path, files: int, dest: Path) -> list[str]:
@@ -75,7 +75,11 @@ class ScanRun:
     first_stage: str = "encoder"  # the scan's --first-stage
     first_stage_cleared: int = 0  # units the first stage cleared before the SLM
     first_stage_s: float = 0.0  # of the model stage: the first stage's (wall, from the progress reports)
-    focus: bool = True  # the SLM read long units only in the windows around their sinks and sources
+    focus: bool = True  # the models read long units only in the windows around their sinks and sources
+    # resident MB now / peak so far, at the model stage's start (files parsed and triaged), after
+    # the first stage, after the SLM's first batch (its model loaded) and at the end: where the
+    # peak RSS is reached
+    memory: dict = field(default_factory=dict)
 
     @property
     def files_per_s(self) -> float:
@@ -124,15 +128,25 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     names = detector_names or default_detectors()[0]
     marks: dict[str, float] = {}
 
+    memory: dict[str, list[float | None]] = {}
+
+    def remember(point: str) -> None:
+        if point not in memory:
+            memory[point] = [_rounded(rss_mb()), _rounded_peak_rss()]
+
     def progress(stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
         if stage.endswith((" units", " first stage")) and "model" not in marks:
             marks["model"], marks["model_cpu"] = now, time.process_time()
+            remember("model stage start")
         if stage.endswith(" first stage"):  # reported at its start (0 done) and its end
             if done == 0:
                 marks["first_stage_start"] = now
             elif "first_stage_start" in marks:
                 marks["first_stage_s"] = marks.get("first_stage_s", 0.0) + now - marks.pop("first_stage_start")
+                remember("first stage end")
+        elif stage.endswith(" units") and "first stage end" in memory and done > marks.setdefault("units_after_first", done):
+            remember("first model batch")  # the model is loaded by now
 
     c0 = _cpu_seconds()
     t0 = time.perf_counter()
@@ -157,6 +171,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     report = scan([tree], options, detectors=detectors, progress=progress)
     t2 = time.perf_counter()
     c2, p2 = _cpu_seconds(), time.process_time()
+    remember("end")
     stage = report.stats.get("model_stage") or {}
     counted = {k: sum(d.stats.get(k, 0) for d in slm)
                for k in ("windows", "scored_windows", "tokens", "prefix_tokens")}
@@ -171,7 +186,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
         model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
         first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0),
-        first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, **counted)
+        first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, memory=memory, **counted)
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
@@ -242,6 +257,11 @@ def scan_table(result: dict) -> str:
                     f"{r['cached']:,} | {r['findings']} | {r['create_s']:.1f} | {r['static_s']:.1f} | "
                     f"{r['model_s']:.1f} ({r.get('first_stage_s', 0.0):.1f}) | {ups} | {r['cpu_s']:.1f} | {r['model_cpu_s']:.1f} | {upc} | "
                     f"{r['windows']:,} ({r['scored_windows']:,}) | {tpu} | {r['peak_rss_mb'] or 0:,.0f} |")
+    rows.append("")
+    for r in result["runs"]:
+        if r.get("memory"):
+            points = ", ".join(f"{k} {now or 0:,.0f} / {peak or 0:,.0f}" for k, (now, peak) in r["memory"].items())
+            rows.append(f"- {r['name']}, resident MB now / peak so far: {points}")
     return "\n".join(rows) + "\n"
 
 
@@ -416,5 +436,8 @@ def triage_command(
 
 
 def _rounded_peak_rss() -> float | None:
-    mb = peak_rss_mb()
+    return _rounded(peak_rss_mb())
+
+
+def _rounded(mb: float | None) -> float | None:
     return round(mb, 1) if mb is not None else None

@@ -5,6 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def rss_mb() -> float | None:
+    """This process's resident set now, in MiB (None where /proc is not there)."""
+    import os
+
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def peak_rss_mb() -> float | None:
     """This process's peak resident set in MiB. /proc's VmHWM belongs to the current address
     space; getrusage's ru_maxrss is only the fallback because a spawned child inherits the

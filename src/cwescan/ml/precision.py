@@ -34,7 +34,6 @@ models`` from measurements: the fastest precision that lost at most one F1 point
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from pathlib import Path
 
@@ -104,14 +103,6 @@ def tune_cpu_allocator(mmap_threshold: int = 32 * 2**20, trim_threshold: int = 2
 HEAP_BOUND_MB = 1536  # resident size above which a scoring call hands free heap memory back
 
 
-def _rss_mb() -> float | None:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def release_free_memory(above_mb: float | None = None) -> bool:
     """Hand the heap's free memory back to the kernel (glibc ``malloc_trim``); with
     ``above_mb``, only when the process is resident above that many MB. The thresholds above keep
@@ -123,7 +114,9 @@ def release_free_memory(above_mb: float | None = None) -> bool:
     import ctypes.util
 
     if above_mb is not None:
-        rss = _rss_mb()
+        from cwescan.core.process import rss_mb
+
+        rss = rss_mb()
         if rss is None or rss <= above_mb:
             return False
     try:
