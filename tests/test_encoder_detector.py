@@ -126,3 +126,22 @@ def test_a_long_unit_is_read_only_where_it_touches_a_sink(artifact):
     assert p_near <= p_whole + 1e-6  # fewer windows: the most suspicious one can only be milder
     # focus is part of what a cached answer depends on
     assert near.cache_identity() != whole.cache_identity()
+
+
+def test_as_a_partner_it_reads_where_it_is_told(artifact):
+    # a hard-coded secret far from the sink: a rule finding on a line that is no sink call
+    body = "".join(f"    total = total + {i}\n" for i in range(30))
+    code = (f"import os\n\n\ndef build(cmd):\n    password = 'hunter2'\n    total = 0\n{body}"
+            "    os.system('make ' + cmd)\n    return total\n")
+    [unit] = [u for u in parse_source("long.py", code).units if u.qualname == "build"]
+    lines = unit.code.split("\n")
+    secret = next(i + 1 for i, line in enumerate(lines) if "hunter2" in line)
+    sink = next(i + 1 for i, line in enumerate(lines) if "os.system" in line)
+    det = create("encoder", model_path=artifact)
+    det.score([unit])
+    own = det.windows_scored
+    det.clear_cache()
+    det.score_around([unit], [{sink, secret}])
+    assert det.windows_scored > own  # the secret's window too
+    det.clear_cache()
+    assert det.score_around([unit], [{sink}]) == det.score([unit])  # the same focus: the same answer

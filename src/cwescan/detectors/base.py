@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from cwescan.core.findings import Finding, in_unit
 from cwescan.core.policy import DecisionPolicy
@@ -131,6 +131,12 @@ class ModelDetector(Detector):
 
     @abstractmethod
     def score(self, units: Sequence[Unit]) -> list[float]: ...
+
+    def score_around(self, units: Sequence[Unit], focus: Sequence[Collection[int]]) -> list[float]:
+        """``score``, with each long unit read around the given unit-relative ``focus`` lines
+        instead of the model's own (a pair partner reads a unit where the SLM does: its sinks,
+        sources and rule findings). Models without windows score as ``score``."""
+        return self.score(units)
 
     @abstractmethod
     def cache_identity(self) -> dict | None:

@@ -8,7 +8,7 @@ at the line the line head points at, typed by the family head."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 from cwescan.core.policy import DecisionPolicy
@@ -89,14 +89,16 @@ class EncoderDetector(ModelDetector):
                 "device": str(self.device), "threshold": self.threshold,
                 "options": {"focus": True} if self.focus else None}
 
-    def _scores(self, units: Sequence[Unit]):
+    def _scores(self, units: Sequence[Unit], focus: Sequence[Collection[int]] | None = None):
         from cwescan.ml.encoder.infer import score_texts
 
         self.load()
 
         # Comments and docstrings are attacker-written prose: without them "# safe: validated"
         # cannot flip a verdict (docs/ROBUSTNESS.md). Line numbers are kept.
-        keys = [(strip_comments(model_code(u)), self._focus(u)) for u in units]
+        if focus is None or not self.focus:
+            focus = [self._focus(u) for u in units]
+        keys = [(strip_comments(model_code(u)), tuple(sorted(f))) for u, f in zip(units, focus, strict=True)]
         todo = sorted({k for k in keys if k not in self._memo})
         if todo:
             scores = score_texts(self.model, self.tokenizer, [t for t, _ in todo], device=self.device,
@@ -108,14 +110,18 @@ class EncoderDetector(ModelDetector):
         return [self._memo[k] for k in keys]
 
     def _focus(self, unit: Unit) -> tuple[int, ...]:
-        """Unit-relative lines of the unit's sink calls and source reads (empty with focus off).
-        Rule findings sit on such lines, and the encoder judges the code alone (no hints)."""
+        """Unit-relative lines of the unit's sink calls and source reads (empty with focus off);
+        as the SLM's partner it is given the SLM's focus lines instead (``score_around``), which
+        add the lines of rule findings."""
         if not self.focus:
             return ()
         return tuple(sorted(line - unit.start_line + 1 for line in surface_lines(unit)))
 
     def score(self, units: Sequence[Unit]) -> list[float]:
         return [s.prob for s in self._scores(units)]
+
+    def score_around(self, units: Sequence[Unit], focus: Sequence[Collection[int]]) -> list[float]:
+        return [s.prob for s in self._scores(units, focus)]
 
     def detect(self, units: Sequence[Unit],
                hints: dict[str, list[Finding]] | None = None) -> list[Finding]:

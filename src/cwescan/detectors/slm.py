@@ -303,7 +303,12 @@ class SLMDetector(ModelDetector):
         own = [max(p for p, _ in s) for s in per]
         if self.pairing is None:
             return own
-        return [fuse(p, q, self.pairing.weight) for p, q in zip(own, self.partner.score(units), strict=True)]
+        theirs = self._partner_scores(units, self._hint_map(None))
+        return [fuse(p, q, self.pairing.weight) for p, q in zip(own, theirs, strict=True)]
+
+    def _partner_scores(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[float]:
+        """The partner's scores, each long unit read where the SLM reads it (its focus lines)."""
+        return self.partner.score_around(units, [self._focus(u, hints) for u in units])
 
     def _hint_map(self, hints: dict[str, list[Finding]] | None) -> dict[str, list[Finding]]:
         merged: dict[str, list[Finding]] = {}
@@ -358,7 +363,7 @@ class SLMDetector(ModelDetector):
         hint_map = self._hint_map(hints)
         windows = self._windows(units, hint_map)
         cut = 0.5 if self.mode == "generate" else self.threshold
-        partner = self.partner.score(units) if self.pairing is not None else [None] * len(units)
+        partner = self._partner_scores(units, hint_map) if self.pairing is not None else [None] * len(units)
         # with a partner, a unit's window needs its CWE and line only where the pair can flag it
         cuts = [cut if q is None else slm_needed(cut, q, self.pairing.weight) for q in partner]
         scores = self._score_windows(windows, cuts)
