@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span, model_code
-from cwescan.scan.triage import surface_lines, unit_surface
+from cwescan.scan.triage import focus_lines, unit_surface
 from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.artifacts import ArtifactError, model_dir, verify
 from cwescan.ml.codeprep import strip_comments
@@ -115,13 +115,11 @@ class EncoderDetector(ModelDetector):
             self._memo.update(zip(todo, scores, strict=True))
         return [self._memo[k] for k in keys]
 
-    def _focus(self, unit: Unit) -> tuple[int, ...]:
+    def _focus(self, unit: Unit) -> frozenset[int]:
         """Unit-relative lines of the unit's sink calls and source reads (empty with focus off);
         as the SLM's partner it is given the SLM's focus lines instead (``score_around``), which
         add the lines of rule findings."""
-        if not self.focus:
-            return ()
-        return tuple(sorted(line - unit.start_line + 1 for line in surface_lines(unit)))
+        return focus_lines(unit) if self.focus else frozenset()
 
     def score(self, units: Sequence[Unit]) -> list[float]:
         return [s.prob for s in self._scores(units)]

@@ -45,7 +45,7 @@ from cwescan.core.pair import Pairing, PairUnavailable, fuse, slm_needed
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span
 from cwescan.scan.combine import second_opinion
-from cwescan.scan.triage import surface_lines, unit_surface
+from cwescan.scan.triage import focus_lines, unit_surface
 from cwescan.core.units import Unit
 
 PREP_POOL_MIN_UNITS = 256  # fewer units cost less to strip here than to send to workers
@@ -222,10 +222,7 @@ class SLMDetector(ModelDetector):
     def _focus(self, unit: Unit, hints: dict[str, list[Finding]]) -> frozenset[int]:
         """Unit-relative lines a long unit is read around: its sink calls and source reads, and
         the lines of rule findings in it (empty with the option off)."""
-        if not self.options.focus:
-            return frozenset()
-        lines = surface_lines(unit) | {f.start_line for f in hints.get(unit.path, []) if in_unit(f, unit)}
-        return frozenset(line - unit.start_line + 1 for line in lines)
+        return focus_lines(unit, hints.get(unit.path, ())) if self.options.focus else frozenset()
 
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
         unit_hints = [self._hints_for(u, hints) for u in units]

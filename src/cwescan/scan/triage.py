@@ -203,6 +203,13 @@ def surface_lines(unit: Unit) -> frozenset[int]:
     return frozenset(s.line for s in surfaces(unit, *file_names(unit.file)))
 
 
+def focus_lines(unit: Unit, findings: Sequence[Finding] = ()) -> frozenset[int]:
+    """Unit-relative lines a model reads a long unit around (``cwescan.ml.focus``): its sink
+    calls and source reads, and the lines of those ``findings`` (rule findings) that lie in it."""
+    lines = surface_lines(unit) | {f.start_line for f in findings if in_unit(f, unit)}
+    return frozenset(line - unit.start_line + 1 for line in lines)
+
+
 def surfaces(unit: Unit, imports: dict[str, str],
              bound: frozenset[str] = frozenset()) -> Iterator[Surface]:
     """Every place where ``unit`` touches a security-relevant surface (``surface``), in walk
