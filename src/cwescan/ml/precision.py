@@ -38,6 +38,7 @@ import warnings
 from pathlib import Path
 
 from cwescan.core.precisions import PRECISIONS
+from cwescan.core.process import rss_mb
 
 PRECISION_FILE = Path(__file__).parents[1] / "models" / "precision.json"
 INT4_GROUP_SIZE = 32
@@ -114,8 +115,6 @@ def release_free_memory(above_mb: float | None = None) -> bool:
     import ctypes.util
 
     if above_mb is not None:
-        from cwescan.core.process import rss_mb
-
         rss = rss_mb()
         if rss is None or rss <= above_mb:
             return False

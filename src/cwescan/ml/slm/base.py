@@ -162,10 +162,12 @@ def convert_gguf(gguf_path: str | os.PathLike, out_dir: str | os.PathLike) -> Pa
     return out_dir
 
 
-def converted_dir(name: str = "smollm2-135m", gguf_path: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """Directory of the cached plain checkpoint (converting on first use) and the GGUF sha256."""
+def converted_dir(name: str = "smollm2-135m", gguf_path: str | os.PathLike | None = None,
+                  gguf_sha256: str | None = None) -> tuple[Path, str]:
+    """Directory of the cached plain checkpoint (converting on first use) and the GGUF sha256
+    (``gguf_sha256``: already computed by the caller for that file)."""
     gguf = locate_gguf(name, gguf_path)
-    digest = sha256_file(gguf)
+    digest = gguf_sha256 or sha256_file(gguf)
     out = cache_root() / "base" / f"{gguf.stem}-{digest[:16]}"
     if not (out / "config.json").is_file():
         convert_gguf(gguf, out)
@@ -177,9 +179,11 @@ def load_base(
     gguf_path: str | os.PathLike | None = None,
     dtype=None,
     directory: str | os.PathLike | None = None,
+    gguf_sha256: str | None = None,
 ):
     """(model, tokenizer, info) for a base model. ``directory`` loads an already plain checkpoint
-    (e.g. a tiny test model) instead of a GGUF."""
+    (e.g. a tiny test model) instead of a GGUF; ``gguf_sha256``: the GGUF's hash when the caller
+    has it (a 491 MB base takes seconds to hash)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -187,7 +191,7 @@ def load_base(
         d, digest, gguf_name = Path(directory), None, None
     else:
         gguf = locate_gguf(name, gguf_path)  # once: for a joined GGUF each call re-hashes 491 MB
-        d, digest = converted_dir(name, gguf)
+        d, digest = converted_dir(name, gguf, gguf_sha256)
         gguf_name = gguf.name
     tokenizer = AutoTokenizer.from_pretrained(str(d))
     model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype or torch.float32)

@@ -94,12 +94,12 @@ def load(name: str, adapter_dir: Path, card: dict, precision: str):
     dtype_name = FLOAT_DTYPES.get(precision)
     files = card.get("files") or {}
     if dtype_name is None or not files:  # quantized precisions, or an adapter without hashes: no cache
-        model, tok, _ = base.load_base(name, gguf)
+        model, tok, _ = base.load_base(name, gguf, gguf_sha256=digest)
         return merge(model, adapter_dir), tok
     key = cache_key(digest, files, precision)
     out = cache_dir(key)
     if not _cached(out, key):
-        model, tok, _ = base.load_base(name, gguf)
+        model, tok, _ = base.load_base(name, gguf, gguf_sha256=digest)
         model = merge(model, adapter_dir).to(getattr(torch, dtype_name))
         if not _store(model, tok, key, out):
             return model, tok  # not cached (a full or read-only disk, a race): use it as built
