@@ -145,8 +145,13 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
             elif "first_stage_start" in marks:
                 marks["first_stage_s"] = marks.get("first_stage_s", 0.0) + now - marks.pop("first_stage_start")
                 remember("first stage end")
-        elif stage.endswith(" units") and "first stage end" in memory and done > marks.setdefault("units_after_first", done):
-            remember("first model batch")  # the model is loaded by now
+        elif stage.endswith(" units") and "first stage end" in memory:
+            # the model's stage reports first what the cache and the first stage settled, then
+            # each batch: the first report past that one comes after a batch (the model loaded)
+            if "units_after_first" not in marks:
+                marks["units_after_first"] = done
+            elif done > marks["units_after_first"]:
+                remember("first model batch")
 
     c0 = _cpu_seconds()
     t0 = time.perf_counter()
