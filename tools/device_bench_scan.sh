@@ -7,10 +7,16 @@
 #   cores 0-1  the default scan
 #   cores 2-3  SECOND=baseline (default): the same with BASELINE_ARGS (default: --no-focus, the
 #              models read whole units); SECOND=precisions: `cwescan bench models` of the SLM at
-#              fp32 and bf16 (units per CPU-second of each precision on 2 cores)
-#   cores 4-15 the default scan with the models on the GPU, then `cwescan eval-mix` of MIX_DETECTOR
-#              (default slm) on the GPU with and without focus (labelled parts and the negatives
-#              corpus, rebuilt on the device from its own site-packages while the pieces travel)
+#              fp32 and bf16 (units per CPU-second of each precision on 2 cores);
+#              SECOND=without-torchao: the default scan in a virtual environment that has every
+#              package of the device's but torchao (the `models` extra a user installs has no
+#              torchao; the `bench` extra brings it, and transformers imports it when present)
+#   cores 4-15 GPU=scan (default): the default scan with the models on the GPU, then `cwescan
+#              eval-mix` of MIX_DETECTOR (default slm) on the GPU with and without focus (labelled
+#              parts and the negatives corpus, rebuilt on the device from its own site-packages
+#              while the pieces travel); GPU=train-slm: two runs (a, b) of `cwescan train slm
+#              --recipe $SLM_RECIPE` side by side on the GPU, each followed by `cwescan eval-mix`
+#              of its adapter (a second run measures reproduction)
 #
 # The SmolLM2 GGUF (98 MB) goes in pieces over consecutive calls while the machine stays warm;
 # the wheels the device image lacks, the tree and the labelled data ride in c01:
@@ -29,15 +35,31 @@ GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 BASELINE_ARGS=${BASELINE_ARGS:---no-focus}
 SECOND=${SECOND:-baseline}
 MIX_DETECTOR=${MIX_DETECTOR:-slm}
+GPU=${GPU:-scan}
+SLM_RECIPE=${SLM_RECIPE:-recipes/slm-smollm2-neg100.yaml}
+NOAO=/tmp/venv-without-torchao
 stage=${1:?usage: device_bench_scan.sh prepare|stash DIR|launch|poll SECONDS|collect}
 
 envs() {  # jobs import from a copy of the code: each call re-syncs the checkout under a running job
     echo "PYTHONPATH=$STASH/code/src:/tmp/site PYTHONUNBUFFERED=1 CWESCAN_BASE_GGUF=$STASH/$GGUF CWESCAN_CACHE=$STASH/cache" \
-         "CWESCAN_DATA=$STASH/datasets CWESCAN_SPLITS=$STASH/code/data/splits"
+         "CWESCAN_DATA=$STASH/datasets CWESCAN_SPLITS=$STASH/code/data/splits CWESCAN_NEGATIVES=$STASH/negatives"
 }
 
 code_copy() {
-    rm -rf "$STASH/code" && mkdir -p "$STASH/code" && cp -r src data "$STASH/code/"
+    rm -rf "$STASH/code" && mkdir -p "$STASH/code" && cp -r src data recipes "$STASH/code/"
+}
+
+venv_without_torchao() {  # the device's packages, torchao left out, as a virtual environment
+    local site
+    site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    rm -rf "$NOAO" && python3 -m venv --without-pip "$NOAO"
+    local own
+    own=$("$NOAO/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    for entry in "$site"/*; do
+        case "$(basename "$entry")" in torchao|torchao-*) continue ;; esac
+        ln -s "$entry" "$own/$(basename "$entry")"
+    done
+    "$NOAO/bin/python" -c 'import importlib.util as u, torch, transformers; assert u.find_spec("torchao") is None; print("venv without torchao:", torch.__version__, transformers.__version__)'
 }
 
 case "$stage" in
@@ -84,7 +106,13 @@ launch)
     bench="python3 -m cwescan bench scan --files 1000 --path $STASH/src/tree"
     device_job "$STASH/runs/cpu2-default" "$(envs) OMP_NUM_THREADS=2" \
         "taskset -c 0,1 $bench --out $STASH/runs/cpu2-default --device cpu --jobs 2"
-    if [ "$SECOND" = precisions ]; then
+    python3 -c 'import importlib.util as u; print("torchao on the device:", u.find_spec("torchao") is not None)'
+    if [ "$SECOND" = without-torchao ]; then
+        venv_without_torchao || { echo "no environment without torchao: the second run is skipped"; }
+        [ -x "$NOAO/bin/python" ] && device_job "$STASH/runs/cpu2-without-torchao" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 2,3 $NOAO/bin/python -m cwescan bench scan --files 1000 --path $STASH/src/tree \
+             --out $STASH/runs/cpu2-without-torchao --device cpu --jobs 2"
+    elif [ "$SECOND" = precisions ]; then
         device_job "$STASH/runs/cpu2-precisions" "$(envs) OMP_NUM_THREADS=2" \
             "taskset -c 2,3 python3 -m cwescan bench models --models slm --precisions fp32,bf16 --device cpu \
              --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
@@ -93,12 +121,22 @@ launch)
         device_job "$STASH/runs/cpu2-baseline" "$(envs) OMP_NUM_THREADS=2" \
             "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
     fi
-    mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
-    device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
-        "taskset -c 4-15 $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
-         taskset -c 4-15 $mix --out $STASH/runs/gpu/mix-focus.json &&
-         taskset -c 4-15 $mix --no-focus --out $STASH/runs/gpu/mix-whole.json"
-    echo "started 3 jobs"
+    if [ "$GPU" = train-slm ]; then
+        for run in slm-a slm-b; do  # the same command twice: GPU kernels are not bitwise deterministic
+            device_job "$STASH/runs/$run" "$(envs) OMP_NUM_THREADS=6 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \
+                "cd $STASH/code && taskset -c 4-15 python3 -m cwescan train slm --recipe $SLM_RECIPE \
+                   --out $STASH/runs/$run/adapter --device cuda &&
+                 taskset -c 4-15 python3 -m cwescan eval-mix --model $STASH/runs/$run/adapter \
+                   --negatives $STASH/negatives --device cuda --out $STASH/runs/$run/scores.json"
+        done
+    else
+        mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
+        device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
+            "taskset -c 4-15 $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
+             taskset -c 4-15 $mix --out $STASH/runs/gpu/mix-focus.json &&
+             taskset -c 4-15 $mix --no-focus --out $STASH/runs/gpu/mix-whole.json"
+    fi
+    echo "started the jobs"
     ;;
 poll)
     device_poll "$STASH/runs" "${2:-60}" 4
@@ -113,6 +151,11 @@ collect)
     gzip -c "$STASH/runs/gpu/mix-whole.json" > "$OUT/$MIX_DETECTOR-whole.json.gz" 2>/dev/null || true
     cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
     cp "$STASH/negatives/MANIFEST.json" "$OUT/NEGATIVES-MANIFEST.json" 2>/dev/null || true
+    for run in slm-a slm-b; do  # adapter, card and realistic-mix scores of each training run
+        [ -d "$STASH/runs/$run/adapter" ] || continue
+        (cd "$STASH/runs/$run" && gzip -f scores.json 2>/dev/null;
+         tar --exclude='adapter/logs' -czf "$OUT/$run.tgz" adapter scores.json.gz log.txt) || true
+    done
     ls -la "$OUT"
     ;;
 *)
