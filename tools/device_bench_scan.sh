@@ -11,6 +11,11 @@
 #              SECOND=without-torchao: the default scan in a virtual environment that has every
 #              package of the device's but torchao (the `models` extra a user installs has no
 #              torchao; the `bench` extra brings it, and transformers imports it when present)
+#   SECOND=memory: instead of the above, four default scans side by side, cores 0-1 .. 6-7, with
+#              the merged model cached beforehand (a user's first scan builds it once), to find
+#              where the SLM stage's resident set grows: as is, with oneDNN's primitive cache
+#              (one compiled kernel per new matrix shape, 1,024 kept by default) capped at 16
+#              and at 0 (off), and with glibc's malloc arenas capped at 2
 #   cores 4-15 GPU=scan (default): the default scan with the models on the GPU, then `cwescan
 #              eval-mix` of MIX_DETECTOR (default slm) on the GPU with and without focus (labelled
 #              parts and the negatives corpus, rebuilt on the device from its own site-packages
@@ -104,6 +109,19 @@ launch)
     # convert the base once, outside the timed runs (a user's first scan pays it once too)
     env $(envs) python3 -c "from cwescan.ml.slm.base import converted_dir; print(converted_dir('smollm2-135m'))" 2>&1 | tail -1
     bench="python3 -m cwescan bench scan --files 1000 --path $STASH/src/tree"
+    if [ "$SECOND" = memory ]; then
+        env $(envs) python3 -c "from cwescan.detectors.slm import SLMDetector; SLMDetector(precision='bf16').load()" 2>&1 | tail -1
+        cores=0
+        for variant in as-is:X=1 primitive-cache-16:ONEDNN_PRIMITIVE_CACHE_CAPACITY=16 \
+                       primitive-cache-0:ONEDNN_PRIMITIVE_CACHE_CAPACITY=0 malloc-arenas-2:MALLOC_ARENA_MAX=2; do
+            name=${variant%%:*}
+            device_job "$STASH/runs/cpu2-$name" "$(envs) OMP_NUM_THREADS=2 ${variant#*:}" \
+                "taskset -c $cores,$((cores + 1)) $bench --out $STASH/runs/cpu2-$name --device cpu --jobs 2"
+            cores=$((cores + 2))
+        done
+        echo "started the memory runs"
+        exit 0
+    fi
     device_job "$STASH/runs/cpu2-default" "$(envs) OMP_NUM_THREADS=2" \
         "taskset -c 0,1 $bench --out $STASH/runs/cpu2-default --device cpu --jobs 2"
     python3 -c 'import importlib.util as u; print("torchao on the device:", u.find_spec("torchao") is not None)'
