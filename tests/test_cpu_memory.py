@@ -37,3 +37,42 @@ def test_free_tensor_memory_is_returned_after_a_call():
     assert rss_mb() - before > 200
     assert release_free_memory(above_mb=before + 100)
     assert rss_mb() - before < 100
+
+
+KERNEL_PROBE = """
+import torch
+from cwescan.ml.precision import apply_precision
+apply_precision(torch.nn.Linear(4, 4), "fp32", "cpu")  # before any oneDNN kernel, as a scan does
+conv = lambda size: torch.nn.functional.conv2d(torch.ones(4, 16, size, size), torch.ones(16, 16, 3, 3))
+with torch.no_grad():
+    for size in range(16, 36):  # 20 shapes
+        conv(size)
+    print("AGAIN", flush=True)
+    conv(16)  # the first shape again
+"""
+
+
+def _kernels_made_again(env_extra: dict) -> list[str] | None:
+    """In a fresh process, oneDNN's verbose record ('cache_hit' / 'cache_miss') of the kernels
+    the first of 20 convolution shapes needs when it comes again; None when oneDNN ran none."""
+    import os
+    import re
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    env.update(ONEDNN_VERBOSE="2", **env_extra)
+    out = subprocess.run([sys.executable, "-c", KERNEL_PROBE], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    if "create:" not in out:
+        return None
+    return re.findall(r"create:(cache_hit|cache_miss)", out.split("AGAIN", 1)[1])
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch without oneDNN")
+def test_cpu_models_bound_onednn_kernel_cache_unless_the_user_set_it():
+    bounded = _kernels_made_again({})
+    if bounded is None:
+        pytest.skip("this torch build ran no oneDNN convolution")
+    assert "cache_miss" in bounded  # evicted by the 19 shapes after it: the cache holds 16 kernels
+    users = _kernels_made_again({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"})
+    assert users and set(users) == {"cache_hit"}  # the user's own setting stands
