@@ -24,15 +24,23 @@ Assignments inside branches and loops join with what the name held before (taint
 ``if x: v = "default"`` does not hide the tainted ``v`` of the other path. A validation guard,
 an ``if`` that compares a tainted value (``in``/``==``/``startswith``/``commonpath``/an
 ``is_safe``-like call...) and then leaves (raise/return/abort) or overwrites the value, marks that
-value and the names it came from as checked from there on. This is deliberately simple: no
+value and the names it came from as checked from there on. A positive guard, an ``if`` whose test
+(or an operand of its top-level ``and``) is such a validation, ``x == C``/``x in C`` with ``x`` on
+the left, or a name assigned a validator's result (``ok = is_safe_url(u)``; ``if ok:``), marks
+them checked inside its body only. A prefix or containment check counts only on a path normalised
+by ``abspath``/``realpath``/``normpath``/``resolve()``. This is deliberately simple: no
 inter-procedural flow, no aliasing, no field sensitivity.
 """
 
 from __future__ import annotations
 
 import ast
-import re
 from dataclasses import dataclass, field, replace
+
+from cwescan.detectors.static.patterns import (
+    EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, is_validator,
+    last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
+    validation_calls, validation_test)
 
 TAINTED, UNKNOWN, CONSTANT = 2, 1, 0
 LEVEL_NAMES = {TAINTED: "tainted", UNKNOWN: "unknown", CONSTANT: "constant"}
@@ -89,16 +97,10 @@ SANITIZERS: dict[str, frozenset[str]] = {
     "BytesIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
     "StringIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
 }
-# calls whose test in an ``if`` is a validation of the value they look at
-VALIDATOR_WORDS = ("valid", "allowed", "safe", "check", "verify", "is_relative_to", "commonpath",
-                   "startswith", "endswith", "match", "fullmatch", "isalnum", "isdigit",
-                   "isidentifier", "isdecimal", "isnumeric", "isascii", "whitelist", "allowlist",
-                   "url_has_allowed_host_and_scheme", "is_safe_url")
 _PURE = {"str", "bytes", "repr", "format", "strip", "lstrip", "rstrip", "lower", "upper", "encode",
          "decode", "replace", "join", "dedent", "tuple", "list", "sorted", "chr", "ord", "hex", "abs",
          "min", "max", "round", "title", "capitalize", "zfill", "ljust", "rjust", "center",
          "dumps"}
-LEAVE_CALLS = {"abort", "exit", "_exit", "fail", "Http404", "HttpResponseBadRequest"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,8 @@ class Flow:
     safe_for: frozenset[str] = frozenset()  # sink kinds a sanitiser on the way made it safe for
     chain: frozenset[str] = frozenset()  # variables the value went through
     built: bool = False  # made by string building (f-string, +, %, format, join)
+    # went through abspath/realpath/normpath/resolve() since it was last built
+    normalised: bool = False
 
     def level_for(self, kind: str | None) -> int:
         if kind and self.level == TAINTED and ("*" in self.safe_for or kind in self.safe_for):
@@ -159,7 +163,7 @@ def join(flows, how: str = "") -> Flow:
     best: Flow | None = None
     safe: frozenset[str] | None = None
     chain: frozenset[str] = frozenset()
-    built = False
+    built, normalised = False, True
     for f in flows:
         chain |= f.chain
         built = built or f.built
@@ -168,12 +172,14 @@ def join(flows, how: str = "") -> Flow:
             best = f  # taint wins; among tainted values the strongest source kind
         if f.level == TAINTED:
             safe = f.safe_for if safe is None else safe & f.safe_for
+            normalised = normalised and f.normalised  # like safe_for: every tainted part
     if best is None:
         return CONST
     if best.level == CONSTANT:
         return CONST
     return replace(best, how=how or best.how, chain=chain, built=built or bool(how),
-                   safe_for=safe if safe is not None else best.safe_for)
+                   safe_for=safe if safe is not None else best.safe_for,
+                   normalised=normalised and safe is not None and not how)  # building undoes it
 
 
 def dotted(node: ast.AST) -> str | None:
@@ -186,14 +192,6 @@ def dotted(node: ast.AST) -> str | None:
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
-
-
-def last_name(func: ast.AST) -> str:
-    if isinstance(func, ast.Attribute):
-        return func.attr
-    if isinstance(func, ast.Name):
-        return func.id
-    return ""
 
 
 def _is_request(node: ast.AST) -> bool:
@@ -224,48 +222,17 @@ def environment_flow(key: ast.AST | None) -> Flow:
     return Flow(TAINTED, "environment", f"environment variable{named}")
 
 
-# cursor methods that return rows (DB-API, asyncpg, databases)
-_CURSOR_READS = {"fetchone", "fetchall", "fetchmany", "fetchval", "fetchrow", "fetch_one", "fetch_all",
-                 "fetch_val"}
-# ORM methods that return rows or model instances, when called on a query (below)
-_ORM_READS = {"get", "first", "one", "one_or_none", "all", "scalar", "scalars", "scalar_one",
-              "scalar_one_or_none", "get_or_404", "first_or_404", "one_or_404", "filter", "filter_by",
-              "values", "values_list", "latest", "earliest", "last", "in_bulk", "iterator"}
-# what makes a receiver chain a database query: ``Model.objects``, ``Model.query``,
-# ``session.query(...)``, ``session.execute(...)``, ``select(...)``
-_QUERY_ATTRS = {"objects", "query"}
-_QUERY_CALLS = {"query", "execute", "select", "filter", "filter_by", "order_by", "where", "scalars",
-                "raw", "exclude", "select_related", "prefetch_related", "annotate", "limit"}
-
-
-_DB_HANDLE = re.compile(r"(?i)(^|[._])(cur|cursor|conn|connection|db|database|session|engine)$")
-
-
-def database_read(func: ast.AST) -> str:
-    """"cur.fetchone()" when ``func`` reads rows back from a database, else ""."""
-    if not isinstance(func, ast.Attribute):
-        return ""
-    found = func.attr in _CURSOR_READS or func.attr in ("execute", "cursor") and bool(
-        _DB_HANDLE.search(ast.unparse(func.value)[-40:]))  # rows of a query, or a cursor over them
-    node = func.value
-    while not found and func.attr in _ORM_READS and isinstance(node, (ast.Attribute, ast.Call, ast.Subscript)):
-        found = (isinstance(node, ast.Attribute) and node.attr in _QUERY_ATTRS
-                 or isinstance(node, ast.Call) and last_name(node.func) in _QUERY_CALLS)
-        node = node.func if isinstance(node, ast.Call) else node.value
-    if not found:
-        return ""
-    text = ast.unparse(func)
-    return (text if len(text) <= 60 else "..." + text[-57:]) + "()"
-
-
 @dataclass
 class Scope:
     """Per-name flow events of one function (or the module), in line order."""
 
     events: dict[str, list[tuple[int, Flow]]] = field(default_factory=dict)
     parent: Scope | None = None
+    # names now holding a validator's result (``ok = is_safe_url(u)``): line, call
+    results: dict[str, tuple[int, ast.Call]] = field(default_factory=dict)
 
     def add(self, name: str, line: int, flow: Flow, conditional: bool) -> None:
+        self.results.pop(name, None)
         events = self.events.setdefault(name, [])
         if conditional and events:
             flow = join([events[-1][1], flow], how=flow.how)
@@ -389,6 +356,11 @@ class Analyzer:
             flow = self._eval(stmt.value, scope, line, 0)
             for t in stmt.targets:
                 self._assign(t, flow, scope, stmt.end_lineno or line, depth)
+            name = stmt.targets[0].id if isinstance(stmt.targets[0], ast.Name) else ""
+            # ``ok = is_safe_url(u)``, not in a branch that may leave an older ``ok``
+            if len(stmt.targets) == 1 and name and is_validator(stmt.value) and not (
+                    depth and len(scope.events[name]) > 1):
+                scope.results[name] = (line, stmt.value)
         elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
             self._assign(stmt.target, self._eval(stmt.value, scope, line, 0), scope,
                          stmt.end_lineno or line, depth)
@@ -408,7 +380,9 @@ class Analyzer:
             self._build(stmt.body, scope, None, depth + 1)
             self._build(stmt.orelse, scope, None, depth + 1)
         elif isinstance(stmt, ast.If):
+            inside = self._enter_guard(stmt, scope)
             self._build(stmt.body, scope, None, depth + 1)
+            self._leave_guard(stmt, scope, inside)
             self._build(stmt.orelse, scope, None, depth + 1)
             self._guard(stmt, scope)
         elif isinstance(stmt, (ast.With, ast.AsyncWith)):
@@ -438,26 +412,85 @@ class Analyzer:
 
     def _guard(self, stmt: ast.If, scope: Scope) -> None:
         """An ``if`` that validates tainted values and leaves or overwrites them marks them checked."""
-        if not _validation_test(stmt.test):
-            return
         line = stmt.lineno
-        checked: set[str] = set()
-        for n in ast.walk(stmt.test):
-            if isinstance(n, ast.Name):
-                f = scope.lookup(n.id, line)
-                if f is not None and f.level == TAINTED:
-                    checked |= f.chain | {n.id}
+        if not validation_test(stmt.test):
+            return
+        checked = self._tainted_names(stmt.test, scope, line)
         if not checked:
             return
-        assigned = {t.id for s in stmt.body for t in _assigned_names(s)}
-        if not (_leaves(stmt.body) or _leaves(stmt.orelse) or assigned & checked):
+        assigned = {t.id for s in stmt.body for t in assigned_names(s)}
+        if not (leaves(stmt.body) or leaves(stmt.orelse) or assigned & checked):
             return
         after = (stmt.end_lineno or line)
+        kinds = frozenset().union(*(self._credit(c, scope, line) for c in validation_calls(stmt.test)))
         for name in checked:
             f = scope.lookup(name, after + 1)
             if f is not None and f.level == TAINTED:
                 scope.events.setdefault(name, []).append(
-                    (after, replace(f, safe_for=frozenset("*"))))
+                    (after, replace(f, safe_for=f.safe_for | kinds)))
+
+    def _enter_guard(self, stmt: ast.If, scope: Scope) -> dict:
+        """A positive guard (``if p.startswith(root) and ...:``, ``if x in ALLOWED:``, ``if ok:``
+        after ``ok = is_safe_url(x)``) marks what it checks as checked inside its body only;
+        returns, per name, the event added and the flow to put back after the body."""
+        line = stmt.lineno
+        credits: list[tuple[set[str], frozenset[str]]] = []  # (names checked, sink kinds they are checked for)
+        for operand in positive_operands(stmt.test):
+            call = operand_call(operand)
+            if isinstance(operand, ast.Name) and operand.id in scope.results:
+                at, call = scope.results[operand.id]  # unless the value changed since
+                credits.append(({n for n in self._validated(call, scope, at)
+                                 if scope.lookup(n, at) is scope.lookup(n, line)}, self._credit(call, scope, at)))
+            elif call is not None:
+                credits.append((self._validated(call, scope, line), self._credit(call, scope, line)))
+            elif positive_comparison(operand) and all(
+                    self._eval(c, scope, line, 0).level == CONSTANT for c in operand.comparators):
+                # pins the name compared, not what it was computed from (``x = os.system(cmd)``)
+                credits.append((self._tainted_names(operand.left, scope, line) & {operand.left.id}, EVERY_KIND))
+        checked: dict[str, frozenset[str]] = {}
+        for names, kinds in credits:
+            checked.update({n: checked.get(n, frozenset()) | kinds for n in names})
+        end = stmt.test.end_lineno or line  # a one-line ``if t: body`` shares the test's line
+        at = end if stmt.body[0].lineno > end else end - 0.5
+        inside = {}
+        for name, kinds in checked.items():
+            f = scope.lookup(name, line)
+            if (name in scope.events and f is not None and f.level == TAINTED
+                    and "*" not in f.safe_for and not kinds <= f.safe_for):
+                inside[name] = ((at, replace(f, safe_for=f.safe_for | kinds)), f)
+                scope.events[name].append(inside[name][0])
+        return inside
+
+    def _leave_guard(self, stmt: ast.If, scope: Scope, inside: dict) -> None:
+        """After the guarded body a name holds what it held before the ``if``, or what the body
+        assigned it (without the guard's check)."""
+        end = stmt.body[-1].end_lineno or stmt.lineno
+        for name, (event, before) in inside.items():
+            events = scope.events[name]
+            if events[-1] is not event:  # reassigned in the body: without the guard's credit
+                last = events[-1][1]
+                before = join([before, replace(last, safe_for=last.safe_for - (event[1].safe_for - before.safe_for))])
+            events.append((end, before))
+
+    def _validated(self, call: ast.Call, scope: Scope, line: int) -> set[str]:
+        """The tainted names a validator call checks."""
+        return set().union(*(self._tainted_names(e, scope, line) for e in checked_exprs(call)))
+
+    def _credit(self, call: ast.Call | None, scope: Scope, line: int) -> frozenset[str]:
+        """The sink kinds passing ``call`` (None: a comparison) makes its values safe for."""
+        normalised = call is None or not needs_normalised(call) or all(
+            f.level != TAINTED or f.normalised for f in (self._eval(e, scope, line, 0) for e in checked_exprs(call)))
+        return check_credit(call, normalised)
+
+    def _tainted_names(self, expr: ast.AST, scope: Scope, line: int) -> set[str]:
+        """The tainted names ``expr`` reads, and the names their values went through."""
+        out: set[str] = set()
+        for n in ast.walk(expr):
+            if isinstance(n, ast.Name):
+                f = scope.lookup(n.id, line)
+                if f is not None and f.level == TAINTED:
+                    out |= f.chain | {n.id}
+        return out
 
     # -- evaluating expressions --------------------------------------------------------------
 
@@ -547,6 +580,8 @@ class Analyzer:
         if name == "join" and qual.endswith("path.join"):
             return join(args, "os.path.join()")
         flow = join([receiver, *args])
+        if flow.level == TAINTED and name in NORMALISERS:
+            return replace(flow, normalised=True)
         if flow.level == TAINTED or flow.source in _NAMED_UNKNOWN:
             return flow
         if name in _PURE and flow.level == CONSTANT:
@@ -560,38 +595,3 @@ def _is_route_decorator(dec: ast.AST) -> bool:
     name = last_name(target)
     return name in ("route", "get", "post", "put", "delete", "patch", "api_view", "websocket",
                     "view_config", "expose") and isinstance(target, ast.Attribute) or name == "api_view"
-
-
-def _validation_test(test: ast.AST) -> bool:
-    for n in ast.walk(test):
-        if isinstance(n, ast.Compare):
-            for op, right in zip(n.ops, n.comparators):
-                if isinstance(op, (ast.In, ast.NotIn)):
-                    return True
-                if isinstance(op, (ast.Eq, ast.NotEq)) and not (
-                        isinstance(right, ast.Constant) and right.value in (None, "", 0)):
-                    return True
-        elif isinstance(n, ast.Call):
-            name = last_name(n.func).lower()
-            if any(w in name for w in VALIDATOR_WORDS):
-                return True
-    return False
-
-
-def _leaves(body) -> bool:
-    if not body:
-        return False
-    last = body[-1]
-    if isinstance(last, (ast.Raise, ast.Return, ast.Continue, ast.Break)):
-        return True
-    return (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
-            and last_name(last.value.func) in LEAVE_CALLS)
-
-
-def _assigned_names(stmt):
-    if isinstance(stmt, ast.Assign):
-        for t in stmt.targets:
-            if isinstance(t, ast.Name):
-                yield t
-    elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and isinstance(stmt.target, ast.Name):
-        yield stmt.target

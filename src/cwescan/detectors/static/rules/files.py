@@ -39,10 +39,15 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     overwrite any file the process can reach (CWE-22).
 
     **Confidence.** Tainted paths only: a path that is merely untraced is too common to flag.
-    ``os.path.basename``, ``secure_filename`` and a validation guard (``if not
-    path.startswith(root): abort(404)``, ``commonpath`` checks) clear the taint. A plain
-    parameter passed straight to ``open()`` is the caller's choice and is not flagged; one
-    joined into a path is reported at 0.5, one severity lower.
+    ``os.path.basename``, ``secure_filename`` and a validation guard clear the taint: an ``if``
+    that rejects a path outside the folder (``if not path.startswith(root): abort(404)``,
+    ``commonpath`` checks), or one that opens it only inside the check (``if
+    path.startswith(root): open(path)``, ``if name in ALLOWED: ...``). A ``startswith``,
+    ``commonpath`` or ``is_relative_to`` check counts only on a path normalised first
+    (``os.path.realpath``/``abspath``/``normpath``, ``Path.resolve()``):
+    ``os.path.join(root, "../etc/passwd")`` still starts with ``root``. A plain parameter
+    passed straight to ``open()`` is the caller's choice and is not flagged; one joined into a
+    path is reported at 0.5, one severity lower.
 
     **Example.**
 

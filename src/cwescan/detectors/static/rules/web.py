@@ -228,7 +228,12 @@ def open_redirect(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **Confidence.** Tainted targets only. ``url_for()``/``reverse()`` targets are safe; an
     ``if`` that compares the URL's host with an allow-list (``url_has_allowed_host_and_scheme``,
-    ``netloc in ALLOWED``) and overwrites or rejects it clears the taint.
+    ``netloc in ALLOWED``) and overwrites or rejects it clears the taint, and so does
+    redirecting only inside the check (``if url_has_allowed_host_and_scheme(url, hosts):
+    return redirect(url)``, also with the result saved first: ``ok = is_safe_url(url)``,
+    ``if ok:``). A pattern check is not enough, before or around the redirect: ``//evil.example``
+    starts with ``/``, ``evil-example.com`` ends with ``example.com``, and an unescaped ``.`` in
+    a host regex matches any character.
 
     **Example.**
 
