@@ -81,9 +81,17 @@ def test_lower_precisions_stay_close_to_fp32(artifact, units, precision):
     assert max(abs(a - b) for a, b in zip(ref, got)) < 0.05
 
 
-def test_threshold_comes_from_config(tmp_path):
+def test_threshold_comes_from_config_when_the_card_has_none(tmp_path):
     d = tiny_artifact(tmp_path, threshold=0.37)
     assert create("encoder", model_path=d).threshold == pytest.approx(0.37)
+
+
+def test_the_cards_calibrated_threshold_decides_over_configs(tmp_path):
+    from cwescan.ml.artifacts import read_card, write_card
+
+    d = tiny_artifact(tmp_path, threshold=0.37)  # training's best-F1 threshold in config.json
+    write_card(d, {**read_card(d), "threshold": 0.81})  # `cwescan train calibrate --write`
+    assert create("encoder", model_path=d).threshold == pytest.approx(0.81)
 
 
 def test_tampered_weights_are_refused(tmp_path):

@@ -2,7 +2,8 @@
 (`src/cwescan/models/encoder/`), run over windows of each unit.
 
 ``score`` is native (P(vulnerable) per unit = max over the unit's windows); ``detect`` reports
-one finding per unit at or above the threshold chosen on validation (card.json / config.json),
+one finding per unit at or above its card's threshold (chosen on the validation mix at realistic
+prevalence; config.json's for an artifact whose card has none),
 at the line the line head points at, typed by the family head."""
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ class EncoderDetector(ModelDetector):
         self.tokenizer = None
         config = json.loads((directory / "config.json").read_text())
         self.families: list[str] = config["families"]
-        self.threshold = float(threshold if threshold is not None else config.get("threshold", 0.5))
+        # the card holds the decision (its model-only threshold, `cwescan train calibrate`), as the
+        # SLM's does; config.json's is the best-F1 threshold training left, for artifacts without one
+        self.threshold = float(threshold if threshold is not None
+                               else self.card.get("threshold", config.get("threshold", 0.5)))
         self.policy = DecisionPolicy.from_card(self.card)
         self.batch_tokens = batch_tokens
         # a unit longer than one window is read only around its sinks and sources (ml/focus.py)
