@@ -153,3 +153,21 @@ def test_as_a_partner_it_reads_where_it_is_told(artifact):
     assert det.windows_scored > own  # the secret's window too
     det.clear_cache()
     assert det.score_around([unit], [{sink}]) == det.score([unit])  # the same focus: the same answer
+
+
+def test_a_rule_finding_gets_the_encoders_second_opinion_instead_of_a_second_finding(artifact, units):
+    from cwescan.detectors.static import StaticDetector
+    from cwescan.scan.combine import SECOND_OPINION
+
+    rule = [f for f in StaticDetector().detect(units) if f.cwe == "CWE-78"]
+    assert rule, "the rules see os.system(\"ls \" + user)"
+    det = create("encoder", model_path=artifact, threshold=0.0)
+    findings = det.detect(units, hints={"app.py": rule})
+    run = next(u for u in units if u.qualname == "run")
+    in_run = [f for f in findings if run.start_line <= f.start_line <= run.end_line]
+    # one finding for the weakness: the rule's, at its sink line, with the encoder's opinion
+    assert [(f.rule_id, f.start_line) for f in in_run] == [(rule[0].rule_id, rule[0].start_line)]
+    assert in_run[0].extra[SECOND_OPINION]["model"] == "encoder"
+    assert in_run[0].extra[SECOND_OPINION]["score"] == pytest.approx(det.score([run])[0], abs=1e-4)
+    # the units without a rule finding are still judged alone
+    assert {f.start_line for f in findings} - {rule[0].start_line}

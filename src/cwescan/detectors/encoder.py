@@ -1,10 +1,11 @@
 """The encoder baseline as a detector: our pre-trained RoBERTa-style classifier
 (`src/cwescan/models/encoder/`), run over windows of each unit.
 
-``score`` is native (P(vulnerable) per unit = max over the unit's windows); ``detect`` reports
-one finding per unit at or above its card's threshold (chosen on the validation mix at realistic
-prevalence; config.json's for an artifact whose card has none),
-at the line the line head points at, typed by the family head."""
+``score`` is native (P(vulnerable) per unit = max over the unit's windows). ``detect`` gives
+each rule finding in a unit the encoder's second opinion (``cwescan.scan.combine``, the card's
+policy), as the SLM does, and reports a unit without one at or above its card's threshold
+(chosen on the validation mix at realistic prevalence; config.json's for an artifact whose card
+has none), at the line the line head points at, typed by the family head."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.artifacts import ArtifactError, model_dir, verify
 from cwescan.ml.codeprep import strip_comments
 from cwescan.detectors.base import ModelDetector
-from cwescan.core.findings import Finding
+from cwescan.core.findings import Finding, in_unit
+from cwescan.scan.combine import second_opinion
 from cwescan.core.units import Unit
 
 
@@ -133,16 +135,26 @@ class EncoderDetector(ModelDetector):
 
     def detect(self, units: Sequence[Unit],
                hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
-        """``hints`` are not used: the encoder judges the code alone."""
+        """Each rule finding in a unit (``hints``) comes back with the encoder's second opinion
+        folded in (``cwescan.scan.combine.second_opinion``, under the card's policy), as the SLM
+        gives its own; a unit without one is reported on its own at or above the threshold."""
         families = self.families
         findings = []
         for u, s in zip(units, self._scores(units), strict=True):
-            if s.windows == 0 or s.prob < self.threshold:
+            if s.windows == 0:
                 continue
             # "other" is a training class, not a CWE: report the most likely named family
             ranked = sorted(range(len(families)), key=lambda i: -s.family_probs[i])
             named = [i for i in ranked if families[i] != "other"]
             cwe = families[named[0]] if named else "CWE-20"
+            cwe_confidence = round(s.family_probs[named[0]], 4) if named else 0.0
+            statics = [f for f in (hints or {}).get(u.path, ()) if in_unit(f, u, nested=False)]
+            typed = bool(named) and cwe_confidence >= self.policy.cwe_head
+            findings += [second_opinion(f, s.prob, cwe if typed else None, self.policy, self.name) for f in statics]
+            if statics or s.prob < self.threshold:
+                # where a rule explains what is wrong in the unit, the encoder's verdict is that
+                # finding's second opinion, not a second finding (one weakness, one finding)
+                continue
             line = u.file_line(s.line) if s.line else u.start_line
             findings.append(
                 Finding(
@@ -157,11 +169,12 @@ class EncoderDetector(ModelDetector):
                         f"(P={s.prob:.2f}); most likely weakness family {cwe} ({cwe_catalog.name(cwe)}), "
                         f"line {line} weighs most."
                     ),
-                    confidence=s.prob,
+                    confidence=self.policy.probability(s.prob),
                     severity=cwe_catalog.severity(cwe),
                     detector=self.name,
-                    extra={"family_probability": round(s.family_probs[named[0]], 4) if named else None,
-                           "cwe_confidence": round(s.family_probs[named[0]], 4) if named else 0.0,
+                    extra={"score": round(s.prob, 6),  # raw: what the card's thresholds read
+                           "family_probability": cwe_confidence if named else None,
+                           "cwe_confidence": cwe_confidence,
                            "line_is_code": line in body_lines(u), "unit_span": list(code_span(u)),
                            "evidence": (ev.as_dict() if (ev := unit_surface(u)) else None),
                            "unit": u.qualname, "windows": s.windows},
