@@ -177,14 +177,17 @@ def eval_mix_cmd(
 def eval_pipeline_cmd(
     scores: Path = typer.Option(..., help="Score file of `cwescan eval-mix` (e.g. data/negatives/scores/slm.json.gz)."),
     part: str = typer.Option("test", help="Labelled part: test or validation."),
-    slm_model: str = typer.Option(None, "--slm-model", help="Adapter whose card holds the decision policy (default smollm2)."),
+    slm_model: str = typer.Option(None, "--model", "--slm-model",
+                                  help="Model whose card holds the decision policy: smollm2 (default), qwen, "
+                                       "encoder (the scan with -d static,encoder), or a model folder."),
     partner_scores: Path = typer.Option(None, "--partner-scores",
                                         help="`cwescan eval-mix --detector encoder` scores: judge the SLM's pair "
                                              "(the default scan) with the pair's policy from the card."),
     out: Path = typer.Option(None, help="Also write the view as JSON here."),
 ) -> None:
     """The default scan as users run it (rules, the model's second opinion and model-only
-    findings under the card's decision policy, the default display confidence), on a labelled part."""
+    findings under the card's decision policy, the default display confidence), on a labelled part;
+    with --model encoder and the encoder's scores, the scan with -d static,encoder."""
     from cwescan.core.pair import Pairing
     from cwescan.core.policy import DecisionPolicy
     from cwescan.data.split import load_part
@@ -194,7 +197,7 @@ def eval_pipeline_cmd(
     from cwescan.train.pair import fuse_scores, gated_ids
 
     card = verify(Path(slm_model) if slm_model and Path(slm_model).is_dir() else model_dir(
-        {"qwen": "slm-qwen"}.get(slm_model or "", "slm")))
+        {"qwen": "slm-qwen", "encoder": "encoder"}.get(slm_model or "", "slm")))
     doc = read_scores(scores)
     policy = DecisionPolicy.from_card(card)
     if partner_scores:

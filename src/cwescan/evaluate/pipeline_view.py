@@ -71,7 +71,7 @@ def pipeline_view(records: Sequence[Record], scores: dict[str, float], policy: D
 
 def pipeline_table(view: dict) -> str:
     rows = ["| configuration | precision | recall | F1 | MCC |", "| --- | ---: | ---: | ---: | ---: |"]
-    for name, key in (("static rules alone", "static"), ("default scan (rules + model, decision policy)", "scan")):
+    for name, key in (("static rules alone", "static"), ("scan (rules + model, its decision policy)", "scan")):
         m = view[key]
         rows.append(f"| {name} | {m['precision'] or 0:.3f} | {m['recall'] or 0:.3f} | {m['f1'] or 0:.3f} | {m['mcc']:.3f} |")
     so = view["second_opinion"]
