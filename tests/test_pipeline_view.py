@@ -21,7 +21,7 @@ def test_rules_second_opinion_and_model_only_decide_the_record_verdicts():
     assert (view["scan"]["tp"], view["scan"]["fp"], view["scan"]["fn"]) == (2, 0, 0)
     assert view["second_opinion"]["false_positives_hidden"] == 1
     assert view["second_opinion"]["true_positives_hidden"] == 0 and view["model_only_flags"] == 1
-    assert "default scan" in pipeline_table(view)
+    assert "scan (rules + model, its decision policy)" in pipeline_table(view)
 
 
 def test_a_record_under_the_pair_gate_gets_no_model_only_finding_but_keeps_its_rules():
