@@ -20,8 +20,8 @@ from cwescan.core import cwe as cwe_catalog
 from cwescan.ml.artifacts import ArtifactError, model_dir, verify
 from cwescan.ml.codeprep import strip_comments
 from cwescan.detectors.base import ModelDetector
-from cwescan.core.findings import Finding, in_unit
-from cwescan.scan.combine import second_opinion
+from cwescan.core.findings import Finding
+from cwescan.scan.combine import review_unit
 from cwescan.core.units import Unit
 
 
@@ -136,7 +136,7 @@ class EncoderDetector(ModelDetector):
     def detect(self, units: Sequence[Unit],
                hints: dict[str, list[Finding]] | None = None) -> list[Finding]:
         """Each rule finding in a unit (``hints``) comes back with the encoder's second opinion
-        folded in (``cwescan.scan.combine.second_opinion``, under the card's policy), as the SLM
+        folded in (``cwescan.scan.combine.review_unit``, under the card's policy), as the SLM
         gives its own; a unit without one is reported on its own at or above the threshold."""
         families = self.families
         findings = []
@@ -148,12 +148,10 @@ class EncoderDetector(ModelDetector):
             named = [i for i in ranked if families[i] != "other"]
             cwe = families[named[0]] if named else "CWE-20"
             cwe_confidence = round(s.family_probs[named[0]], 4) if named else 0.0
-            statics = [f for f in (hints or {}).get(u.path, ()) if in_unit(f, u, nested=False)]
             typed = bool(named) and cwe_confidence >= self.policy.cwe_head
-            findings += [second_opinion(f, s.prob, cwe if typed else None, self.policy, self.name) for f in statics]
-            if statics or s.prob < self.threshold:
-                # where a rule explains what is wrong in the unit, the encoder's verdict is that
-                # finding's second opinion, not a second finding (one weakness, one finding)
+            reviewed = review_unit(u, hints or {}, s.prob, cwe if typed else None, self.policy, self.name)
+            findings += reviewed
+            if reviewed or s.prob < self.threshold:
                 continue
             line = u.file_line(s.line) if s.line else u.start_line
             findings.append(

@@ -44,7 +44,7 @@ from cwescan.ml.slm import prompt as P
 from cwescan.core.pair import Pairing, PairUnavailable, fuse, slm_needed
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span
-from cwescan.scan.combine import second_opinion
+from cwescan.scan.combine import review_unit
 from cwescan.scan.triage import focus_lines, unit_surface
 from cwescan.core.units import Unit
 
@@ -383,14 +383,10 @@ class SLMDetector(ModelDetector):
             # the model's CWE counts as its opinion on the type only when its CWE head is sure
             typed = flagged and det["cwe_confidence"] >= self.policy.cwe_head
             model_cwe = ans["type"] if typed else None
-            statics = [f for f in hint_map.get(u.path, []) if in_unit(f, u, nested=False)]
-            # second opinion on every rule finding inside this unit
-            for f in statics:
-                findings.append(second_opinion(f, p, model_cwe, self.policy, self.name))
-            if not flagged or statics:
-                # The model judges the unit as a whole: where a rule already explains what is
-                # wrong in it, the model's verdict is that rule finding's second opinion, not a
-                # second finding (one weakness, one finding; its CWE head is the weaker witness).
+            # second opinion on every rule finding inside this unit (its CWE head is the weaker witness)
+            reviewed = review_unit(u, hint_map, p, model_cwe, self.policy, self.name)
+            findings += reviewed
+            if not flagged or reviewed:
                 continue
             cwe = ans["type"]
             n_lines = len(u.code.split("\n"))

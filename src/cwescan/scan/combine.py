@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from cwescan.core import cwe as cwe_catalog
-from cwescan.core.findings import SEVERITIES, Finding, severity_rank
+from cwescan.core.findings import SEVERITIES, Finding, in_unit, severity_rank
 from cwescan.core.policy import MODEL_ONLY_MAX_SEVERITY, DecisionPolicy
 
 SECOND_OPINION = "slm_second_opinion"  # extra key of a static finding a model has reviewed
@@ -58,6 +58,17 @@ def second_opinion(static: Finding, p_model: float, model_cwe: str | None, polic
     }
     return dataclasses.replace(static, confidence=confidence, severity=severity, message=message,
                                extra=extra)
+
+
+def review_unit(unit, hints: dict[str, list[Finding]], p_model: float, model_cwe: str | None,
+                policy: DecisionPolicy, model: str) -> list[Finding]:
+    """The rule findings of ``unit`` (``hints``: per path; a finding in one of a module's
+    functions belongs to that function) with a model's second opinion on the unit folded in. A
+    model detector reports a unit on its own only when this is empty: where a rule already
+    explains what is wrong, the model's verdict is that finding's second opinion, not a second
+    finding (one weakness, one finding)."""
+    return [second_opinion(f, p_model, model_cwe, policy, model)
+            for f in hints.get(unit.path, ()) if in_unit(f, unit, nested=False)]
 
 
 def raw_score(f: Finding) -> float:
