@@ -41,7 +41,7 @@ def prepare(out: str) -> None:
     units, _ = units_of(load_part("test"))
     det = create("slm", precision="bf16")
     det.load()
-    windows = det._windows(units, {})
+    windows = det._windows(units, {}, [det._focus(u, {}) for u in units])
     ids = infer.answer_token_ids(det.tokenizer)
     seqs = [s + ids.open for s in infer.encode_prompts(det.tokenizer, [w.prompt for ws in windows for w in ws])]
     texts = [[u.code, [c.code for c in callers_of(u)]] for u in units]

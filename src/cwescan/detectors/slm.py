@@ -224,9 +224,10 @@ class SLMDetector(ModelDetector):
         the lines of rule findings in it (empty with the option off)."""
         return focus_lines(unit, hints.get(unit.path, ())) if self.options.focus else frozenset()
 
-    def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[list[P.Window]]:
+    def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]],
+                 focus: Sequence[frozenset[int]]) -> list[list[P.Window]]:
+        """The prompt windows of each unit, read around its ``focus`` lines (``_focus``)."""
         unit_hints = [self._hints_for(u, hints) for u in units]
-        focus = [self._focus(u, hints) for u in units]
         pool = self._prep_pool(len(units))
         if pool is not None:
             try:
@@ -296,16 +297,14 @@ class SLMDetector(ModelDetector):
         if not units:
             return []
         self._load()
-        per = self._score_windows(self._windows(units, self._hint_map(None)))
+        hints = self._hint_map(None)
+        focus = [self._focus(u, hints) for u in units]
+        per = self._score_windows(self._windows(units, hints, focus))
         own = [max(p for p, _ in s) for s in per]
         if self.pairing is None:
             return own
-        theirs = self._partner_scores(units, self._hint_map(None))
+        theirs = self.partner.score_around(units, focus)  # each long unit read where the SLM reads it
         return [fuse(p, q, self.pairing.weight) for p, q in zip(own, theirs, strict=True)]
-
-    def _partner_scores(self, units: Sequence[Unit], hints: dict[str, list[Finding]]) -> list[float]:
-        """The partner's scores, each long unit read where the SLM reads it (its focus lines)."""
-        return self.partner.score_around(units, [self._focus(u, hints) for u in units])
 
     def _hint_map(self, hints: dict[str, list[Finding]] | None) -> dict[str, list[Finding]]:
         merged: dict[str, list[Finding]] = {}
@@ -330,7 +329,8 @@ class SLMDetector(ModelDetector):
         from cwescan.ml.slm.infer import parse_answer
 
         self._load()
-        windows = self._windows(units, self._hint_map(None))
+        hints = self._hint_map(None)
+        windows = self._windows(units, hints, [self._focus(u, hints) for u in units])
         out = []
         for ss in self._score_windows(windows, 0.5):
             p, det = max(ss, key=lambda t: t[0])
@@ -358,9 +358,11 @@ class SLMDetector(ModelDetector):
             return []
         self._load()
         hint_map = self._hint_map(hints)
-        windows = self._windows(units, hint_map)
+        focus = [self._focus(u, hint_map) for u in units]
+        windows = self._windows(units, hint_map, focus)
         cut = 0.5 if self.mode == "generate" else self.threshold
-        partner = self._partner_scores(units, hint_map) if self.pairing is not None else [None] * len(units)
+        # the partner reads each long unit where the SLM reads it (its focus lines)
+        partner = self.partner.score_around(units, focus) if self.pairing is not None else [None] * len(units)
         # with a partner, a unit's window needs its CWE and line only where the pair can flag it
         cuts = [cut if q is None else slm_needed(cut, q, self.pairing.weight) for q in partner]
         scores = self._score_windows(windows, cuts)
