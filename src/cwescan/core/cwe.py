@@ -27,6 +27,7 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-209": ("Information Exposure Through an Error Message", "medium", 5.3),
     "CWE-215": ("Information Exposure Through Debug Information", "medium", 5.3),
     "CWE-250": ("Execution with Unnecessary Privileges", "medium", 6.5),
+    "CWE-276": ("Incorrect Default Permissions", "medium", 6.5),
     "CWE-259": ("Use of Hard-coded Password", "high", 7.5),
     "CWE-284": ("Improper Access Control", "high", 7.5),
     "CWE-285": ("Improper Authorization", "high", 7.5),
@@ -41,8 +42,10 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-328": ("Use of Weak Hash", "medium", 5.9),
     "CWE-330": ("Use of Insufficiently Random Values", "medium", 5.3),
     "CWE-338": ("Use of Cryptographically Weak PRNG", "medium", 5.3),
+    "CWE-347": ("Improper Verification of Cryptographic Signature", "high", 7.5),
     "CWE-352": ("Cross-Site Request Forgery", "high", 8.8),
     "CWE-377": ("Insecure Temporary File", "medium", 5.5),
+    "CWE-379": ("Creation of Temporary File in Directory with Insecure Permissions", "medium", 5.5),
     "CWE-400": ("Uncontrolled Resource Consumption", "medium", 5.3),
     "CWE-434": ("Unrestricted Upload of File with Dangerous Type", "high", 8.8),
     # the Werkzeug debugger (its console runs code) is the case rules report; Bandit's B201
@@ -79,6 +82,8 @@ FAMILIES: list[tuple[str, ...]] = [
     ("CWE-330", "CWE-338"),
     ("CWE-611", "CWE-776", "CWE-827"),
     ("CWE-798", "CWE-259", "CWE-321"),
+    ("CWE-377", "CWE-379"),
+    ("CWE-732", "CWE-276"),
 ]
 _FAMILY_OF = {cwe: fam[0] for fam in FAMILIES for cwe in fam}
 

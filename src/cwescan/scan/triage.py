@@ -57,7 +57,7 @@ AMBIGUOUS_METHODS = frozenset({
     "delete", "put", "post", "patch", "head", "options", "stream", "parse", "load", "decode",
     "open", "read", "move", "copy", "remove", "rename", "extra", "match", "search", "sub",
     "split", "compile", "Request", "Environment", "Cipher", "choice", "sample", "shuffle",
-    "random", "uniform", "randint", "get", "format", "setup", "Template",
+    "random", "uniform", "randint", "get", "format", "setup", "Template", "login",
 })
 
 

@@ -92,7 +92,8 @@ SANITIZERS: dict[str, frozenset[str]] = {
     "get_valid_filename": frozenset({"path", "upload"}),
     "url_for": frozenset({"redirect", "url"}), "reverse": frozenset({"redirect", "url"}),
     "literal_eval": frozenset({"code"}),
-    "escape_string": frozenset({"sql"}), "mogrify": frozenset(),
+    "escape_string": frozenset({"sql"}), "mogrify": frozenset(), "escape_filter_chars": frozenset({"ldap"}),
+    "escape_dn_chars": frozenset({"ldap"}), "filter_format": frozenset({"ldap"}),
     # in-memory files: their content may be tainted, but they are not paths, URLs or commands
     "BytesIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
     "StringIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),

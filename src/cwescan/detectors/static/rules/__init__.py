@@ -8,5 +8,6 @@ from cwescan.detectors.static.rules import (  # noqa: F401
     injection,
     resources,
     secrets,
+    transport,
     web,
 )

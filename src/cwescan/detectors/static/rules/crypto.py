@@ -1,5 +1,5 @@
-"""Cryptography: weak hashes (CWE-328), broken ciphers (CWE-327), weak randomness (CWE-330/338)
-and disabled certificate checks (CWE-295).
+"""Cryptography: weak hashes (CWE-328), broken ciphers (CWE-327), weak randomness (CWE-330/338),
+disabled certificate checks (CWE-295) and tokens whose signature is not checked (CWE-347).
 
 CWS328 runs Bandit's B324 (hashlib md5/sha1/``new("md5")`` unless ``usedforsecurity=False``) and
 adds the ``cryptography``/PyCryptodome hash classes and a higher confidence when a password is
@@ -285,3 +285,47 @@ def short_key(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if isinstance(size, ast.Constant) and isinstance(size.value, int) and size.value < _MIN_BITS[parts[-2]]:
         yield Hit(call, f"{parts[-2].upper()} key of {size.value} bits (use at least "
                         f"{_MIN_BITS[parts[-2]]})", 0.8)
+
+
+_JWT_MODULES = ("jwt.", "jose.jwt.", "jose.jws.")
+
+
+@rule("CWS347", cwe="CWE-347", title="Token signature not verified", severity="high", calls={"decode"})
+def unverified_jwt(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A JSON Web Token is decoded without checking its signature.
+
+    **What.** PyJWT / python-jose ``jwt.decode(...)`` with ``verify=False`` (PyJWT 1),
+    ``options={"verify_signature": False}`` (or ``"verify_signature"`` set from a variable that
+    is ``False`` here), or ``algorithms`` that include ``"none"``.
+
+    **Why.** Anyone can then write their own token: change the user id or the role in the
+    claims and the application believes it (CWE-347).
+
+    **Confidence.** 0.85. Reading a token's header to choose a key
+    (``jwt.get_unverified_header``) is not flagged.
+
+    **Example.**
+
+        claims = jwt.decode(token, options={"verify_signature": False})
+
+    **Fix.** ``jwt.decode(token, key, algorithms=["HS256"])``: always pass the key and an
+    explicit list of acceptable algorithms.
+    """
+    qual = ctx.qualname(call) or ""
+    if not qual.startswith(_JWT_MODULES):
+        return
+    why = None
+    verify = kwarg(call, "verify")
+    if is_const(verify, False):
+        why = "verify=False"
+    options = kwarg(call, "options")
+    if isinstance(options, ast.Dict):
+        for key, value in zip(options.keys, options.values):
+            if is_const(key, "verify_signature") and is_const(value, False):
+                why = 'options={"verify_signature": False}'
+    algorithms = kwarg(call, "algorithms")
+    if isinstance(algorithms, (ast.List, ast.Tuple, ast.Set)) and any(
+            isinstance(e, ast.Constant) and str(e.value).lower() == "none" for e in algorithms.elts):
+        why = 'algorithms include "none"'
+    if why:
+        yield Hit(call, f"{qual}() accepts tokens without checking their signature ({why})", 0.85)

@@ -1,14 +1,20 @@
-"""Files: path traversal (CWE-22) and unrestricted uploads (CWE-434).
+"""Files: path traversal (CWE-22), unrestricted uploads (CWE-434), insecure temporary files
+(CWE-377) and permissions that let anyone write (CWE-732).
 
 Our own rules: Bandit has no path-traversal or upload check (its B202 covers only
 ``tarfile.extractall``, which CWS022B covers with the ``filter=`` argument Python 3.12 added).
+CWS377 covers Bandit's B306 (``mktemp``) and the part of B108 (hard-coded temporary paths) that
+creates a file; CWS732 the world-writable half of B103 (``chmod``).
 """
 
 from __future__ import annotations
 
 import ast
+import re
+import stat
 from collections.abc import Iterator
 
+from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.context import Context, arg, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.taint import TAINTED
@@ -150,3 +156,110 @@ def unrestricted_upload(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow = ctx.flow(target)
     if flow.level_for("upload") == TAINTED and flow.source == "upload-name":
         yield Hit(call, flow.explain(f"{ast.unparse(call.func)}()"), 0.85)
+
+
+_TEMP_NAME_FUNCS = {"tempfile.mktemp", "os.tempnam", "os.tmpnam"}
+# a fixed name in a directory every local user may write to
+_SHARED_TEMP = re.compile(r"^(/tmp|/var/tmp|/dev/shm)/[^/]")
+_WRITE_MODE = re.compile(r"[wax+]")
+
+
+@rule("CWS377", cwe="CWE-377", title="Insecure temporary file", severity="medium",
+      calls={"mktemp", "tempnam", "tmpnam", "open", "write_text", "write_bytes"})
+def insecure_temp_file(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A temporary file whose name another local user can predict or take first.
+
+    **What.** ``tempfile.mktemp()``, ``os.tempnam()``, ``os.tmpnam()`` (they return a name, not a
+    file), and a file created for writing at a fixed path in a shared temporary directory
+    (``open("/tmp/report.txt", "w")``, ``Path("/var/tmp/x").write_text(...)``; ``/tmp``,
+    ``/var/tmp``, ``/dev/shm``).
+
+    **Why.** Between choosing the name and opening it, or because the name is known in advance,
+    another user can create the file or a symlink there first: the program then writes into a
+    file the attacker controls or overwrites one it points to (CWE-377/379).
+
+    **Confidence.** 0.8 for the name functions; 0.6, one severity lower, for a fixed path (on
+    a single-user machine or in a container it is only untidy). Test files are not flagged for
+    fixed paths.
+
+    **Example.**
+
+        path = tempfile.mktemp(suffix=".csv")
+        with open(path, "w") as f: ...
+
+    **Fix.** ``tempfile.NamedTemporaryFile()``, ``tempfile.mkstemp()`` or
+    ``tempfile.TemporaryDirectory()``: they create the file atomically with a random name.
+    """
+    qual = ctx.qualname(call) or ""
+    if qual in _TEMP_NAME_FUNCS:
+        yield Hit(call, f"{qual}() returns a predictable name without creating the file", 0.8)
+        return
+    if is_test_path(ctx.path):
+        return
+    if qual in ("open", "io.open"):
+        path, mode = arg(call, 0, "file"), arg(call, 1, "mode")
+        writes = isinstance(mode, ast.Constant) and isinstance(mode.value, str) and _WRITE_MODE.search(mode.value)
+    elif isinstance(call.func, ast.Attribute) and call.func.attr in ("write_text", "write_bytes") \
+            and isinstance(call.func.value, ast.Call) and (ctx.qualname(call.func.value) or "") in ("pathlib.Path", "Path"):
+        path, writes = arg(call.func.value, 0), True
+    else:
+        return
+    if writes and isinstance(path, ast.Constant) and isinstance(path.value, str) and _SHARED_TEMP.match(path.value):
+        yield Hit(call, f"a file is created at the fixed path {path.value!r} in a shared temporary directory",
+                  0.6, lower_severity=True)
+
+
+def _mode_bits(node: ast.AST) -> int | None:
+    """The permission bits ``node`` certainly sets: an integer, ``stat.S_*`` names, and ``|``
+    or ``+`` of them; bits or-ed onto an unknown value (``st.st_mode | stat.S_IWOTH``) count.
+    None when nothing is known."""
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    if isinstance(node, (ast.Attribute, ast.Name)):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id
+        value = getattr(stat, name, None) if name.startswith("S_I") else None
+        return value if isinstance(value, int) else None
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.BitOr, ast.Add)):
+        left, right = _mode_bits(node.left), _mode_bits(node.right)
+        if isinstance(node.op, ast.Add):
+            return left + right if left is not None and right is not None else None
+        if left is None and right is None:
+            return None
+        return (left or 0) | (right or 0)
+    return None
+
+
+@rule("CWS732", cwe="CWE-732", title="File made writable by every user", severity="high",
+      calls={"chmod", "fchmod", "lchmod"})
+def world_writable(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A file's permissions are set so that any local user may change it.
+
+    **What.** ``os.chmod``/``os.fchmod``/``os.lchmod``/``Path.chmod`` with a mode holding the
+    "others may write" bit (``0o777``, ``0o666``, ``stat.S_IWOTH``, ``stat.S_IRWXO``), also when
+    or-ed onto the current mode. ``mkdir``/``makedirs``/``os.open`` modes are not checked: the
+    umask applies to them. A mode with the sticky bit (``0o1777``) makes a shared folder like
+    ``/tmp``, where users cannot remove or replace each other's files, and is not flagged.
+
+    **Why.** Anyone on the machine can then rewrite the file: a script or configuration becomes
+    code or settings an attacker chooses (CWE-732). 0.8; 0.9 for an executable bit too.
+
+    **Example.**
+
+        os.chmod(script_path, 0o777)
+
+    **Fix.** Give write access to the owner only: ``0o755`` for programs, ``0o644`` or ``0o600``
+    for data and secrets.
+    """
+    qual = ctx.qualname(call) or ""
+    if qual in ("os.chmod", "os.fchmod", "os.lchmod"):
+        mode = arg(call, 1, "mode")
+    elif isinstance(call.func, ast.Attribute) and call.func.attr == "chmod" and not qual.startswith("os."):
+        mode = arg(call, 0, "mode")
+    else:
+        return
+    bits = _mode_bits(mode) if mode is not None else None
+    if bits is None or not bits & stat.S_IWOTH or bits & stat.S_ISVTX:
+        return  # with the sticky bit it is a shared folder like /tmp: users cannot touch others' files
+    executable = bool(bits & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+    yield Hit(call, f"{ast.unparse(call.func)}() gives every user write access (mode {oct(bits)})",
+              0.9 if executable else 0.8)

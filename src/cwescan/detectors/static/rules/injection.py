@@ -1,4 +1,5 @@
-"""Injection: SQL (CWE-89), OS commands (CWE-78/77), code evaluation (CWE-94/95).
+"""Injection: SQL (CWE-89), OS commands (CWE-78/77), code evaluation (CWE-94/95), LDAP
+filters (CWE-90) and XPath queries (CWE-643).
 
 These are the checks where data flow matters most, so they are our own rather than Bandit's
 (Bandit's B608/B602/B307 flag by pattern alone and cannot tell a parameter from a constant).
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
+from cwescan.detectors.static.taint import TAINTED
 
 _SQL_WORDS = re.compile(r"(?i)\b(select\s.+\sfrom|insert\s+into|update\s+\S+\s+set|delete\s+from|"
                         r"drop\s+table|create\s+table|alter\s+table|where\s|order\s+by|union\s+select)")
@@ -335,3 +337,94 @@ def _argument_list(expr: ast.AST, ctx: Context) -> ast.List | ast.Tuple | None:
     while isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
         expr = expr.left
     return expr if isinstance(expr, (ast.List, ast.Tuple)) else None
+
+
+def _tainted_query(call: ast.Call, expr: ast.AST | None, kind: str, sink: str, ctx: Context) -> Hit | None:
+    """A hit when outside data reaches the query text ``expr``: a request field, ``input()``
+    or the environment, as it is or formatted in; a function parameter only when formatted into
+    a larger query (a parameter that is the whole query is its caller's choice)."""
+    if expr is None or isinstance(expr, ast.Constant):
+        return None
+    flow = ctx.flow(expr)
+    if flow.level_for(kind) != TAINTED or (flow.source == "parameter" and not flow.built):
+        return None
+    return ctx.hit(call, flow, flow.explain(sink))
+
+
+# python-ldap: search*(base, scope, filterstr); ldap3: Connection.search(search_base, search_filter)
+_LDAP_SEARCHES = {"search", "search_s", "search_st", "search_ext", "search_ext_s"}
+
+
+@rule("CWS090", cwe="CWE-90", title="LDAP query built from untrusted data", severity="high",
+      calls=_LDAP_SEARCHES)
+def ldap_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """An LDAP search filter or base DN built from untrusted data.
+
+    **What.** python-ldap's ``search``/``search_s``/``search_ext_s`` (filter: the third
+    argument) and ldap3's ``Connection.search`` (filter: the second), in a file that imports
+    ``ldap`` or ``ldap3``, whose filter or base DN a request field, ``input()`` or the
+    environment reaches, or that is formatted from a function parameter.
+
+    **Why.** ``*)(uid=*))(|(uid=*`` in a user name turns "find this user" into "find every
+    user" or skips the password check of an LDAP login (CWE-90).
+
+    **Confidence.** The source's; ``escape_filter_chars``/``escape_dn_chars`` and
+    ``ldap.filter.filter_format`` clear the taint.
+
+    **Example.**
+
+        conn.search("dc=corp,dc=com", f"(uid={request.args['user']})")
+
+    **Fix.** ``ldap.filter.filter_format("(uid=%s)", [user])`` or
+    ``ldap3.utils.conv.escape_filter_chars(user)``.
+    """
+    if not isinstance(call.func, ast.Attribute):
+        return
+    if ctx.imported("ldap3") and call.func.attr == "search":
+        base, query = arg(call, 0, "search_base"), arg(call, 1, "search_filter")
+    elif ctx.imported("ldap"):
+        base, query = arg(call, 0, "base"), arg(call, 2, "filterstr")
+    else:
+        return
+    sink = f"{ast.unparse(call.func)}()"
+    hit = _tainted_query(call, query, "ldap", f"the filter of {sink}", ctx) or \
+        _tainted_query(call, base, "ldap", f"the base DN of {sink}", ctx)
+    if hit:
+        yield hit
+
+
+@rule("CWS643", cwe="CWE-643", title="XPath query built from untrusted data", severity="high",
+      calls={"xpath", "XPath", "find", "findall", "findtext", "iterfind"})
+def xpath_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """An XPath expression built from untrusted data.
+
+    **What.** lxml's ``.xpath(expr)`` and ``etree.XPath(expr)``, and ElementTree's
+    ``find``/``findall``/``findtext``/``iterfind`` in a file that imports ``lxml`` or
+    ``xml.etree``, where a request field, ``input()`` or the environment reaches the expression,
+    or a function parameter is formatted into it (for the ElementTree methods, which strings
+    share, only a formatted path counts).
+
+    **Why.** ``' or '1'='1`` in a value widens the query to every node: other users' records, a
+    login check that always matches (CWE-643).
+
+    **Confidence.** The source's. lxml's variables (``tree.xpath("//user[@name=$name]",
+    name=user)``) keep the value out of the expression and are never flagged.
+
+    **Example.**
+
+        tree.xpath("/users/user[@name='%s']" % request.args["name"])
+
+    **Fix.** Pass values as XPath variables: ``tree.xpath("//user[@name=$name]", name=name)``.
+    """
+    if not (ctx.imported("lxml") or ctx.imported("xml.etree") or ctx.imported("defusedxml")):
+        return
+    qual = ctx.qualname(call) or ""
+    name = qual.rsplit(".", 1)[-1] if qual else getattr(call.func, "attr", "")
+    if name in ("find", "findall", "findtext", "iterfind") and not isinstance(call.func, ast.Attribute):
+        return
+    expr = arg(call, 0, "path") if name not in ("xpath", "XPath") else arg(call, 0, "_path")
+    if name not in ("xpath", "XPath") and (expr is None or not ctx.flow(expr).built):
+        return  # ``str.find(needle)`` looks the same: only a path formatted from the data counts
+    hit = _tainted_query(call, expr, "xpath", f"the XPath expression of {ast.unparse(call.func)}()", ctx)
+    if hit:
+        yield hit
