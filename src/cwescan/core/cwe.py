@@ -55,6 +55,7 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-522": ("Insufficiently Protected Credentials", "high", 7.5),
     "CWE-532": ("Insertion of Sensitive Information into Log File", "medium", 5.5),
     "CWE-601": ("Open Redirect", "medium", 6.1),
+    "CWE-614": ("Sensitive Cookie Without the Secure Attribute", "medium", 4.3),
     "CWE-605": ("Multiple Binds to the Same Port", "low", 3.7),
     "CWE-611": ("XML External Entity Reference", "high", 7.5),
     "CWE-643": ("XPath Injection", "high", 7.5),
@@ -67,6 +68,7 @@ CWES: dict[str, tuple[str, str, float]] = {
     "CWE-916": ("Password Hash With Insufficient Computational Effort", "medium", 5.9),
     "CWE-918": ("Server-Side Request Forgery", "high", 8.6),
     "CWE-943": ("NoSQL Injection", "high", 8.1),
+    "CWE-1004": ("Sensitive Cookie Without the HttpOnly Flag", "medium", 4.3),
     "CWE-1333": ("Inefficient Regular Expression Complexity", "medium", 5.3),
 }
 

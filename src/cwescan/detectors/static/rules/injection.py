@@ -183,7 +183,9 @@ _SHELL_CALLS = {"os.system", "os.popen", "os.popen2", "os.popen3", "os.popen4", 
                 "subprocess.getstatusoutput", "asyncio.create_subprocess_shell",
                 "platform.popen"}
 # run a program from an argument list, never through a shell
-_NO_SHELL = ("os.exec", "os.spawn", "os.posix_spawn", "pty.spawn", "asyncio.create_subprocess_exec")
+_NO_SHELL = ("os.exec", "os.spawn", "os.posix_spawn", "pty.spawn", "asyncio.create_subprocess_exec",
+             "asyncio.loop.subprocess_exec")
+_LOOP_METHOD = "asyncio.loop."  # an event loop's subprocess_shell / subprocess_exec, named as one
 _SUBPROCESS = {"subprocess.Popen", "subprocess.call", "subprocess.run", "subprocess.check_call",
                "subprocess.check_output"}
 
@@ -193,13 +195,13 @@ _SUBPROCESS = {"subprocess.Popen", "subprocess.call", "subprocess.run", "subproc
              "create_subprocess_shell", "spawn", "Popen", "call", "run", "check_call", "check_output",
              "execl", "execle", "execlp", "execlpe", "execv", "execve", "execvp", "execvpe", "spawnl",
              "spawnle", "spawnlp", "spawnlpe", "spawnv", "spawnve", "spawnvp", "spawnvpe", "posix_spawn",
-             "posix_spawnp", "create_subprocess_exec"})
+             "posix_spawnp", "create_subprocess_exec", "subprocess_shell", "subprocess_exec"})
 def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """A shell runs a command line that is not a constant.
 
     **What.** ``os.system``, ``os.popen``, ``subprocess.getoutput``, ``commands.*``,
-    ``asyncio.create_subprocess_shell``, or ``subprocess.*`` with ``shell=True``, given a command
-    that is not a constant string.
+    ``asyncio.create_subprocess_shell``, an event loop's ``subprocess_shell``, or
+    ``subprocess.*`` with ``shell=True``, given a command that is not a constant string.
 
     **Why.** Shell metacharacters in the value (``;``, ``|``, ``$()``) run further commands with
     the program's rights (CWE-78).
@@ -226,7 +228,9 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Fix.** ``subprocess.run(["ping", "-c", "1", host], check=True)`` (no shell), or
     ``shlex.quote(host)`` when a shell is unavoidable.
     """
-    qual = ctx.qualname(call) or ""
+    qual = (ctx.qualname(call) or "").replace("asyncio.subprocess.", "asyncio.", 1)
+    if qual.endswith(".subprocess_shell") or qual.endswith(".subprocess_exec"):
+        qual = _LOOP_METHOD + qual.rsplit(".", 1)[1]  # loop.subprocess_*(protocol_factory, ...)
     if qual in _SUBPROCESS or qual.startswith(_NO_SHELL):
         shell = kwarg(call, "shell")
         if shell is None or is_const(shell, False) or (isinstance(shell, ast.Constant) and not shell.value):
@@ -235,6 +239,8 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         command = arg(call, 0, "args")
     elif qual in _SHELL_CALLS:
         command = arg(call, 0, "cmd") or arg(call, 0, "command")
+    elif qual == _LOOP_METHOD + "subprocess_shell":
+        command = arg(call, 1, "cmd")
     else:
         return
     if command is None or isinstance(command, ast.Constant):
@@ -289,8 +295,9 @@ _SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "/bin/sh", "/bin/bash", "cmd", "c
 def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
     """subprocess/exec/spawn without a shell: flag untrusted data choosing the program, a
     command string built from it, or the script given to ``sh -c``."""
-    if qual.startswith(("os.spawn", "os.posix_spawn")):
-        args = call.args[1:] if qual.startswith("os.spawn") else call.args
+    if qual.startswith(("os.spawn", "os.posix_spawn", _LOOP_METHOD)):
+        # spawn*(mode, ...), loop.subprocess_exec(protocol_factory, program, *args)
+        args = call.args if qual.startswith("os.posix_spawn") else call.args[1:]
     else:
         args = call.args
     first = args[0] if args else kwarg(call, "args")
