@@ -249,7 +249,8 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         command = command.elts[0] if command.elts else None  # with shell=True only args[0] is the script
         if command is None:
             return
-    hit = ctx.sink(call, command, "command", f"{qual}()", what="shell command from a non-constant value")
+    shown = ast.unparse(call.func) if qual.startswith(_LOOP_METHOD) else qual  # the loop as the code names it
+    hit = ctx.sink(call, command, "command", f"{shown}()", what="shell command from a non-constant value")
     if hit:
         yield hit
 
