@@ -5,6 +5,11 @@ what the first stage did."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 pytest.importorskip("torch")
@@ -105,3 +110,21 @@ def test_scan_reports_the_first_stage(tmp_path):
     every = scan([root], ScanOptions(detectors=[], review="all"),
                  detectors=[StaticDetector(), slm]).stats["model_stage"]
     assert "first_stage" not in every  # --review all: every unit goes to the model
+
+
+def test_first_stage_loads_the_encoder_quietly(tmp_path):
+    """The first stage loads the encoder before the SLM does; what torchao and torch print on
+    import (their pytree deprecation lines, missing optional kernels) stays out of a scan's
+    stderr. A fresh process, since an import that already happened prints nothing."""
+    (tmp_path / "src").mkdir()
+    # a sink unit the shipped encoder clears (scored ~0.0008), so the SLM never loads
+    (tmp_path / "src" / "settings.py").write_text(
+        "import json\n\n\ndef load_settings(path):\n    with open(path, encoding=\"utf-8\") as f:\n"
+        "        return json.load(f)\n")
+    env = {**os.environ, "CWESCAN_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([sys.executable, "-m", "cwescan", "scan", str(tmp_path / "src"), "-f", "json", "-q"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    stage = json.loads(r.stdout)["stats"]["model_stage"]
+    assert stage["first_stage"]["scored"] == 1  # the encoder was loaded and ran in this process
+    assert r.stderr == ""

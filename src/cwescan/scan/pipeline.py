@@ -463,7 +463,11 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
             if progress and pending:
                 progress(stage, 0, len(pending))
             n = len(pending)
-            pending, _ = first_stage.split(pending, first_stage_ids, cache)
+            if pending:  # loading prints what the model libraries think of themselves: held back
+                with third_party_quiet(enabled=not verbose):
+                    first_stage.detector.load()
+            with third_party_quiet(enabled=not verbose, streams=False):
+                pending, _ = first_stage.split(pending, first_stage_ids, cache)
             if progress and n:
                 progress(stage, n, n)
         done += len(todo) - len(pending)
