@@ -254,7 +254,10 @@ _HTTP_VERBS = {"get", "post", "put", "patch", "delete", "head", "options", "requ
                "urlopen", "Request", "fetch"}
 _HTTP_MODULES = ("requests", "httpx", "urllib.request", "urllib2", "urllib3", "aiohttp",
                  "six.moves.urllib")
-_CLIENTISH = re.compile(r"(?i)(session|client|http|requests)")
+# the object a verb is called on names an HTTP client: its last name ends like one (``session``,
+# ``self._client``, ``http``, ``requests.Session()``); ``http.client.responses.get(code)`` and
+# ``client_config.get(key)`` are dictionaries
+_CLIENTISH = re.compile(r"(?i)(session|client|https?|requests|httpx)$")
 
 
 @rule("CWS918", cwe="CWE-918", title="Server-side request to a URL from untrusted data",
@@ -269,7 +272,9 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** The attacker makes the server call internal services (cloud metadata at
     169.254.169.254, admin ports, ``file://``), CWE-918.
 
-    **Confidence.** Tainted URLs only; 0.45 (one severity lower) when the URL starts with a
+    **Confidence.** Tainted URLs only. A plain function parameter passed as the URL is the
+    caller's choice (an HTTP helper) and is not flagged; one formatted into a URL is. 0.45 (one
+    severity lower) when the URL starts with a
     constant ``scheme://host/``: the data then only picks a path on a fixed server ("partial
     SSRF", still able to reach other endpoints of that server). A host allow-list
     check that rejects other URLs (``if urlparse(url).hostname not in ALLOWED: raise``) clears
@@ -293,8 +298,8 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     func = call.func
     if qual.startswith(_HTTP_MODULES):
         pass
-    elif isinstance(func, ast.Attribute) and _CLIENTISH.search(receiver := ast.unparse(func.value)[-40:]) \
-            and not _DB_SESSION.search(receiver):
+    elif isinstance(func, ast.Attribute) and _CLIENTISH.search(_receiver_name(func.value)) \
+            and not _DB_SESSION.search(ast.unparse(func.value)[-40:]):
         pass
     else:
         return
@@ -309,6 +314,8 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow: Flow = ctx.flow(url)
     if flow.level_for("url") != TAINTED:
         return
+    if flow.source == "parameter" and not flow.built:
+        return  # an HTTP helper fetching the URL its caller gives: the caller's choice
     if is_test_path(ctx.path) and _LOOPBACK_URL.match(leading_text(_url_value(url, ctx))):
         return  # a test talking to the server it started
     if _fixed_host(url, ctx):  # partial SSRF: the data picks a path on a fixed server
@@ -316,6 +323,14 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
                   0.45, lower_severity=True)
     else:
         yield ctx.hit(call, flow, flow.explain(f"{ast.unparse(func)}()"))
+
+
+def _receiver_name(node: ast.AST) -> str:
+    """The last name of what a method is called on: ``session`` for ``self.session``,
+    ``Session`` for ``requests.Session()``."""
+    if isinstance(node, ast.Call):
+        node = node.func
+    return node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else ""
 
 
 _DB_SESSION = re.compile(r"(?i)(db|database|sql|orm)\w*\.session$|^(db_)?session\.query")
