@@ -459,17 +459,7 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
                     continue
             pending.append(u)
         if first_stage is not None and det is not first_stage.detector:
-            stage = f"{first_stage.detector.name} first stage"
-            if progress and pending:
-                progress(stage, 0, len(pending))
-            n = len(pending)
-            if pending:  # loading prints what the model libraries think of themselves: held back
-                with third_party_quiet(enabled=not verbose):
-                    first_stage.detector.load()
-            with third_party_quiet(enabled=not verbose, streams=False):
-                pending, _ = first_stage.split(pending, first_stage_ids, cache)
-            if progress and n:
-                progress(stage, n, n)
+            pending = _first_stage_keeps(first_stage, pending, first_stage_ids, cache, verbose, progress)
         done += len(todo) - len(pending)
         if progress and total:
             progress(f"{det.name} units", done, total)
@@ -509,6 +499,23 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
         **({"first_stage": first_stage.stats()} if first_stage is not None else {}),
     }
     return out, stats
+
+
+def _first_stage_keeps(first_stage: first_stage_mod.FirstStage, pending: list[Unit], eligible: set[int],
+                       cache: ResultCache | None, verbose: bool, progress: ProgressHook | None) -> list[Unit]:
+    """The units of ``pending`` the first stage leaves for the next model."""
+    if not pending:
+        return pending
+    stage = f"{first_stage.detector.name} first stage"
+    if progress:
+        progress(stage, 0, len(pending))
+    with third_party_quiet(enabled=not verbose):  # what model libraries print on import: held back
+        first_stage.detector.load()
+    with third_party_quiet(enabled=not verbose, streams=False):
+        keep, _ = first_stage.split(pending, eligible, cache)
+    if progress:
+        progress(stage, len(pending), len(pending))
+    return keep
 
 
 def _store(cache: ResultCache, keys: dict[int, str], batch: list[Unit], found: list[Finding]) -> None:
