@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
-from cwescan.detectors.static.taint import dotted
+from cwescan.detectors.static.patterns import dotted
 from cwescan.core.findings import Finding, in_unit
 from cwescan.core.units import Unit
 
@@ -214,7 +214,7 @@ def surfaces(unit: Unit, imports: dict[str, str],
              bound: frozenset[str] = frozenset()) -> Iterator[Surface]:
     """Every place where ``unit`` touches a security-relevant surface (``surface``), in walk
     order."""
-    from cwescan.detectors.static.taint import request_field
+    from cwescan.detectors.static.sources import request_field
 
     sinks, distinctive = sink_names(), distinctive_methods()
     for node in _unit_nodes(unit):

@@ -16,7 +16,7 @@ from cwescan.detectors.static import rules as _rules  # noqa: F401  (registers t
 from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.recover import tree_of
 from cwescan.detectors.static.registry import RULES, Hit, Rule
-from cwescan.detectors.static.taint import last_name
+from cwescan.detectors.static.patterns import last_name
 from cwescan.core.findings import SEVERITIES, Finding
 from cwescan.core.units import SourceFile
 

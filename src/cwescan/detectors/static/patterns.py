@@ -12,6 +12,18 @@ import ast
 import re
 
 
+def dotted(node: ast.AST) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return None
+
+
 def last_name(func: ast.AST) -> str:
     if isinstance(func, ast.Attribute):
         return func.attr

@@ -38,9 +38,10 @@ import ast
 from dataclasses import dataclass, field, replace
 
 from cwescan.detectors.static.patterns import (
-    EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, is_validator,
+    EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, is_validator,
     last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
     validation_calls, validation_test)
+from cwescan.detectors.static.sources import request_field
 
 TAINTED, UNKNOWN, CONSTANT = 2, 1, 0
 LEVEL_NAMES = {TAINTED: "tainted", UNKNOWN: "unknown", CONSTANT: "constant"}
@@ -67,17 +68,6 @@ DATABASE = "database"  # the source label of unknown values read back from a dat
 # unknown values whose origin is known and worth naming in an explanation
 _NAMED_UNKNOWN = frozenset({DATABASE, "test-data"})
 
-REQUEST_FIELDS = {
-    "args", "form", "values", "json", "data", "files", "cookies", "headers", "GET", "POST",
-    "COOKIES", "FILES", "META", "body", "query_params", "query_string", "path", "full_path",
-    "url", "base_url", "view_args", "stream", "environ", "params", "match_info", "text",
-    "get_json", "get_data", "content", "raw_post_data", "REQUEST", "get", "matchdict", "json_body",
-    "POST", "getlist",
-}
-REQUEST_OBJECTS = {"request", "req", "flask.request"}
-# Fields only a Django request has: any object carrying one is a request, whatever its name
-# (renaming `request` evaded the rules: docs/ROBUSTNESS.md, rename_neutral).
-DJANGO_REQUEST_FIELDS = {"GET", "POST", "FILES", "COOKIES", "META"}
 
 # name (last component) -> kinds of sink it makes safe; "*" = every kind
 SANITIZERS: dict[str, frozenset[str]] = {
@@ -181,35 +171,6 @@ def join(flows, how: str = "") -> Flow:
     return replace(best, how=how or best.how, chain=chain, built=built or bool(how),
                    safe_for=safe if safe is not None else best.safe_for,
                    normalised=normalised and safe is not None and not how)  # building undoes it
-
-
-def dotted(node: ast.AST) -> str | None:
-    """``a.b.c`` for a Name/Attribute chain, else None."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
-def _is_request(node: ast.AST) -> bool:
-    """``request`` / ``self.request`` / ``flask.request``."""
-    name = dotted(node)
-    return name is not None and (name in REQUEST_OBJECTS or name.endswith(".request"))
-
-
-def request_field(node: ast.AST) -> str | None:
-    """"request.args" when ``node`` is ``request.args`` (or deeper, e.g. request.args.get)."""
-    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
-        if isinstance(node, ast.Attribute) and node.attr in REQUEST_FIELDS and (
-                _is_request(node.value)
-                or (node.attr in DJANGO_REQUEST_FIELDS and isinstance(node.value, ast.Name))):
-            return f"request.{node.attr}"
-        node = node.func if isinstance(node, ast.Call) else node.value
-    return None
 
 
 def request_flow(field_name: str) -> Flow:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import last_name
+from cwescan.detectors.static.patterns import last_name
 
 # ``.run`` of these is never a Flask app
 _OTHER_RUNS = ("asyncio.", "subprocess.", "uvicorn.", "trio.", "anyio.", "unittest.", "pytest.", "doctest.")

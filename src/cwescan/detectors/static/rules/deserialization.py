@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import TAINTED, UNKNOWN, last_name
+from cwescan.detectors.static.patterns import last_name
+from cwescan.detectors.static.taint import TAINTED, UNKNOWN
 
 _PICKLE_MODULES = ("pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "jsonpickle",
                    "shelve", "joblib", "pandas", "pd", "numpy", "np", "torch", "keras")

@@ -1,0 +1,48 @@
+"""Where outside data enters a web application: the request objects and fields of the
+frameworks the rules know (Flask, Django, FastAPI/Starlette, aiohttp, Bottle, Pyramid, Falcon,
+Tornado). The data flow (``taint.py``) and triage (``cwescan.scan.triage``) both read them here.
+"""
+
+from __future__ import annotations
+
+import ast
+
+from cwescan.detectors.static.patterns import dotted
+
+REQUEST_FIELDS = {
+    "args", "form", "values", "json", "data", "files", "cookies", "headers", "GET", "POST",
+    "COOKIES", "FILES", "META", "body", "query_params", "query_string", "path", "full_path",
+    "url", "base_url", "view_args", "stream", "environ", "params", "match_info", "text",
+    "get_json", "get_data", "content", "raw_post_data", "REQUEST", "get", "matchdict", "json_body",
+    "POST", "getlist",
+    # aiohttp (request.query, request.rel_url.query), Bottle (request.query / forms), Tornado
+    # (self.request.arguments / query_arguments / body_arguments)
+    "query", "rel_url", "forms", "arguments", "query_arguments", "body_arguments",
+}
+REQUEST_OBJECTS = {"request", "req", "flask.request"}
+# Fields only a Django request has: any object carrying one is a request, whatever its name
+# (renaming `request` evaded the rules: docs/ROBUSTNESS.md, rename_neutral).
+DJANGO_REQUEST_FIELDS = {"GET", "POST", "FILES", "COOKIES", "META"}
+# Tornado's RequestHandler reads the request through methods of the handler itself
+ARGUMENT_GETTERS = {"get_argument", "get_arguments", "get_query_argument", "get_query_arguments",
+                    "get_body_argument", "get_body_arguments", "get_cookie"}
+
+
+def is_request(node: ast.AST) -> bool:
+    """``request`` / ``self.request`` / ``flask.request``."""
+    name = dotted(node)
+    return name is not None and (name in REQUEST_OBJECTS or name.endswith(".request"))
+
+
+def request_field(node: ast.AST) -> str | None:
+    """"request.args" when ``node`` is ``request.args`` (or deeper, e.g. request.args.get);
+    "self.get_argument()" for a Tornado handler's own getter."""
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        if isinstance(node, ast.Attribute) and node.attr in REQUEST_FIELDS and (
+                is_request(node.value)
+                or (node.attr in DJANGO_REQUEST_FIELDS and isinstance(node.value, ast.Name))):
+            return f"request.{node.attr}"
+        if isinstance(node, ast.Attribute) and node.attr in ARGUMENT_GETTERS and dotted(node.value) == "self":
+            return f"self.{node.attr}()"
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return None
