@@ -92,7 +92,7 @@ _STR_METHODS = frozenset(dir(str))
 
 # taint sources (cwescan.detectors.static.taint): reading one makes a unit worth the model
 _SOURCE_CALLS = frozenset({"input", "raw_input", "os.getenv", "os.environ.get", "getenv"})
-_SOURCE_NAMES = frozenset({"sys.argv", "os.environ"})
+_SOURCE_NAMES = frozenset({"sys.argv", "os.environ", "sys.stdin"})
 
 
 @dataclass

@@ -15,9 +15,11 @@ REQUEST_FIELDS = {
     "url", "base_url", "view_args", "stream", "environ", "params", "match_info", "text",
     "get_json", "get_data", "content", "raw_post_data", "REQUEST", "get", "matchdict", "json_body",
     "POST", "getlist",
+    "referrer", "path_params",
     # aiohttp (request.query, request.rel_url.query), Bottle (request.query / forms), Tornado
-    # (self.request.arguments / query_arguments / body_arguments)
-    "query", "rel_url", "forms", "arguments", "query_arguments", "body_arguments",
+    # (self.request.arguments / query_arguments / body_arguments), Falcon (req.get_param / media)
+    "query", "rel_url", "forms", "arguments", "query_arguments", "body_arguments", "get_param",
+    "get_header", "media", "get_media",
 }
 REQUEST_OBJECTS = {"request", "req", "flask.request"}
 # Fields only a Django request has: any object carrying one is a request, whatever its name

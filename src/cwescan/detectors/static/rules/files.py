@@ -38,7 +38,7 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **What.** ``open``, ``io.open``, ``send_file``, ``FileResponse``, ``os.remove``,
     ``shutil.rmtree``/``copy``/``move``, ``Path(...).read_text()``... on a path that a request
-    field, a routed view's URL parameter, ``input()`` or ``sys.argv`` reaches, or a path *built*
+    field, a routed view's URL parameter or ``input()`` reaches, or a path *built*
     (``os.path.join``, ``+``, f-string) from a function parameter.
 
     **Why.** ``../`` segments or an absolute path escape the intended folder and read or
@@ -53,7 +53,8 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     (``os.path.realpath``/``abspath``/``normpath``, ``Path.resolve()``):
     ``os.path.join(root, "../etc/passwd")`` still starts with ``root``. A plain parameter
     passed straight to ``open()`` is the caller's choice and is not flagged; one joined into a
-    path is reported at 0.5, one severity lower.
+    path is reported at 0.5, one severity lower. The command line (``sys.argv``, argparse) is not
+    a source here: a command-line tool opens the files its user names.
 
     **Example.**
 

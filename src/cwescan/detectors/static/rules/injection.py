@@ -206,7 +206,8 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Shell metacharacters in the value (``;``, ``|``, ``$()``) run further commands with
     the program's rights (CWE-78).
 
-    **Confidence.** High when a request field, ``input()``, ``sys.argv`` or the environment
+    **Confidence.** High when a request field, ``input()``, the command line (``sys.argv``,
+    argparse), a socket's ``recv()`` or the environment
     reaches the command; lower, and one severity lower, when only a function parameter does or
     the command is not traced (a database value); none when it is
     constant or each value went through ``shlex.quote``/``int()``. ``subprocess`` with an argument
