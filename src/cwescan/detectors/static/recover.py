@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import textwrap
+import warnings
 
 from cwescan.core.units import SourceFile
 
@@ -30,6 +31,8 @@ def tree_of(src: SourceFile) -> ast.Module | None:
     if text is None:
         return None
     try:
-        return ast.parse(text, filename=src.path)
+        with warnings.catch_warnings():  # the snippet's invalid escapes are not ours to report
+            warnings.simplefilter("ignore")
+            return ast.parse(text, filename=src.path)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
