@@ -132,10 +132,12 @@ def test_test_and_fixture_parameters_are_test_data():
     from cwescan.core.units import parse_source
     from cwescan.detectors.static import StaticDetector
 
+    # (URLs built from the parameter: a parameter passed as the whole URL is its caller's
+    # choice anywhere)
     code = ("import pytest, requests\n"
-            "def test_get(url):\n    requests.get(url)\n"
-            "@pytest.fixture\ndef page(base):\n    return requests.get(base)\n"
-            "def fetch(url):\n    return requests.get(url)\n")
+            "def test_get(host):\n    requests.get('https://' + host)\n"
+            "@pytest.fixture\ndef page(base):\n    return requests.get('https://' + base)\n"
+            "def fetch(host):\n    return requests.get('https://' + host)\n")
 
     def lines(path):
         found = StaticDetector(select=["CWS918"]).detect(parse_source(path, code).units)
