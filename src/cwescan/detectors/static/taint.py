@@ -52,7 +52,7 @@ SOURCE_CONFIDENCE = {
     "request": 0.9,  # an HTTP request field
     "route-param": 0.85,  # a parameter of a routed view function (a URL segment)
     "input": 0.85,  # input()
-    "argv": 0.85,  # sys.argv
+    "argv": 0.85,  # sys.argv, argparse (not for path, URL and pattern sinks: ARGV_SAFE_FOR)
     "upload": 0.9,  # a file uploaded by the client
     "upload-name": 0.9,  # the filename the client gave its upload
     "network": 0.8,  # bytes a socket received: whoever connected chose them
