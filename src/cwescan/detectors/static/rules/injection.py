@@ -1,5 +1,6 @@
-"""Injection: SQL (CWE-89), OS commands (CWE-78/77), code evaluation (CWE-94/95), LDAP
-filters (CWE-90) and XPath queries (CWE-643).
+"""Injection: SQL (CWE-89), OS commands (CWE-78/77), code evaluation (CWE-94/95), template
+source (server-side template injection, CWE-94/1336), LDAP filters (CWE-90) and XPath queries
+(CWE-643).
 
 These are the checks where data flow matters most, so they are our own rather than Bandit's
 (Bandit's B608/B602/B307 flag by pattern alone and cannot tell a parameter from a constant).
@@ -435,5 +436,45 @@ def xpath_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if name not in ("xpath", "XPath") and (expr is None or not ctx.flow(expr).built):
         return  # ``str.find(needle)`` looks the same: only a path formatted from the data counts
     hit = _tainted_query(call, expr, "xpath", f"the XPath expression of {ast.unparse(call.func)}()", ctx)
+    if hit:
+        yield hit
+
+
+# template engines whose template *source* runs code when an attacker writes it
+_TEMPLATE_ENGINES = ("jinja2.", "flask.", "django.template.", "mako.template.", "tornado.template.")
+
+
+@rule("CWS094B", cwe="CWE-94", title="Template source from untrusted data", severity="critical",
+      calls={"render_template_string", "Template", "from_string"})
+def template_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A template engine compiles a template whose text untrusted data wrote (server-side
+    template injection).
+
+    **What.** Flask's ``render_template_string(source)``, Jinja2's ``Template(source)`` and
+    ``Environment.from_string(source)``, Django's, Mako's and Tornado's ``Template(source)``,
+    where a request field, ``input()`` or the environment reaches the template text, or a
+    function parameter is formatted into it. Values passed *to* a template
+    (``render_template_string("Hi {{ name }}", name=x)``) are data, not template, and are never
+    flagged; nor is ``string.Template`` (plain substitution).
+
+    **Why.** Template syntax is code: ``{{ cycler.__init__.__globals__.os.popen('id').read() }}``
+    in a Jinja2 template runs a shell command on the server (CWE-1336, leading to CWE-94).
+
+    **Example.**
+
+        return render_template_string("<h1>Hello " + request.args["name"] + "</h1>")
+
+    **Fix.** Keep templates constant and pass user data as values:
+    ``render_template_string("<h1>Hello {{ name }}</h1>", name=name)``.
+    """
+    qual = ctx.qualname(call) or ""
+    name = qual.rsplit(".", 1)[-1] if qual else getattr(call.func, "attr", "")
+    if name == "from_string":
+        if not (ctx.imported("jinja2") or ctx.imported("flask")):
+            return
+    elif not qual.startswith(_TEMPLATE_ENGINES):
+        return  # string.Template, or a Template class of no engine the rules know
+    source = arg(call, 0, "source")
+    hit = _tainted_query(call, source, "template", f"the template text of {ast.unparse(call.func)}()", ctx)
     if hit:
         yield hit
