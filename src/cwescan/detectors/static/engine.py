@@ -70,9 +70,15 @@ class RuleIndex:
                 else:
                     self.by_type.setdefault(t, []).append(r)
 
-    def for_node(self, node: ast.AST) -> list[Rule]:
+    def for_node(self, node: ast.AST, aliases: dict[str, str] | None = None) -> list[Rule]:
+        """The rules to run on ``node``; a call is matched by its callee's last name, the name it
+        was imported under when ``aliases`` (local name -> qualified name) knows it
+        (``from os import system as run; run(cmd)`` is ``system``)."""
         if type(node) is ast.Call:
-            named = self.calls_by_name.get(last_name(node.func))
+            name = last_name(node.func)
+            if aliases and isinstance(node.func, ast.Name) and name in aliases:
+                name = aliases[name].rsplit(".", 1)[-1]
+            named = self.calls_by_name.get(name)
             if named:
                 return named + self.calls_any if self.calls_any else named
             return self.calls_any
@@ -93,7 +99,7 @@ def check_tree(path: str, tree: ast.Module, index: RuleIndex, errors: Counter) -
         t = type(node)
         if t is ast.Import or t is ast.ImportFrom:
             ctx.add_import(node)
-        rules = index.for_node(node)
+        rules = index.for_node(node, ctx.aliases)
         if rules:
             ctx.func = funcs[-1] if funcs else None
             ctx.funcs = list(funcs)
