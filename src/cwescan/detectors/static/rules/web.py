@@ -227,7 +227,8 @@ def open_redirect(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** A link to your site that forwards to ``https://evil.example`` makes phishing
     believable (CWE-601).
 
-    **Confidence.** Tainted targets only. ``url_for()``/``reverse()`` targets are safe; an
+    **Confidence.** Tainted targets only; a plain function parameter passed as the target is the
+    caller's choice (a redirect helper) and is not flagged. ``url_for()``/``reverse()`` targets are safe; an
     ``if`` that compares the URL's host with an allow-list (``url_has_allowed_host_and_scheme``,
     ``netloc in ALLOWED``) and overwrites or rejects it clears the taint, and so does
     redirecting only inside the check (``if url_has_allowed_host_and_scheme(url, hosts):
@@ -246,6 +247,9 @@ def open_redirect(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     target = arg(call, 0, "location") or kwarg(call, "url") or kwarg(call, "redirect_to")
     if target is None or isinstance(target, ast.Constant):
         return
+    flow = ctx.flow(target)
+    if flow.source == "parameter" and not flow.built:
+        return  # a redirect helper sending its caller's location: the caller's choice
     hit = ctx.sink(call, target, "redirect", f"{ast.unparse(call.func)}()", flag_unknown=False)
     if hit:
         yield hit
