@@ -128,3 +128,30 @@ def test_first_stage_loads_the_encoder_quietly(tmp_path):
     stage = json.loads(r.stdout)["stats"]["model_stage"]
     assert stage["first_stage"]["scored"] == 1  # the encoder was loaded and ran in this process
     assert r.stderr == ""
+
+
+def test_a_warm_scan_does_not_load_the_first_stage(tmp_path, monkeypatch):
+    """Units the first stage cleared in an earlier scan are answered from the result cache:
+    the scan neither loads nor runs the encoder for them (counted on the real load)."""
+    options = ScanOptions(detectors=[], cache=ResultCache(tmp_path / "cache"))
+    loads = []
+    real_load = EncoderDetector.load
+
+    def counting_load(self):
+        loads.append(self.model is None)
+        return real_load(self)
+
+    monkeypatch.setattr(EncoderDetector, "load", counting_load)
+    root = tmp_path / "tree"
+    root.mkdir()
+    (root / "settings.py").write_text(  # one source unit, which the shipped encoder clears (~0.0004)
+        "import os\n\n\ndef debug_enabled():\n    return os.getenv(\"APP_DEBUG\", \"0\") == \"1\"\n")
+    artifact = tiny_slm_artifact(tmp_path / "tiny")
+    cold = scan([root], options,
+                detectors=[StaticDetector(), SLMDetector(model=artifact, precision="fp32")]).stats["model_stage"]
+    assert cold["first_stage"]["cleared"] == 1 and any(loads)
+    loads.clear()
+    warm = scan([root], options,
+                detectors=[StaticDetector(), SLMDetector(model=artifact, precision="fp32")]).stats["model_stage"]
+    assert warm["first_stage"]["from_cache"] == 1 and warm["first_stage"]["scored"] == 0
+    assert not any(loads), "a warm scan loaded the first stage's encoder"

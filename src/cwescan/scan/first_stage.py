@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from cwescan.core.units import Unit
 from cwescan.detectors.base import ModelDetector
 from cwescan.scan.cache import ResultCache, model_key, unit_key
+from cwescan.scan.quiet import third_party_quiet
 
 CHOICES = ("encoder", "none")
 
@@ -58,10 +59,12 @@ class FirstStage:
                 "scored": self.scored, "cleared": self.cleared, "from_cache": self.from_cache}
 
     def split(self, units: Sequence[Unit], eligible: set[int],
-              cache: ResultCache | None = None) -> tuple[list[Unit], list[Unit]]:
+              cache: ResultCache | None = None, verbose: bool = False) -> tuple[list[Unit], list[Unit]]:
         """(units the SLM must still read, units cleared), each in the order given. Only units
         whose ``id`` is in ``eligible`` meet the first stage: triage's "sink" and "source" units
-        (``cwescan.scan.triage.FIRST_STAGE_KINDS``), not those with a rule finding or no AST."""
+        (``cwescan.scan.triage.FIRST_STAGE_KINDS``), not those with a rule finding or no AST.
+        The model is loaded only when some unit is not answered by the cache, with what the model
+        libraries print on import held back unless ``verbose``."""
         mkey = model_key(self.detector) if cache is not None else None  # once: it hashes source files
         keys = {} if mkey is None else {id(u): unit_key(f"{mkey}:first-stage:{self.threshold!r}", u, ())
                                         for u in units if id(u) in eligible and id(u) not in self._verdicts}
@@ -76,6 +79,8 @@ class FirstStage:
             else:
                 judge.append(u)
         if judge:
+            with third_party_quiet(enabled=not verbose):
+                self.detector.load()
             scores = self.detector.score(judge)
             self.scored += len(judge)
             for u, s in zip(judge, scores, strict=True):

@@ -509,10 +509,8 @@ def _first_stage_keeps(first_stage: first_stage_mod.FirstStage, pending: list[Un
     stage = f"{first_stage.detector.name} first stage"
     if progress:
         progress(stage, 0, len(pending))
-    with third_party_quiet(enabled=not verbose):  # what model libraries print on import: held back
-        first_stage.detector.load()
     with third_party_quiet(enabled=not verbose, streams=False):
-        keep, _ = first_stage.split(pending, eligible, cache)
+        keep, _ = first_stage.split(pending, eligible, cache, verbose)
     if progress:
         progress(stage, len(pending), len(pending))
     return keep
