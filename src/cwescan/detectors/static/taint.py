@@ -128,6 +128,13 @@ class Flow:
         """Not evidence of attacker control on its own: untraced, or only a plain parameter."""
         return self.level != TAINTED or self.source in WEAK_SOURCES
 
+    @property
+    def caller_chosen(self) -> bool:
+        """A plain parameter handed on as it came, not built into a larger value: a sink that
+        takes a whole path, URL, target or query from it does what its caller asked (a helper),
+        which is the caller's weakness if any, not this function's."""
+        return self.source == "parameter" and not self.built
+
     def explain(self, sink: str) -> str:
         """E.g. "parameter `term` (caller-supplied, not known to be user input) reaches
         conn.execute() through concatenation via `query` (line 14)": the origin names the

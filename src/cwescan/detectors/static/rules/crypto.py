@@ -295,8 +295,8 @@ def unverified_jwt(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """A JSON Web Token is decoded without checking its signature.
 
     **What.** PyJWT / python-jose ``jwt.decode(...)`` with ``verify=False`` (PyJWT 1),
-    ``options={"verify_signature": False}`` (or ``"verify_signature"`` set from a variable that
-    is ``False`` here), or ``algorithms`` that include ``"none"``.
+    ``options={"verify_signature": False}`` (a dict written in the call), or ``algorithms`` that
+    include ``"none"``.
 
     **Why.** Anyone can then write their own token: change the user id or the role in the
     claims and the application believes it (CWE-347).

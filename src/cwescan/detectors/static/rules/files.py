@@ -86,7 +86,7 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow = ctx.flow(path)
     if flow.level_for("path") != TAINTED:
         return
-    if flow.source == "parameter" and not flow.built:
+    if flow.caller_chosen:
         return
     if flow.source == "parameter":  # a library joining its caller's name into a path: often fine
         yield Hit(call, flow.explain(sink), 0.5, lower_severity=True)

@@ -356,7 +356,7 @@ def _tainted_query(call: ast.Call, expr: ast.AST | None, kind: str, sink: str, c
     if expr is None or isinstance(expr, ast.Constant):
         return None
     flow = ctx.flow(expr)
-    if flow.level_for(kind) != TAINTED or (flow.source == "parameter" and not flow.built):
+    if flow.level_for(kind) != TAINTED or flow.caller_chosen:
         return None
     return ctx.hit(call, flow, flow.explain(sink))
 

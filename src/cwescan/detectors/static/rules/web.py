@@ -248,7 +248,7 @@ def open_redirect(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if target is None or isinstance(target, ast.Constant):
         return
     flow = ctx.flow(target)
-    if flow.source == "parameter" and not flow.built:
+    if flow.caller_chosen:
         return  # a redirect helper sending its caller's location: the caller's choice
     hit = ctx.sink(call, target, "redirect", f"{ast.unparse(call.func)}()", flag_unknown=False)
     if hit:
@@ -319,7 +319,7 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     flow: Flow = ctx.flow(url)
     if flow.level_for("url") != TAINTED:
         return
-    if flow.source == "parameter" and not flow.built:
+    if flow.caller_chosen:
         return  # an HTTP helper fetching the URL its caller gives: the caller's choice
     if is_test_path(ctx.path) and _LOOPBACK_URL.match(leading_text(_url_value(url, ctx))):
         return  # a test talking to the server it started
