@@ -387,3 +387,67 @@ def test_an_allowlist_or_a_url_validator_clears_a_redirect_a_pattern_check_does_
             return redirect(target)
     """
     assert lines_of(body, "CWS601") == set()
+
+
+# -- early-exit guards: ``if test: return`` -- what holds afterwards is ``not test`` ----------
+
+@pytest.mark.parametrize("guard", [
+    "if cmd not in ('ls', 'df'):\n            abort(400)",  # an allow list
+    "if cmd != 'ls':\n            return 'no'",
+    "if ';' in cmd or '|' in cmd:\n            return 'no'",  # a content check
+    "if not cmd.isalnum():\n            return 'no'",
+    "if cmd and not cmd.isalnum():\n            return 'no'",  # an empty value is harmless
+])
+def test_an_exit_guard_that_pins_the_value_clears_it(guard):
+    body = f"""\
+    @app.route("/run")
+    def run():
+        cmd = request.args["cmd"]
+        {guard}
+        os.system(cmd)
+    """
+    assert lines_of(body, "CWS078") == set()
+
+
+@pytest.mark.parametrize("guard", [
+    "if cmd in ('rm', 'shutdown'):\n            abort(400)",  # a deny list: anything else passes
+    "if cmd == 'rm':\n            return 'no'",
+    "if cmd.lower() in SKIPPED:\n            return 'no'",
+])
+def test_an_exit_guard_that_only_excludes_values_does_not_clear_it(guard):
+    body = f"""\
+    SKIPPED = {{'rm'}}
+    @app.route("/run")
+    def run():
+        cmd = request.args["cmd"]
+        {guard}
+        os.system(cmd)
+    """
+    assert lines_of(body, "CWS078") == {7}
+
+
+def test_checking_a_value_derived_from_the_data_does_not_clear_the_data():
+    # ``pos == -1`` says where "=" is, not what the query string holds
+    body = """\
+    @app.route("/run")
+    def run():
+        qs = request.query_string.decode()
+        pos = qs.find("cmd=")
+        if pos == -1:
+            return "missing"
+        os.system(qs[pos + 4:])
+    """
+    assert lines_of(body, "CWS078") == {7}
+
+
+def test_an_overwrite_with_more_of_the_data_is_no_check():
+    body = """\
+    @app.route("/run")
+    def run():
+        cmd = request.args["cmd"]
+        if cmd not in ("ls", "df"):
+            cmd = cmd.split("&")[0]
+        os.system(cmd)
+    """
+    assert lines_of(body, "CWS078") == {6}
+    assert lines_of(body.replace('cmd.split("&")[0]', '"ls"'), "CWS078") == set()

@@ -90,7 +90,7 @@ def distinctive_methods() -> frozenset[str]:
 # a catalogue name that is also a str method (``format``) targets the method, not the builtin
 _STR_METHODS = frozenset(dir(str))
 
-# taint sources (cwescan.detectors.static.taint): reading one makes a unit worth the model
+# taint sources (cwescan.detectors.static.flow and .taint): reading one makes a unit worth the model
 _SOURCE_CALLS = frozenset({"input", "raw_input", "os.getenv", "os.environ.get", "getenv"})
 _SOURCE_NAMES = frozenset({"sys.argv", "os.environ", "sys.stdin"})
 

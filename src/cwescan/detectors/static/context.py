@@ -8,7 +8,8 @@ from cwescan.detectors.static import bandit_bridge
 from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.registry import Hit
 from cwescan.detectors.static.patterns import dotted
-from cwescan.detectors.static.taint import CONSTANT, TAINTED, UNKNOWN, Analyzer, Flow
+from cwescan.detectors.static.flow import CONSTANT, TAINTED, UNKNOWN, Flow
+from cwescan.detectors.static.taint import Analyzer
 
 
 class Context:

@@ -148,6 +148,46 @@ def validation_test(test: ast.AST) -> bool:
     return False
 
 
+def exit_checked(test: ast.AST) -> list[ast.AST]:
+    """What the test of an early-exit guard (``if test: return``) checks, given that the code
+    after it runs only when ``test`` is false: ``x not in ALLOWED`` and ``x != C`` pin ``x``
+    (and ``C``); ``".." in p`` checks the content of ``p``; a validator call checks what it
+    looks at, as does anything under ``not``. ``x in DENIED`` and ``x == C`` pin nothing: ``x``
+    is then anything else (a deny list), and ``pos == -1`` says nothing about the string ``pos``
+    was found in. Under ``or`` every operand is false afterwards; under ``and`` only one need be,
+    and a truthiness operand (``if x and ...``) leaves the others: an empty ``x`` is harmless."""
+    if isinstance(test, ast.BoolOp):
+        values = test.values if isinstance(test.op, ast.Or) else [
+            v for v in test.values if not _truthiness(v)]
+        return [e for v in values for e in exit_checked(v)]
+    if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
+        return [test.operand]
+    if isinstance(test, ast.Compare):
+        if any(is_validator(n) for n in ast.walk(test)):
+            return [test]  # a validator's result compared (``re.match(r, x) is None``)
+        if len(test.ops) != 1:
+            return []
+        op = test.ops[0]
+        if isinstance(op, ast.NotIn):
+            return [test.left]
+        if isinstance(op, ast.NotEq):
+            if any(isinstance(c, ast.Constant) and type(c.value) in (int, float) for c in test.comparators):
+                return []  # ``pos != -1`` pins a number, not the string it was found in
+            return [test.left, *test.comparators]
+        if isinstance(op, ast.In) and isinstance(test.left, ast.Constant):
+            return list(test.comparators)
+        return []
+    return [test] if is_validator(test) else []
+
+
+def _truthiness(node: ast.AST) -> bool:
+    """``x``, ``x is not None``, ``len(x)``: a test only of whether there is a value."""
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], (ast.Is, ast.IsNot)):
+        return True
+    return isinstance(node, (ast.Name, ast.Attribute)) or (
+        isinstance(node, ast.Call) and last_name(node.func) == "len")
+
+
 def positive_operands(test: ast.AST) -> list[ast.AST]:
     """The parts of an ``if`` test that all hold inside its body: the test itself, or the
     operands of a top-level ``and`` (nested ``and``s too). Nothing under ``not`` or ``or``."""

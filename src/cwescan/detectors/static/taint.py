@@ -38,170 +38,14 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 
+from cwescan.detectors.static.flow import (
+    CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, SANITIZERS, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow, argv_flow,
+    environment_flow, join, request_flow)
 from cwescan.detectors.static.patterns import (
-    EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, is_validator,
-    last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
+    EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, exit_checked,
+    is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
     validation_calls, validation_test)
 from cwescan.detectors.static.sources import request_field
-
-TAINTED, UNKNOWN, CONSTANT = 2, 1, 0
-LEVEL_NAMES = {TAINTED: "tainted", UNKNOWN: "unknown", CONSTANT: "constant"}
-
-# Source kinds and the confidence that a sink reached by them is exploitable.
-SOURCE_CONFIDENCE = {
-    "request": 0.9,  # an HTTP request field
-    "route-param": 0.85,  # a parameter of a routed view function (a URL segment)
-    "input": 0.85,  # input()
-    "argv": 0.85,  # sys.argv, argparse (not for path, URL and pattern sinks: ARGV_SAFE_FOR)
-    "upload": 0.9,  # a file uploaded by the client
-    "upload-name": 0.9,  # the filename the client gave its upload
-    "network": 0.8,  # bytes a socket received: whoever connected chose them
-    "environment": 0.65,  # os.environ: set by whoever runs the program
-    # A plain function parameter holds what its caller passes: untrusted only if some caller
-    # passes outside data, which this intraprocedural flow cannot see. Below the environment,
-    # and reported one severity lower (WEAK_SOURCES).
-    "parameter": 0.55,
-}
-# Source kinds that are not evidence of attacker control on their own: a finding resting on
-# one is reported one severity lower.
-WEAK_SOURCES = frozenset({"parameter"})
-UNKNOWN_CONFIDENCE = 0.5
-DATABASE = "database"  # the source label of unknown values read back from a database
-# unknown values whose origin is known and worth naming in an explanation
-_NAMED_UNKNOWN = frozenset({DATABASE, "test-data"})
-
-
-# name (last component) -> kinds of sink it makes safe; "*" = every kind
-SANITIZERS: dict[str, frozenset[str]] = {
-    "int": frozenset("*"), "float": frozenset("*"), "bool": frozenset("*"),
-    "len": frozenset("*"), "UUID": frozenset("*"), "hexdigest": frozenset("*"),
-    "urlencode": frozenset("*"),
-    "quote": frozenset({"command", "url-path"}),  # shlex.quote / pipes.quote
-    "escape": frozenset({"html"}), "escape_html": frozenset({"html"}),
-    "clean": frozenset({"html"}), "sanitize": frozenset({"html"}),
-    "secure_filename": frozenset({"path", "upload"}),
-    "basename": frozenset({"path", "upload"}),
-    "get_valid_filename": frozenset({"path", "upload"}),
-    "url_for": frozenset({"redirect", "url"}), "reverse": frozenset({"redirect", "url"}),
-    "literal_eval": frozenset({"code"}),
-    "escape_string": frozenset({"sql"}), "mogrify": frozenset(), "escape_filter_chars": frozenset({"ldap"}),
-    "escape_dn_chars": frozenset({"ldap"}), "filter_format": frozenset({"ldap"}),
-    # in-memory files: their content may be tainted, but they are not paths, URLs or commands
-    "BytesIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
-    "StringIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
-}
-_PURE = {"str", "bytes", "repr", "format", "strip", "lstrip", "rstrip", "lower", "upper", "encode",
-         "decode", "replace", "join", "dedent", "tuple", "list", "sorted", "chr", "ord", "hex", "abs",
-         "min", "max", "round", "title", "capitalize", "zfill", "ljust", "rjust", "center",
-         "dumps"}
-
-
-@dataclass(frozen=True)
-class Flow:
-    """What an expression may hold."""
-
-    level: int
-    source: str = ""  # source kind, a key of SOURCE_CONFIDENCE
-    origin: str = ""  # the source, kind first: "request data (request.args)", "parameter `term` (...)"
-    how: str = ""  # "an f-string", "concatenation", ...
-    var: str = ""  # the last variable the value went through
-    line: int = 0  # where that variable was assigned
-    safe_for: frozenset[str] = frozenset()  # sink kinds a sanitiser on the way made it safe for
-    chain: frozenset[str] = frozenset()  # variables the value went through
-    built: bool = False  # made by string building (f-string, +, %, format, join)
-    # went through abspath/realpath/normpath/resolve() since it was last built
-    normalised: bool = False
-
-    def level_for(self, kind: str | None) -> int:
-        if kind and self.level == TAINTED and ("*" in self.safe_for or kind in self.safe_for):
-            return CONSTANT
-        return self.level
-
-    @property
-    def confidence(self) -> float:
-        if self.level == TAINTED:
-            return SOURCE_CONFIDENCE.get(self.source, 0.7)
-        return UNKNOWN_CONFIDENCE if self.level == UNKNOWN else 0.0
-
-    @property
-    def weak(self) -> bool:
-        """Not evidence of attacker control on its own: untraced, or only a plain parameter."""
-        return self.level != TAINTED or self.source in WEAK_SOURCES
-
-    @property
-    def caller_chosen(self) -> bool:
-        """A plain parameter handed on as it came, not built into a larger value: a sink that
-        takes a whole path, URL, target or query from it does what its caller asked (a helper),
-        which is the caller's weakness if any, not this function's."""
-        return self.source == "parameter" and not self.built
-
-    def explain(self, sink: str) -> str:
-        """E.g. "parameter `term` (caller-supplied, not known to be user input) reaches
-        conn.execute() through concatenation via `query` (line 14)": the origin names the
-        source kind."""
-        if self.level == TAINTED:
-            text = f"{self.origin} reaches {sink}"
-        elif self.level == UNKNOWN and self.origin:
-            text = f"{self.origin} reaches {sink}"
-        elif self.level == UNKNOWN:
-            text = f"a value not traced to a constant reaches {sink}"
-        else:
-            text = f"a constant reaches {sink}"
-        if self.how:
-            text += f" through {self.how}"
-        if self.var:
-            text += f" via `{self.var}` (line {self.line})"
-        return text
-
-
-CONST = Flow(CONSTANT)
-UNKNOWN_FLOW = Flow(UNKNOWN)
-
-
-def join(flows, how: str = "") -> Flow:
-    """The strongest of several flows (taint wins); ``how`` names the building operation."""
-    best: Flow | None = None
-    safe: frozenset[str] | None = None
-    chain: frozenset[str] = frozenset()
-    built, normalised = False, True
-    for f in flows:
-        chain |= f.chain
-        built = built or f.built
-        if best is None or f.level > best.level or (
-                f.level == best.level == TAINTED and f.confidence > best.confidence):
-            best = f  # taint wins; among tainted values the strongest source kind
-        if f.level == TAINTED:
-            safe = f.safe_for if safe is None else safe & f.safe_for
-            normalised = normalised and f.normalised  # like safe_for: every tainted part
-    if best is None:
-        return CONST
-    if best.level == CONSTANT:
-        return CONST
-    return replace(best, how=how or best.how, chain=chain, built=built or bool(how),
-                   safe_for=safe if safe is not None else best.safe_for,
-                   normalised=normalised and safe is not None and not how)  # building undoes it
-
-
-# A command-line tool opens the files, fetches the URLs and matches the patterns its user names:
-# that is its job, not a weakness (argparse made every CLI's `open(args.input)` a path-traversal
-# finding: 29 in this machine's site-packages). The command line still counts for commands, code,
-# SQL and deserialisation, where another program passing data through it is the risk.
-ARGV_SAFE_FOR = frozenset({"path", "upload", "url", "regex", "redirect"})
-
-
-def argv_flow(origin: str) -> Flow:
-    return Flow(TAINTED, "argv", origin, safe_for=ARGV_SAFE_FOR)
-
-
-def request_flow(field_name: str) -> Flow:
-    if field_name in ("request.files", "request.FILES"):
-        return Flow(TAINTED, "upload", f"an uploaded file ({field_name})")
-    return Flow(TAINTED, "request", f"request data ({field_name})")
-
-
-def environment_flow(key: ast.AST | None) -> Flow:
-    named = f" `{key.value}`" if isinstance(key, ast.Constant) and isinstance(key.value, str) else ""
-    return Flow(TAINTED, "environment", f"environment variable{named}")
 
 
 @dataclass
@@ -397,10 +241,13 @@ class Analyzer:
         line = stmt.lineno
         if not validation_test(stmt.test):
             return
-        checked = self._tainted_names(stmt.test, scope, line)
+        checked = set().union(*(self._tainted_names(e, scope, line) for e in exit_checked(stmt.test)))
         if not checked:
             return
-        assigned = {t.id for s in stmt.body for t in assigned_names(s)}
+        # overwritten with a value that is not tainted (``if x not in ALLOWED: x = DEFAULT``) or
+        # that a positive guard checked (``if ok(x): x = quote(x) else: x = None``)
+        assigned = {t.id for s in stmt.body for t in assigned_names(s)
+                    if not isinstance(s, ast.AugAssign) and _settled(self._eval(s.value, scope, s.lineno, 0))}
         if not (leaves(stmt.body) or leaves(stmt.orelse) or assigned & checked):
             return
         after = (stmt.end_lineno or line)
@@ -501,7 +348,7 @@ class Analyzer:
             base = ev(node.value, scope, line, d)
             if base.level == TAINTED and node.attr == "filename" and base.source == "upload":
                 return replace(base, source="upload-name", origin="the client-chosen upload filename")
-            return base if base.level == TAINTED or base.source in _NAMED_UNKNOWN else UNKNOWN_FLOW
+            return base if base.level == TAINTED or base.source in NAMED_UNKNOWN else UNKNOWN_FLOW
         if isinstance(node, ast.Subscript):
             name = dotted(node.value)
             if name in ("os.environ", "environ"):
@@ -571,11 +418,15 @@ class Analyzer:
         flow = join([receiver, *args])
         if flow.level == TAINTED and name in NORMALISERS:
             return replace(flow, normalised=True)
-        if flow.level == TAINTED or flow.source in _NAMED_UNKNOWN:
+        if flow.level == TAINTED or flow.source in NAMED_UNKNOWN:
             return flow
-        if name in _PURE and flow.level == CONSTANT:
+        if name in PURE and flow.level == CONSTANT:
             return CONST  # a pure function of constants
         return UNKNOWN_FLOW
+
+
+def _settled(flow: Flow) -> bool:
+    return flow.level != TAINTED or "*" in flow.safe_for
 
 
 def _is_route_decorator(dec: ast.AST) -> bool:

@@ -14,7 +14,7 @@ from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.patterns import last_name
-from cwescan.detectors.static.taint import TAINTED, UNKNOWN
+from cwescan.detectors.static.flow import TAINTED, UNKNOWN
 
 _PICKLE_MODULES = ("pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "jsonpickle",
                    "shelve", "joblib", "pandas", "pd", "numpy", "np", "torch", "keras")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.context import Context, arg, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import TAINTED
+from cwescan.detectors.static.flow import TAINTED
 
 _PATH_SINKS = {
     "open": 0, "io.open": 0, "codecs.open": 0, "os.open": 0, "send_file": 0, "flask.send_file": 0,

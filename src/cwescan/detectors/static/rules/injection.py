@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.taint import TAINTED
+from cwescan.detectors.static.flow import TAINTED
 
 _SQL_WORDS = re.compile(r"(?i)\b(select\s.+\sfrom|insert\s+into|update\s+\S+\s+set|delete\s+from|"
                         r"drop\s+table|create\s+table|alter\s+table|where\s|order\s+by|union\s+select)")

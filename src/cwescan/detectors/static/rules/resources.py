@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from cwescan.detectors.static.context import Context, arg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.sources import request_field
-from cwescan.detectors.static.taint import TAINTED
+from cwescan.detectors.static.flow import TAINTED
 
 _RE_FUNCS = {"compile", "match", "search", "fullmatch", "sub", "subn", "split", "findall", "finditer"}
 

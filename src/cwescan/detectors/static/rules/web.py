@@ -16,7 +16,7 @@ from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.rules.injection import leading_text
 from cwescan.detectors.static.patterns import dotted, last_name
-from cwescan.detectors.static.taint import TAINTED, Flow
+from cwescan.detectors.static.flow import TAINTED, Flow
 from cwescan.core.testcode import is_test_path
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*[^<>]*>|<\s*[a-zA-Z]+\b")
