@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from cwescan.detectors.static.flow import (
     CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, SANITIZERS, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow, argv_flow,
     environment_flow, join, request_flow)
+from cwescan.detectors.static.folding import NOT_LITERAL, decide, literal_names
 from cwescan.detectors.static.patterns import (
     EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, exit_checked,
     is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
@@ -56,6 +57,10 @@ class Scope:
     parent: Scope | None = None
     # names now holding a validator's result (``ok = is_safe_url(u)``): line, call
     results: dict[str, tuple[int, ast.Call]] = field(default_factory=dict)
+    # the names the scope assigns, with their value where it is one literal (folding.py)
+    literals: dict[str, object] = field(default_factory=dict)
+    # (container, line) of the events that an item with a constant key made (``d["k"] = x``)
+    keyed: set[tuple[str, int]] = field(default_factory=set)
 
     def add(self, name: str, line: int, flow: Flow, conditional: bool) -> None:
         self.results.pop(name, None)
@@ -78,6 +83,17 @@ class Scope:
             return events[0][1]
         return self.parent.lookup(name, 1 << 30) if self.parent is not None else None
 
+    def latest(self, name: str, line: int) -> int:
+        """The line of the last event of ``name`` in this scope before ``line`` (-1: none), not
+        counting those an item with a constant key made."""
+        return max((at for at, _ in self.events.get(name, ()) if at < line and (name, at) not in self.keyed),
+                   default=-1)
+
+    def literal(self, name: str) -> object:
+        if name in self.literals:
+            return self.literals[name]
+        return self.parent.literal(name) if self.parent is not None else NOT_LITERAL
+
 
 class Analyzer:
     """Answers "what may this expression hold here?" for one file."""
@@ -85,7 +101,10 @@ class Analyzer:
     def __init__(self, tree: ast.Module, resolve, test_file: bool = False) -> None:
         self.resolve = resolve  # callee qualname resolver of the file (aliases)
         self.test_file = test_file  # test code: tests' and fixtures' parameters are test data
-        self.module = Scope()
+        self.module = Scope(literals=literal_names(tree.body))
+        # a module name some function rebinds (``global``) is not the literal it starts as
+        self.module.literals.update({n: NOT_LITERAL for node in ast.walk(tree) if isinstance(node, ast.Global)
+                                     for n in node.names})
         self.scopes: dict[int, Scope] = {}
         self.routes: set[int] = set()
         self._build(tree.body, self.module, None, 0)
@@ -110,6 +129,7 @@ class Analyzer:
         if scope is None:
             scope = Scope(parent=self.scope_of(funcs[:-1]))
             self._params(func, scope)
+            scope.literals = literal_names(func.body if isinstance(func.body, list) else [], list(scope.events))
             if isinstance(func, ast.Lambda):
                 pass  # its body is one expression, evaluated where a rule asks
             else:
@@ -161,9 +181,14 @@ class Analyzer:
                 self._assign(t, flow, scope, line, depth)
         elif isinstance(target, ast.Starred):
             self._assign(target.value, flow, scope, line, depth)
-        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and flow.level == TAINTED:
-            # d["k"] = tainted: the container now holds taint
-            scope.add(target.value.id, line, flow, True)
+        elif isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name):
+            key = _constant_key(target)
+            if key:  # d["k"] = v: what d["k"] holds from here on, while d takes no other taint
+                _set_key(scope, target.value.id, key, line, flow, depth)
+            if flow.level == TAINTED:  # the container now holds taint
+                scope.add(target.value.id, line, flow, True)
+                if key:
+                    scope.keyed.add((target.value.id, line))
 
     def _stmt(self, stmt, scope: Scope, depth: int) -> None:
         line = stmt.lineno
@@ -182,6 +207,11 @@ class Analyzer:
             flow = self._eval(stmt.value, scope, line, 0)
             for t in stmt.targets:
                 self._assign(t, flow, scope, stmt.end_lineno or line, depth)
+            if isinstance(stmt.value, ast.Dict) and isinstance(stmt.targets[0], ast.Name):
+                for k, v in zip(stmt.value.keys, stmt.value.values):  # d = {"k": v}: d["k"] holds v
+                    if k is not None and (key := _constant_key(ast.Subscript(stmt.targets[0], k))):
+                        _set_key(scope, stmt.targets[0].id, key, stmt.end_lineno or line,
+                                 self._eval(v, scope, line, 0), depth)
             name = stmt.targets[0].id if isinstance(stmt.targets[0], ast.Name) else ""
             # ``ok = is_safe_url(u)``, not in a branch that may leave an older ``ok``
             if len(stmt.targets) == 1 and name and is_validator(stmt.value) and not (
@@ -205,6 +235,8 @@ class Analyzer:
         elif isinstance(stmt, ast.While):
             self._build(stmt.body, scope, None, depth + 1)
             self._build(stmt.orelse, scope, None, depth + 1)
+        elif isinstance(stmt, ast.If) and (taken := decide(stmt.test, scope.literal)) is not None:
+            self._build(stmt.body if taken else stmt.orelse, scope, None, depth)  # the only branch run
         elif isinstance(stmt, ast.If):
             inside = self._enter_guard(stmt, scope)
             self._build(stmt.body, scope, None, depth + 1)
@@ -226,6 +258,13 @@ class Analyzer:
         elif isinstance(stmt, ast.Match):
             for case in stmt.cases:
                 self._build(case.body, scope, None, depth + 1)
+
+    def _key(self, container: ast.AST, key: str, scope: Scope, line: int) -> Flow | None:
+        """What ``d['k']`` (or ``d.get('k')``) holds, when the flow followed that key since ``d``
+        last took taint; None to fall back on the container."""
+        if not key or key not in scope.events or scope.latest(key, line) < scope.latest(container.id, line):
+            return None
+        return scope.lookup(key, line)
 
     def _mutation(self, call, scope: Scope, line: int) -> None:
         """``items.append(tainted)`` taints ``items``."""
@@ -349,6 +388,8 @@ class Analyzer:
             if base.level == TAINTED and node.attr == "filename" and base.source == "upload":
                 return replace(base, source="upload-name", origin="the client-chosen upload filename")
             return base if base.level == TAINTED or base.source in NAMED_UNKNOWN else UNKNOWN_FLOW
+        if isinstance(node, ast.Subscript) and (held := self._key(node.value, _constant_key(node), scope, line)):
+            return held
         if isinstance(node, ast.Subscript):
             name = dotted(node.value)
             if name in ("os.environ", "environ"):
@@ -362,6 +403,8 @@ class Analyzer:
             return join(ev(e, scope, line, d) for e in node.elts)
         if isinstance(node, ast.Dict):
             return join(ev(e, scope, line, d) for e in [*node.keys, *node.values] if e is not None)
+        if isinstance(node, ast.IfExp) and (taken := decide(node.test, scope.literal)) is not None:
+            return ev(node.body if taken else node.orelse, scope, line, d)
         if isinstance(node, ast.IfExp):
             return join([ev(node.body, scope, line, d), ev(node.orelse, scope, line, d)])
         if isinstance(node, ast.BoolOp):
@@ -408,6 +451,9 @@ class Analyzer:
             if "*" in kinds or inner.level != TAINTED:
                 return CONST if "*" in kinds else inner
             return replace(inner, safe_for=inner.safe_for | kinds)
+        if name == "get" and isinstance(func, ast.Attribute) and node.args and (held := self._key(
+                func.value, _constant_key(ast.Subscript(func.value, node.args[0])), scope, line)):
+            return held
         receiver = ev(func.value, scope, line, d) if isinstance(func, ast.Attribute) else CONST
         if name == "format" and isinstance(func, ast.Attribute):
             return join([receiver, *args], "str.format()")
@@ -423,6 +469,21 @@ class Analyzer:
         if name in PURE and flow.level == CONSTANT:
             return CONST  # a pure function of constants
         return UNKNOWN_FLOW
+
+
+def _constant_key(node: ast.Subscript) -> str:
+    """``d['k']`` -> "d['k']", the name the flow keeps ``d``'s item under; "" when the key is
+    not a constant or the container not a plain name."""
+    key = node.slice
+    if isinstance(node.value, ast.Name) and isinstance(key, ast.Constant) and type(key.value) in (str, int):
+        return f"{node.value.id}[{key.value!r}]"
+    return ""
+
+
+def _set_key(scope: Scope, container: str, key: str, line: int, flow: Flow, depth: int) -> None:
+    if depth > 0 and key not in scope.events and (held := scope.lookup(container, line)):
+        scope.add(key, line, held, False)  # the branch may not run: d["k"] may be what d held
+    scope.add(key, line, flow, depth > 0)
 
 
 def _settled(flow: Flow) -> bool:
