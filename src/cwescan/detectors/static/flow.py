@@ -7,6 +7,7 @@ kinds of sink.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, replace
 
 TAINTED, UNKNOWN, CONSTANT = 2, 1, 0
@@ -55,6 +56,20 @@ SANITIZERS: dict[str, frozenset[str]] = {
     "BytesIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
     "StringIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
 }
+_HTML_ESCAPER = re.compile(r"(?i)^(?!.*unescape)(.*html.*(escape|sanit|clean|encode)|.*(escape|sanit|clean|encode).*html"
+                           r"|conditional_escape$|htmlspecialchars$)")
+
+
+def sanitizer_kinds(name: str) -> frozenset[str] | None:
+    """The sink kinds a call named ``name`` makes its result safe for (None: no sanitiser).
+    Besides SANITIZERS, any function whose name says it escapes for HTML (``escape_for_html``,
+    ``html_escape``, ``sanitize_html``): projects write their own."""
+    kinds = SANITIZERS.get(name)
+    if kinds is None and _HTML_ESCAPER.search(name):
+        return frozenset({"html"})
+    return kinds
+
+
 PURE = {"str", "bytes", "repr", "format", "strip", "lstrip", "rstrip", "lower", "upper", "encode",
          "decode", "replace", "join", "dedent", "tuple", "list", "sorted", "chr", "ord", "hex", "abs",
          "min", "max", "round", "title", "capitalize", "zfill", "ljust", "rjust", "center",

@@ -32,6 +32,14 @@ def last_name(func: ast.AST) -> str:
     return ""
 
 
+def is_route_decorator(dec: ast.AST) -> bool:
+    """@app.route(...), @bp.get(...), @router.post(...), @api_view..."""
+    target = dec.func if isinstance(dec, ast.Call) else dec
+    name = last_name(target)
+    return name in ("route", "get", "post", "put", "delete", "patch", "api_view", "websocket",
+                    "view_config", "expose") and isinstance(target, ast.Attribute) or name == "api_view"
+
+
 # -- database reads ---------------------------------------------------------------------
 
 # cursor methods that return rows (DB-API, asyncpg, databases)

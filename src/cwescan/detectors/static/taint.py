@@ -39,12 +39,12 @@ import ast
 from dataclasses import dataclass, field, replace
 
 from cwescan.detectors.static.flow import (
-    CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, SANITIZERS, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow, argv_flow,
-    environment_flow, join, request_flow)
+    CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow, argv_flow,
+    environment_flow, join, request_flow, sanitizer_kinds)
 from cwescan.detectors.static.folding import NOT_LITERAL, decide, literal_names
 from cwescan.detectors.static.patterns import (
     EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, exit_checked,
-    is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
+    is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
     validation_calls, validation_test)
 from cwescan.detectors.static.sources import request_field
 
@@ -143,7 +143,7 @@ class Analyzer:
         a = func.args
         # a routed view, or a Django-style view taking the request: the other parameters are
         # URL segments
-        routed = any(_is_route_decorator(d) for d in getattr(func, "decorator_list", ())) or any(
+        routed = any(is_route_decorator(d) for d in getattr(func, "decorator_list", ())) or any(
             p.arg in ("request", "req") for p in a.args[:2])
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
         params += [p for p in (a.vararg, a.kwarg) if p is not None]
@@ -445,7 +445,7 @@ class Analyzer:
         args = [ev(a, scope, line, d) for a in node.args]
         args += [ev(k.value, scope, line, d) for k in node.keywords]
         # sanitisers
-        kinds = SANITIZERS.get(name)
+        kinds = sanitizer_kinds(name)
         if kinds is not None:
             inner = join(args)
             if "*" in kinds or inner.level != TAINTED:
@@ -488,11 +488,3 @@ def _set_key(scope: Scope, container: str, key: str, line: int, flow: Flow, dept
 
 def _settled(flow: Flow) -> bool:
     return flow.level != TAINTED or "*" in flow.safe_for
-
-
-def _is_route_decorator(dec: ast.AST) -> bool:
-    """@app.route(...), @bp.get(...), @router.post(...), @api_view..."""
-    target = dec.func if isinstance(dec, ast.Call) else dec
-    name = last_name(target)
-    return name in ("route", "get", "post", "put", "delete", "patch", "api_view", "websocket",
-                    "view_config", "expose") and isinstance(target, ast.Attribute) or name == "api_view"

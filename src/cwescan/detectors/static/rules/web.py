@@ -15,7 +15,7 @@ from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.rules.injection import leading_text
-from cwescan.detectors.static.patterns import dotted, last_name
+from cwescan.detectors.static.patterns import dotted, is_route_decorator, last_name
 from cwescan.detectors.static.flow import TAINTED, Flow
 from cwescan.core.testcode import is_test_path
 
@@ -65,14 +65,18 @@ def _string_building(node: ast.AST) -> bool:
 
 
 @rule("CWS079B", cwe="CWE-79", title="HTML built from request data", severity="high",
-      node=(ast.Return, ast.BinOp, ast.JoinedStr, ast.Call), calls={"format"})
+      node=(ast.Return, ast.BinOp, ast.JoinedStr, ast.Call), calls={"format", "HttpResponse", "make_response", "Response"})
 def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     """An HTML string is built from request data without escaping.
 
     **What.** ``f"<h1>Hello {name}!</h1>"``, ``"<p>" + word + "</p>"``, ``link % text`` (with
     ``link = '<a href="...%s">'``), ``"<b>{}</b>".format(x)``, or a function returning a variable
     built that way, where a request field, a routed view's URL parameter, an AWS Lambda
-    ``event`` or ``input()`` reaches the string.
+    ``event`` or ``input()`` reaches the string. Also any text built from request data that a
+    Flask, Quart or Bottle view returns (they serve a returned string as ``text/html``), or that
+    Flask's ``make_response``/``Response`` or Django's ``HttpResponse`` send without a non-HTML
+    content type, markup or not: ``return f"Parameter value: {name}"`` (0.9 of the source's
+    confidence).
 
     **Why.** The browser parses the value as markup: a ``<script>`` or an ``onerror=`` handler
     in it runs in the page (reflected XSS, CWE-79).
@@ -89,6 +93,12 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     """
     if ctx.func is None:
         return
+    served = _served_text(node, ctx)  # the response text, sent as HTML whatever it holds
+    if served is not None and not _html_literal(served) and _text_built(served, ctx):  # markup: below
+        flow = ctx.flow(served)
+        if flow.built and flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
+            yield ctx.hit(node, flow, flow.explain("a response sent as HTML"), flow.confidence * 0.9)
+            return
     if isinstance(node, ast.Return):
         value = node.value
         if not isinstance(value, ast.Name):
@@ -109,6 +119,44 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         where = "an HTML string"
     if flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
         yield ctx.hit(node, flow, flow.explain(where))
+
+
+def _text_built(expr: ast.AST, ctx: Context) -> bool:
+    """``expr`` is text built here (f-string, ``+``, ``%``, ``format``, ``join``), or a name the
+    function builds that way (``out += ...``), not some call's result."""
+    if _string_building(expr):
+        return True
+    return isinstance(expr, ast.Name) and any(
+        isinstance(n, ast.AugAssign) or _string_building(n.value)
+        for n in ast.walk(ctx.func) if isinstance(n, (ast.Assign, ast.AugAssign)) and _targets(n, expr.id))
+
+
+def _served_text(node: ast.AST, ctx: Context) -> ast.AST | None:
+    """The text a view sends with the framework's default ``text/html`` type: the string a
+    Flask/Quart/Bottle route returns, the body of ``make_response``/``Response`` (Flask) or of
+    Django's ``HttpResponse``, unless a content type is given that is not HTML."""
+    if isinstance(node, ast.Return):
+        return node.value if _view_serves_html(ctx) else None
+    name = last_name(node.func) if isinstance(node, ast.Call) else ""
+    if name == "HttpResponse":
+        typed = [kwarg(node, "content_type")]
+    elif name in ("make_response", "Response") and _flask_like(ctx):
+        typed = [kwarg(node, k) for k in ("mimetype", "content_type", "headers")] + node.args[2:]
+    else:
+        return None
+    if any(t is not None and not (isinstance(t, ast.Constant) and "html" in str(t.value)) for t in typed):
+        return None
+    return arg(node, 0, "content") or arg(node, 0, "response")
+
+
+def _flask_like(ctx: Context) -> bool:
+    return any(ctx.imported(m) for m in ("flask", "quart", "bottle")) and not any(
+        ctx.imported(m) for m in ("fastapi", "starlette"))
+
+
+def _view_serves_html(ctx: Context) -> bool:
+    """A Flask/Quart/Bottle route: a string it returns goes out as ``text/html``."""
+    return any(is_route_decorator(d) for d in getattr(ctx.func, "decorator_list", ())) and _flask_like(ctx)
 
 
 def _html_names(node: ast.AST, ctx: Context) -> bool:
