@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
+from cwescan.detectors.static.patterns import dotted, last_name
 from cwescan.detectors.static.registry import Hit, rule
 
 _SECRETISH = re.compile(r"(?i)(passw|pwd|secret|token|nonce|salt|otp|csrf|api_?key|session_?(id|key)|"
@@ -105,7 +106,7 @@ def weak_cipher(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
 
 _RANDOM_FUNCS = {"random", "randint", "choice", "choices", "randrange", "getrandbits", "sample",
-                 "shuffle", "uniform", "randbytes"}
+                 "shuffle", "uniform", "randbytes", "normalvariate", "gauss", "triangular", "expovariate"}
 
 
 @rule("CWS330", cwe="CWE-338", title="Predictable random values used for a secret",
@@ -116,8 +117,10 @@ def weak_random(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **What.** ``random.random/randint/choice/choices/randrange/getrandbits/sample/randbytes``
     (module functions or a ``random.Random()`` instance) in a function, assignment or return
     whose names say it makes a secret (token, password, secret, key, salt, nonce, otp, csrf,
-    session id, reset code, pin). Other uses of ``random`` (simulations, jitter, shuffling test
-    data) are not flagged.
+    session id, reset code, pin), or assigned to a name the function then stores in the session
+    (``session["code"] = value``) or sends as a cookie (``set_cookie("id", value)``): a value
+    the server later trusts as the client's. Other uses of ``random`` (simulations, jitter,
+    shuffling test data) are not flagged.
 
     **Why.** ``random`` is a Mersenne Twister: 624 outputs reveal its state and every future
     value, so tokens made with it can be predicted (CWE-330/338).
@@ -146,6 +149,24 @@ def weak_random(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     context = " ".join(names)
     if _SECRETISH.search(context):
         yield Hit(call, f"{qual}() is predictable but makes a secret here ({context.strip()})", 0.75)
+    elif isinstance(stmt, ast.Assign) and ctx.func is not None and (
+            use := _trusted_later({t.id for t in stmt.targets if isinstance(t, ast.Name)}, ctx.func)):
+        yield Hit(call, f"{qual}() is predictable but its value is {use}", 0.75)
+
+
+def _trusted_later(names: set[str], func: ast.AST) -> str:
+    """How the function hands one of ``names`` to the client as something it will trust back:
+    stored in the session, or set as a cookie ("" when neither)."""
+    def reads(expr: ast.AST | None) -> bool:
+        return expr is not None and any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(expr))
+    for node in ast.walk(func):
+        if isinstance(node, ast.Assign) and reads(node.value) and any(
+                isinstance(t, ast.Subscript) and "session" in (dotted(t.value) or "").lower() for t in node.targets):
+            return "stored in the session"
+        if isinstance(node, ast.Call) and last_name(node.func) == "set_cookie" and (
+                any(reads(a) for a in node.args[1:2]) or reads(kwarg(node, "value"))):
+            return "sent as a cookie"
+    return ""
 
 
 @rule("CWS295", cwe="CWE-295", title="TLS certificate verification disabled", severity="high",
