@@ -25,6 +25,14 @@ REQUEST_OBJECTS = {"request", "req", "flask.request"}
 # Fields only a Django request has: any object carrying one is a request, whatever its name
 # (renaming `request` evaded the rules: docs/ROBUSTNESS.md, rename_neutral).
 DJANGO_REQUEST_FIELDS = {"GET", "POST", "FILES", "COOKIES", "META"}
+# Calls that take the whole request and return what is not read from it (a rendered page, the
+# logged-in user, a CSRF token): any other call handed the request returns request data
+REQUEST_CONSUMERS = frozenset({
+    "render", "render_to_response", "render_to_string", "TemplateResponse", "RequestContext", "redirect",
+    "authenticate", "login", "logout", "get_user", "get_current_site", "get_token", "rotate_token",
+    "has_permission", "has_object_permission", "check_permissions", "dispatch", "get_response",
+    "process_request", "process_view", "process_response", "isinstance", "id", "str", "repr", "type", "bool",
+    "getattr", "hasattr", "setattr", "len", "print", "super"})
 # Tornado's RequestHandler reads the request through methods of the handler itself
 ARGUMENT_GETTERS = {"get_argument", "get_arguments", "get_query_argument", "get_query_arguments",
                     "get_body_argument", "get_body_arguments", "get_cookie"}

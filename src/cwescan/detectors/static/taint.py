@@ -46,7 +46,7 @@ from cwescan.detectors.static.patterns import (
     EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, exit_checked,
     is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
     validation_calls, validation_test)
-from cwescan.detectors.static.sources import request_field
+from cwescan.detectors.static.sources import REQUEST_CONSUMERS, is_request, request_field
 
 
 @dataclass
@@ -451,6 +451,10 @@ class Analyzer:
             if "*" in kinds or inner.level != TAINTED:
                 return CONST if "*" in kinds else inner
             return replace(inner, safe_for=inner.safe_for | kinds)
+        if name not in REQUEST_CONSUMERS and any(is_request(a) for a in node.args):
+            # a helper handed the whole request (``param = get_param(request, "q")``) returns
+            # what it read from it
+            return Flow(TAINTED, "request", f"request data (read by {name}() from the request)")
         if name == "get" and isinstance(func, ast.Attribute) and node.args and (held := self._key(
                 func.value, _constant_key(ast.Subscript(func.value, node.args[0])), scope, line)):
             return held

@@ -310,12 +310,14 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
     target = None
     script = False
     if listed is not None:
-        elts = listed.elts
+        elts = [*listed.elts, *_appended(first, ctx)]
         if not elts:
             return
-        if (len(elts) >= 3 and isinstance(elts[0], ast.Constant) and elts[0].value in _SHELLS
-                and isinstance(elts[1], ast.Constant) and elts[1].value in ("-c", "/c")):
-            target, script = elts[2], True
+        shell = next((i for i in range(len(elts) - 1) if _const_in(elts[i], _SHELLS)
+                      and _const_in(elts[i + 1], ("-c", "/c"))), None)
+        if shell is not None:  # sh -c <script>; with the items of both branches of an if, the first script
+            target = next((e for e in elts[shell + 2:] if not isinstance(e, ast.Constant)), None)
+            script = True
         else:
             target = elts[0]  # the program; the other items are plain arguments
     elif qual.startswith(_NO_SHELL) or not isinstance(first, ast.Name) or ctx.flow(first).built:
@@ -338,6 +340,29 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
         if not (script or formatted):
             return
     yield ctx.hit(call, flow, flow.explain(f"{qual}() as the program or its script"), flow.confidence * 0.9)
+
+
+def _const_in(node: ast.AST, values) -> bool:
+    return isinstance(node, ast.Constant) and node.value in values
+
+
+def _appended(name: ast.AST, ctx: Context) -> list[ast.AST]:
+    """The items ``name.append(x)``/``name.extend([...])`` add to a list between its assignment
+    and ``name``'s use here, in source order (``args = []; args.append("sh"); ...``)."""
+    value = ctx.assigned_value(name)
+    if not isinstance(name, ast.Name) or value is None or ctx.func is None:
+        return []
+    calls = sorted((n for n in ast.walk(ctx.func) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+                    and isinstance(n.func.value, ast.Name) and n.func.value.id == name.id
+                    and value.lineno <= n.lineno < name.lineno and len(n.args) == 1),
+                   key=lambda n: (n.lineno, n.col_offset))
+    items: list[ast.AST] = []
+    for call in calls:
+        if call.func.attr == "append":
+            items.append(call.args[0])
+        elif call.func.attr == "extend":
+            items.extend(call.args[0].elts if isinstance(call.args[0], (ast.List, ast.Tuple)) else [call.args[0]])
+    return items
 
 
 def _argument_list(expr: ast.AST, ctx: Context) -> ast.List | ast.Tuple | None:
