@@ -14,7 +14,7 @@ from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.patterns import last_name
-from cwescan.detectors.static.flow import TAINTED, UNKNOWN
+from cwescan.detectors.static.flow import CONSTANT, TAINTED, UNKNOWN
 
 _PICKLE_MODULES = ("pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marshal", "jsonpickle",
                    "shelve", "joblib", "pandas", "pd", "numpy", "np", "torch", "keras")
@@ -96,7 +96,8 @@ def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Tags such as ``!!python/object/apply:os.system`` run code while loading (CWE-502).
 
     **Confidence.** Bandit's confidence (HIGH: 0.8), raised to the source's when request data or
-    a parameter reaches the document.
+    a parameter reaches the document; 0.3 (not shown by default) when the document is a
+    constant of the code.
 
     **Example.**
 
@@ -125,9 +126,14 @@ def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
             base, text = 0.8, ""
     else:
         return
-    flow = ctx.flow(arg(call, 0, "stream"))
+    document = arg(call, 0, "stream")
+    flow = ctx.flow(document)
     if flow.level == TAINTED:
         yield Hit(call, f"unsafe YAML loader{text}: {flow.explain(qual + '()')}", max(base, flow.confidence))
+    elif flow.level == CONSTANT and document is not None:
+        # a document written in the code: its tags are the author's; the call is still the
+        # unsafe one (below the default display confidence)
+        yield Hit(call, f"{qual}() with an unsafe loader, on a document written in the code{text}", 0.3)
     else:
         yield Hit(call, f"{qual}() with an unsafe loader can build arbitrary objects{text}", base)
 
