@@ -96,8 +96,8 @@ def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Why.** Tags such as ``!!python/object/apply:os.system`` run code while loading (CWE-502).
 
     **Confidence.** Bandit's confidence (HIGH: 0.8), raised to the source's when request data or
-    a parameter reaches the document; 0.3 (not shown by default) when the document is a
-    constant of the code.
+    a parameter reaches the document; 0.25 (below the default display confidence, 0.3) when the
+    document is a constant of the code.
 
     **Example.**
 
@@ -133,7 +133,7 @@ def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     elif flow.level == CONSTANT and document is not None:
         # a document written in the code: its tags are the author's; the call is still the
         # unsafe one (below the default display confidence)
-        yield Hit(call, f"{qual}() with an unsafe loader, on a document written in the code{text}", 0.3)
+        yield Hit(call, f"{qual}() with an unsafe loader, on a document written in the code{text}", 0.25)
     else:
         yield Hit(call, f"{qual}() with an unsafe loader can build arbitrary objects{text}", base)
 
