@@ -18,6 +18,7 @@ from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.context import Context, arg, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.flow import TAINTED
+from cwescan.detectors.static.patterns import is_validator
 
 _PATH_SINKS = {
     "open": 0, "io.open": 0, "codecs.open": 0, "os.open": 0, "send_file": 0, "flask.send_file": 0,
@@ -27,12 +28,20 @@ _PATH_SINKS = {
     "fastapi.responses.FileResponse": 0, "pathlib.Path": 0, "Path": 0,
 }
 _PATH_METHODS = {"read_text", "read_bytes", "write_text", "write_bytes", "unlink", "open"}
+# Calls that only probe a path (does it exist, what size is it): a traversal there tells the
+# client which files exist, less than reading them (PROBE_SHARE of the confidence, one
+# severity lower)
+_PROBES = {"os.path.exists": 0, "os.path.isfile": 0, "os.path.isdir": 0, "os.path.getsize": 0,
+           "os.path.lexists": 0, "os.stat": 0, "os.path.getmtime": 0}
+_PROBE_METHODS = {"exists", "is_file", "is_dir", "stat"}
+PROBE_SHARE = 0.7
 
 
 @rule("CWS022", cwe="CWE-22", title="File path from untrusted data", severity="high",
       calls={"open", "send_file", "remove", "unlink", "rmdir", "removedirs", "rmtree", "copy",
              "copyfile", "copy2", "move", "rename", "FileResponse", "read_text", "read_bytes",
-             "write_text", "write_bytes"})
+             "write_text", "write_bytes", "exists", "isfile", "isdir", "getsize", "lexists", "stat",
+             "getmtime", "is_file", "is_dir"})
 def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """A file is opened, sent or deleted at a path that untrusted data chooses.
 
@@ -54,7 +63,9 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     ``os.path.join(root, "../etc/passwd")`` still starts with ``root``. A plain parameter
     passed straight to ``open()`` is the caller's choice and is not flagged; one joined into a
     path is reported at 0.5, one severity lower. The command line (``sys.argv``, argparse) is not
-    a source here: a command-line tool opens the files its user names.
+    a source here: a command-line tool opens the files its user names. A path that is only
+    probed (``os.path.exists``/``isfile``/``getsize``, ``Path.exists()``/``stat()``) tells the
+    client which files exist: 0.7 of the confidence, one severity lower.
 
     **Example.**
 
@@ -66,8 +77,12 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     ``os.path.commonpath([root, safe]) == root``; or ``werkzeug.utils.secure_filename(name)``.
     """
     qual = ctx.qualname(call) or ""
-    method = isinstance(call.func, ast.Attribute) and call.func.attr in _PATH_METHODS
-    if qual in _PATH_SINKS:
+    attr = call.func.attr if isinstance(call.func, ast.Attribute) else ""
+    probe = qual in _PROBES or (attr in _PROBE_METHODS and not qual.startswith("os."))
+    method = attr in _PATH_METHODS or (attr in _PROBE_METHODS and probe)
+    if qual in _PROBES:
+        path, sink = arg(call, 0, "path"), f"{qual}()"
+    elif qual in _PATH_SINKS:
         path = arg(call, _PATH_SINKS[qual], "file") or kwarg(call, "path") or kwarg(call, "filename")
         if qual in ("pathlib.Path", "Path"):
             return  # the Path object itself is harmless; its methods below are the sinks
@@ -88,10 +103,30 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return
     if flow.caller_chosen:
         return
+    if flow.source == "parameter" and probe:
+        return  # a library probing the paths its caller names: its job
+    if probe and _checked_before(call, ctx):
+        return
     if flow.source == "parameter":  # a library joining its caller's name into a path: often fine
         yield Hit(call, flow.explain(sink), 0.5, lower_severity=True)
+    elif probe:
+        yield ctx.hit(call, flow, flow.explain(sink), flow.confidence * PROBE_SHARE, lower_severity=True)
     else:
         yield ctx.hit(call, flow, flow.explain(sink))
+
+
+def _checked_before(call: ast.Call, ctx: Context) -> bool:
+    """``if inside(root, p) and os.path.isfile(p):``: the probe is one operand of an ``and``
+    whose earlier operand validates the path (the probe runs only once it passed)."""
+    test = getattr(ctx.stmt, "test", None)
+    if not (isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And)):
+        return False
+    for operand in test.values:
+        if any(n is call for n in ast.walk(operand)):
+            return False
+        if any(is_validator(n) for n in ast.walk(operand)):
+            return True
+    return False
 
 
 @rule("CWS022B", cwe="CWE-22", title="Archive extracted without a member filter", severity="high",
