@@ -123,12 +123,14 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
 
 def _text_built(expr: ast.AST, ctx: Context) -> bool:
     """``expr`` is text built here (f-string, ``+``, ``%``, ``format``, ``join``), or a name the
-    function builds that way (``out += ...``), not some call's result."""
+    function last built that way (``out += ...``), not some call's result."""
     if _string_building(expr):
         return True
-    return isinstance(expr, ast.Name) and any(
-        isinstance(n, ast.AugAssign) or _string_building(n.value)
-        for n in ast.walk(ctx.func) if isinstance(n, (ast.Assign, ast.AugAssign)) and _targets(n, expr.id))
+    if not isinstance(expr, ast.Name):
+        return False
+    last = max((n for n in ast.walk(ctx.func) if isinstance(n, (ast.Assign, ast.AugAssign))
+                and _targets(n, expr.id) and n.lineno < expr.lineno), key=lambda n: n.lineno, default=None)
+    return isinstance(last, ast.AugAssign) or last is not None and _string_building(last.value)
 
 
 def _served_text(node: ast.AST, ctx: Context) -> ast.AST | None:
