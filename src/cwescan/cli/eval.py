@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
 
 
 def _fail(msg: str) -> None:
@@ -221,8 +222,36 @@ def eval_pipeline_cmd(
         out.write_text(json.dumps(view, indent=2) + "\n", encoding="utf-8")
 
 
+def eval_owasp_cmd(
+    expected: Path = typer.Argument(..., help="The benchmark's expectedresults-<version>.csv."),
+    results: list[Path] = typer.Argument(..., help="Results on its testcode/ folder: `cwescan scan -f json`, "
+                                                   "SARIF or Bandit JSON (several: one table each)."),
+    min_confidence: float = typer.Option(DEFAULT_MIN_CONFIDENCE, "--min-confidence",
+                                         help="cwescan reports: count findings at or above this confidence "
+                                              "(default: what a scan shows)."),
+    out: Path = typer.Option(None, help="Also write the scores as JSON here."),
+) -> None:
+    """Score SAST results on the OWASP Benchmark for Python: per category the true and false
+    positive rates and the benchmark's score (TPR - FPR), a test flagged when a CWE of its
+    category's family is reported in its file."""
+    from cwescan.evaluate.owasp import BenchmarkError, read_expected, read_results, score, table
+
+    try:
+        cases = read_expected(expected)
+        scored = {str(r): score(cases, read_results(r, min_confidence)) for r in results}
+    except BenchmarkError as e:
+        _fail(str(e))
+    for name, result in scored.items():
+        typer.echo(f"\n{name} ({result['tests']} tests, {result['tests_without_findings']} without a finding)\n")
+        typer.echo(table(result))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(scored, indent=2) + "\n", encoding="utf-8")
+
+
 def register(app: typer.Typer) -> None:
     app.command("eval")(eval_cmd)
     app.command("eval-slm")(eval_slm_cmd)
     app.command("eval-mix")(eval_mix_cmd)
     app.command("eval-pipeline")(eval_pipeline_cmd)
+    app.command("eval-owasp")(eval_owasp_cmd)
