@@ -121,3 +121,27 @@ def test_an_item_set_in_a_branch_may_still_hold_the_request_data():
         os.system(d["cmd"])
     """
     assert lines_of(body) == {6}
+
+
+def test_a_helper_given_the_request_returns_request_data():
+    body = """\
+    def get_param(req, name):
+        return req.args.get(name, "")
+    @app.route("/run")
+    def run():
+        os.system("echo " + get_param(request, "q"))
+    """
+    assert lines_of(body) == {5}
+
+
+def test_a_local_object_named_request_is_not_the_web_request():
+    body = """\
+    import urllib.request
+    def fetch():
+        request = urllib.request.Request("https://example.com/feed")
+        os.system("curl " + make_cmd(request))
+    """
+    src = parse_source("t.py", HEAD + textwrap.dedent(body))
+    found = StaticDetector(select=["CWS078"]).detect(src.units)
+    # an untraced value at most (0.5), never request data (0.9)
+    assert found and all("request data" not in f.message and f.confidence <= 0.5 for f in found)

@@ -451,7 +451,8 @@ class Analyzer:
             if "*" in kinds or inner.level != TAINTED:
                 return CONST if "*" in kinds else inner
             return replace(inner, safe_for=inner.safe_for | kinds)
-        if name not in REQUEST_CONSUMERS and any(is_request(a) for a in node.args):
+        if name not in REQUEST_CONSUMERS and any(is_request(a) and not (
+                isinstance(a, ast.Name) and a.id in scope.events) for a in node.args):  # not a local `req = Request(url)`
             # a helper handed the whole request (``param = get_param(request, "q")``) returns
             # what it read from it
             return Flow(TAINTED, "request", f"request data (read by {name}() from the request)")

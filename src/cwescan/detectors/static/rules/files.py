@@ -35,6 +35,9 @@ _PROBES = {"os.path.exists": 0, "os.path.isfile": 0, "os.path.isdir": 0, "os.pat
            "os.path.lexists": 0, "os.stat": 0, "os.path.getmtime": 0}
 _PROBE_METHODS = {"exists", "is_file", "is_dir", "stat"}
 PROBE_SHARE = 0.7
+# read from the request itself: a routed view's parameter is also what a method taking a
+# ``request`` argument is assumed to have, too weak a guess for a mere probe
+_PROBE_SOURCES = frozenset({"request", "upload", "upload-name", "input", "network"})
 
 
 @rule("CWS022", cwe="CWE-22", title="File path from untrusted data", severity="high",
@@ -65,7 +68,8 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     path is reported at 0.5, one severity lower. The command line (``sys.argv``, argparse) is not
     a source here: a command-line tool opens the files its user names. A path that is only
     probed (``os.path.exists``/``isfile``/``getsize``, ``Path.exists()``/``stat()``) tells the
-    client which files exist: 0.7 of the confidence, one severity lower.
+    client which files exist: 0.7 of the confidence, one severity lower, and only when a request
+    field or ``input()`` chooses it (tools probe the paths their environment names).
 
     **Example.**
 
@@ -103,8 +107,8 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return
     if flow.caller_chosen:
         return
-    if flow.source == "parameter" and probe:
-        return  # a library probing the paths its caller names: its job
+    if probe and flow.source not in _PROBE_SOURCES:
+        return  # a library or tool probing the paths its caller, user or environment names: its job
     if probe and _checked_before(call, ctx):
         return
     if flow.source == "parameter":  # a library joining its caller's name into a path: often fine
