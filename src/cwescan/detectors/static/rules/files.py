@@ -120,16 +120,18 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
 
 def _checked_before(call: ast.Call, ctx: Context) -> bool:
-    """``if inside(root, p) and os.path.isfile(p):``: the probe is one operand of an ``and``
-    whose earlier operand validates the path (the probe runs only once it passed)."""
+    """``if inside(root, p) and os.path.isfile(p):`` (also under ``not``): the probe is an
+    operand of an ``and`` whose earlier operand validates the path, so it runs only once that
+    check passed."""
     test = getattr(ctx.stmt, "test", None)
-    if not (isinstance(test, ast.BoolOp) and isinstance(test.op, ast.And)):
-        return False
-    for operand in test.values:
-        if any(n is call for n in ast.walk(operand)):
-            return False
-        if any(is_validator(n) for n in ast.walk(operand)):
-            return True
+    for node in ast.walk(test) if test is not None else ():
+        if not (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And)):
+            continue
+        for operand in node.values:
+            if any(n is call for n in ast.walk(operand)):
+                break
+            if any(is_validator(n) for n in ast.walk(operand)):
+                return True
     return False
 
 
