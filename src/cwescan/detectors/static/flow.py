@@ -56,8 +56,8 @@ SANITIZERS: dict[str, frozenset[str]] = {
     "BytesIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
     "StringIO": frozenset({"path", "upload", "url", "command", "sql", "redirect"}),
 }
-_HTML_ESCAPER = re.compile(r"(?i)^(?!.*unescape)(.*html.*(escape|sanit|clean|encode)|.*(escape|sanit|clean|encode).*html"
-                           r"|conditional_escape$|htmlspecialchars$)")
+_HTML_ESCAPER = re.compile(r"(?i)^(?!.*unescape)(.*html.*(escape|sanit|clean|encode)"
+                           r"|.*(escape|sanit|clean|encode).*html|conditional_escape$|htmlspecialchars$)")
 
 
 def sanitizer_kinds(name: str) -> frozenset[str] | None:

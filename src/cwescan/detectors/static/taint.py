@@ -22,15 +22,20 @@ about it. Every assignment records what the assigned name holds from that line o
   test files: pytest passes them fixtures and parametrized values the test's author chose.
 
 Assignments inside branches and loops join with what the name held before (taint wins), so
-``if x: v = "default"`` does not hide the tainted ``v`` of the other path. A validation guard,
-an ``if`` that compares a tainted value (``in``/``==``/``startswith``/``commonpath``/an
-``is_safe``-like call...) and then leaves (raise/return/abort) or overwrites the value, marks that
-value and the names it came from as checked from there on. A positive guard, an ``if`` whose test
-(or an operand of its top-level ``and``) is such a validation, ``x == C``/``x in C`` with ``x`` on
-the left, or a name assigned a validator's result (``ok = is_safe_url(u)``; ``if ok:``), marks
-them checked inside its body only. A prefix or containment check counts only on a path normalised
+``if x: v = "default"`` does not hide the tainted ``v`` of the other path; an ``if`` whose test
+the code decides (literals, names assigned one literal: ``folding.py``) is followed into its
+taken branch only. An item with a constant key (``d["k"] = v``, ``{"k": v}``) holds its own
+value while the dictionary takes no other taint. A call handed the whole request object
+(``get_param(request, "q")``) returns request data. An early-exit guard, an ``if`` whose test,
+once false, pins the value (``x not in ALLOWED``, ``x != C``), checks its content (``".." in
+p``) or passed a validator (``startswith``/``commonpath``/an ``is_safe``-like call...), and that
+then leaves (raise/return/abort) or overwrites the value with a settled one, marks that value and
+the names it came from as checked from there on (``x in DENIED`` and ``pos == -1`` pin nothing).
+A positive guard, an ``if`` whose test (or an operand of its top-level ``and``) is such a
+validation, ``x == C``/``x in C`` with ``x`` on the left, or a name assigned a validator's result
+(``ok = is_safe_url(u)``; ``if ok:``), marks them checked inside its body only. A prefix or containment check counts only on a path normalised
 by ``abspath``/``realpath``/``normpath``/``resolve()``. This is deliberately simple: no
-inter-procedural flow, no aliasing, no field sensitivity.
+inter-procedural flow, no aliasing, no attribute sensitivity.
 """
 
 from __future__ import annotations
@@ -44,8 +49,8 @@ from cwescan.detectors.static.flow import (
 from cwescan.detectors.static.folding import NOT_LITERAL, decide, literal_names
 from cwescan.detectors.static.patterns import (
     EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, exit_checked,
-    is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison, positive_operands,
-    validation_calls, validation_test)
+    is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison,
+    positive_operands, validation_calls, validation_test)
 from cwescan.detectors.static.sources import REQUEST_CONSUMERS, is_request, request_field
 
 
@@ -452,9 +457,9 @@ class Analyzer:
                 return CONST if "*" in kinds else inner
             return replace(inner, safe_for=inner.safe_for | kinds)
         if name not in REQUEST_CONSUMERS and any(is_request(a) and not (
-                isinstance(a, ast.Name) and a.id in scope.events) for a in node.args):  # not a local `req = Request(url)`
+                isinstance(a, ast.Name) and a.id in scope.events) for a in node.args):
             # a helper handed the whole request (``param = get_param(request, "q")``) returns
-            # what it read from it
+            # what it read from it; a local ``request = Request(url)`` is not the request
             return Flow(TAINTED, "request", f"request data (read by {name}() from the request)")
         if name == "get" and isinstance(func, ast.Attribute) and node.args and (held := self._key(
                 func.value, _constant_key(ast.Subscript(func.value, node.args[0])), scope, line)):

@@ -65,7 +65,8 @@ def _string_building(node: ast.AST) -> bool:
 
 
 @rule("CWS079B", cwe="CWE-79", title="HTML built from request data", severity="high",
-      node=(ast.Return, ast.BinOp, ast.JoinedStr, ast.Call), calls={"format", "HttpResponse", "make_response", "Response"})
+      node=(ast.Return, ast.BinOp, ast.JoinedStr, ast.Call),
+      calls={"format", "HttpResponse", "make_response", "Response"})
 def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     """An HTML string is built from request data without escaping.
 
