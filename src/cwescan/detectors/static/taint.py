@@ -441,6 +441,10 @@ class Analyzer:
             return Flow(TAINTED, "network", f"data received from the network ({ast.unparse(func)}())")
         if qual in ("os.getenv", "os.environ.get", "getenv", "environ.get"):
             return environment_flow(node.args[0] if node.args else None)
+        if name == "replace" and isinstance(func, ast.Attribute) and _escapes_quote(node):
+            # x.replace("'", "&apos;"): cannot close a quoted XPath literal any more
+            inner = ev(func.value, scope, line, d)
+            return replace(inner, safe_for=inner.safe_for | {"xpath"}) if inner.level == TAINTED else inner
         field_name = request_field(func)
         if field_name:
             return request_flow(field_name)
@@ -488,6 +492,15 @@ def _constant_key(node: ast.Subscript) -> str:
     if isinstance(node.value, ast.Name) and isinstance(key, ast.Constant) and type(key.value) in (str, int):
         return f"{node.value.id}[{key.value!r}]"
     return ""
+
+
+def _escapes_quote(call: ast.Call) -> bool:
+    """``.replace("'", "&apos;")`` / ``.replace('"', "&quot;")``: every quote of one kind replaced by
+    text without it."""
+    if len(call.args) != 2 or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args):
+        return False
+    quote, by = call.args[0].value, call.args[1].value
+    return quote in ("'", '"') and quote not in by
 
 
 def _set_key(scope: Scope, container: str, key: str, line: int, flow: Flow, depth: int) -> None:
