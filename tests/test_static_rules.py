@@ -324,3 +324,10 @@ def test_unsafe_yaml_loader_on_a_constant_document_is_reported_below_display():
     line = next(n for n, t in enumerate(text.split("\n"), 1) if "yaml.load(DEFAULTS" in t)
     found = [f for f in scan("CWS502B.py", text, select=["CWS502B"]) if f.start_line == line]
     assert [f.confidence for f in found] == [0.25]  # below DEFAULT_MIN_CONFIDENCE
+
+
+def test_a_path_on_a_configured_server_is_partial_ssrf():
+    text = (FIXTURES / "CWS918.py").read_text()
+    lines = [n for n, t in enumerate(text.split("\n"), 1) if "self.endpoint}/api" in t or 'CONFIG["base"]' in t]
+    found = {f.start_line: f.confidence for f in scan("CWS918.py", text, select=["CWS918"])}
+    assert [found.get(n) for n in lines] == [0.45, 0.45]

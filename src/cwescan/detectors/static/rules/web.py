@@ -331,8 +331,9 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     **Confidence.** Tainted URLs only. A plain function parameter passed as the URL is the
     caller's choice (an HTTP helper) and is not flagged; one formatted into a URL is. 0.45 (one
     severity lower) when the URL starts with a
-    constant ``scheme://host/``: the data then only picks a path on a fixed server ("partial
-    SSRF", still able to reach other endpoints of that server). A host allow-list
+    constant ``scheme://host/``, or with an untainted base such as ``self.endpoint`` followed by a
+    constant ``/``: the data then only picks a path on a fixed server ("partial SSRF", still able
+    to reach other endpoints of that server). A host allow-list
     check that rejects other URLs (``if urlparse(url).hostname not in ALLOWED: raise``) clears
     the taint.
 
@@ -374,7 +375,7 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return  # an HTTP helper fetching the URL its caller gives: the caller's choice
     if is_test_path(ctx.path) and _LOOPBACK_URL.match(leading_text(_url_value(url, ctx))):
         return  # a test talking to the server it started
-    if _fixed_host(url, ctx):  # partial SSRF: the data picks a path on a fixed server
+    if _fixed_host(url, ctx) or _configured_host(url, ctx):  # partial SSRF: a path on a fixed server
         yield Hit(call, flow.explain(f"the path of a fixed-host URL in {ast.unparse(func)}()"),
                   0.45, lower_severity=True)
     else:
@@ -470,6 +471,26 @@ def _enclosing_class(ctx: Context) -> ast.ClassDef | None:
 def _fixed_host(url: ast.AST, ctx: Context) -> bool:
     """The URL starts with a constant scheme://host/, so data only reaches its path or query."""
     return bool(_FIXED_HOST.match(leading_text(_url_value(url, ctx))))
+
+
+def _configured_host(url: ast.AST, ctx: Context) -> bool:
+    """The URL starts with an untainted base (``self.endpoint``, a setting) followed by a
+    constant ``/`` or ``?``: ``f"{self.endpoint}/api/{repo_id}"``, ``BASE + "/users/" + name``.
+    The program's configuration chose the server; the data only reaches the path."""
+    value = _url_value(url, ctx)
+    if isinstance(value, ast.JoinedStr):
+        parts = [v.value if isinstance(v, ast.FormattedValue) else v for v in value.values]
+    else:
+        parts = []
+        while isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add):
+            parts.insert(0, value.right)
+            value = value.left
+        parts.insert(0, value)
+    if len(parts) < 2 or isinstance(parts[0], ast.Constant):
+        return False
+    after = parts[1]
+    return (isinstance(after, ast.Constant) and isinstance(after.value, str) and after.value[:1] in ("/", "?")
+            and ctx.flow(parts[0]).level != TAINTED)
 
 
 def _url_value(url: ast.AST, ctx: Context) -> ast.AST:
