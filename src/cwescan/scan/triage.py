@@ -63,13 +63,14 @@ AMBIGUOUS_METHODS = frozenset({
 
 @lru_cache(maxsize=1)
 def sink_names() -> frozenset[str]:
-    """Every callee name a call rule of the static catalogue inspects."""
+    """Every callee name a call rule of the static catalogue inspects, but those only some rule's
+    minor calls (a path probe) and no other rule's sink."""
     from cwescan.detectors.static import RULES
 
     names: set[str] = set()
     for rule in RULES.values():
         if rule.calls:
-            names |= rule.calls
+            names |= rule.calls - rule.minor_calls
     return frozenset(names)
 
 

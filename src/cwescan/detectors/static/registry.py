@@ -7,7 +7,9 @@
 
 ``node`` names the AST node type the rule inspects (``ast.Call`` by default); for calls,
 ``calls`` lists the last components of the callee names it cares about ("execute" matches
-``cur.execute(...)``), so the engine only hands it those calls. Ids are stable: never reuse one.
+``cur.execute(...)``), so the engine only hands it those calls. ``minor_calls`` (a subset) are
+calls it inspects that are no security surface on their own (``os.path.exists``: at worst a
+probe), so triage does not send a unit to the models for them. Ids are stable: never reuse one.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Rule:
     node_type: type | tuple[type, ...] = ast.Call
     calls: frozenset[str] | None = None  # callee last names a call rule inspects; None: every call
     bandit_tests: tuple[str, ...] = ()  # Bandit test ids this rule delegates to
+    minor_calls: frozenset[str] = frozenset()  # of ``calls``: no reason for a model review alone
 
     @property
     def doc(self) -> str:
@@ -59,12 +62,14 @@ RULES: dict[str, Rule] = {}
 
 def rule(rule_id: str, *, cwe: str, title: str, severity: str,
          node: type | tuple[type, ...] = ast.Call,
-         calls: set[str] | None = None, bandit: tuple[str, ...] = ()):
+         calls: set[str] | None = None, bandit: tuple[str, ...] = (), minor_calls: set[str] = frozenset()):
     """Register the decorated function as rule ``rule_id``."""
     if not _ID.match(rule_id):
         raise ValueError(f"bad rule id {rule_id!r}: CWS + CWE number (+ letter)")
     if severity not in SEVERITIES:
         raise ValueError(f"{rule_id}: unknown severity {severity!r}")
+    if minor_calls and not set(minor_calls) <= set(calls or ()):
+        raise ValueError(f"{rule_id}: minor_calls must be among its calls")
 
     def register(func):
         if rule_id in RULES:
@@ -72,7 +77,7 @@ def rule(rule_id: str, *, cwe: str, title: str, severity: str,
         if not (func.__doc__ or "").strip():
             raise ValueError(f"{rule_id}: a rule's docstring is its documentation; write one")
         RULES[rule_id] = Rule(rule_id, cwe, title, severity, func, node,
-                              frozenset(calls) if calls is not None else None, tuple(bandit))
+                              frozenset(calls) if calls is not None else None, tuple(bandit), frozenset(minor_calls))
         return func
 
     return register

@@ -44,7 +44,9 @@ _PROBE_SOURCES = frozenset({"request", "upload", "upload-name", "input", "networ
       calls={"open", "send_file", "remove", "unlink", "rmdir", "removedirs", "rmtree", "copy",
              "copyfile", "copy2", "move", "rename", "FileResponse", "read_text", "read_bytes",
              "write_text", "write_bytes", "exists", "isfile", "isdir", "getsize", "lexists", "stat",
-             "getmtime", "is_file", "is_dir"})
+             "getmtime", "is_file", "is_dir"},
+      minor_calls={"exists", "isfile", "isdir", "getsize", "lexists", "stat", "getmtime", "is_file",
+                   "is_dir"})
 def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """A file is opened, sent or deleted at a path that untrusted data chooses.
 
