@@ -71,9 +71,9 @@ def sanitizer_kinds(name: str) -> frozenset[str] | None:
 
 
 PURE = {"str", "bytes", "repr", "format", "strip", "lstrip", "rstrip", "lower", "upper", "encode",
-         "decode", "replace", "join", "dedent", "tuple", "list", "sorted", "chr", "ord", "hex", "abs",
-         "min", "max", "round", "title", "capitalize", "zfill", "ljust", "rjust", "center",
-         "dumps"}
+        "decode", "replace", "join", "dedent", "tuple", "list", "sorted", "chr", "ord", "hex", "abs",
+        "min", "max", "round", "title", "capitalize", "zfill", "ljust", "rjust", "center",
+        "dumps"}
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ import ast
 import operator
 from collections.abc import Callable
 
+from cwescan.detectors.static.patterns import walk_local
+
 NOT_LITERAL = object()  # a name assigned something other than one literal
 _LITERAL_TYPES = (bool, int, float, str)
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
@@ -27,7 +29,7 @@ def literal_names(body: list[ast.stmt], params: list[str] = ()) -> dict[str, obj
     """Every name ``body`` assigns (nested functions and classes excluded), mapped to its literal
     value when ``x = <literal>`` is its only assignment, else to NOT_LITERAL; parameters are
     NOT_LITERAL."""
-    nodes = list(_walk_local(body))
+    nodes = list(walk_local(body))
     literal_targets = {id(n.targets[0]): n.value.value for n in nodes
                        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name)
                        and isinstance(n.value, ast.Constant) and type(n.value.value) in _LITERAL_TYPES}
@@ -35,6 +37,8 @@ def literal_names(body: list[ast.stmt], params: list[str] = ()) -> dict[str, obj
     for node in nodes:
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             values[node.id] = NOT_LITERAL if node.id in values else literal_targets.get(id(node), NOT_LITERAL)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            values[node.name] = NOT_LITERAL  # a def binds its name
         elif isinstance(node, (ast.Global, ast.Nonlocal)):
             values.update({n: NOT_LITERAL for n in node.names})
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -46,18 +50,6 @@ def decide(test: ast.AST, literal: Callable[[str], object]) -> bool | None:
     """The truth value ``test`` always has, or None when the code does not fix it."""
     value = _value(test, literal, 0)
     return None if value is NOT_LITERAL else bool(value)
-
-
-def _walk_local(body: list[ast.stmt]):
-    """The nodes of ``body`` outside nested functions and classes (whose names it binds)."""
-    todo = list(body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            yield ast.Name(id=node.name, ctx=ast.Store())
-        elif not isinstance(node, ast.Lambda):
-            yield node
-            todo.extend(ast.iter_child_nodes(node))
 
 
 def _value(node: ast.AST, literal: Callable[[str], object], depth: int) -> object:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Iterable, Iterator
 
 
 def dotted(node: ast.AST) -> str | None:
@@ -22,6 +23,17 @@ def dotted(node: ast.AST) -> str | None:
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
+
+
+def walk_local(nodes: Iterable[ast.AST]) -> Iterator[ast.AST]:
+    """``nodes`` and everything under them except the insides of nested functions, lambdas and
+    classes (their own scopes; the ``def``/``lambda``/``class`` nodes themselves are yielded)."""
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
 
 
 def last_name(func: ast.AST) -> str:

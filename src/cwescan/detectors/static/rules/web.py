@@ -15,7 +15,7 @@ from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.rules.injection import leading_text
-from cwescan.detectors.static.patterns import dotted, is_route_decorator, last_name
+from cwescan.detectors.static.patterns import dotted, is_route_decorator, last_name, walk_local
 from cwescan.detectors.static.flow import TAINTED, Flow
 from cwescan.core.testcode import is_test_path
 
@@ -449,12 +449,8 @@ def _bound_values(scope: ast.AST, name: str) -> Iterator[ast.AST]:
 
 
 def _walk_scope(scope: ast.AST, into_functions: bool) -> Iterator[ast.AST]:
-    stack = list(ast.iter_child_nodes(scope))
-    while stack:
-        n = stack.pop()
-        yield n
-        if into_functions or not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-            stack.extend(ast.iter_child_nodes(n))
+    children = ast.iter_child_nodes(scope)
+    return (n for c in children for n in ast.walk(c)) if into_functions else walk_local(children)
 
 
 def _enclosing_class(ctx: Context) -> ast.ClassDef | None:
