@@ -69,8 +69,8 @@ def read_results(path: Path, min_confidence: float = 0.0) -> dict[str, set[str]]
         raise BenchmarkError(f"{path}: neither a cwescan report, SARIF nor Bandit JSON")
     reported: dict[str, set[str]] = {}
     for file, cwe in pairs:
-        if file and _CWE.search(cwe or ""):
-            reported.setdefault(Path(file).stem, set()).add(normalize(_CWE.search(cwe).group(1)))
+        if file and (m := _CWE.search(cwe or "")):
+            reported.setdefault(Path(file).stem, set()).add(normalize(m.group(1)))
     return reported
 
 
