@@ -56,10 +56,13 @@ class Context:
             self._analyzer = Analyzer(self.tree, self.qualname, test_file=is_test_path(self.path))
         return self._analyzer
 
-    def flow(self, expr: ast.AST | None) -> Flow:
+    def flow(self, expr: ast.AST | None, kind: str = "") -> Flow:
+        """What ``expr`` may hold here; with a sink ``kind``, as that sink sees it
+        (``Flow.for_kind``: constant when sanitised for it)."""
         if expr is None:
             return Flow(CONSTANT)
-        return self.analyzer.flow(expr, self.funcs)
+        flow = self.analyzer.flow(expr, self.funcs)
+        return flow.for_kind(kind) if kind else flow
 
     def hit(self, node: ast.AST, flow: Flow, message: str, confidence: float | None = None, *,
             lower_severity: bool = False) -> Hit:
@@ -75,8 +78,8 @@ class Context:
         a medium one when untraced (if ``flag_unknown``), none when constant or sanitised for
         ``kind``. ``need_built``: only flag values built by string formatting (f-string, +, %,
         format, join), e.g. SQL text."""
-        flow = self.flow(expr)
-        level = flow.level_for(kind)
+        flow = self.flow(expr, kind)
+        level = flow.level
         if level == CONSTANT or (need_built and not flow.built):
             return None
         if level == UNKNOWN and not flag_unknown:

@@ -16,7 +16,8 @@ def markdown() -> str:
         "docstrings in `src/cwescan/detectors/static/rules/`; do not edit by hand.",
         "",
         "Confidence comes from the data flow (see `taint.py`; the web frameworks' request objects",
-        "and fields are in `sources.py`): a request field 0.9, a routed view's URL parameter,",
+        "and fields, and the standard library's `http.server` handlers, are in `sources.py`):",
+        "a request field 0.9, a routed view's URL parameter,"
         "`input()`/`sys.stdin` or the command line (`sys.argv`, argparse) 0.85, data a socket",
         "received 0.8, the environment 0.65, a plain function",
         "parameter 0.55 and a value not traced to any source 0.5 (both reported one severity",
@@ -24,6 +25,8 @@ def markdown() -> str:
         "a constant or sanitised value: no finding. Each explanation names the source kind",
         "(\"request data (request.args)\", \"parameter `name` (caller-supplied...)\"). Values read",
         "back from a database are stored data, not request data: untraced, named as such.",
+        "A parameter that a call in the same file passes outside data (a helper called with a",
+        "request field) holds that data, and the finding names the caller.",
         "Rules without data flow state their own.",
         "",
         "Findings in test code (`tests/`, `test_*.py`, `*_test.py`, `conftest.py`...) are reported",

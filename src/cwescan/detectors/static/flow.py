@@ -91,11 +91,27 @@ class Flow:
     built: bool = False  # made by string building (f-string, +, %, format, join)
     # went through abspath/realpath/normpath/resolve() since it was last built
     normalised: bool = False
+    # the tainted parts of a value joined from parts sanitised differently (``escape(q) + row``),
+    # the strongest of each source and sanitising; empty when every part is sanitised alike
+    parts: tuple[Flow, ...] = ()
 
     def level_for(self, kind: str | None) -> int:
         if kind and self.level == TAINTED and ("*" in self.safe_for or kind in self.safe_for):
             return CONSTANT
         return self.level
+
+    def for_kind(self, kind: str) -> Flow:
+        """The value as a sink of ``kind`` sees it: constant when sanitised for it; else, of a
+        value joined from differently sanitised parts, the strongest part not sanitised for
+        ``kind`` names the source (``escape(request.args["q"]) + row`` is, for HTML, only as
+        strong as ``row``)."""
+        if self.level_for(kind) == CONSTANT:
+            return CONST
+        open_parts = [p for p in self.parts if p.level_for(kind) == TAINTED]
+        if not open_parts:
+            return self
+        best = max(open_parts, key=lambda p: p.confidence)
+        return replace(self, source=best.source, origin=best.origin, parts=())
 
     @property
     def confidence(self) -> float:
@@ -144,7 +160,10 @@ def join(flows, how: str = "") -> Flow:
     safe: frozenset[str] | None = None
     chain: frozenset[str] = frozenset()
     built, normalised = False, True
+    tainted: dict[tuple[str, frozenset[str]], Flow] = {}  # strongest part per source and sanitising
     for f in flows:
+        for part in f.parts or ((f,) if f.level == TAINTED else ()):
+            tainted.setdefault((part.source, part.safe_for), replace(part, parts=()))
         chain |= f.chain
         built = built or f.built
         if best is None or f.level > best.level or (
@@ -157,8 +176,9 @@ def join(flows, how: str = "") -> Flow:
         return CONST
     if best.level == CONSTANT:
         return CONST
+    parts = tuple(tainted.values()) if len({s for _, s in tainted}) > 1 else ()
     return replace(best, how=how or best.how, chain=chain, built=built or bool(how),
-                   safe_for=safe if safe is not None else best.safe_for,
+                   safe_for=safe if safe is not None else best.safe_for, parts=parts,
                    normalised=normalised and safe is not None and not how)  # building undoes it
 
 

@@ -1,6 +1,6 @@
 """Where outside data enters a web application: the request objects and fields of the
 frameworks the rules know (Flask, Django, FastAPI/Starlette, aiohttp, Bottle, Pyramid, Falcon,
-Tornado). The data flow (``taint.py``) and triage (``cwescan.scan.triage``) both read them here.
+Tornado) and the standard library's own servers (``http.server``/``socketserver`` handlers). The data flow (``taint.py``) and triage (``cwescan.scan.triage``) both read them here.
 """
 
 from __future__ import annotations
@@ -36,6 +36,37 @@ REQUEST_CONSUMERS = frozenset({
 # Tornado's RequestHandler reads the request through methods of the handler itself
 ARGUMENT_GETTERS = {"get_argument", "get_arguments", "get_query_argument", "get_query_arguments",
                     "get_body_argument", "get_body_arguments", "get_cookie"}
+# The standard library's request handlers: a subclass reads the request through ``self``
+# (``self.path``, ``self.headers``, ``self.rfile.read()``); ``self.request.recv()`` of a
+# socketserver handler is a socket read, which the flow already treats as network data.
+HANDLER_BASES = frozenset({"BaseHTTPRequestHandler", "SimpleHTTPRequestHandler", "CGIHTTPRequestHandler",
+                           "StreamRequestHandler", "WSGIRequestHandler"})
+HANDLER_FIELDS = frozenset({"path", "headers", "rfile", "requestline", "raw_requestline"})
+
+
+def handler_methods(tree: ast.AST) -> set[int]:
+    """``id()`` of every method of a class deriving (directly, or through a class of the same
+    file) from one of the standard library's request handlers."""
+    classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    handlers: set[str] = set()
+    grew = True
+    while grew:  # a handler's subclass in the same file is a handler too
+        grew = False
+        for c in classes:
+            if c.name not in handlers and any(
+                    (dotted(b) or "").rpartition(".")[2] in HANDLER_BASES | handlers for b in c.bases):
+                handlers.add(c.name)
+                grew = True
+    return {id(f) for c in classes if c.name in handlers for f in c.body
+            if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))}
+
+
+def handler_field(node: ast.AST) -> str | None:
+    """"self.path" when ``node`` is ``self.path`` (``self.headers``, ``self.rfile``...): what a
+    request handler method reads from the request it serves."""
+    if isinstance(node, ast.Attribute) and node.attr in HANDLER_FIELDS and dotted(node.value) == "self":
+        return f"self.{node.attr}"
+    return None
 
 
 def is_request(node: ast.AST) -> bool:

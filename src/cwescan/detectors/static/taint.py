@@ -4,12 +4,16 @@ Each function is read once, statement by statement in source order, the first ti
 about it. Every assignment records what the assigned name holds from that line on:
 
 * ``tainted``: data an attacker may control: a ``request.*`` field (Flask/Django: args, form,
-  values, json, GET, POST, cookies, headers, data, files...), a routed view's parameter (a URL
-  segment), ``input()``/``sys.stdin``, ``sys.argv``/argparse, a socket's ``recv()``,
-  ``os.environ``/``os.getenv``, and, as the weakest kind,
-  a plain function parameter: it holds whatever its caller passes, which is untrusted only if
-  some caller passes outside data. Each tainted value keeps its source kind; findings name it,
-  and rest on a plain parameter get lower confidence and severity. Taint follows assignments,
+  values, json, GET, POST, cookies, headers, data, files...), what an ``http.server`` handler
+  reads through ``self`` (``self.path``, ``self.headers``, ``self.rfile``), a routed view's
+  parameter (a URL segment), ``input()``/``sys.stdin``, ``sys.argv``/argparse, a socket's
+  ``recv()``, ``os.environ``/``os.getenv``, and, as the weakest kind, a plain function
+  parameter: it holds whatever its caller passes, which is untrusted only if some caller passes
+  outside data. When a call in the same file does (``callers.py``: a function called by its
+  plain name, a method as ``self.name()``), the parameter holds that data. Each tainted value
+  keeps its source kind; findings name it, and rest on a plain parameter get lower confidence
+  and severity. A value joined from parts sanitised differently (``escape(q) + row``) keeps
+  them: a sink sees the strongest part not sanitised for its kind (``Flow.for_kind``). Taint follows assignments,
   f-strings, concatenation, ``%``, ``.format()``, ``join``, containers, method calls on tainted
   values and calls that take tainted arguments.
 * ``constant``: built only from literals and module-level constants, or passed through a
@@ -43,6 +47,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 
+from cwescan.detectors.static.callers import bind, call_sites
 from cwescan.detectors.static.flow import (
     CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow, argv_flow,
     environment_flow, join, request_flow, sanitizer_kinds)
@@ -51,7 +56,8 @@ from cwescan.detectors.static.patterns import (
     EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, exit_checked,
     is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison,
     positive_operands, validation_calls, validation_test)
-from cwescan.detectors.static.sources import REQUEST_CONSUMERS, is_request, request_field
+from cwescan.detectors.static.sources import (
+    REQUEST_CONSUMERS, handler_field, handler_methods, is_request, request_field)
 
 
 @dataclass
@@ -66,6 +72,8 @@ class Scope:
     literals: dict[str, object] = field(default_factory=dict)
     # (container, line) of the events that an item with a constant key made (``d["k"] = x``)
     keyed: set[tuple[str, int]] = field(default_factory=set)
+    # a method of an ``http.server``-style request handler (or a function nested in one)
+    handler: bool = False
 
     def add(self, name: str, line: int, flow: Flow, conditional: bool) -> None:
         self.results.pop(name, None)
@@ -112,6 +120,9 @@ class Analyzer:
                                      for n in node.names})
         self.scopes: dict[int, Scope] = {}
         self.routes: set[int] = set()
+        self.handler_methods = handler_methods(tree)
+        self.call_sites = call_sites(tree)
+        self._binding: set[int] = set()  # functions whose parameters are being bound to callers
         self._build(tree.body, self.module, None, 0)
 
     # -- public ----------------------------------------------------------------------------
@@ -132,7 +143,8 @@ class Analyzer:
         func = funcs[-1]
         scope = self.scopes.get(id(func))
         if scope is None:
-            scope = Scope(parent=self.scope_of(funcs[:-1]))
+            parent = self.scope_of(funcs[:-1])
+            scope = Scope(parent=parent, handler=parent.handler or id(func) in self.handler_methods)
             self._params(func, scope)
             scope.literals = literal_names(func.body if isinstance(func.body, list) else [], list(scope.events))
             if isinstance(func, ast.Lambda):
@@ -150,6 +162,10 @@ class Analyzer:
         # URL segments
         routed = any(is_route_decorator(d) for d in getattr(func, "decorator_list", ())) or any(
             p.arg in ("request", "req") for p in a.args[:2])
+        # a GraphQL resolver (graphene: ``resolve_x(root, info, ...)``, ``mutate(self, info, ...)``):
+        # the parameters after ``info`` are the arguments of the client's query
+        graphql = (getattr(func, "name", "").startswith("resolve_") or getattr(func, "name", "") == "mutate") \
+            and "info" in [p.arg for p in a.args[:2]]
         params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
         params += [p for p in (a.vararg, a.kwarg) if p is not None]
         # pytest hands a test or fixture its fixtures and parametrized values: data the test's
@@ -158,19 +174,44 @@ class Analyzer:
             "fixture" in (dotted(d.func if isinstance(d, ast.Call) else d) or "")
             for d in getattr(func, "decorator_list", ())))
         for p in params:
-            if p.arg in ("self", "cls", "request", "req"):
+            if p.arg in ("self", "cls", "request", "req") or (graphql and p.arg in ("root", "info")):
                 continue
             if test_data:
                 f = Flow(UNKNOWN, "test-data", f"test parameter `{p.arg}` (a pytest fixture or "
                          "parametrized value)", chain=frozenset({p.arg}))
             elif routed:
                 f = Flow(TAINTED, "route-param", f"URL parameter `{p.arg}`", chain=frozenset({p.arg}))
+            elif graphql:
+                f = Flow(TAINTED, "route-param", f"GraphQL argument `{p.arg}`", chain=frozenset({p.arg}))
             elif p.arg == "event" and "handler" in getattr(func, "name", ""):
                 f = Flow(TAINTED, "request", "request data (the Lambda `event`)", chain=frozenset({p.arg}))
             else:
-                f = Flow(TAINTED, "parameter", f"parameter `{p.arg}` (caller-supplied, not known to be "
-                         "user input)", chain=frozenset({p.arg}))
+                f = self._passed(func, p.arg) or Flow(
+                    TAINTED, "parameter", f"parameter `{p.arg}` (caller-supplied, not known to be user input)",
+                    chain=frozenset({p.arg}))
             scope.add(p.arg, func.lineno, f, False)
+
+    def _passed(self, func, name: str) -> Flow | None:
+        """What the file's own calls of ``func`` pass as parameter ``name`` when one of them
+        passes outside data (not merely another caller-supplied parameter); else None."""
+        sites = self.call_sites.get(id(func))
+        if not sites or id(func) in self._binding:
+            return None  # no caller in the file, or a recursive cycle
+        self._binding.add(id(func))
+        try:
+            best: Flow | None = None
+            for site in sites:
+                arg = bind(site, func, name)
+                if arg is None or any(f is func for f in site.funcs):
+                    continue
+                f = self._eval(arg, self.scope_of(list(site.funcs)), arg.lineno, 0)
+                if f.level == TAINTED and not f.weak and (best is None or f.confidence > best.confidence):
+                    caller = getattr(site.funcs[-1], "name", "module code") if site.funcs else "module code"
+                    best = replace(f, origin=f"{f.origin}, passed as `{name}` by {caller}() (line {arg.lineno})",
+                                   var="", line=0, chain=frozenset({name}))
+            return best
+        finally:
+            self._binding.discard(id(func))
 
     def _build(self, body, scope: Scope, func, depth: int) -> None:
         for stmt in body:
@@ -386,7 +427,7 @@ class Analyzer:
             how = {ast.Add: "concatenation", ast.Mod: "%-formatting"}.get(type(node.op), "")
             return join([ev(node.left, scope, line, d), ev(node.right, scope, line, d)], how)
         if isinstance(node, ast.Attribute):
-            field_name = request_field(node)
+            field_name = request_field(node) or (scope.handler and handler_field(node))
             if field_name:
                 return request_flow(field_name)
             base = ev(node.value, scope, line, d)
@@ -475,6 +516,9 @@ class Analyzer:
             return join([receiver, *args], "str.join()")
         if name == "join" and qual.endswith("path.join"):
             return join(args, "os.path.join()")
+        if name == "replace" and isinstance(func, ast.Attribute) and len(node.args) >= 2 and not isinstance(
+                node.args[1], ast.Constant):
+            return join([receiver, *args], "str.replace()")  # a placeholder filled in: text built
         flow = join([receiver, *args])
         if flow.level == TAINTED and name in NORMALISERS:
             return replace(flow, normalised=True)

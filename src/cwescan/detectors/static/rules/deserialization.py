@@ -74,8 +74,8 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     made = ctx.assigned_value(data) or data
     if isinstance(made, ast.Call) and last_name(made.func) == "dumps":
         return  # a round trip of the program's own object (copying, or testing pickling)
-    flow = ctx.flow(data)
-    level = flow.level_for("deserialize")
+    flow = ctx.flow(data, "deserialize")
+    level = flow.level
     if level == TAINTED:
         yield ctx.hit(call, flow, flow.explain(f"{qual}()"))
     elif level == UNKNOWN:
@@ -169,8 +169,8 @@ def xml_untrusted(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     data = arg(call, 0, "source") or arg(call, 0, "text") or arg(call, 0, "string")
     if data is None or isinstance(data, ast.Constant):
         return
-    flow = ctx.flow(data)
-    level = flow.level_for("xml")
+    flow = ctx.flow(data, "xml")
+    level = flow.level
     if level == TAINTED:
         yield ctx.hit(call, flow, flow.explain(f"{qual}()"), min(flow.confidence, 0.8))
     elif level == UNKNOWN and qual.startswith("lxml") and kwarg(call, "parser") is None \

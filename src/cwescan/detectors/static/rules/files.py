@@ -104,8 +104,8 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return
     if path is None:
         return
-    flow = ctx.flow(path)
-    if flow.level_for("path") != TAINTED:
+    flow = ctx.flow(path, "path")
+    if flow.level != TAINTED:
         return
     if flow.caller_chosen:
         return
@@ -197,8 +197,8 @@ def unrestricted_upload(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return
     if target is None:
         return
-    flow = ctx.flow(target)
-    if flow.level_for("upload") == TAINTED and flow.source == "upload-name":
+    flow = ctx.flow(target, "upload")
+    if flow.level == TAINTED and flow.source == "upload-name":
         yield Hit(call, flow.explain(f"{ast.unparse(call.func)}()"), 0.85)
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.flow import TAINTED
+from cwescan.detectors.static.sources import request_field
 
 _SQL_WORDS = re.compile(r"(?i)\b(select\s.+\sfrom|insert\s+into|update\s+\S+\s+set|delete\s+from|"
                         r"drop\s+table|create\s+table|alter\s+table|where\s|order\s+by|union\s+select)")
@@ -50,7 +51,8 @@ def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **What.** A database call (``cursor.execute``, ``executemany``, ``executescript``, Django
     ``raw``/``extra``, SQLAlchemy ``text()``, ``pandas.read_sql``) whose SQL text is made with an
-    f-string, ``+``, ``%`` or ``.format()`` from a value that is not a constant.
+    f-string, ``+``, ``%`` or ``.format()`` from a value that is not a constant, or whose whole
+    SQL text is a request field as the client sent it (``execute(request.args["sql"])``).
 
     **Why.** Whoever controls the value can change the query: read other rows, bypass a login,
     drop tables (CWE-89).
@@ -88,12 +90,22 @@ def sql_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
             _DB_RECEIVER.search(receiver_name) or _SQL_WORDS.search(_sql_text(sql, ctx))
             or isinstance(receiver, ast.Call)):
         return  # some other .execute(): not a database
-    hit = ctx.sink(call, sql, "sql", f"{ast.unparse(call.func)}()", need_built=True,
-                   what="SQL text is built from a non-constant value")
+    whole = _client_text(sql, ctx)  # the client writes the whole query
+    hit = ctx.sink(call, sql, "sql", f"{ast.unparse(call.func)}()", need_built=not whole,
+                   what="SQL text is built from a non-constant value" if not whole else "SQL text comes from the client")
     if hit and hit.lower_severity and _BOUND_PARAMS.search(_sql_text(sql, ctx)):
         return  # untraced identifier formatted into a statement whose values are bound
     if hit:
         yield hit
+
+
+def _client_text(expr: ast.AST, ctx: Context) -> bool:
+    """``expr`` is a request field read as it came (``request.args.get("q")``), directly or as
+    the value last assigned to the name, not text some call made from it: the client writes the
+    whole query (a parameter, the command line or ``input()`` taken whole are the caller's or
+    the operator's choice: a query tool runs the SQL its user types)."""
+    value = ctx.assigned_value(expr) if isinstance(expr, ast.Name) else expr
+    return value is not None and request_field(value) is not None
 
 
 _SQL_STATEMENT = re.compile(r"(?is)^\W*(select\s.+\sfrom\s|insert\s+into\s|update\s+[\w.\"`\[\]]+\s+set\s|"
@@ -146,8 +158,8 @@ def sql_string_building(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         return
     if _reaches_execute(node, ctx):
         return  # CWS089 reports it where it is executed, with the same flow
-    flow = ctx.flow(node)
-    level = flow.level_for("sql")
+    flow = ctx.flow(node, "sql")
+    level = flow.level
     if level == 0:
         return
     if level == 2:
@@ -324,8 +336,8 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
         target = first
     if target is None or isinstance(target, (ast.Constant, ast.Starred)):
         return
-    flow = ctx.flow(target)
-    if flow.level_for("command") != 2 or flow.source == "environment":
+    flow = ctx.flow(target, "command")
+    if flow.level != 2 or flow.source == "environment":
         return
     if flow.source == "argv":
         # the command line choosing the program is mostly its user's own choice (a wrapper
@@ -380,8 +392,8 @@ def _tainted_query(call: ast.Call, expr: ast.AST | None, kind: str, sink: str, c
     a larger query (a parameter that is the whole query is its caller's choice)."""
     if expr is None or isinstance(expr, ast.Constant):
         return None
-    flow = ctx.flow(expr)
-    if flow.level_for(kind) != TAINTED or flow.caller_chosen:
+    flow = ctx.flow(expr, kind)
+    if flow.level != TAINTED or flow.caller_chosen:
         return None
     return ctx.hit(call, flow, flow.explain(sink))
 

@@ -43,8 +43,8 @@ def regex_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         return
     if isinstance(pattern, ast.Call) and getattr(pattern.func, "attr", "") == "escape":
         return
-    flow = ctx.flow(pattern)
-    if flow.level_for("regex") == TAINTED and flow.source != "environment" and not _escaped(pattern, ctx):
+    flow = ctx.flow(pattern, "regex")
+    if flow.level == TAINTED and flow.source != "environment" and not _escaped(pattern, ctx):
         yield ctx.hit(call, flow, flow.explain(f"{qual}() as the pattern"))
 
 

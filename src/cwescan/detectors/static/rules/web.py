@@ -60,8 +60,12 @@ def _html_literal(node: ast.AST) -> bool:
 
 
 def _string_building(node: ast.AST) -> bool:
+    """An f-string, ``+``, ``%``, ``format``, ``join``, or ``replace`` filling a placeholder
+    with a value that is not a constant (``page.replace("{{ q }}", q)``)."""
     return isinstance(node, (ast.JoinedStr, ast.BinOp)) or (
-        isinstance(node, ast.Call) and last_name(node.func) in ("format", "join"))
+        isinstance(node, ast.Call) and last_name(node.func) in ("format", "join")) or (
+        isinstance(node, ast.Call) and last_name(node.func) == "replace" and len(node.args) >= 2
+        and not isinstance(node.args[1], ast.Constant))
 
 
 @rule("CWS079B", cwe="CWE-79", title="HTML built from request data", severity="high",
@@ -76,7 +80,8 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     ``event`` or ``input()`` reaches the string. Also any text built from request data that a
     Flask, Quart or Bottle view returns (they serve a returned string as ``text/html``), or that
     Flask's ``make_response``/``Response`` or Django's ``HttpResponse`` send without a non-HTML
-    content type, markup or not: ``return f"Parameter value: {name}"`` (0.9 of the source's
+    content type, markup or not: ``return f"Parameter value: {name}"``, or a page whose
+    placeholder is filled with it: ``page.replace("{{ name }}", name)`` (0.9 of the source's
     confidence).
 
     **Why.** The browser parses the value as markup: a ``<script>`` or an ``onerror=`` handler
@@ -96,15 +101,15 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         return
     served = _served_text(node, ctx)  # the response text, sent as HTML whatever it holds
     if served is not None and not _html_literal(served) and _text_built(served, ctx):  # markup: below
-        flow = ctx.flow(served)
-        if flow.built and flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
+        flow = ctx.flow(served, "html")
+        if flow.built and flow.level == TAINTED and flow.source in _WEB_SOURCES:
             yield ctx.hit(node, flow, flow.explain("a response sent as HTML"), flow.confidence * 0.9)
             return
     if isinstance(node, ast.Return):
         value = node.value
         if not isinstance(value, ast.Name):
             return  # string building in the return value is checked on its own node
-        flow = ctx.flow(value)
+        flow = ctx.flow(value, "html")
         if not flow.built or not any(_html_literal(n.value) for n in ast.walk(ctx.func)
                                      if isinstance(n, (ast.Assign, ast.AugAssign)) and _targets(n, value.id)):
             return
@@ -116,9 +121,9 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
             return
         if not (_html_literal(node) or _html_names(node, ctx)):
             return
-        flow = ctx.flow(node)
+        flow = ctx.flow(node, "html")
         where = "an HTML string"
-    if flow.level_for("html") == TAINTED and flow.source in _WEB_SOURCES:
+    if flow.level == TAINTED and flow.source in _WEB_SOURCES:
         yield ctx.hit(node, flow, flow.explain(where))
 
 
@@ -368,8 +373,8 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     url = arg(call, 1, "url") if takes_method else arg(call, 0, "url")
     if url is None or isinstance(url, ast.Constant):
         return
-    flow: Flow = ctx.flow(url)
-    if flow.level_for("url") != TAINTED:
+    flow: Flow = ctx.flow(url, "url")
+    if flow.level != TAINTED:
         return
     if flow.caller_chosen:
         return  # an HTTP helper fetching the URL its caller gives: the caller's choice
