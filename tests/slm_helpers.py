@@ -19,8 +19,8 @@ def listing(path):
     return subprocess.check_output(["ls", path])
 
 
-def version():
-    return subprocess.check_output(["git", "--version"])
+def version(tool):
+    return subprocess.check_output([tool, "--version"])
 '''
 
 

@@ -172,3 +172,20 @@ def test_third_party_quiet_hides_output_unless_the_block_fails(capfd):
             raise RuntimeError("load failed")
     assert "context for the failure" in capfd.readouterr().err
     assert ast  # keeps the import used by the helpers above honest
+
+
+@pytest.mark.parametrize("body, reviewed", [
+    ('return redirect("/posts")', False),
+    ('return render(request, "page.html")', False),  # the request handed to a consumer: plumbing
+    ('return subprocess.check_output(["git", "--version"])', False),
+    ('return redirect(next_url)', True),
+    ('return render(request, "page.html", {"q": request.GET["q"]})', True),
+    ('return tempfile.mktemp()', True),  # no arguments: the call alone may be the weakness
+    ('return subprocess.check_output(f"git log {ref}", shell=True)', True),
+])
+def test_a_sink_called_with_literals_only_is_not_a_surface(body, reviewed):
+    code = ("import subprocess, tempfile\nfrom django.shortcuts import redirect, render\n\n"
+            f"def view(request, next_url, ref):\n    {body}\n")
+    src = parse_source("views.py", code)
+    unit = next(u for u in src.units if u.qualname == "view")
+    assert T.triage([unit])[0].review is reviewed

@@ -3,9 +3,11 @@
 A unit goes to the model when
 
 - the static stage flagged something inside it (the model gives its second opinion), or
-- it touches a security-relevant surface: it calls a sink the static rules know, or reads a
-  source their data flow knows (an HTTP request field, ``input()``, ``sys.argv``, the
-  environment).
+- it touches a security-relevant surface: it calls a sink the static rules know with
+  something other than literals, or reads a source their data flow knows (an HTTP request
+  field, ``input()``, ``sys.argv``, the environment). A sink called with literals only
+  (``redirect("/posts")``) is not a surface: no outside data reaches it, and what is weak
+  about such a call itself (a weak hash, a debug flag) is for the rules.
 
 Everything else is *cleared*: it calls no API any rule inspects, so neither the rules nor the
 model's training data give a reason to look at it, and the model is not run on it.
@@ -233,7 +235,7 @@ def surfaces(unit: Unit, imports: dict[str, str],
             if qual in _SOURCE_CALLS or (resolved and qual.endswith((".getenv", ".environ.get"))):
                 yield Surface("source", qual, node.lineno)
                 continue
-            if last not in sinks:
+            if last not in sinks or _literal_call(node, last):
                 continue
             if resolved:
                 yield Surface("sink", qual, node.lineno)
@@ -252,6 +254,29 @@ def surfaces(unit: Unit, imports: dict[str, str],
                 qual = f"{imports[head]}.{rest}" if head in imports and rest else name
                 if qual in _SOURCE_NAMES:
                     yield Surface("source", qual, node.lineno)
+
+
+def _literal(node: ast.AST) -> bool:
+    """A value written in the code: a constant, an f-string without fields, a container of them."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.JoinedStr):
+        return all(isinstance(v, ast.Constant) for v in node.values)
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_literal(e) for e in node.elts)
+    return False
+
+
+def _literal_call(call: ast.Call, name: str) -> bool:
+    """A sink called with literals only (``redirect("/posts")``, ``render(request,
+    "page.html")``: the request object handed to a call that only consumes it is plumbing, not
+    data). No outside data can reach it, and what is weak about the call itself (a weak hash, a
+    debug flag) is a rule's to report. A call without arguments (``mktemp()``) is not one: the
+    call alone may be the weakness."""
+    from cwescan.detectors.static.sources import REQUEST_CONSUMERS, is_request
+
+    values = [*call.args, *(k.value for k in call.keywords)]
+    return bool(values) and all(_literal(v) or (name in REQUEST_CONSUMERS and is_request(v)) for v in values)
 
 
 def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None) -> list[Verdict]:
