@@ -59,7 +59,8 @@ AMBIGUOUS_METHODS = frozenset({
     "delete", "put", "post", "patch", "head", "options", "stream", "parse", "load", "decode",
     "open", "read", "move", "copy", "remove", "rename", "extra", "match", "search", "sub",
     "split", "compile", "Request", "Environment", "Cipher", "choice", "sample", "shuffle",
-    "random", "uniform", "randint", "get", "format", "setup", "Template", "login",
+    "random", "uniform", "randint", "get", "format", "setup", "Template", "login", "push",
+    "filter", "order_by", "group_by", "having", "distinct", "where",
 })
 
 

@@ -7,6 +7,7 @@ from cwescan.detectors.static.rules import (  # noqa: F401
     deserialization,
     files,
     injection,
+    orm,
     resources,
     secrets,
     transport,

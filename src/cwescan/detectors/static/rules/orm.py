@@ -1,0 +1,100 @@
+"""SQL text handed to an ORM's query builder (CWE-89), and code handed to an embedded Python
+interpreter (CWE-95): sinks reached through methods of objects the rules must recognise first.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+
+from cwescan.detectors.static.context import Context, arg
+from cwescan.detectors.static.patterns import dotted
+from cwescan.detectors.static.registry import Hit, rule
+
+_CLAUSES = {"filter", "order_by", "group_by", "having", "distinct", "where"}
+_INTERPRETERS = ("code.InteractiveConsole", "code.InteractiveInterpreter")
+
+
+@rule("CWS089C", cwe="CWE-89", title="SQL text in an ORM query clause", severity="high", calls=_CLAUSES)
+def orm_text_clause(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """A SQLAlchemy query clause given SQL text built from a non-constant value.
+
+    **What.** ``session.query(User).filter("name = '%s'" % name)``, ``.order_by(f"{col}
+    desc")``, ``.group_by``, ``.having``, ``.distinct``, ``.where`` on a query (a chain through
+    ``query(...)``, ``Model.query`` or ``select(...)``, or a variable named ``query``) whose first argument is a string built
+    with an f-string, ``+``, ``%`` or ``.format()`` from a value that is not a constant.
+
+    **Why.** SQLAlchemy before 1.4 turns a plain string clause into literal SQL (``text()``):
+    whoever controls the value rewrites the query (CWE-89). Keyword filters (``filter_by``,
+    Django's ``filter(name=...)``) and column objects bind their values and are never flagged.
+
+    **Confidence.** The source's: a request field 0.9, a plain function parameter 0.55 (one
+    severity lower); untraced values are not flagged (column names the code itself chose).
+
+    **Example.**
+
+        users = session.query(User).filter("name = '{}'".format(name)).all()
+
+    **Fix.** Compare columns: ``.filter(User.name == name)``, or ``text("name = :n")`` with
+    ``.params(n=name)``.
+    """
+    if not isinstance(call.func, ast.Attribute) or not call.args or not _query(call.func.value):
+        return
+    hit = ctx.sink(call, call.args[0], "sql", f".{call.func.attr}()", flag_unknown=False, need_built=True,
+                   what="SQL text in a query clause is built from a non-constant value")
+    if hit:
+        yield hit
+
+
+def _query(node: ast.AST) -> bool:
+    """A SQLAlchemy query: a chain through ``query(...)``, ``.query`` or ``select(...)``, or a
+    variable named ``query``."""
+    if isinstance(node, ast.Name):
+        return node.id == "query"
+    while isinstance(node, (ast.Call, ast.Attribute)):
+        if isinstance(node, ast.Call):
+            name = dotted(node.func) or ""
+            if name.rpartition(".")[2] in ("query", "select"):
+                return True
+            node = node.func
+        else:
+            if node.attr == "query":
+                return True
+            node = node.value
+    return False
+
+
+@rule("CWS094C", cwe="CWE-95", title="Code run by an embedded interpreter", severity="critical",
+      calls={"push", "runsource", "runcode"})
+def interpreter_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """An embedded Python interpreter (``code.InteractiveConsole``/``InteractiveInterpreter``)
+    given code that is not a constant.
+
+    **What.** ``console.push(line)``, ``interpreter.runsource(source)`` or ``.runcode(code)`` on
+    an interpreter made in the function (or in the call itself), with a non-constant argument.
+
+    **Why.** These run the text as Python, like ``exec``: whoever controls it runs arbitrary
+    code in the process (CWE-94/95).
+
+    **Confidence.** The source's, as for ``eval`` (CWS094); constants are not flagged.
+
+    **Example.**
+
+        console = code.InteractiveConsole()
+        console.push(request.form["line"])
+
+    **Fix.** Do not run data as code; expose a fixed set of commands instead.
+    """
+    if not isinstance(call.func, ast.Attribute):
+        return
+    receiver = call.func.value
+    made = ctx.assigned_value(receiver) if isinstance(receiver, ast.Name) else receiver
+    if not (isinstance(made, ast.Call) and (ctx.qualname(made) or "").endswith(_INTERPRETERS)):
+        return
+    code = arg(call, 0, "source") or arg(call, 0, "line") or arg(call, 0, "code")
+    if code is None or isinstance(code, ast.Constant):
+        return
+    hit = ctx.sink(call, code, "code", f"{ast.unparse(call.func)}()",
+                   what="code run by an embedded interpreter from a non-constant value")
+    if hit:
+        yield hit
