@@ -5,13 +5,15 @@ from cwescan.data.records import Record
 from cwescan.evaluate.pipeline_view import pipeline_table, pipeline_view
 
 SQLI = "def find(cur, name):\n    cur.execute(\"SELECT * FROM t WHERE n = '\" + input() + \"'\")\n"
-SAFE = "def add(a, b):\n    return a + b\n"
+SAFE = "def add(a, b):\n    return a + b\n"  # no surface: triage never shows it to a model
+# a sink the rules leave alone (a parameter naming the program): the model decides alone
+SINK = "import subprocess\n\ndef version(tool):\n    return subprocess.check_output([tool, '--version'])\n"
 
 
 def test_rules_second_opinion_and_model_only_decide_the_record_verdicts():
     records = [
-        Record("v1", "t", SQLI, True), Record("v2", "t", SAFE, True),  # a rule sees v1; v2 only the model
-        Record("s1", "t", SQLI, False), Record("s2", "t", SAFE, False),  # s1: a rule false alarm
+        Record("v1", "t", SQLI, True), Record("v2", "t", SINK, True),  # a rule sees v1; v2 only the model
+        Record("s1", "t", SQLI, False), Record("s2", "t", SINK, False),  # s1: a rule false alarm
     ]
     policy = DecisionPolicy(model_only=0.9, safe=0.05, vulnerable=0.5)
     scores = {"v1": 0.6, "v2": 0.95, "s1": 0.01, "s2": 0.2}
@@ -25,9 +27,28 @@ def test_rules_second_opinion_and_model_only_decide_the_record_verdicts():
 
 
 def test_a_record_under_the_pair_gate_gets_no_model_only_finding_but_keeps_its_rules():
-    records = [Record("v1", "t", SQLI, True), Record("v2", "t", SAFE, True)]
+    records = [Record("v1", "t", SQLI, True), Record("v2", "t", SINK, True)]
     policy = DecisionPolicy(model_only=0.9, safe=0.05, vulnerable=0.5)
     scores = {"v1": 0.95, "v2": 0.95}
     assert pipeline_view(records, scores, policy)["scan"]["tp"] == 2
     gated = pipeline_view(records, scores, policy, gated={"v1", "v2"})
     assert gated["scan"]["tp"] == 1 and gated["model_only_flags"] == 0  # v1's rule finding stays
+
+
+def test_a_record_triage_clears_gets_no_model_only_finding_whatever_its_score():
+    records = [Record("v1", "t", SAFE, True), Record("v2", "t", SINK, True)]
+    policy = DecisionPolicy(model_only=0.9, safe=0.05, vulnerable=0.5)
+    view = pipeline_view(records, {"v1": 0.99, "v2": 0.99}, policy)
+    assert view["scan"]["tp"] == 1 and view["model_only_flags"] == 1  # only v2 reaches the model
+
+
+def test_a_model_only_finding_under_the_display_confidence_is_not_shown():
+    from cwescan.core.policy import Isotonic
+
+    records = [Record("v1", "t", SINK, True), Record("v2", "t", SINK, True)]
+    # at the realistic prevalence a score of 0.6 is a 10 % probability: withheld from the
+    # default display although it passes the model-only threshold
+    policy = DecisionPolicy(model_only=0.5, safe=0.05, vulnerable=0.5, display=0.3,
+                            calibration=Isotonic([0.0, 0.5, 0.9], [0.0, 0.1, 0.8]))
+    view = pipeline_view(records, {"v1": 0.6, "v2": 0.95}, policy)
+    assert view["model_only_flags"] == 1 and view["scan"]["tp"] == 1

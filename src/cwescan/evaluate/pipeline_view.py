@@ -1,6 +1,11 @@
 """The scan as users run it, judged on labelled records: static rules, the model's second
 opinion and its model-only findings under the decision policy, the default display confidence.
 
+As in a scan, a record gets a model-only finding only if triage sends one of its units to the
+model (a record whose units all touch no surface never reaches it) and the finding's calibrated
+probability reaches the display confidence (the policy's model-only threshold reads the raw
+score; below the display a scan withholds the finding unless asked with ``--min-confidence``).
+
 The model's answers come from a score file of ``cwescan eval-mix`` (one P(vulnerable) per
 record: its most suspicious unit, scored once on whatever machine ran the model), so the view
 re-runs in seconds on a CPU. The second opinion uses that record-level score for every rule
@@ -25,17 +30,26 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy:
     ``gated``: ids of records the scan clears before the SLM reads them (the pair's gate), so
     they get no model-only finding."""
     from cwescan.detectors.static import StaticDetector
+    from cwescan.scan.triage import triage
 
     static = StaticDetector()
     display = policy.display  # what a scan shows by default
     out: dict[str, list[bool]] = {"static": [], "scan": [], "hidden_by_model": [], "model_only": []}
     for r in records:
         units = parse_source(f"{r.id}.py", r.code).units
-        findings = [f for f in static.detect(units) if f.confidence >= display]
+        every = static.detect(units)
+        findings = [f for f in every if f.confidence >= display]
         p = scores[r.id]
         shown = [second_opinion(f, p, None, policy) for f in findings]
         shown_static = any(f.confidence >= display for f in shown)
-        model_only = not findings and p >= policy.model_only and r.id not in gated
+        hints: dict[str, list] = {}
+        for f in every:
+            hints.setdefault(f.path, []).append(f)
+        reviewed = any(v.review for v in triage(units, hints))  # else the scan never asks the model
+        # a model-only finding is withheld under the policy's threshold (raw score) and hidden
+        # under the display confidence (its calibrated probability), as a scan does
+        model_only = (not findings and p >= policy.model_only and policy.probability(p) >= display
+                      and r.id not in gated and reviewed)
         out["static"].append(bool(findings))
         out["scan"].append(shown_static or model_only)
         out["hidden_by_model"].append(bool(findings) and not shown_static)

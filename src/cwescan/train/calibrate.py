@@ -99,6 +99,10 @@ def analyse(scores: dict, manifest: dict, prevalence: float = PV.DEFAULT_PREVALE
                      "held_out_packages": [f"{p['name']}=={p['version']}" for p in part_packages(manifest, "test")],
                      "auc": auc(test_pos, test_neg)},
         "held_out_model_only": PV.realistic_view(test_pos, test_neg, model_only, test_lines, prevalence),
+        # what a scan shows by default: the model-only threshold and a calibrated probability at
+        # or above the display confidence
+        "held_out_model_only_shown": PV.realistic_view(test_pos, test_neg, _shown_from(iso, model_only),
+                                                       test_lines, prevalence),
         "held_out_confident_vulnerable": PV.realistic_view(test_pos, test_neg, th.second_opinion_vulnerable,
                                                            test_lines, prevalence),
         "second_opinion_safe_effect": {
@@ -133,6 +137,17 @@ def policy_section(main: dict, prevalence: float, safe_loss: float = PV.SAFE_REC
         "metrics": {"held_out_model_only": main["held_out_model_only"],
                     "ece_test_mix": main["calibration"]["ece_test_mix"]},
     }
+
+
+def _shown_from(iso, model_only: float | None) -> float | None:
+    """The lowest raw score a scan shows as a model-only finding by default: at or above the
+    model-only threshold, with a calibrated probability at or above the display confidence."""
+    from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
+
+    if model_only is None:
+        return None
+    shown = next((x for x, y in zip(iso.x, iso.y) if y >= DEFAULT_MIN_CONFIDENCE), None)
+    return None if shown is None else max(model_only, shown)
 
 
 def auc(pos, neg) -> float:

@@ -171,7 +171,10 @@ def _line(name: str, f: dict) -> str:
     so = f["pipeline_test"]["second_opinion"]
     return (f"{name:8} weight {f['weight']:.1f} mixAUC(val) {f['analysis']['validation_mix']['auc']:.3f} "
             f"(test) {f['analysis']['test_mix']['auc']:.3f} | model-only: recall {h['recall']:.3f} "
-            f"FA/1k lines {h['false_alarms_per_1k_lines'] or 0:.4f} | scan on test part: P {v['precision'] or 0:.3f} "
+            f"FA/1k lines {h['false_alarms_per_1k_lines'] or 0:.4f} (shown by default: recall "
+            f"{f['analysis']['held_out_model_only_shown']['recall']:.3f} FA/1k lines "
+            f"{f['analysis']['held_out_model_only_shown']['false_alarms_per_1k_lines'] or 0:.4f}) | "
+            f"scan on test part: P {v['precision'] or 0:.3f} "
             f"R {v['recall'] or 0:.3f} F1 {v['f1'] or 0:.3f} MCC {v['mcc']:.3f}, rule TPs hidden "
             f"{100 * so['share_of_true_positives_lost']:.1f} %")
 
