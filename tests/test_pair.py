@@ -148,3 +148,19 @@ def test_the_gate_clears_negatives_and_counts_the_pair_flags_it_would_lose():
     assert v["pair_flags"] == len(flagged)
     # only a record whose SLM score is above the ceiling can be flagged under the gate
     assert v["pair_flags_lost"] == sum(q < section["threshold"] for _, q in flagged) <= 1
+
+
+def test_the_gate_follows_what_the_scan_shows():
+    from cwescan.core.pair import Pairing, fuse, gate
+    from cwescan.core.policy import DecisionPolicy, Isotonic
+
+    # at 1 % prevalence a raw score of 0.6 is a 10 % probability: shown only from 0.8 on
+    policy = DecisionPolicy(model_only=0.5, calibration=Isotonic([0.0, 0.5, 0.8], [0.0, 0.1, 0.6]))
+    assert policy.shown_from(0.0) == 0.5 and policy.shown_from(0.3) == 0.8 and policy.shown_from(0.9) == float("inf")
+    pairing = Pairing("encoder", 0.4, {}, policy, gate=gate(0.5, 0.999, 0.4), slm_ceiling=0.999)
+    assert pairing.gate_at(0.0) == pytest.approx(pairing.gate)
+    higher = pairing.gate_at(0.3)
+    assert higher > pairing.gate
+    # just under the higher gate, even the SLM at its ceiling leaves the pair under what is shown
+    assert fuse(0.999, higher * 0.99, 0.4) < 0.8 <= fuse(0.999, higher * 1.01, 0.4)
+    assert Pairing("encoder", 0.4, {}, policy, gate=0.01).gate_at(0.3) == 0.01  # no ceiling known

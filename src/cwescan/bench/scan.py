@@ -34,6 +34,7 @@ from pathlib import Path
 import typer
 
 from cwescan.bench.static import collect, stdlib_path
+from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
 from cwescan.core.process import peak_rss_mb, rss_mb
 
 
@@ -170,9 +171,10 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         if isinstance(d, ModelDetector):
             d.set_focus(focus)
     t1 = time.perf_counter()
+    # the display confidence a user's scan has by default: it decides the pair's gate too
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
                           cache=ResultCache(cache_dir) if cache_dir is not None else None,
-                          first_stage=first_stage, pair=pair)
+                          first_stage=first_stage, pair=pair, min_confidence=DEFAULT_MIN_CONFIDENCE)
     report = scan([tree], options, detectors=detectors, progress=progress)
     t2 = time.perf_counter()
     c2, p2 = _cpu_seconds(), time.process_time()

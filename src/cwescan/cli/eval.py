@@ -208,7 +208,7 @@ def eval_pipeline_cmd(
         theirs = read_scores(partner_scores)
         doc, policy = fuse_scores(doc, theirs, pairing.weight), pairing.policy
         # the scan's first stage clears what falls under the pair's gate before the SLM reads it
-        gated = gated_ids(theirs, part, pairing.gate)
+        gated = gated_ids(theirs, part, pairing.gate_at(policy.display))
     else:
         gated = set()
     by_id = {row["id"]: row["score"] for row in doc["labelled"].get(part, [])}

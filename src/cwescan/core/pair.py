@@ -69,8 +69,9 @@ class Pairing:
     partner_files: dict  # the partner's weight and tokenizer hashes the policy was fitted with
     policy: DecisionPolicy
     # Partner score below which a unit without rule evidence is not worth the SLM's time (the
-    # card's ``gate`` section; 0: every unit is read).
+    # card's ``gate`` section; 0: every unit is read), at the model-only threshold
     gate: float = 0.0
+    slm_ceiling: float = 0.0  # the SLM score the gate assumes at most (0: unknown)
 
     @property
     def threshold(self) -> float:
@@ -82,8 +83,18 @@ class Pairing:
         if not section:
             return None
         policy = DecisionPolicy.from_card({"policy": section["policy"], "calibration": section.get("calibration")})
-        gate = float((section.get("gate") or {}).get("threshold", 0.0))
-        return cls(section["partner"], float(section["weight"]), dict(section["partner_files"]), policy, gate)
+        gated = section.get("gate") or {}
+        return cls(section["partner"], float(section["weight"]), dict(section["partner_files"]), policy,
+                   float(gated.get("threshold", 0.0)), float(gated.get("slm_ceiling", 0.0)))
+
+    def gate_at(self, min_confidence: float) -> float:
+        """The gate when findings under ``min_confidence`` are hidden: a model-only finding is
+        shown only from ``policy.shown_from(min_confidence)``, so under the partner score where
+        the pair stays below that even with the SLM at its ceiling, the SLM's answer cannot
+        change the report (with the card's default display, about twice as many units cleared)."""
+        if self.slm_ceiling <= 0:
+            return self.gate
+        return max(self.gate, gate(self.policy.shown_from(min_confidence), self.slm_ceiling, self.weight))
 
     def accepts(self, partner_card: dict) -> bool:
         """Whether ``partner_card`` is the model the pair's thresholds were fitted with (same

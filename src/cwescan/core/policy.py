@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from dataclasses import dataclass
 
 from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
@@ -62,6 +63,16 @@ class DecisionPolicy:
         calibration = Isotonic.from_dict(calib) if calib.get("method") == "isotonic" else None
         return cls(**{k: v for k, v in section.items() if k in known and k != "calibration"},
                    calibration=calibration)
+
+    def shown_from(self, min_confidence: float) -> float:
+        """The lowest raw score a model-only finding is shown from when findings under
+        ``min_confidence`` are hidden: the model-only threshold, or higher where the calibrated
+        probability is still under ``min_confidence`` (at 1 % prevalence a score just past the
+        threshold may be a 9 % probability)."""
+        if self.calibration is None:
+            return max(self.model_only, min_confidence)
+        edge = next((x for x, y in zip(self.calibration.x, self.calibration.y) if y >= min_confidence), math.inf)
+        return max(self.model_only, edge)
 
     def probability(self, score: float) -> float:
         """The model's raw score as a calibrated probability (the raw score without a map).

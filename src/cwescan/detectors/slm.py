@@ -135,8 +135,9 @@ class SLMDetector(ModelDetector):
     def companions(self) -> list[ModelDetector]:
         return [self.partner] if self.partner is not None else []
 
-    def gate(self) -> float:
-        return self.pairing.gate if self.pairing is not None else 0.0
+    def gate(self, min_confidence: float = 0.0) -> float:
+        """The pair's gate when the scan hides findings under ``min_confidence`` (0: none)."""
+        return self.pairing.gate_at(min_confidence) if self.pairing is not None else 0.0
 
     # ------------------------------------------------------------ loading
 

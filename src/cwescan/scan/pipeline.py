@@ -316,7 +316,7 @@ def _first_stage(options: ScanOptions, models: list[ModelDetector]) -> first_sta
     for d, c in ((d, c) for d in models for c in d.companions()):
         if c.name == options.first_stage:  # the SLM's partner is loaded once, for both jobs
             try:
-                return first_stage_mod.FirstStage.from_card(c, gate=d.gate())
+                return first_stage_mod.FirstStage.from_card(c, gate=d.gate(options.min_confidence))
             except first_stage_mod.FirstStageUnavailable:
                 return None
     return first_stage_mod.create(options.first_stage, options.device)
