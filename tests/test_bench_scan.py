@@ -82,9 +82,11 @@ def test_bench_scan_compare_reports_tokens_and_cpu(tmp_path, monkeypatch):
     (src / "b.py").write_text("import os\n\n\ndef run(c):\n    os.system(c)\n")  # a copy: scored once
     out = tmp_path / "out"
     r = CliRunner().invoke(app, ["bench", "scan", "--files", "2", "--path", str(src), "--out", str(out),
-                                 "-d", "static,slm", "--precision", "fp32", "--compare"])
+                                 "-d", "static,slm", "--precision", "fp32", "--compare", "--compare-gate"])
     assert r.exit_code == 0, r.output
-    cold, before, warm = json.loads((out / "scan.json").read_text())["runs"]
+    cold, before, gate, warm = json.loads((out / "scan.json").read_text())["runs"]
+    # at --min-confidence 0 the gate sits at the threshold; without a pair there is no gate to move
+    assert gate["name"] == "cold, gate at the threshold" and gate["reviewed"] == cold["reviewed"]
     assert [x["prefix_cache"] for x in (before, cold)] == [False, True]
     assert before["reviewed"] == cold["reviewed"] == 2 and before["findings"] == cold["findings"]
     assert (before["windows"], before["scored_windows"]) == (cold["windows"], cold["scored_windows"]) == (2, 1)

@@ -120,7 +120,7 @@ def _cpu_seconds() -> float:
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
-             focus: bool = True) -> ScanRun:
+             focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> ScanRun:
     from cwescan.core.pair import partner_name
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
@@ -171,10 +171,10 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         if isinstance(d, ModelDetector):
             d.set_focus(focus)
     t1 = time.perf_counter()
-    # the display confidence a user's scan has by default: it decides the pair's gate too
+    # the display confidence (a user's scan: 0.3) decides the pair's gate too
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
                           cache=ResultCache(cache_dir) if cache_dir is not None else None,
-                          first_stage=first_stage, pair=pair, min_confidence=DEFAULT_MIN_CONFIDENCE)
+                          first_stage=first_stage, pair=pair, min_confidence=min_confidence)
     report = scan([tree], options, detectors=detectors, progress=progress)
     t2 = time.perf_counter()
     c2, p2 = _cpu_seconds(), time.process_time()
@@ -199,7 +199,8 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
                precision: str | None = None, review: str = "triage", jobs: int = 0,
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
-               first_stage: str = "encoder", pair: str = "encoder", focus: bool = True) -> dict:
+               first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
+               compare_gate: bool = False) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
@@ -216,6 +217,12 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
     if compare_first_stage:  # the same cold scan with every triaged unit read by the SLM
         runs.append(run_scan("cold, no first stage", tree, out / "cache-compare", detector_names, precision,
                              review, jobs, device, first_stage="none", pair=pair, focus=focus))
+        shutil.rmtree(out / "cache-compare", ignore_errors=True)
+    if compare_gate:  # the same cold scan showing every model-only finding past the raw threshold:
+        # the pair's gate then sits at that threshold (the card's), not at the display
+        runs.append(run_scan("cold, gate at the threshold", tree, out / "cache-compare", detector_names, precision,
+                             review, jobs, device, first_stage=first_stage, pair=pair, focus=focus,
+                             min_confidence=0.0))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device,
                          first_stage=first_stage, pair=pair, focus=focus))
@@ -370,6 +377,9 @@ def scan_command(
                                              help="Also a cold scan without the encoder's first stage (before/after in one run)."),
     first_stage: str = typer.Option("encoder", "--first-stage", help="The scan's --first-stage: encoder | none."),
     pair: str = typer.Option("encoder", "--pair", help="The scan's --pair: encoder | none."),
+    compare_gate: bool = typer.Option(False, "--compare-gate",
+                                      help="Also a cold scan at --min-confidence 0, where the pair's gate sits at the "
+                                           "model-only threshold instead of the display confidence."),
     focus: bool = typer.Option(True, "--focus/--no-focus",
                                help="The SLM reads a long unit only in the windows around its sinks, sources "
                                     "and rule findings (the scan's default), or all of it."),
@@ -400,7 +410,7 @@ def scan_command(
         return
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
-                        first_stage, pair, focus=focus)
+                        first_stage, pair, focus=focus, compare_gate=compare_gate)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")
