@@ -1,6 +1,8 @@
 """Where outside data enters a web application: the request objects and fields of the
 frameworks the rules know (Flask, Django, FastAPI/Starlette, aiohttp, Bottle, Pyramid, Falcon,
-Tornado) and the standard library's own servers (``http.server``/``socketserver`` handlers). The data flow (``taint.py``) and triage (``cwescan.scan.triage``) both read them here.
+Tornado) and the standard library's own servers (``http.server``/``socketserver`` handlers).
+The data flow (``taint.py``) reads them here; triage (``cwescan.scan.triage``) the request
+fields.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ about it. Every assignment records what the assigned name holds from that line o
   plain name, a method as ``self.name()``), the parameter holds that data. Each tainted value
   keeps its source kind; findings name it, and rest on a plain parameter get lower confidence
   and severity. A value joined from parts sanitised differently (``escape(q) + row``) keeps
-  them: a sink sees the strongest part not sanitised for its kind (``Flow.for_kind``). Taint follows assignments,
-  f-strings, concatenation, ``%``, ``.format()``, ``join``, containers, method calls on tainted
-  values and calls that take tainted arguments.
+  them: a sink sees the strongest part not sanitised for its kind (``Flow.for_kind``). Taint
+  follows assignments, f-strings, concatenation, ``%``, ``.format()``, ``join``, ``replace``
+  filling a placeholder, containers, method calls on tainted values and calls that take tainted
+  arguments.
 * ``constant``: built only from literals and module-level constants, or passed through a
   sanitiser (``int()``, ``float()``, ``bool()``, ``len()``; ``shlex.quote`` for commands,
   ``secure_filename``/``os.path.basename`` for paths, ``escape`` for HTML, ...).
@@ -206,8 +207,8 @@ class Analyzer:
                     continue
                 f = self._eval(arg, self.scope_of(list(site.funcs)), arg.lineno, 0)
                 if f.level == TAINTED and not f.weak and (best is None or f.confidence > best.confidence):
-                    caller = getattr(site.funcs[-1], "name", "module code") if site.funcs else "module code"
-                    best = replace(f, origin=f"{f.origin}, passed as `{name}` by {caller}() (line {arg.lineno})",
+                    caller = f"{getattr(site.funcs[-1], 'name', 'a lambda')}()" if site.funcs else "module code"
+                    best = replace(f, origin=f"{f.origin}, passed as `{name}` by {caller} (line {arg.lineno})",
                                    var="", line=0, chain=frozenset({name}))
             return best
         finally:
