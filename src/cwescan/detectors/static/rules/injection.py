@@ -304,6 +304,45 @@ def code_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         yield hit
 
 
+_INTERPRETERS = ("code.InteractiveConsole", "code.InteractiveInterpreter")
+
+
+@rule("CWS094C", cwe="CWE-95", title="Code run by an embedded interpreter", severity="critical",
+      calls={"push", "runsource", "runcode"})
+def interpreter_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
+    """An embedded Python interpreter (``code.InteractiveConsole``/``InteractiveInterpreter``)
+    given code that is not a constant.
+
+    **What.** ``console.push(line)``, ``interpreter.runsource(source)`` or ``.runcode(code)`` on
+    an interpreter made in the function (or in the call itself), with a non-constant argument.
+
+    **Why.** These run the text as Python, like ``exec``: whoever controls it runs arbitrary
+    code in the process (CWE-94/95).
+
+    **Confidence.** The source's, as for ``eval`` (CWS094); constants are not flagged.
+
+    **Example.**
+
+        console = code.InteractiveConsole()
+        console.push(request.form["line"])
+
+    **Fix.** Do not run data as code; expose a fixed set of commands instead.
+    """
+    if not isinstance(call.func, ast.Attribute):
+        return
+    receiver = call.func.value
+    made = ctx.assigned_value(receiver) if isinstance(receiver, ast.Name) else receiver
+    if not (isinstance(made, ast.Call) and (ctx.qualname(made) or "").endswith(_INTERPRETERS)):
+        return
+    code = arg(call, 0, "source") or arg(call, 0, "line") or arg(call, 0, "code")
+    if code is None or isinstance(code, ast.Constant):
+        return
+    hit = ctx.sink(call, code, "code", f"{ast.unparse(call.func)}()",
+                   what="code run by an embedded interpreter from a non-constant value")
+    if hit:
+        yield hit
+
+
 _SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "/bin/sh", "/bin/bash", "cmd", "cmd.exe", "powershell"}
 
 

@@ -1,5 +1,5 @@
-"""SQL text handed to an ORM's query builder (CWE-89), and code handed to an embedded Python
-interpreter (CWE-95): sinks reached through methods of objects the rules must recognise first.
+"""SQL text handed to an ORM's query builder (CWE-89): a sink reached through methods of a query
+object the rule must recognise first.
 """
 
 from __future__ import annotations
@@ -7,12 +7,11 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from cwescan.detectors.static.context import Context, arg
+from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.patterns import dotted
 from cwescan.detectors.static.registry import Hit, rule
 
 _CLAUSES = {"filter", "order_by", "group_by", "having", "distinct", "where"}
-_INTERPRETERS = ("code.InteractiveConsole", "code.InteractiveInterpreter")
 
 
 @rule("CWS089C", cwe="CWE-89", title="SQL text in an ORM query clause", severity="high", calls=_CLAUSES)
@@ -62,39 +61,3 @@ def _query(node: ast.AST) -> bool:
                 return True
             node = node.value
     return False
-
-
-@rule("CWS094C", cwe="CWE-95", title="Code run by an embedded interpreter", severity="critical",
-      calls={"push", "runsource", "runcode"})
-def interpreter_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
-    """An embedded Python interpreter (``code.InteractiveConsole``/``InteractiveInterpreter``)
-    given code that is not a constant.
-
-    **What.** ``console.push(line)``, ``interpreter.runsource(source)`` or ``.runcode(code)`` on
-    an interpreter made in the function (or in the call itself), with a non-constant argument.
-
-    **Why.** These run the text as Python, like ``exec``: whoever controls it runs arbitrary
-    code in the process (CWE-94/95).
-
-    **Confidence.** The source's, as for ``eval`` (CWS094); constants are not flagged.
-
-    **Example.**
-
-        console = code.InteractiveConsole()
-        console.push(request.form["line"])
-
-    **Fix.** Do not run data as code; expose a fixed set of commands instead.
-    """
-    if not isinstance(call.func, ast.Attribute):
-        return
-    receiver = call.func.value
-    made = ctx.assigned_value(receiver) if isinstance(receiver, ast.Name) else receiver
-    if not (isinstance(made, ast.Call) and (ctx.qualname(made) or "").endswith(_INTERPRETERS)):
-        return
-    code = arg(call, 0, "source") or arg(call, 0, "line") or arg(call, 0, "code")
-    if code is None or isinstance(code, ast.Constant):
-        return
-    hit = ctx.sink(call, code, "code", f"{ast.unparse(call.func)}()",
-                   what="code run by an embedded interpreter from a non-constant value")
-    if hit:
-        yield hit
