@@ -78,6 +78,8 @@ class Context:
         a medium one when untraced (if ``flag_unknown``), none when constant or sanitised for
         ``kind``. ``need_built``: only flag values built by string formatting (f-string, +, %,
         format, join), e.g. SQL text."""
+        if expr is None or isinstance(expr, ast.Constant):
+            return None  # a literal: no data flow to build (the analyzer walks the whole file)
         flow = self.flow(expr, kind)
         level = flow.level
         if level == CONSTANT or (need_built and not flow.built):

@@ -295,8 +295,6 @@ def code_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if qual not in ("eval", "exec", "compile", "execfile", "builtins.eval", "builtins.exec"):
         return
     code = arg(call, 0, "source") or arg(call, 0, "object")
-    if code is None or isinstance(code, ast.Constant):
-        return
     hit = ctx.sink(call, code, "code", f"{qual}()", what="code evaluated from a non-constant value")
     if hit:
         if qual.endswith("exec") or qual == "compile":
@@ -335,8 +333,6 @@ def interpreter_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if not (isinstance(made, ast.Call) and (ctx.qualname(made) or "").endswith(_INTERPRETERS)):
         return
     code = arg(call, 0, "source") or arg(call, 0, "line") or arg(call, 0, "code")
-    if code is None or isinstance(code, ast.Constant):
-        return
     hit = ctx.sink(call, code, "code", f"{ast.unparse(call.func)}()",
                    what="code run by an embedded interpreter from a non-constant value")
     if hit:
