@@ -305,6 +305,7 @@ def _card_sha(detector) -> str | None:
 def triage_cost(records, detector, log=print) -> dict:
     """SLM verdicts with and without triage on ``records`` (see the module docstring)."""
     from cwescan.detectors.static import StaticDetector
+    from cwescan.core.findings import by_path
     from cwescan.scan.triage import triage
     from cwescan.core.units import parse_source
 
@@ -315,10 +316,8 @@ def triage_cost(records, detector, log=print) -> dict:
     for i, r in enumerate(records):
         src = parse_source(r.id, r.code)
         us = [u for u in src.units if u.code.strip()]
-        hints: dict = {}
-        for f in static.detect(us):
-            hints.setdefault(f.path, []).append(f)
-            static_flagged[i] = True
+        hints = by_path(static.detect(us))
+        static_flagged[i] = bool(hints)
         verdicts = triage(us, hints)
         if us and all(not v.review for v in verdicts):
             all_cleared[r.vulnerable] += 1

@@ -71,6 +71,15 @@ class Finding:
         return asdict(self)
 
 
+def by_path(findings) -> dict[str, list[Finding]]:
+    """``findings`` grouped by file, in their order: how triage and the model stage are handed
+    the rule findings ("hints")."""
+    out: dict[str, list[Finding]] = {}
+    for f in findings:
+        out.setdefault(f.path, []).append(f)
+    return out
+
+
 def in_unit(finding: Finding, unit, *, nested: bool = True) -> bool:
     """The one rule for "this finding lies in that unit": same file, and the finding's first
     line within the unit's lines (decorators and signature included). The module unit holds

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 
+from cwescan.core.findings import by_path
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import parse_source
 from cwescan.data.records import Record
@@ -42,10 +43,7 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy:
         p = scores[r.id]
         shown = [second_opinion(f, p, None, policy) for f in findings]
         shown_static = any(f.confidence >= display for f in shown)
-        hints: dict[str, list] = {}
-        for f in every:
-            hints.setdefault(f.path, []).append(f)
-        reviewed = any(v.review for v in triage(units, hints))  # else the scan never asks the model
+        reviewed = any(v.review for v in triage(units, by_path(every)))  # else the scan never asks the model
         # a model-only finding is withheld under the policy's threshold (raw score) and hidden
         # under the display confidence (its calibrated probability), as a scan does
         model_only = (not findings and p >= policy.model_only and policy.probability(p) >= display

@@ -34,7 +34,7 @@ from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
 from cwescan.detectors.base import Detector, ModelDetector
 from cwescan.core import cwe as cwe_catalog
-from cwescan.core.findings import Finding, in_unit
+from cwescan.core.findings import Finding, by_path, in_unit
 from cwescan.core.pair import partner_name
 from cwescan.core.report import Report, Reported
 from cwescan.scan.executor import BatchDone, StageExecutor
@@ -293,9 +293,7 @@ def _with_model_opinions(raw: list[Finding], results: list[FileResult], models: 
     Static findings go to the model detectors as hints; each comes back with the model's second
     opinion folded into its confidence (cwescan.scan.combine.second_opinion) and replaces the
     plain static finding, so a disagreeing model ranks it lower."""
-    hints: dict[str, list[Finding]] = {}
-    for f in raw:
-        hints.setdefault(f.path, []).append(f)
+    hints = by_path(raw)
     model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                    review=options.review, cache=options.cache,
                                                    verbose=options.verbose, executor=executor,

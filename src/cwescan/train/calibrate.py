@@ -140,14 +140,17 @@ def policy_section(main: dict, prevalence: float, safe_loss: float = PV.SAFE_REC
 
 
 def _shown_from(iso, model_only: float | None) -> float | None:
-    """The lowest raw score a scan shows as a model-only finding by default: at or above the
-    model-only threshold, with a calibrated probability at or above the display confidence."""
+    """The lowest raw score a scan shows as a model-only finding by default
+    (``DecisionPolicy.shown_from`` at the default display confidence); None: none is shown."""
+    import math
+
     from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
+    from cwescan.core.policy import DecisionPolicy
 
     if model_only is None:
         return None
-    shown = next((x for x, y in zip(iso.x, iso.y) if y >= DEFAULT_MIN_CONFIDENCE), None)
-    return None if shown is None else max(model_only, shown)
+    shown = DecisionPolicy(model_only=model_only, calibration=iso).shown_from(DEFAULT_MIN_CONFIDENCE)
+    return None if math.isinf(shown) else shown
 
 
 def auc(pos, neg) -> float:
