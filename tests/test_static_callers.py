@@ -122,6 +122,18 @@ def test_a_sink_sees_the_strongest_part_not_sanitised_for_it(text, reported):
         pytest.approx(reported) if reported else None)
 
 
+def test_a_sanitiser_applies_to_every_part_it_wraps():
+    # quote() covers the escaped request field and the parameter alike: for the command only
+    # the unquoted parameter is left, not the request field it joined before
+    body = """\
+    import shlex
+    from markupsafe import escape
+    def listing(row):
+        os.system("ls " + shlex.quote(escape(request.args["q"]) + row) + row)
+    """
+    assert findings(body, "CWS078")[4][0] == pytest.approx(0.55)
+
+
 def test_a_placeholder_filled_with_request_data_is_html_built_from_it():
     body = """\
     @app.route("/hello")

@@ -100,6 +100,11 @@ class Flow:
             return CONSTANT
         return self.level
 
+    def made_safe_for(self, kinds: frozenset[str]) -> Flow:
+        """The value after a sanitiser or a check for ``kinds``: each of its parts is too."""
+        return replace(self, safe_for=self.safe_for | kinds,
+                       parts=tuple(replace(p, safe_for=p.safe_for | kinds) for p in self.parts))
+
     def for_kind(self, kind: str) -> Flow:
         """The value as a sink of ``kind`` sees it: constant when sanitised for it; else, of a
         value joined from differently sanitised parts, the strongest part not sanitised for
@@ -163,7 +168,7 @@ def join(flows, how: str = "") -> Flow:
     tainted: dict[tuple[str, frozenset[str]], Flow] = {}  # strongest part per source and sanitising
     for f in flows:
         for part in f.parts or ((f,) if f.level == TAINTED else ()):
-            tainted.setdefault((part.source, part.safe_for), replace(part, parts=()))
+            tainted.setdefault((part.source, part.safe_for), part)  # parts hold no parts
         chain |= f.chain
         built = built or f.built
         if best is None or f.level > best.level or (

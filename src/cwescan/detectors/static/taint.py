@@ -342,7 +342,7 @@ class Analyzer:
             f = scope.lookup(name, after + 1)
             if f is not None and f.level == TAINTED:
                 scope.events.setdefault(name, []).append(
-                    (after, replace(f, safe_for=f.safe_for | kinds)))
+                    (after, f.made_safe_for(kinds)))
 
     def _enter_guard(self, stmt: ast.If, scope: Scope) -> dict:
         """A positive guard (``if p.startswith(root) and ...:``, ``if x in ALLOWED:``, ``if ok:``
@@ -372,7 +372,7 @@ class Analyzer:
             f = scope.lookup(name, line)
             if (name in scope.events and f is not None and f.level == TAINTED
                     and "*" not in f.safe_for and not kinds <= f.safe_for):
-                inside[name] = ((at, replace(f, safe_for=f.safe_for | kinds)), f)
+                inside[name] = ((at, f.made_safe_for(kinds)), f)
                 scope.events[name].append(inside[name][0])
         return inside
 
@@ -486,7 +486,7 @@ class Analyzer:
         if name == "replace" and isinstance(func, ast.Attribute) and _escapes_quote(node):
             # x.replace("'", "&apos;"): cannot close a quoted XPath literal any more
             inner = ev(func.value, scope, line, d)
-            return replace(inner, safe_for=inner.safe_for | {"xpath"}) if inner.level == TAINTED else inner
+            return inner.made_safe_for(frozenset({"xpath"})) if inner.level == TAINTED else inner
         field_name = request_field(func)
         if field_name:
             return request_flow(field_name)
@@ -501,7 +501,7 @@ class Analyzer:
             inner = join(args)
             if "*" in kinds or inner.level != TAINTED:
                 return CONST if "*" in kinds else inner
-            return replace(inner, safe_for=inner.safe_for | kinds)
+            return inner.made_safe_for(kinds)
         if name not in REQUEST_CONSUMERS and any(is_request(a) and not (
                 isinstance(a, ast.Name) and a.id in scope.events) for a in node.args):
             # a helper handed the whole request (``param = get_param(request, "q")``) returns
