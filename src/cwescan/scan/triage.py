@@ -43,6 +43,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from cwescan.detectors.static.patterns import dotted
+from cwescan.detectors.static.sources import REQUEST_CONSUMERS, is_request, request_field
 from cwescan.core.findings import Finding, in_unit
 from cwescan.core.units import Unit
 
@@ -218,8 +219,6 @@ def surfaces(unit: Unit, imports: dict[str, str],
              bound: frozenset[str] = frozenset()) -> Iterator[Surface]:
     """Every place where ``unit`` touches a security-relevant surface (``surface``), in walk
     order."""
-    from cwescan.detectors.static.sources import request_field
-
     sinks, distinctive = sink_names(), distinctive_methods()
     for node in _unit_nodes(unit):
         if isinstance(node, ast.Call):
@@ -274,8 +273,6 @@ def _literal_call(call: ast.Call, name: str) -> bool:
     data). No outside data can reach it, and what is weak about the call itself (a weak hash, a
     debug flag) is a rule's to report. A call without arguments (``mktemp()``) is not one: the
     call alone may be the weakness."""
-    from cwescan.detectors.static.sources import REQUEST_CONSUMERS, is_request
-
     values = [*call.args, *(k.value for k in call.keywords)]
     return bool(values) and all(_literal(v) or (name in REQUEST_CONSUMERS and is_request(v)) for v in values)
 
