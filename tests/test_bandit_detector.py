@@ -91,8 +91,14 @@ def test_only_requested_units(detector):
 
 def test_indented_snippet(detector):
     src = parse_source("record-9", "    def load(self, blob):\n        import pickle\n        return pickle.loads(blob)\n")
-    assert src.tree is None
+    assert src.parser == "recovered"  # Bandit reads the repaired (dedented) lines
     assert ("B301", 3) in {(f.rule_id, f.start_line) for f in detector.detect(src.units)}
+
+
+def test_python2_file_read_through_its_repaired_lines(detector):
+    src = parse_source("py2.py", "import pickle\nprint 'loading'\ndef load(b):\n    return pickle.loads(b)\n")
+    assert src.parser == "recovered"
+    assert ("B301", 4) in {(f.rule_id, f.start_line) for f in detector.detect(src.units)}
 
 
 def test_debugger_and_autoescape_share_the_static_rules_cwes():

@@ -290,10 +290,11 @@ def test_docs_are_generated_from_the_rules():
 
 
 def test_indented_snippets_are_scanned_with_exact_lines():
-    """A method cut out of its class (still indented) does not parse; the detector dedents it."""
+    """A method cut out of its class (still indented) does not parse; recovery dedents it."""
     snippet = "    def run(self, cmd):\n\n        import os\n        os.system('sh -c ' + cmd)\n"
     src = parse_source("record-9", snippet)
-    assert src.tree is None
+    assert src.error.startswith("IndentationError") and src.parser == "recovered"
+    assert [u.qualname for u in src.units] == ["run"]
     (f,) = StaticDetector().detect(src.units)
     assert (f.rule_id, f.start_line) == ("CWS078", 4)
     assert StaticDetector().detect(parse_source("r", "    def f(:\n        pass\n").units) == []

@@ -187,6 +187,12 @@ class _Lowerer:
         first = next((i for i, c in enumerate(kids) if c.type not in ("except", "*", "comment")), None)
         if colon is None or first is None or first >= colon:
             raise _CannotLower("except clause")
+        items = [c for c in kids[first:colon] if c.type not in (",", "comment")]
+        last = data[items[-1].start_byte:items[-1].end_byte].decode("utf-8", "surrogatepass")
+        if len(items) == 2 and items[-1].type == "identifier" and last[:1].islower():
+            # ``except ValueError, e:`` is Python 2 binding the exception to ``e``, not a PEP 758
+            # list (whose items are classes): cwescan.core.recovery reads it as ``as e``
+            raise _CannotLower("Python 2 except clause")
         lo, hi = kids[first].start_byte, kids[colon - 1].end_byte
         if data[lo - 1:lo] == b" " and kids[first - 1].type in ("except", "*") and kids[first - 1].end_byte < lo:
             edits.append((lo - 1, lo, b"("))

@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from cwescan.core.lowering import parse_lowered
+from cwescan.core.recovery import Recovered, parse_recovered
 
 
 @dataclass
@@ -23,8 +24,11 @@ class SourceFile:
     text: str
     tree: ast.Module | None = None  # None when the file does not parse
     error: str | None = None  # why the file did not parse
-    parser: str = "native"  # "native": the host's ast; "lowered": after cwescan.core.lowering
+    # "native": the host's ast; "lowered": after cwescan.core.lowering; "recovered": the parts
+    # of a file with syntax errors that cwescan.core.recovery could repair (``error`` says why)
+    parser: str = "native"
     lowered: str = ""  # with "lowered": which newer constructs were rewritten
+    repair: Recovered | None = None  # with "recovered": the repaired text, lines left out or rewritten
     units: list[Unit] = field(default_factory=list)
 
     @property
@@ -92,8 +96,9 @@ def node_span(node: ast.AST) -> tuple[int, int]:
 
 
 def parse_source(path: str, text: str) -> SourceFile:
-    """Parse ``text`` and split it into units. A file that does not parse gets a single module
-    unit over the whole text (models can still read it) and ``error`` says why."""
+    """Parse ``text`` and split it into units. A file with syntax errors keeps ``error`` (why)
+    and gets the tree of the lines that could be repaired (``parser == "recovered"``); one
+    beyond repair gets a single module unit over the whole text (models can still read it)."""
     src = SourceFile(path=path, text=text)
     lines = split_lines(text)
     n = max(1, len(lines))
@@ -105,12 +110,15 @@ def parse_source(path: str, text: str) -> SourceFile:
             src.tree = ast.parse(text, filename=path)
     except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
         lowered = parse_lowered(text, path) if type(e) is SyntaxError else None
-        if lowered is None:
+        if lowered is not None:  # syntax newer than this Python's parser, rewritten line for line
+            src.tree, src.parser, src.lowered = lowered.tree, "lowered", lowered.describe()
+        else:
             src.error = f"{type(e).__name__}: {e}"
-            src.units = [Unit(src, "module", "module", 1, n, text)]
-            return src
-        # syntax newer than this Python's parser, rewritten line for line
-        src.tree, src.parser, src.lowered = lowered.tree, "lowered", lowered.describe()
+            repaired = parse_recovered(text, path) if isinstance(e, SyntaxError) else None
+            if repaired is None:
+                src.units = [Unit(src, "module", "module", 1, n, text)]
+                return src
+            src.tree, src.parser, src.repair = repaired.tree, "recovered", repaired
 
     blank = [False] * (len(lines) + 1)
     for qualname, node in _function_nodes(src.tree):

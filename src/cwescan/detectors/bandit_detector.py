@@ -18,7 +18,6 @@ import logging
 from collections.abc import Sequence
 
 from cwescan.detectors.base import FileDetector
-from cwescan.detectors.static.recover import dedented_text
 from cwescan.core.findings import Finding
 from cwescan.core.units import SourceFile
 
@@ -80,9 +79,8 @@ class BanditDetector(FileDetector):
         return out
 
     def check_source(self, src: SourceFile) -> list[Finding]:
-        if src.tree is not None:
-            return self.check_text(src.path, src.text)
-        # a snippet that is only indented (a method cut out of its class): same lines, dedented
-        text = dedented_text(src)
-        return self.check_text(src.path, text) if text is not None else []
+        if src.tree is None:
+            return []
+        # a file with syntax errors: Bandit reads the repaired lines (same numbering)
+        return self.check_text(src.path, src.repair.text if src.repair else src.text)
 

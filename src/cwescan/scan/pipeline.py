@@ -74,11 +74,18 @@ class FileResult:
     function_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each function unit
 
 
-def _parse_notice(relpath: str, error: str) -> Notice:
+def _parse_notice(relpath: str, src: SourceFile) -> Notice:
+    error = src.error or ""
     deep = error.startswith(("RecursionError", "MemoryError")) or "too many nested" in error
     if deep:
         return Notice(relpath, "too-deep", f"nesting too deep to parse ({error}); "
                       "static rules skipped, models read the text")
+    if src.repair is not None and not src.repair.dropped:
+        return Notice(relpath, "repaired", f"{error}; rewritten line for line before parsing "
+                      f"({src.repair.describe()}); every rule ran")
+    if src.repair is not None:
+        return Notice(relpath, "syntax-error", f"{error}; rules ran on the rest after repairs "
+                      f"line for line ({src.repair.describe()}), models read the text")
     return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
 
 
@@ -122,12 +129,12 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         result.text = None  # the model stage would parse it again: it gets no units from it
         return result
     if src.error and read.text.strip():
-        result.notices.append(_parse_notice(relpath, src.error))
+        result.notices.append(_parse_notice(relpath, src))
     if src.parser == "lowered":
         result.notices.append(_lowered_notice(relpath, src.lowered))
     result.n_units = len(src.units)
     result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
-    # Static detectors need the AST; a file that does not parse is left to the models.
+    # Static detectors need the AST; a file beyond repair is left to the models.
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
         try:
@@ -557,6 +564,7 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
     skipped_paths = {n.path for n in notices if not n.scanned}
     partial_paths = {n.path for n in notices if n.scanned and not n.complete}
     lowered_paths = {n.path for n in notices if n.reason == "lowered"}
+    repaired_paths = {n.path for n in notices if n.reason == "repaired"}
     by_detector: Counter = Counter()
     for r in visible:
         for name in r.finding.extra.get("detectors", {r.finding.detector: 0}):
@@ -569,6 +577,7 @@ def _stats(results: list[FileResult], notices: list[Notice], visible: list[Repor
         "files_skipped": len(skipped_paths),
         "files_partial": len(partial_paths),
         **({"files_lowered": len(lowered_paths)} if lowered_paths else {}),
+        **({"files_repaired": len(repaired_paths)} if repaired_paths else {}),
         "units": sum(r.n_units for r in results),
         "findings": len(visible),
         "by_detector": dict(sorted(by_detector.items())),

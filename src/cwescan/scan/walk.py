@@ -36,6 +36,7 @@ DEFAULT_SKIP_DIRS = (
 REASONS = {
     "empty": True,  # scanned, nothing in it
     "lowered": True,  # fully scanned: syntax newer than this Python was rewritten first
+    "repaired": True,  # fully scanned: Python 2 forms or indentation rewritten line for line
     "syntax-error": True,  # no AST: static rules skip it, models still read the text
     "too-deep": True,  # nesting too deep for the parser; models still read the text
     "timeout": True,  # a detector ran past --file-timeout on it
@@ -53,7 +54,7 @@ REASONS = {
     "worker-lost": False,  # the process scanning it died on every try (cluster scans)
 }
 
-COMPLETE_REASONS = ("empty", "lowered")
+COMPLETE_REASONS = ("empty", "lowered", "repaired")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from cwescan.detectors.base import FileDetector
 from cwescan.detectors.static import rules as _rules  # noqa: F401  (registers the rules)
 from cwescan.detectors.static.context import Context
-from cwescan.detectors.static.recover import tree_of
 from cwescan.detectors.static.registry import RULES, Hit, Rule
 from cwescan.detectors.static.patterns import last_name
 from cwescan.core.findings import SEVERITIES, Finding
@@ -165,7 +164,7 @@ class StaticDetector(FileDetector):
         return {rid: (r.summary, r.doc) for rid, r in RULES.items() if r.doc}
 
     def check_source(self, src: SourceFile) -> list[Finding]:
-        tree = tree_of(src)  # also parses snippets that are only indented (methods cut out of a class)
+        tree = src.tree  # for a file with syntax errors, the tree of its repaired lines
         if tree is None:
             return []
         fold_string_concatenation(tree)
