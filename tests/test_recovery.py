@@ -12,6 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from cwescan.cli import app
+from cwescan.core import recovery
 from cwescan.core.recovery import parse_recovered, python2_line
 from cwescan.core.units import parse_source
 from cwescan.detectors.static import StaticDetector
@@ -109,8 +110,12 @@ def test_python2_statements_rewritten_line_for_line():
         assert python2_line(valid) == valid
 
 
-def test_valid_and_hopeless_files_are_left_alone():
+def test_valid_and_hopeless_files_are_left_alone(monkeypatch):
     assert parse_source("ok.py", "x = 1\n").parser == "native"
+    monkeypatch.setattr(recovery, "MAX_CHARS", 100)  # over the size repairs are tried on
+    assert parse_recovered("print 'x'\n" * 10, "h.py") is not None
+    assert parse_recovered("print 'x'\n" * 11, "h.py") is None
+    monkeypatch.undo()
     for text in ("def f(:\n    pass\n", "))))\n", "\x00\x01", "else:\n"):
         src = parse_source("bad.py", text)
         assert src.tree is None and src.parser == "native" and src.error

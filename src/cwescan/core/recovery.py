@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 
 MAX_REPAIRS = 60  # per piece
 PIECE_LINES = 400
+# characters parsed while repairing, as a multiple of the file's size (plus a floor): a file
+# with errors everywhere keeps the pieces repaired within it and leaves the rest out. Larger
+# files are not repaired: each parse of one costs seconds, and the scan's per-file time bound
+# would stop the repairs, and the models' reading of the text with them
+WORK_FACTOR, WORK_FLOOR = 8, 200_000
+MAX_CHARS = 1_000_000
 _TOP_LEVEL = re.compile(r"(?:async\s+def|def|class)\s|@")
+_PLAIN_STATEMENT = re.compile(r"[A-Za-z_]")
 
 _PRINT = re.compile(r"^(\s*)print(?:\s*>>\s*[^,]+,?)?(?:\s+(?![\s=(.\[])|(?=[\"']))(.*?)\s*,?\s*$")
 _PRINT_BARE = re.compile(r"^(\s*)print\s*(?:>>\s*\S+)?\s*$")
@@ -63,48 +70,59 @@ class Recovered:
 
 def parse_recovered(text: str, filename: str = "<unknown>") -> Recovered | None:
     """The tree of ``text`` after line-for-line repairs, or None when nothing could be repaired
-    within ``MAX_REPAIRS`` repairs or nothing but blank lines would be left. Never raises.
+    within ``MAX_REPAIRS`` repairs, nothing but blank lines would be left, or ``text`` is over
+    ``MAX_CHARS``. Never raises.
 
     A long file is repaired in pieces cut before its top-level ``def``/``class`` lines, so that
-    each repair re-parses one piece rather than the whole file; a piece beyond repair is left
-    out and the others are still read."""
+    each repair re-parses one piece rather than the whole file (a piece beyond repair is left
+    out); the repaired pieces are then parsed together once, which keeps every line number."""
+    if len(text) > MAX_CHARS:
+        return None
     lines = text.split("\n")
     pieces = _pieces(lines)
+    budget = [WORK_FACTOR * len(text) + WORK_FLOOR]
     if len(pieces) == 1:
-        return _best(lines, filename)
-    body: list[ast.stmt] = []
+        return _best(lines, filename, budget)
     repaired: list[str] = []
     rewritten: list[int] = []
     dropped: list[int] = []
     for start, end in pieces:
-        part = _best(lines[start:end], filename)
+        part = _best(lines[start:end], filename, budget)
         if part is None:
-            repaired.extend(lines[start:end])
+            repaired.extend("" for _ in range(start, end))
             dropped.extend(n for n in range(start + 1, end + 1) if lines[n - 1].strip())
             continue
-        body.extend(ast.increment_lineno(part.tree, start).body)  # the file's line numbers
         repaired.extend(part.text.split("\n"))
         rewritten.extend(n + start for n in part.rewritten)
         dropped.extend(n + start for n in part.dropped)
-    if not body:
+    whole = _best(repaired, filename, budget)  # pieces that only parse apart are repaired here
+    if whole is None:
         return None
-    return Recovered(ast.Module(body=body, type_ignores=[]), "\n".join(repaired), rewritten, dropped)
+    return Recovered(whole.tree, whole.text, sorted(set(rewritten) | set(whole.rewritten)),
+                     sorted(set(dropped) | set(whole.dropped)))
 
 
 def _pieces(lines: list[str]) -> list[tuple[int, int]]:
     """[start, end) line ranges of about ``PIECE_LINES`` lines, each cut before a top-level
-    ``def``, ``class`` or decorator line; one range for a short file."""
+    ``def``, ``class`` or decorator line (after twice that many lines without one, before any
+    top-level statement that does not continue the line above); one range for a short file."""
     out, start = [], 0
     for i in range(PIECE_LINES, len(lines)):
-        if i - start >= PIECE_LINES and _TOP_LEVEL.match(lines[i]) and not lines[i - 1].startswith("@"):
+        if i - start < PIECE_LINES:
+            continue
+        line, above = lines[i], lines[i - 1].rstrip()
+        cut = _TOP_LEVEL.match(line) and not above.startswith("@")
+        if not cut and i - start >= 2 * PIECE_LINES:
+            cut = bool(_PLAIN_STATEMENT.match(line)) and not above.endswith(("\\", ",", "(", "[", "{"))
+        if cut:
             out.append((start, i))
             start = i
     out.append((start, len(lines)))
     return out
 
 
-def _best(lines: list[str], filename: str) -> Recovered | None:
-    tries = [_recover(lines, filename, 0)]
+def _best(lines: list[str], filename: str, budget: list[int]) -> Recovered | None:
+    tries = [_recover(lines, filename, 0, budget)]
     text = "\n".join(lines)
     if tries[0] is not None and not tries[0].dropped:
         return tries[0]
@@ -112,23 +130,28 @@ def _best(lines: list[str], filename: str) -> Recovered | None:
         # an odd number of triple quotes: either a string left open, or text that begins
         # inside one (a cut through a docstring); keep whichever reading loses fewer lines
         first = next(n for n, line in enumerate(lines, 1) if '"""' in line or "\'\'\'" in line)
-        tries.append(_recover(lines, filename, first))
+        tries.append(_recover(lines, filename, first, budget))
     done = [t for t in tries if t is not None]
     return min(done, key=lambda t: len(t.dropped)) if done else None
 
 
-def _recover(lines: list[str], filename: str, skip_to: int) -> Recovered | None:
+def _recover(lines: list[str], filename: str, skip_to: int, budget: list[int]) -> Recovered | None:
     """Repair until the text parses; lines up to ``skip_to`` are taken as the end of a string
-    that began before the text."""
+    that began before the text. Each parse draws its length from ``budget`` (shared by the
+    pieces of a file); None once it is spent."""
     state = _Repair(lines)
     for n in range(1, skip_to + 1):
         state.drop(n, keep_block=False)
     state.reindent()
     for _ in range(MAX_REPAIRS):
+        text = "\n".join(state.lines)
+        budget[0] -= len(text)
+        if budget[0] < 0:
+            return None
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                tree = ast.parse("\n".join(state.lines), filename=filename)
+                tree = ast.parse(text, filename=filename)
         except (SyntaxError, ValueError) as e:
             if not state.repair(e):
                 return None
@@ -137,7 +160,7 @@ def _recover(lines: list[str], filename: str, skip_to: int) -> Recovered | None:
             return None
         if not tree.body or all(isinstance(s, ast.Pass) for s in tree.body):
             return None
-        return Recovered(tree, "\n".join(state.lines), sorted(state.rewritten - state.dropped),
+        return Recovered(tree, text, sorted(state.rewritten - state.dropped),
                          sorted(state.dropped))
     return None
 
@@ -192,7 +215,8 @@ class _Repair:
             self.tabs_done = True
             self.lines = [_expand_indent(line) for line in self.lines]
             return True
-        if not self.python2_done and self.python2_all():
+        if not self.python2_done and python2_line(self.lines[n - 1]) != self.lines[n - 1]:
+            self.python2_all()  # the failing line is Python 2: so, likely, is the whole file
             return True
         if "unterminated triple-quoted" in msg:  # the string runs to the end of the file
             for i in range(n, len(self.lines) + 1):
@@ -251,16 +275,12 @@ class _Repair:
                 return True
         return False
 
-    def python2_all(self) -> bool:
+    def python2_all(self) -> None:
         """Rewrite every Python 2 statement of the file at once (one parse instead of one per
-        line). True when some line changed."""
+        line)."""
         self.python2_done = True
-        before = len(self.rewritten)
         for n, line in enumerate(self.lines, 1):
-            new = python2_line(line)
-            if new != line:
-                self.set(n, new)
-        return len(self.rewritten) > before
+            self.set(n, python2_line(line))
 
 
 def python2_line(line: str) -> str:
