@@ -173,3 +173,78 @@ def test_the_arguments_of_a_graphql_resolver_are_the_clients():
     found = findings(body, "CWS089")
     assert found[4][0] == pytest.approx(0.85) and "GraphQL argument `filter`" in found[4][1]
     assert found[7][0] == pytest.approx(0.55)  # not a resolver by name: a plain parameter
+
+
+# -- what a function of the same file returns ------------------------------------------------
+
+def test_a_getter_of_request_data_is_a_source():
+    body = """\
+    def param(name):
+        return request.args.get(name)
+
+    def run():
+        os.system("ls " + param("dir"))
+    """
+    ((confidence, message),) = findings(body, "CWS078").values()
+    assert confidence == 0.9 and "returned by param()" in message
+
+
+def test_a_function_returning_constants_is_a_constant():
+    body = """\
+    def command():
+        if os.name == "nt":
+            return "dir"
+        return "ls -l"
+
+    def run():
+        os.system(command())
+
+    def nothing(p):
+        p = ""
+
+    def page():
+        return make_response("<p>" + nothing(request.args["q"]))
+    """
+    assert findings(body, "CWS078") == {}
+    assert findings(body, "CWS079B") == {}
+
+
+def test_a_wrapper_keeps_each_calls_own_argument():
+    """The wrapper's return rests on its parameter: what one caller passes does not become
+    what every call returns; a sanitising wrapper sanitises."""
+    body = """\
+    def tidy(value):
+        return value.strip()
+
+    def quoted(value):
+        import shlex
+        return shlex.quote(value)
+
+    def run():
+        a = tidy(request.args["q"])
+        os.system(tidy("ls"))
+        os.system("ls " + quoted(request.args["d"]))
+        os.system("ls " + tidy(request.args["e"]))
+    """
+    found = findings(body, "CWS078")
+    assert found[12][0] == 0.9  # tidy(request.args["e"])
+    assert 11 not in found  # quoted(...)
+    assert found.get(10, (0,))[0] < 0.55  # tidy("ls"): at most an untraced value, not the request
+
+
+def test_the_command_line_returned_by_a_helper_is_not_followed():
+    """A helper returning sys.argv is the program's own configuration (a reloader re-running
+    its arguments), not a remote client's data."""
+    body = """\
+    import sys
+
+    def args_for_reloading():
+        return [sys.executable, *sys.argv[1:]]
+
+    def restart():
+        return subprocess.call(args_for_reloading())
+
+    def recursive(n):
+        return recursive(n - 1) if n else request.args["x"]
+    """
+    assert findings(body, "CWS078") == {}

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 
 from cwescan.core.findings import Finding, in_unit
+from cwescan.core.handoffs import Handoff
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import SourceFile, Unit
 
@@ -68,6 +70,29 @@ class FileDetector(Detector):
                 found = [f for f in found if any(in_unit(f, u) for u in spans)]
             out.extend(found)
         return sorted(out, key=Finding.sort_key)
+
+
+@dataclass
+class FileCheck:
+    """What a :class:`ProjectDetector` found in one file, and what the file hands on."""
+
+    findings: list[Finding]
+    handoffs: list[Handoff] = field(default_factory=list)
+
+
+class ProjectDetector(FileDetector):
+    """A file detector whose findings in one file may rest on what the scan's other files hand
+    its functions (``cwescan.core.handoffs``): the scan lists each file's handoffs, then checks
+    again the files whose functions receive outside data."""
+
+    @abstractmethod
+    def check_file(self, src: SourceFile, passed: dict[str, list[Handoff]] | None = None,
+                   handoffs: bool = True) -> FileCheck:
+        """Findings in ``src`` with its module-level functions' parameters bound to ``passed``
+        (function name -> handoffs), and, with ``handoffs``, what the file hands on."""
+
+    def check_source(self, src: SourceFile) -> list[Finding]:
+        return self.check_file(src, handoffs=False).findings
 
 
 class ModelDetector(Detector):

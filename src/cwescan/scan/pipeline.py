@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -32,9 +31,12 @@ from cwescan.scan.limits import Alarm, FileTimeout, fewer_gc_passes, time_limit
 from cwescan.scan.quiet import third_party_quiet
 from cwescan.scan.cache import model_key as cache_model_key
 from cwescan.scan.cache import unit_key as cache_unit_key
-from cwescan.detectors.base import Detector, ModelDetector
+from cwescan.detectors.base import Detector, ModelDetector, ProjectDetector
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import Finding, by_path, in_unit
+from cwescan.core.handoffs import Handoff
+from cwescan.scan.across_files import recheck_handed
+from cwescan.scan.parse_notices import lowered_notice, parse_notice
 from cwescan.core.pair import partner_name
 from cwescan.core.report import Report, Reported
 from cwescan.scan.executor import BatchDone, StageExecutor
@@ -72,39 +74,22 @@ class FileResult:
     suppressions: FileSuppressions | None = None
     source: SourceFile | None = None  # kept in-process only, for the model detectors
     function_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each function unit
-
-
-def _parse_notice(relpath: str, src: SourceFile) -> Notice:
-    error = src.error or ""
-    deep = error.startswith(("RecursionError", "MemoryError")) or "too many nested" in error
-    if deep:
-        return Notice(relpath, "too-deep", f"nesting too deep to parse ({error}); "
-                      "static rules skipped, models read the text")
-    if src.repair is not None and not src.repair.dropped:
-        return Notice(relpath, "repaired", f"{error}; rewritten line for line before parsing "
-                      f"({src.repair.describe()}); every rule ran")
-    if src.repair is not None:
-        return Notice(relpath, "syntax-error", f"{error}; rules ran on the rest after repairs "
-                      f"line for line ({src.repair.describe()}), models read the text")
-    return Notice(relpath, "syntax-error", f"{error}; static rules skipped, models read the text")
-
-
-def _lowered_notice(relpath: str, constructs: str) -> Notice:
-    return Notice(relpath, "lowered", f"syntax newer than Python {sys.version_info.major}."
-                  f"{sys.version_info.minor} ({constructs}) was rewritten line for line before "
-                  "parsing; every rule ran")
+    handoffs: list[Handoff] = field(default_factory=list)  # outside data it hands other files' functions
 
 
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
-              keep_source: bool, keep_text: bool = True) -> FileResult:
+              keep_source: bool, keep_text: bool = True,
+              passed: dict[str, list[Handoff]] | None = None) -> FileResult:
     """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
     return scan_read(cand.relpath, read_source(cand.abspath, cand.relpath, max_size), fast,
-                     timeout, keep_source, keep_text)
+                     timeout, keep_source, keep_text, passed)
 
 
 def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout: float,
-              keep_source: bool, keep_text: bool = True) -> FileResult:
-    """Parse and run the fast detectors on one file already read (here or on another machine).
+              keep_source: bool, keep_text: bool = True,
+              passed: dict[str, list[Handoff]] | None = None) -> FileResult:
+    """Parse and run the fast detectors on one file already read (here or on another machine);
+    ``passed``: what the scan's other files hand its functions (``scan/across_files.py``).
     Never raises (but KeyboardInterrupt)."""
     result = FileResult(relpath, read.text, scanned=read.text is not None)
     if read.notice is not None:
@@ -129,9 +114,9 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         result.text = None  # the model stage would parse it again: it gets no units from it
         return result
     if src.error and read.text.strip():
-        result.notices.append(_parse_notice(relpath, src))
+        result.notices.append(parse_notice(relpath, src))
     if src.parser == "lowered":
-        result.notices.append(_lowered_notice(relpath, src.lowered))
+        result.notices.append(lowered_notice(relpath, src.lowered))
     result.n_units = len(src.units)
     result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
     # Static detectors need the AST; a file beyond repair is left to the models.
@@ -139,7 +124,12 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         alarm = Alarm()
         try:
             with time_limit(budget.left()) as alarm:
-                found = det.detect(src.units)
+                if isinstance(det, ProjectDetector):
+                    check = det.check_file(src, passed)
+                    found = sorted(check.findings, key=Finding.sort_key)
+                    result.handoffs.extend(check.handoffs)
+                else:
+                    found = det.detect(src.units)
             result.findings.extend(found)
         except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
             result.notices.append(_failure(relpath, det.name, e, alarm.fired, timeout))
@@ -246,6 +236,9 @@ def scan(paths: Sequence[Path], options: ScanOptions,
     with fewer_gc_passes():
         results = executor.run_files(candidates, fast, options, keep_source=bool(models),
                                      progress=progress)
+        # files whose functions other files hand outside data: checked again with it
+        recheck_handed(results, candidates, lambda cand, passed: scan_file(
+            cand, fast, options.max_file_size, options.file_timeout, bool(models), bool(models), passed))
     notices = list(notices)
     raw: list[Finding] = []
     model_stats: dict = {}

@@ -5,7 +5,10 @@ A helper's parameter is caller-supplied (the weakest source). When a call in the
 it outside data (``run(request.POST["ip"])`` calling ``def run(command): Popen(command,
 shell=True)``), the parameter holds that data, and a finding in the helper rests on it. Only
 calls that name the function unambiguously count: a module-level function called by its plain
-name, a method called as ``self.name(...)`` from a method of the same class.
+name, a method called as ``self.name(...)`` from a method of the same class. The other
+direction: what such a call returns, when the function reads a source itself or returns only
+constants (``returns``). And across files: what another file of the scan hands a module-level
+function (``handed_flow``; ``cwescan.core.handoffs``).
 """
 
 from __future__ import annotations
@@ -13,17 +16,22 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from cwescan.core.handoffs import Handoff
+from cwescan.detectors.static.flow import SOURCE_CONFIDENCE, TAINTED, Flow
+
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 @dataclass(frozen=True)
 class CallSite:
     """One call of a function of the file: the call, its enclosing functions (outermost
-    first) and how many leading parameters the call does not pass (1 for ``self``)."""
+    first), how many leading parameters the call does not pass (1 for ``self``) and the
+    function."""
 
     call: ast.Call
     funcs: tuple[ast.AST, ...]
     skipped: int
+    target: ast.AST  # the function called
 
 
 def call_sites(tree: ast.Module) -> dict[int, list[CallSite]]:
@@ -38,7 +46,7 @@ def call_sites(tree: ast.Module) -> dict[int, list[CallSite]]:
         if isinstance(node, ast.Call):
             target, skipped = _target(node.func, module_funcs, methods.get(id(cls)) if cls else None)
             if target is not None:
-                sites.setdefault(id(target), []).append(CallSite(node, funcs, skipped))
+                sites.setdefault(id(target), []).append(CallSite(node, funcs, skipped, target))
         for child in ast.iter_child_nodes(node):
             if isinstance(child, _FUNCS):
                 # ``self`` in a method of a top-level class is that class's instance
@@ -86,3 +94,43 @@ def _target(func: ast.AST, module_funcs: dict[str, ast.AST],
         static = any(isinstance(d, ast.Name) and d.id == "staticmethod" for d in method.decorator_list)
         return method, 0 if static else 1
     return None, 0
+
+
+def handed_flow(func, name: str, passed: dict[str, list[Handoff]]) -> Flow | None:
+    """The strongest outside data another file of the scan hands module-level ``func`` as
+    ``name`` (``passed``: function name -> handoffs; ``cwescan.core.handoffs``)."""
+    handed = passed.get(getattr(func, "name", ""))
+    if not handed:
+        return None
+    a = func.args
+    positional = [p.arg for p in [*a.posonlyargs, *a.args]]
+    index = positional.index(name) if name in positional else None
+    best: Flow | None = None
+    for h in handed:
+        if (h.keyword == name or (h.position is not None and h.position == index)) and (
+                best is None or SOURCE_CONFIDENCE.get(h.source, 0) > best.confidence):
+            best = Flow(TAINTED, h.source, f"{h.origin}, passed as `{name}` by {h.caller}",
+                        built=h.built, safe_for=h.safe_for, chain=frozenset({name}))
+    return best
+
+
+def returns(func: ast.AST) -> list[ast.Return] | None:
+    """The return statements of ``func`` itself (not of functions defined in it); None for a
+    generator, whose call returns no value of its own."""
+    out: list[ast.Return] = []
+    stack = list(ast.iter_child_nodes(func))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.Yield, ast.YieldFrom)):
+            return None
+        if isinstance(node, ast.Return):
+            out.append(node)
+        if not isinstance(node, (*_FUNCS, ast.Lambda, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(node))
+    return out
+
+
+def parameters(func: ast.AST) -> frozenset[str]:
+    a = func.args
+    params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(p for p in (a.vararg, a.kwarg) if p is not None)]
+    return frozenset(p.arg for p in params)

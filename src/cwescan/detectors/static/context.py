@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from cwescan.core.handoffs import Handoff
 from cwescan.detectors.static import bandit_bridge
 from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.registry import Hit
@@ -13,11 +14,13 @@ from cwescan.detectors.static.taint import Analyzer
 
 
 class Context:
-    def __init__(self, path: str, tree: ast.Module) -> None:
+    def __init__(self, path: str, tree: ast.Module, passed: dict[str, list[Handoff]] | None = None) -> None:
         self.path = path
         self.tree = tree
+        self.passed = passed  # what other files of the scan hand this file's functions
         self.imports: set[str] = set()  # module names imported, as Bandit records them
         self.aliases: dict[str, str] = {}  # local name -> qualified name, as Bandit records them
+        self.relative: set[str] = set()  # local names imported relatively (``from . import x``)
         self.func: ast.AST | None = None  # the enclosing function of the node being checked
         self.funcs: list[ast.AST] = []  # enclosing functions, outermost first
         self.stmt: ast.stmt | None = None  # the statement holding the node being checked
@@ -27,6 +30,8 @@ class Context:
 
     def add_import(self, node: ast.Import | ast.ImportFrom) -> None:
         module = getattr(node, "module", None)
+        if isinstance(node, ast.ImportFrom) and node.level:  # this project's own modules
+            self.relative.update(alias.asname or alias.name for alias in node.names)
         for alias in node.names:
             if isinstance(node, ast.ImportFrom) and module:
                 self.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
@@ -53,7 +58,8 @@ class Context:
     @property
     def analyzer(self) -> Analyzer:
         if self._analyzer is None:
-            self._analyzer = Analyzer(self.tree, self.qualname, test_file=is_test_path(self.path))
+            self._analyzer = Analyzer(self.tree, self.qualname, test_file=is_test_path(self.path),
+                                      passed=self.passed)
         return self._analyzer
 
     def flow(self, expr: ast.AST | None, kind: str = "") -> Flow:

@@ -11,9 +11,11 @@ import ast
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from cwescan.detectors.base import FileDetector
+from cwescan.core.handoffs import Handoff
+from cwescan.detectors.base import FileCheck, ProjectDetector
 from cwescan.detectors.static import rules as _rules  # noqa: F401  (registers the rules)
 from cwescan.detectors.static.context import Context
+from cwescan.detectors.static.handoffs import handoffs_of
 from cwescan.detectors.static.registry import RULES, Hit, Rule
 from cwescan.detectors.static.patterns import last_name
 from cwescan.core.findings import SEVERITIES, Finding
@@ -88,8 +90,8 @@ def _lower(severity: str) -> str:
     return SEVERITIES[max(0, SEVERITIES.index(severity) - 1)]
 
 
-def check_tree(path: str, tree: ast.Module, index: RuleIndex, errors: Counter) -> list[Finding]:
-    ctx = Context(path, tree)
+def check_tree(ctx: Context, index: RuleIndex, errors: Counter) -> list[Finding]:
+    path, tree = ctx.path, ctx.tree
     findings: list[Finding] = []
     seen: set[tuple[str, int]] = set()
     stack: list[tuple[ast.AST, ast.stmt | None, tuple]] = [(tree, None, ())]
@@ -141,7 +143,7 @@ def _finding(path: str, r: Rule, hit: Hit, stmt: ast.stmt | None) -> Finding:
         severity=_lower(r.severity) if hit.lower_severity else r.severity, detector="static")
 
 
-class StaticDetector(FileDetector):
+class StaticDetector(ProjectDetector):
     """AST rules with a light intraprocedural data flow (see ``docs/RULES.md``).
 
     Options: ``select`` (rule ids such as "CWS089", or CWEs such as "CWE-22", to run; default
@@ -163,10 +165,13 @@ class StaticDetector(FileDetector):
     def rule_docs(self) -> dict[str, tuple[str, str]]:
         return {rid: (r.summary, r.doc) for rid, r in RULES.items() if r.doc}
 
-    def check_source(self, src: SourceFile) -> list[Finding]:
+    def check_file(self, src: SourceFile, passed: dict[str, list[Handoff]] | None = None,
+                   handoffs: bool = True) -> FileCheck:
         tree = src.tree  # for a file with syntax errors, the tree of its repaired lines
         if tree is None:
-            return []
+            return FileCheck([])
         fold_string_concatenation(tree)
-        return check_tree(src.path, tree, self.index, self.errors)
+        ctx = Context(src.path, tree, passed)
+        findings = check_tree(ctx, self.index, self.errors)
+        return FileCheck(findings, handoffs_of(ctx) if handoffs else [])
 

@@ -31,6 +31,9 @@ SOURCE_CONFIDENCE = {
 # Source kinds that are not evidence of attacker control on their own: a finding resting on
 # one is reported one severity lower.
 WEAK_SOURCES = frozenset({"parameter"})
+# Source kinds a remote client controls (not whoever runs the program: the command line,
+# input(), the environment).
+REMOTE_SOURCES = frozenset({"request", "route-param", "upload", "upload-name", "network"})
 UNKNOWN_CONFIDENCE = 0.5
 DATABASE = "database"  # the source label of unknown values read back from a database
 # unknown values whose origin is known and worth naming in an explanation

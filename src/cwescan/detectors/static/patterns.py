@@ -267,3 +267,12 @@ def assigned_names(stmt):
                 yield t
     elif isinstance(stmt, (ast.AugAssign, ast.AnnAssign)) and isinstance(stmt.target, ast.Name):
         yield stmt.target
+
+
+def escapes_quote(call: ast.Call) -> bool:
+    """``.replace("'", "&apos;")`` / ``.replace('"', "&quot;")``: every quote of one kind replaced by
+    text without it."""
+    if len(call.args) != 2 or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args):
+        return False
+    quote, by = call.args[0].value, call.args[1].value
+    return quote in ("'", '"') and quote not in by

@@ -48,13 +48,14 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 
-from cwescan.detectors.static.callers import bind, call_sites
+from cwescan.core.handoffs import Handoff
+from cwescan.detectors.static.callers import bind, call_sites, handed_flow, parameters, returns
 from cwescan.detectors.static.flow import (
-    CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow, argv_flow,
-    environment_flow, join, request_flow, sanitizer_kinds)
+    CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, REMOTE_SOURCES, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow,
+    argv_flow, environment_flow, join, request_flow, sanitizer_kinds)
 from cwescan.detectors.static.folding import NOT_LITERAL, decide, literal_names
 from cwescan.detectors.static.patterns import (
-    EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, exit_checked,
+    EVERY_KIND, NORMALISERS, assigned_names, escapes_quote, checked_exprs, check_credit, database_read, dotted, exit_checked,
     is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison,
     positive_operands, validation_calls, validation_test)
 from cwescan.detectors.static.sources import (
@@ -112,9 +113,13 @@ class Scope:
 class Analyzer:
     """Answers "what may this expression hold here?" for one file."""
 
-    def __init__(self, tree: ast.Module, resolve, test_file: bool = False) -> None:
+    def __init__(self, tree: ast.Module, resolve, test_file: bool = False,
+                 passed: dict[str, list[Handoff]] | None = None) -> None:
         self.resolve = resolve  # callee qualname resolver of the file (aliases)
         self.test_file = test_file  # test code: tests' and fixtures' parameters are test data
+        # what other files of the scan hand the module-level functions of this one, by name
+        self.passed = passed or {}
+        self.top_level = {id(s) for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))}
         self.module = Scope(literals=literal_names(tree.body))
         # a module name some function rebinds (``global``) is not the literal it starts as
         self.module.literals.update({n: NOT_LITERAL for node in ast.walk(tree) if isinstance(node, ast.Global)
@@ -123,6 +128,8 @@ class Analyzer:
         self.routes: set[int] = set()
         self.handler_methods = handler_methods(tree)
         self.call_sites = call_sites(tree)
+        self.called = {id(site.call): site.target for sites in self.call_sites.values() for site in sites}
+        self._returned: dict[int, Flow | None] = {}  # function -> what its calls return (see _returns)
         self._binding: set[int] = set()  # functions whose parameters are being bound to callers
         self._build(tree.body, self.module, None, 0)
 
@@ -194,10 +201,11 @@ class Analyzer:
 
     def _passed(self, func, name: str) -> Flow | None:
         """What the file's own calls of ``func`` pass as parameter ``name`` when one of them
-        passes outside data (not merely another caller-supplied parameter); else None."""
+        passes outside data (not merely another caller-supplied parameter), else what a call
+        from another file of the scan hands it; else None."""
         sites = self.call_sites.get(id(func))
-        if not sites or id(func) in self._binding:
-            return None  # no caller in the file, or a recursive cycle
+        if not sites or id(func) in self._binding:  # no caller in the file, or a recursive cycle
+            return handed_flow(func, name, self.passed) if id(func) in self.top_level else None
         self._binding.add(id(func))
         try:
             best: Flow | None = None
@@ -210,7 +218,7 @@ class Analyzer:
                     caller = f"{getattr(site.funcs[-1], 'name', 'a lambda')}()" if site.funcs else "module code"
                     best = replace(f, origin=f"{f.origin}, passed as `{name}` by {caller} (line {arg.lineno})",
                                    var="", line=0, chain=frozenset({name}))
-            return best
+            return best or (handed_flow(func, name, self.passed) if id(func) in self.top_level else None)
         finally:
             self._binding.discard(id(func))
 
@@ -466,6 +474,24 @@ class Analyzer:
             return join([ev(node.elt, scope, line, d)] + [ev(g.iter, scope, line, d) for g in node.generators])
         return UNKNOWN_FLOW
 
+    def _returns(self, call: ast.Call, d: int) -> Flow | None:
+        """What the function of this file that ``call`` names returns, whatever the call passes:
+        a source it reads itself, constants only, or its parameter sanitised (flows resting on
+        a parameter are left to the call's own arguments); None when unknown."""
+        func = self.called.get(id(call))
+        if func is None or id(func) in self._returned:
+            return self._returned.get(id(func)) if func is not None else None
+        self._returned[id(func)] = None  # a recursive call meanwhile: unknown
+        rets = returns(func)
+        out = None
+        if rets is not None:
+            scope = self.scope_of([func])
+            flow = join(CONST if r.value is None else self._eval(r.value, scope, r.lineno, d) for r in rets)
+            own = not (flow.chain & parameters(func))
+            out = flow if own or (flow.level == TAINTED and flow.safe_for) else None
+        self._returned[id(func)] = out
+        return out
+
     def _call(self, node: ast.Call, scope: Scope, line: int, d: int) -> Flow:
         func = node.func
         name = last_name(func)
@@ -483,7 +509,7 @@ class Analyzer:
             return Flow(TAINTED, "network", f"data received from the network ({ast.unparse(func)}())")
         if qual in ("os.getenv", "os.environ.get", "getenv", "environ.get"):
             return environment_flow(node.args[0] if node.args else None)
-        if name == "replace" and isinstance(func, ast.Attribute) and _escapes_quote(node):
+        if name == "replace" and isinstance(func, ast.Attribute) and escapes_quote(node):
             # x.replace("'", "&apos;"): cannot close a quoted XPath literal any more
             inner = ev(func.value, scope, line, d)
             return inner.made_safe_for(frozenset({"xpath"})) if inner.level == TAINTED else inner
@@ -507,6 +533,16 @@ class Analyzer:
             # a helper handed the whole request (``param = get_param(request, "q")``) returns
             # what it read from it; a local ``request = Request(url)`` is not the request
             return Flow(TAINTED, "request", f"request data (read by {name}() from the request)")
+        summary = self._returns(node, d)
+        if summary is not None and summary.level == CONSTANT:
+            return CONST  # a function of this file that returns constants only
+        if summary is not None and summary.level == TAINTED and summary.source in REMOTE_SOURCES:
+            # a getter of request data; not a helper returning the command line or the
+            # environment, which is mostly the program's own configuration (a reloader
+            # re-running its argv)
+            return replace(summary, origin=f"{summary.origin}, returned by {name}()")
+        if summary is not None and summary.safe_for and (inner := join(args)).level == TAINTED:
+            return inner.made_safe_for(summary.safe_for)  # a wrapper sanitising its parameter
         if name == "get" and isinstance(func, ast.Attribute) and node.args and (held := self._key(
                 func.value, _constant_key(ast.Subscript(func.value, node.args[0])), scope, line)):
             return held
@@ -537,15 +573,6 @@ def _constant_key(node: ast.Subscript) -> str:
     if isinstance(node.value, ast.Name) and isinstance(key, ast.Constant) and type(key.value) in (str, int):
         return f"{node.value.id}[{key.value!r}]"
     return ""
-
-
-def _escapes_quote(call: ast.Call) -> bool:
-    """``.replace("'", "&apos;")`` / ``.replace('"', "&quot;")``: every quote of one kind replaced by
-    text without it."""
-    if len(call.args) != 2 or not all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in call.args):
-        return False
-    quote, by = call.args[0].value, call.args[1].value
-    return quote in ("'", '"') and quote not in by
 
 
 def _set_key(scope: Scope, container: str, key: str, line: int, flow: Flow, depth: int) -> None:

@@ -1,0 +1,88 @@
+"""The outside data a file hands to the functions it imports (``cwescan.core.handoffs`` says
+why the scan wants them).
+
+Only arguments the data flow traces to a real source count (request data, a URL parameter,
+``input()``, ``sys.argv``, the network...), not another caller-supplied parameter: that would
+be a second step, which the scan does not take. A call counts when its callee is a name the
+file imported (``helpers.run_cmd(...)``, ``run_cmd(...)`` after ``from .helpers import
+run_cmd``); builtins and the file's own functions (``callers.py``) do not.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import sys
+from pathlib import PurePosixPath
+
+from cwescan.core.handoffs import Handoff
+from cwescan.detectors.static.context import Context
+from cwescan.detectors.static.flow import TAINTED
+from cwescan.detectors.static.patterns import dotted
+
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+@functools.cache
+def _installed() -> frozenset[str]:
+    """Top-level names of the standard library and of the installed distributions."""
+    names = set(sys.stdlib_module_names)
+    try:
+        names.update(importlib.metadata.packages_distributions())
+    except Exception:  # noqa: BLE001 - broken metadata of some distribution: stdlib only
+        pass
+    return frozenset(names)
+
+
+def _may_be_scanned(ctx: Context, head: str, callee: str) -> bool:
+    """Whether the callee may be a function of the scanned project rather than of a library:
+    imported relatively, from a package named like a folder of this file's own path, or from a
+    module neither the standard library nor an installed distribution provides. (Following
+    every call would cost the static pass half again its time, for calls into libraries.)"""
+    if head in ctx.relative:
+        return True
+    top = callee.partition(".")[0]
+    return top in PurePosixPath(ctx.path).parts[:-1] or top not in _installed()
+
+
+def handoffs_of(ctx: Context) -> list[Handoff]:
+    """Every argument of a call to an imported function that carries outside data. Call after
+    the rules' walk, which records the file's imports in ``ctx``."""
+    out: list[Handoff] = []
+    stack: list[tuple[ast.AST, tuple]] = [(ctx.tree, ())]
+    while stack:
+        node, funcs = stack.pop()
+        if isinstance(node, ast.Call):
+            out.extend(_handed(node, funcs, ctx))
+        for child in ast.iter_child_nodes(node):
+            stack.append((child, (*funcs, child) if isinstance(child, _FUNCS) else funcs))
+    return out
+
+
+def _handed(call: ast.Call, funcs: tuple, ctx: Context) -> list[Handoff]:
+    name = dotted(call.func)
+    if name is None or not (call.args or call.keywords):
+        return []
+    head = name.partition(".")[0]
+    if head not in ctx.aliases and head not in ctx.imports:
+        return []  # a builtin, a local, or a function of this file
+    callee = ctx.qualname(call) or name
+    if not _may_be_scanned(ctx, head, callee):
+        return []
+    where = f"{ctx.path}:{call.lineno}" + (f", in {funcs[-1].name}()" if funcs and hasattr(funcs[-1], "name") else "")
+    args: list[tuple[ast.AST, int | None, str | None]] = []
+    for i, arg in enumerate(call.args):
+        if isinstance(arg, ast.Starred):
+            break  # positions after it are unknown
+        args.append((arg, i, None))
+    args += [(kw.value, None, kw.arg) for kw in call.keywords if kw.arg is not None]
+    out = []
+    for arg, position, keyword in args:
+        if isinstance(arg, ast.Constant):
+            continue
+        flow = ctx.analyzer.flow(arg, list(funcs))
+        if flow.level == TAINTED and not flow.weak:
+            out.append(Handoff(callee, position, keyword, flow.source, flow.origin, where,
+                               built=flow.built, safe_for=flow.safe_for))
+    return out
