@@ -66,9 +66,14 @@ def _string_building(node: ast.AST) -> bool:
         and not isinstance(node.args[1], ast.Constant))
 
 
+# Django's response classes whose body goes out as text/html unless a content type is given
+_DJANGO_HTML_RESPONSES = frozenset({"HttpResponse", "HttpResponseBadRequest", "HttpResponseNotFound",
+                                    "HttpResponseForbidden", "HttpResponseGone", "HttpResponseServerError"})
+
+
 @rule("CWS079B", cwe="CWE-79", title="HTML built from request data", severity="high",
       node=(ast.Return, ast.BinOp, ast.JoinedStr, ast.Call),
-      calls={"format", "HttpResponse", "make_response", "Response"})
+      calls={"format", "make_response", "Response", *_DJANGO_HTML_RESPONSES})
 def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     """An HTML string is built from request data without escaping.
 
@@ -77,8 +82,9 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
     built that way, where a request field, a routed view's URL parameter, an AWS Lambda
     ``event`` or ``input()`` reaches the string. Also any text built from request data that a
     Flask, Quart or Bottle view returns (they serve a returned string as ``text/html``), or that
-    Flask's ``make_response``/``Response`` or Django's ``HttpResponse`` send without a non-HTML
-    content type, markup or not: ``return f"Parameter value: {name}"``, or a page whose
+    Flask's ``make_response``/``Response`` or Django's ``HttpResponse`` (and its error responses,
+    ``HttpResponseBadRequest``, ``HttpResponseNotFound``...) send without a non-HTML content
+    type, markup or not: ``return f"Parameter value: {name}"``, or a page whose
     placeholder is filled with it: ``page.replace("{{ name }}", name)`` (0.9 of the source's
     confidence).
 
@@ -140,11 +146,12 @@ def _text_built(expr: ast.AST, ctx: Context) -> bool:
 def _served_text(node: ast.AST, ctx: Context) -> ast.AST | None:
     """The text a view sends with the framework's default ``text/html`` type: the string a
     Flask/Quart/Bottle route returns, the body of ``make_response``/``Response`` (Flask) or of
-    Django's ``HttpResponse``, unless a content type is given that is not HTML."""
+    Django's ``HttpResponse`` and its error responses, unless a content type is given that is
+    not HTML."""
     if isinstance(node, ast.Return):
         return node.value if _view_serves_html(ctx) else None
     name = last_name(node.func) if isinstance(node, ast.Call) else ""
-    if name == "HttpResponse":
+    if name in _DJANGO_HTML_RESPONSES:
         typed = [kwarg(node, "content_type")]
     elif name in ("make_response", "Response") and _flask_like(ctx):
         typed = [kwarg(node, k) for k in ("mimetype", "content_type", "headers")] + node.args[2:]
