@@ -63,3 +63,16 @@ def test_module_names_and_the_index():
     # business (callers.py); two files equally near: left out
     index.add("a/main.py", [Handoff("util.run", 0, None, "request", "x", "a/main.py:1")])
     assert index.incoming() == {"app/helpers.py": {"run": [h, near]}}
+
+
+def test_only_what_a_remote_client_chose_is_handed_on(tmp_path):
+    """The command line is the program's own user's choice, and a parameter named ``request``
+    in a file importing no web framework is some other request (an installer's requirement,
+    an HTTP client's request): neither makes a helper's parameter a remote client's data."""
+    (tmp_path / "helpers.py").write_text("import os\n\n\ndef run(command):\n    os.system(command)\n")
+    (tmp_path / "cli.py").write_text("import sys\n\nimport helpers\n\nhelpers.run(sys.argv[1])\n")
+    (tmp_path / "client.py").write_text(
+        "import requests\n\nimport helpers\n\n\ndef send(request, proxies):\n    helpers.run(request.url)\n")
+    found = _by_place(_scan(tmp_path))
+    (finding,) = [f for f in found.values() if f["path"].endswith("helpers.py")]
+    assert finding["confidence"] == 0.55

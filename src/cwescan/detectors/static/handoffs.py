@@ -1,9 +1,10 @@
 """The outside data a file hands to the functions it imports (``cwescan.core.handoffs`` says
 why the scan wants them).
 
-Only arguments the data flow traces to a real source count (request data, a URL parameter,
-``input()``, ``sys.argv``, the network...), not another caller-supplied parameter: that would
-be a second step, which the scan does not take. A call counts when its callee is a name the
+Only arguments the data flow traces to data a remote client chose count (request data, a URL
+parameter, an upload, the network; in a file that imports a web framework or server), not the
+command line, ``input()`` or the environment, and not another caller-supplied parameter: that
+would be a second step, which the scan does not take. A call counts when its callee is a name the
 file imported (``helpers.run_cmd(...)``, ``run_cmd(...)`` after ``from .helpers import
 run_cmd``); builtins and the file's own functions (``callers.py``) do not.
 """
@@ -18,8 +19,9 @@ from pathlib import PurePosixPath
 
 from cwescan.core.handoffs import Handoff
 from cwescan.detectors.static.context import Context
-from cwescan.detectors.static.flow import TAINTED
+from cwescan.detectors.static.flow import REMOTE_SOURCES, TAINTED, Flow
 from cwescan.detectors.static.patterns import dotted
+from cwescan.detectors.static.sources import WEB_FRAMEWORKS
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -49,6 +51,8 @@ def _may_be_scanned(ctx: Context, head: str, callee: str) -> bool:
 def handoffs_of(ctx: Context) -> list[Handoff]:
     """Every argument of a call to an imported function that carries outside data. Call after
     the rules' walk, which records the file's imports in ``ctx``."""
+    if not _serves_clients(ctx):
+        return []  # what the flow would find here is no remote client's (see _remote)
     out: list[Handoff] = []
     stack: list[tuple[ast.AST, tuple]] = [(ctx.tree, ())]
     while stack:
@@ -82,7 +86,25 @@ def _handed(call: ast.Call, funcs: tuple, ctx: Context) -> list[Handoff]:
         if isinstance(arg, ast.Constant):
             continue
         flow = ctx.analyzer.flow(arg, list(funcs))
-        if flow.level == TAINTED and not flow.weak:
+        if flow.level == TAINTED and _remote(flow, ctx):
             out.append(Handoff(callee, position, keyword, flow.source, flow.origin, where,
                                built=flow.built, safe_for=flow.safe_for))
     return out
+
+
+def _serves_clients(ctx: Context) -> bool:
+    """The file imports a web framework or server, or sockets, or holds an AWS Lambda handler."""
+    if ctx.imported("socket") or any(ctx.imported(m) for m in WEB_FRAMEWORKS):
+        return True
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and "handler" in n.name
+               and any(a.arg == "event" for a in n.args.args) for n in ctx.tree.body)
+
+
+def _remote(flow: Flow, ctx: Context) -> bool:
+    """Data a remote client chose, in a file that serves clients: not the command line, input()
+    or the environment (the program's own user and configuration: a CLI's helpers open the
+    files it is told to), and not a parameter named ``request`` in a file importing no web
+    framework (an installer's requirement ``req``, an HTTP client's request)."""
+    if flow.source not in REMOTE_SOURCES:
+        return False
+    return flow.source == "network" or "Lambda" in flow.origin or any(ctx.imported(m) for m in WEB_FRAMEWORKS)

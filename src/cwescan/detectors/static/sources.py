@@ -24,6 +24,12 @@ REQUEST_FIELDS = {
     "get_header", "media", "get_media",
 }
 REQUEST_OBJECTS = {"request", "req", "flask.request"}
+# Modules of the web frameworks and servers whose request data the sources above read: a file
+# importing none of them that names a parameter ``request`` or ``req`` is more likely handling
+# some other request (an HTTP client's, an installer's requirement)
+WEB_FRAMEWORKS = ("flask", "django", "fastapi", "starlette", "aiohttp", "bottle", "falcon", "pyramid",
+                  "tornado", "quart", "sanic", "werkzeug", "cherrypy", "litestar", "webob", "web",
+                  "http.server", "socketserver", "wsgiref", "graphene", "strawberry", "ariadne", "chalice")
 # Fields only a Django request has: any object carrying one is a request, whatever its name
 # (renaming `request` evaded the rules: docs/ROBUSTNESS.md, rename_neutral).
 DJANGO_REQUEST_FIELDS = {"GET", "POST", "FILES", "COOKIES", "META"}
