@@ -163,18 +163,11 @@ def test_lowered_fstrings_match_a_newer_pythons_tree():
 def test_damaged_new_syntax_never_raises_and_keeps_lines():
     """Mutated fixtures (the fuzzer's mutators): lowering either gives a tree whose every node
     lies inside the file, or leaves the file a syntax error; it never raises."""
-    import random
-
     from cwescan.fuzz import engine as fuzz
 
     seeds = [(FIXTURES / "py312" / n).read_bytes() for n in NAMES]
-    rng = random.Random(0)
     lowered = 0
-    for _ in range(300):
-        data = rng.choice(seeds)
-        for name in rng.sample(["truncate", "bytes", "lines", "whitespace", "unicode"], 2):
-            data = fuzz.MUTATORS[name](rng, data)
-        text = data.decode("utf-8", errors="replace")
+    for text in fuzz.damaged_texts(seeds, 300):
         src = parse_source("m.py", text)
         n_lines = max(1, len(text.split("\n")))
         if src.parser == "lowered":

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import json
-import random
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -128,13 +127,8 @@ def test_damaged_files_never_raise_and_keep_their_line_numbers():
 
     seeds = [p.read_bytes() for p in sorted(FIXTURES.glob("*.py"))]
     seeds += [p.read_bytes() for p in sorted((Path(__file__).parent / "fixtures" / "static").glob("*.py"))[:40]]
-    rng = random.Random(1)
     recovered = 0
-    for _ in range(300):
-        data = rng.choice(seeds)
-        for name in rng.sample(["truncate", "bytes", "lines", "whitespace", "unicode"], 2):
-            data = fuzz.MUTATORS[name](rng, data)
-        text = data.decode("utf-8", errors="replace")
+    for text in fuzz.damaged_texts(seeds, 300, seed=1):
         result = parse_recovered(text, "m.py")
         if result is None:
             continue

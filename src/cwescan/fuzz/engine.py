@@ -20,7 +20,7 @@ import random
 import sysconfig
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -319,6 +319,18 @@ WEIGHTS = {
     **{f"mutate:{m}": 6 for m in MUTATORS},
     "mutate:chain": 6,
 }
+
+
+def damaged_texts(seeds: list[bytes], count: int, seed: int = 0,
+                  mutators: Sequence[str] = ("truncate", "bytes", "lines", "whitespace", "unicode")) -> Iterator[str]:
+    """``count`` texts, each a seed damaged by two of ``mutators``: the input of the parsers'
+    property tests (lowering, recovery)."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        data = rng.choice(seeds)
+        for name in rng.sample(list(mutators), 2):
+            data = MUTATORS[name](rng, data)
+        yield data.decode("utf-8", errors="replace")
 
 
 def generate(rng: random.Random, seeds: list[bytes], weights: dict[str, float] | None = None) -> Case:
