@@ -146,3 +146,17 @@ def test_sarif_of_the_demo_app_with_the_default_detectors():
     r = CliRunner().invoke(app, ["scan", str(VULNAPP), "--format", "sarif", "-q"])
     assert r.exit_code == 0, (r.output, r.exception)
     check_demo_sarif(json.loads(r.stdout))
+
+
+def test_a_finding_resting_on_a_caller_points_at_it():
+    """A helper's finding whose data a caller handed it (in another file, or the same one)
+    lists the call as a related location, in the schema's shape GitHub shows."""
+    fixtures = Path(__file__).parent / "fixtures" / "across_files" / "shop"
+    doc = sarif(fixtures, "-d", "static", "--no-cache")
+    validate(doc)
+    results = [r for r in doc["runs"][0]["results"] if r["ruleId"] == "CWS078"]
+    (related,) = [r["relatedLocations"] for r in results if "relatedLocations" in r]
+    (where,) = related
+    assert where["physicalLocation"]["artifactLocation"]["uri"].endswith("shop/views.py")
+    assert where["physicalLocation"]["region"]["startLine"] == 13
+    assert where["message"]["text"]

@@ -65,6 +65,8 @@ class Finding:
         }
         if self.in_test:
             d["in_test"] = True
+        if self.extra.get("related"):  # where the data was handed to the flagged function
+            d["related"] = self.extra["related"]
         return d
 
     def to_dict(self) -> dict:

@@ -27,6 +27,8 @@ class Handoff:
     source: str  # source kind of the data (a key of the static detector's SOURCE_CONFIDENCE)
     origin: str  # the source as an explanation names it: "request data (request.args)"
     caller: str  # where: "views.py:12, in ping()"
+    caller_path: str = ""  # the caller's file (as the scan reports paths) and line
+    caller_line: int = 0
     built: bool = False  # made by string building before the call
     safe_for: frozenset[str] = field(default_factory=frozenset)  # sink kinds a sanitiser made it safe for
 

@@ -147,6 +147,10 @@ def _run(report: Report, findings: list[Reported], notices: list, unused: list[d
             "level": LEVELS[f.severity],
             "message": {"text": f"{f.title}: {f.message}" if f.title else f.message},
             "locations": [_location(relative(f.path), f.start_line, f.end_line)],
+            **({"relatedLocations": [
+                {"id": i, **_location(relative(rel["path"]), rel["line"], rel["line"]),
+                 "message": {"text": "the untrusted data is passed on here"}}
+                for i, rel in enumerate(f.extra["related"], 1)]} if f.extra.get("related") else {}),
             "partialFingerprints": {"primaryLocationLineHash": r.line_hash},
             "properties": {
                 "cwe": f.cwe,

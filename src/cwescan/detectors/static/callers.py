@@ -110,7 +110,8 @@ def handed_flow(func, name: str, passed: dict[str, list[Handoff]]) -> Flow | Non
         if (h.keyword == name or (h.position is not None and h.position == index)) and (
                 best is None or SOURCE_CONFIDENCE.get(h.source, 0) > best.confidence):
             best = Flow(TAINTED, h.source, f"{h.origin}, passed as `{name}` by {h.caller}",
-                        built=h.built, safe_for=h.safe_for, chain=frozenset({name}))
+                        built=h.built, safe_for=h.safe_for, chain=frozenset({name}),
+                        entered=((h.caller_path, h.caller_line),))
     return best
 
 

@@ -75,7 +75,8 @@ class Context:
         """A hit whose evidence is ``flow``: the source's confidence unless given, and one
         severity lower when the flow is weak evidence (untraced, or only a plain parameter)."""
         return Hit(node, message, flow.confidence if confidence is None else confidence,
-                   lower_severity=lower_severity or flow.weak)
+                   lower_severity=lower_severity or flow.weak,
+                   related=tuple((path or self.path, line) for path, line in flow.entered))
 
     def sink(self, node: ast.AST, expr: ast.AST | None, kind: str, sink: str, *,
              flag_unknown: bool = True, need_built: bool = False, what: str = "") -> Hit | None:

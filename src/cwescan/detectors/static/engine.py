@@ -140,7 +140,8 @@ def _finding(path: str, r: Rule, hit: Hit, stmt: ast.stmt | None) -> Finding:
         path=path, start_line=start, end_line=max(start, span.end_lineno or start),
         cwe=hit.cwe or r.cwe, rule_id=r.id, title=r.title, message=hit.message,
         confidence=round(hit.confidence, 4),
-        severity=_lower(r.severity) if hit.lower_severity else r.severity, detector="static")
+        severity=_lower(r.severity) if hit.lower_severity else r.severity, detector="static",
+        extra={"related": [{"path": p, "line": n} for p, n in hit.related]} if hit.related else {})
 
 
 class StaticDetector(ProjectDetector):

@@ -97,6 +97,9 @@ class Flow:
     # the tainted parts of a value joined from parts sanitised differently (``escape(q) + row``),
     # the strongest of each source and sanitising; empty when every part is sanitised alike
     parts: tuple[Flow, ...] = ()
+    # the calls that handed the value to the function it is in, from the source on: (file,
+    # line), the file "" for the file at hand (a report's related locations)
+    entered: tuple[tuple[str, int], ...] = ()
 
     def level_for(self, kind: str | None) -> int:
         if kind and self.level == TAINTED and ("*" in self.safe_for or kind in self.safe_for):

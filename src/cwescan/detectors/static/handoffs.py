@@ -88,7 +88,7 @@ def _handed(call: ast.Call, funcs: tuple, ctx: Context) -> list[Handoff]:
         flow = ctx.analyzer.flow(arg, list(funcs))
         if flow.level == TAINTED and _remote(flow, ctx):
             out.append(Handoff(callee, position, keyword, flow.source, flow.origin, where,
-                               built=flow.built, safe_for=flow.safe_for))
+                               ctx.path, call.lineno, built=flow.built, safe_for=flow.safe_for))
     return out
 
 

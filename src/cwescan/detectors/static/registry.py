@@ -34,6 +34,7 @@ class Hit:
     confidence: float
     lower_severity: bool = False  # medium-confidence hits are reported one severity step lower
     cwe: str | None = None  # override the rule's CWE (e.g. CWE-77 vs CWE-78)
+    related: tuple[tuple[str, int], ...] = ()  # (file, line) of the calls that handed the data on
 
 
 @dataclass(frozen=True)

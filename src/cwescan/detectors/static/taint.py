@@ -217,7 +217,7 @@ class Analyzer:
                 if f.level == TAINTED and not f.weak and (best is None or f.confidence > best.confidence):
                     caller = f"{getattr(site.funcs[-1], 'name', 'a lambda')}()" if site.funcs else "module code"
                     best = replace(f, origin=f"{f.origin}, passed as `{name}` by {caller} (line {arg.lineno})",
-                                   var="", line=0, chain=frozenset({name}))
+                                   var="", line=0, chain=frozenset({name}), entered=(*f.entered, ("", arg.lineno)))
             return best or (handed_flow(func, name, self.passed) if id(func) in self.top_level else None)
         finally:
             self._binding.discard(id(func))
