@@ -55,9 +55,9 @@ from cwescan.detectors.static.flow import (
     argv_flow, environment_flow, join, request_flow, sanitizer_kinds)
 from cwescan.detectors.static.folding import NOT_LITERAL, decide, literal_names
 from cwescan.detectors.static.patterns import (
-    EVERY_KIND, NORMALISERS, assigned_names, escapes_quote, checked_exprs, check_credit, database_read, dotted, exit_checked,
-    is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, positive_comparison,
-    positive_operands, validation_calls, validation_test)
+    EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, escapes_quote,
+    exit_checked, is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call,
+    positive_comparison, positive_operands, validation_calls, validation_test)
 from cwescan.detectors.static.sources import (
     REQUEST_CONSUMERS, handler_field, handler_methods, is_request, request_field)
 
