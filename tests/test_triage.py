@@ -115,15 +115,15 @@ def test_static_findings_and_unparsed_files_are_always_reviewed():
     assert only.review and only.kind == "unparsed"
 
 
-def test_files_repaired_with_lines_left_out_are_reviewed_whole():
-    """A file parsed only after repairs: when a line was left out, triage cannot know what it
-    held; when every line was read (Python 2 rewritten, a snippet re-indented) it judges as usual."""
-    partly = parse_source("p.py", "def f(x):\n    return x +\n\ndef g():\n    return 1\n")
+def test_files_repaired_are_judged_on_the_lines_kept():
+    """A file parsed after repairs (Python 2 rewritten, a snippet re-indented, a broken line
+    left out) is triaged on its tree, unit by unit, like any parsed file."""
+    partly = parse_source("p.py", "import os\n\ndef f(x):\n    return x +\n\ndef g():\n    return 1\n\n"
+                                  "def h(c):\n    print 'running', c\n    os.system(c)\n")
     assert partly.repair is not None and partly.repair.dropped
-    assert all(v.review and v.kind == "unparsed" for v in T.triage(partly.units))
-    whole = parse_source("w.py", "def g():\n    print 'x'\n    return 1\n")
-    assert whole.repair is not None and not whole.repair.dropped
-    assert not any(v.review for v in T.triage(whole.units))
+    verdicts = {u.qualname: v for u, v in zip(partly.units, T.triage(partly.units))}
+    assert verdicts["h"].review and verdicts["h"].kind == "sink"
+    assert not verdicts["g"].review
 
 
 def test_module_unit_does_not_see_function_bodies():

@@ -279,8 +279,10 @@ def _literal_call(call: ast.Call, name: str) -> bool:
 
 def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None) -> list[Verdict]:
     """A verdict per unit: review it with the model, or clear it. A unit of a file that did not
-    parse is always reviewed (there is no AST to clear it with), and so is one of a file parsed
-    only after repairs that left lines out (a sink may sit on one of them)."""
+    parse is always reviewed (there is no AST to clear it with). One of a file parsed after
+    repairs is judged on the lines the repairs kept, like any other: reviewing every unit of
+    files whose repairs left lines out doubled the model-only findings on a Python 2 project
+    (docs/SCANNING.md)."""
     hints = hints or {}
     out = []
     for u in units:
@@ -288,7 +290,7 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
         if flagged:
             out.append(Verdict(True, "static-finding", flagged[0].rule_id))
             continue
-        if u.file.tree is None or u.node is None or (u.file.repair is not None and u.file.repair.dropped):
+        if u.file.tree is None or u.node is None:
             out.append(Verdict(True, "unparsed"))
             continue
         why = surface(u, *file_names(u.file))
