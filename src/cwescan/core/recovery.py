@@ -167,7 +167,6 @@ def _recover(lines: list[str], filename: str, skip_to: int, budget: list[int]) -
 
 class _Repair:
     def __init__(self, lines: list[str]) -> None:
-        self.original = list(lines)
         self.lines = list(lines)
         self.rewritten: set[int] = set()
         self.dropped: set[int] = set()
@@ -184,8 +183,7 @@ class _Repair:
         """Leave line ``n`` out: ``pass`` at its indentation (a block stays a block), or an
         empty line where its indentation is the problem."""
         line = self.lines[n - 1]
-        indent = line[: len(line) - len(line.lstrip())]
-        self.lines[n - 1] = indent + "pass" if line.strip() and keep_block else ""
+        self.lines[n - 1] = _indent(line) + "pass" if line.strip() and keep_block else ""
         self.dropped.add(n)
 
     def reindent(self) -> None:
@@ -197,7 +195,7 @@ class _Repair:
         for n, line in enumerate(self.lines):
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
-            indent = line[: len(line) - len(line.lstrip())]
+            indent = _indent(line)
             if not indent:
                 break
             if floor is None or len(indent) < len(floor):
@@ -256,11 +254,10 @@ class _Repair:
 
     def drop_deeper_run(self, n: int) -> bool:
         """Line ``n`` is indented deeper than any open block: leave it and the lines under it out."""
-        line = self.lines[n - 1]
-        depth = len(line) - len(line.lstrip())
+        depth = len(_indent(self.lines[n - 1]))
         for i in range(n, len(self.lines) + 1):
             text = self.lines[i - 1]
-            if text.strip() and len(text) - len(text.lstrip()) < depth:
+            if text.strip() and len(_indent(text)) < depth:
                 break
             if text.strip():
                 self.drop(i, keep_block=False)
@@ -304,9 +301,13 @@ def python2_line(line: str) -> str:
     return line
 
 
+def _indent(line: str) -> str:
+    """The leading whitespace of ``line``."""
+    return line[: len(line) - len(line.lstrip())]
+
+
 def _expand_indent(line: str) -> str:
-    body = line.lstrip()
-    return line[: len(line) - len(body)].expandtabs(8) + body
+    return _indent(line).expandtabs(8) + line.lstrip()
 
 
 def _ranges(numbers: list[int]) -> str:
