@@ -56,12 +56,12 @@ def test_module_names_and_the_index():
     assert module_names("app/__init__.py") == ["app"]
     assert module_names("my-app/helpers.py") == ["helpers"]  # not importable as my-app.helpers
     index = CallIndex(["app/helpers.py", "app/views.py", "lib/helpers.py", "a/x/util.py", "a/y/util.py"])
-    h = Handoff("app.helpers.run", 0, None, "request", "request data (request.args)", "app/views.py:3")
-    near = Handoff("helpers.run", 0, None, "request", "x", "app/views.py:4")
-    index.add("app/views.py", [h, near, Handoff("views.self_call", 0, None, "request", "x", "app/views.py:5")])
+    h = Handoff("app.helpers.run", 0, None, "request", "request data (request.args)", "app/views.py", 3)
+    near = Handoff("helpers.run", 0, None, "request", "x", "app/views.py", 4)
+    index.add("app/views.py", [h, near, Handoff("views.self_call", 0, None, "request", "x", "app/views.py", 5)])
     # two files named helpers.py: the caller's neighbour; a file's call of itself is its own
     # business (callers.py); two files equally near: left out
-    index.add("a/main.py", [Handoff("util.run", 0, None, "request", "x", "a/main.py:1")])
+    index.add("a/main.py", [Handoff("util.run", 0, None, "request", "x", "a/main.py", 1)])
     assert index.incoming() == {"app/helpers.py": {"run": [h, near]}}
 
 

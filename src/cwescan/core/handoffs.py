@@ -26,11 +26,17 @@ class Handoff:
     keyword: str | None  # the keyword it is passed as (None: positional)
     source: str  # source kind of the data (a key of the static detector's SOURCE_CONFIDENCE)
     origin: str  # the source as an explanation names it: "request data (request.args)"
-    caller: str  # where: "views.py:12, in ping()"
-    caller_path: str = ""  # the caller's file (as the scan reports paths) and line
-    caller_line: int = 0
+    caller_path: str  # the caller's file (as the scan reports paths), line and function
+    caller_line: int
+    caller_function: str = ""  # "" at module level or in a lambda
     built: bool = False  # made by string building before the call
     safe_for: frozenset[str] = field(default_factory=frozenset)  # sink kinds a sanitiser made it safe for
+
+    @property
+    def caller(self) -> str:
+        """Where, as an explanation names it: "views.py:12, in ping()"."""
+        where = f"{self.caller_path}:{self.caller_line}"
+        return f"{where}, in {self.caller_function}()" if self.caller_function else where
 
 
 def module_names(relpath: str) -> list[str]:

@@ -21,7 +21,7 @@ from cwescan.core.handoffs import Handoff
 from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.flow import REMOTE_SOURCES, TAINTED, Flow
 from cwescan.detectors.static.patterns import dotted
-from cwescan.detectors.static.sources import WEB_FRAMEWORKS
+from cwescan.detectors.static.sources import WEB_FRAMEWORKS, lambda_handler
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -51,20 +51,21 @@ def _may_be_scanned(ctx: Context, head: str, callee: str) -> bool:
 def handoffs_of(ctx: Context) -> list[Handoff]:
     """Every argument of a call to an imported function that carries outside data. Call after
     the rules' walk, which records the file's imports in ``ctx``."""
-    if not _serves_clients(ctx):
+    web = any(ctx.imported(m) for m in WEB_FRAMEWORKS)
+    if not (web or ctx.imported("socket") or any(lambda_handler(n) for n in ctx.tree.body)):
         return []  # what the flow would find here is no remote client's (see _remote)
     out: list[Handoff] = []
     stack: list[tuple[ast.AST, tuple]] = [(ctx.tree, ())]
     while stack:
         node, funcs = stack.pop()
         if isinstance(node, ast.Call):
-            out.extend(_handed(node, funcs, ctx))
+            out.extend(_handed(node, funcs, ctx, web))
         for child in ast.iter_child_nodes(node):
             stack.append((child, (*funcs, child) if isinstance(child, _FUNCS) else funcs))
     return out
 
 
-def _handed(call: ast.Call, funcs: tuple, ctx: Context) -> list[Handoff]:
+def _handed(call: ast.Call, funcs: tuple, ctx: Context, web: bool) -> list[Handoff]:
     name = dotted(call.func)
     if name is None or not (call.args or call.keywords):
         return []
@@ -74,7 +75,7 @@ def _handed(call: ast.Call, funcs: tuple, ctx: Context) -> list[Handoff]:
     callee = ctx.qualname(call) or name
     if not _may_be_scanned(ctx, head, callee):
         return []
-    where = f"{ctx.path}:{call.lineno}" + (f", in {funcs[-1].name}()" if funcs and hasattr(funcs[-1], "name") else "")
+    function = getattr(funcs[-1], "name", "") if funcs else ""  # "" at module level or in a lambda
     args: list[tuple[ast.AST, int | None, str | None]] = []
     for i, arg in enumerate(call.args):
         if isinstance(arg, ast.Starred):
@@ -86,25 +87,16 @@ def _handed(call: ast.Call, funcs: tuple, ctx: Context) -> list[Handoff]:
         if isinstance(arg, ast.Constant):
             continue
         flow = ctx.analyzer.flow(arg, list(funcs))
-        if flow.level == TAINTED and _remote(flow, ctx):
-            out.append(Handoff(callee, position, keyword, flow.source, flow.origin, where,
-                               ctx.path, call.lineno, built=flow.built, safe_for=flow.safe_for))
+        if flow.level == TAINTED and _remote(flow, web):
+            out.append(Handoff(callee, position, keyword, flow.source, flow.origin, ctx.path, call.lineno,
+                               function, built=flow.built, safe_for=flow.safe_for))
     return out
 
 
-def _serves_clients(ctx: Context) -> bool:
-    """The file imports a web framework or server, or sockets, or holds an AWS Lambda handler."""
-    if ctx.imported("socket") or any(ctx.imported(m) for m in WEB_FRAMEWORKS):
-        return True
-    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and "handler" in n.name
-               and any(a.arg == "event" for a in n.args.args) for n in ctx.tree.body)
-
-
-def _remote(flow: Flow, ctx: Context) -> bool:
-    """Data a remote client chose, in a file that serves clients: not the command line, input()
-    or the environment (the program's own user and configuration: a CLI's helpers open the
-    files it is told to), and not a parameter named ``request`` in a file importing no web
-    framework (an installer's requirement ``req``, an HTTP client's request)."""
-    if flow.source not in REMOTE_SOURCES:
-        return False
-    return flow.source == "network" or "Lambda" in flow.origin or any(ctx.imported(m) for m in WEB_FRAMEWORKS)
+def _remote(flow: Flow, web: bool) -> bool:
+    """Data a remote client chose: not the command line, input() or the environment (the
+    program's own user and configuration: a CLI's helpers open the files it is told to); request
+    data in a ``web`` file (importing a web framework or server) or a Lambda handler's event,
+    since a parameter named ``request`` elsewhere is some other request (an installer's
+    requirement ``req``, an HTTP client's request); network data anywhere."""
+    return flow.source in REMOTE_SOURCES and (flow.source == "network" or web or "Lambda" in flow.origin)

@@ -30,6 +30,15 @@ REQUEST_OBJECTS = {"request", "req", "flask.request"}
 WEB_FRAMEWORKS = ("flask", "django", "fastapi", "starlette", "aiohttp", "bottle", "falcon", "pyramid",
                   "tornado", "quart", "sanic", "werkzeug", "cherrypy", "litestar", "webob", "web",
                   "http.server", "socketserver", "wsgiref", "graphene", "strawberry", "ariadne", "chalice")
+
+
+def lambda_handler(func: ast.AST) -> bool:
+    """An AWS Lambda handler (``def handler(event, context)``): its ``event`` is the request."""
+    a = getattr(func, "args", None)
+    return a is not None and "handler" in getattr(func, "name", "") and any(
+        p.arg == "event" for p in [*a.posonlyargs, *a.args, *a.kwonlyargs])
+
+
 # Fields only a Django request has: any object carrying one is a request, whatever its name
 # (renaming `request` evaded the rules: docs/ROBUSTNESS.md, rename_neutral).
 DJANGO_REQUEST_FIELDS = {"GET", "POST", "FILES", "COOKIES", "META"}

@@ -59,7 +59,7 @@ from cwescan.detectors.static.patterns import (
     exit_checked, is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call,
     positive_comparison, positive_operands, validation_calls, validation_test)
 from cwescan.detectors.static.sources import (
-    REQUEST_CONSUMERS, handler_field, handler_methods, is_request, request_field)
+    REQUEST_CONSUMERS, handler_field, handler_methods, is_request, lambda_handler, request_field)
 
 
 @dataclass
@@ -191,7 +191,7 @@ class Analyzer:
                 f = Flow(TAINTED, "route-param", f"URL parameter `{p.arg}`", chain=frozenset({p.arg}))
             elif graphql:
                 f = Flow(TAINTED, "route-param", f"GraphQL argument `{p.arg}`", chain=frozenset({p.arg}))
-            elif p.arg == "event" and "handler" in getattr(func, "name", ""):
+            elif p.arg == "event" and lambda_handler(func):
                 f = Flow(TAINTED, "request", "request data (the Lambda `event`)", chain=frozenset({p.arg}))
             else:
                 f = self._passed(func, p.arg) or Flow(
