@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from cwescan.core.handoffs import Handoff
 from cwescan.detectors.static.flow import SOURCE_CONFIDENCE, TAINTED, Flow
+from cwescan.detectors.static.patterns import positional_names
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -62,8 +63,7 @@ def call_sites(tree: ast.Module) -> dict[int, list[CallSite]]:
 def bind(site: CallSite, func: ast.FunctionDef | ast.AsyncFunctionDef, name: str) -> ast.AST | None:
     """The argument expression ``site`` passes to parameter ``name`` of ``func`` (None: not
     passed, or passed through ``*args``/``**kwargs`` where its position is unknown)."""
-    a = func.args
-    positional = [p.arg for p in [*a.posonlyargs, *a.args]][site.skipped:]
+    positional = positional_names(func)[site.skipped:]
     for i, arg in enumerate(site.call.args):
         if isinstance(arg, ast.Starred):
             break
@@ -102,8 +102,7 @@ def handed_flow(func, name: str, passed: dict[str, list[Handoff]]) -> Flow | Non
     handed = passed.get(getattr(func, "name", ""))
     if not handed:
         return None
-    a = func.args
-    positional = [p.arg for p in [*a.posonlyargs, *a.args]]
+    positional = positional_names(func)
     index = positional.index(name) if name in positional else None
     best: Flow | None = None
     for h in handed:
@@ -129,9 +128,3 @@ def returns(func: ast.AST) -> list[ast.Return] | None:
         if not isinstance(node, (*_FUNCS, ast.Lambda, ast.ClassDef)):
             stack.extend(ast.iter_child_nodes(node))
     return out
-
-
-def parameters(func: ast.AST) -> frozenset[str]:
-    a = func.args
-    params = [*a.posonlyargs, *a.args, *a.kwonlyargs, *(p for p in (a.vararg, a.kwarg) if p is not None)]
-    return frozenset(p.arg for p in params)

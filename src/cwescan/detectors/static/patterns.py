@@ -36,6 +36,18 @@ def walk_local(nodes: Iterable[ast.AST]) -> Iterator[ast.AST]:
             stack.extend(ast.iter_child_nodes(node))
 
 
+def parameters(func: ast.AST) -> list[ast.arg]:
+    """Every parameter of a function or lambda, in order: positional-only, positional,
+    keyword-only, ``*args``, ``**kwargs``."""
+    a = func.args
+    return [*a.posonlyargs, *a.args, *a.kwonlyargs, *(p for p in (a.vararg, a.kwarg) if p is not None)]
+
+
+def positional_names(func: ast.AST) -> list[str]:
+    """The names a call's positional arguments bind, in order."""
+    return [p.arg for p in (*func.args.posonlyargs, *func.args.args)]
+
+
 def last_name(func: ast.AST) -> str:
     if isinstance(func, ast.Attribute):
         return func.attr

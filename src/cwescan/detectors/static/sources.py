@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 
-from cwescan.detectors.static.patterns import dotted
+from cwescan.detectors.static.patterns import dotted, parameters
 
 REQUEST_FIELDS = {
     "args", "form", "values", "json", "data", "files", "cookies", "headers", "GET", "POST",
@@ -34,9 +34,8 @@ WEB_FRAMEWORKS = ("flask", "django", "fastapi", "starlette", "aiohttp", "bottle"
 
 def lambda_handler(func: ast.AST) -> bool:
     """An AWS Lambda handler (``def handler(event, context)``): its ``event`` is the request."""
-    a = getattr(func, "args", None)
-    return a is not None and "handler" in getattr(func, "name", "") and any(
-        p.arg == "event" for p in [*a.posonlyargs, *a.args, *a.kwonlyargs])
+    return hasattr(func, "args") and "handler" in getattr(func, "name", "") and any(
+        p.arg == "event" for p in parameters(func))
 
 
 # Fields only a Django request has: any object carrying one is a request, whatever its name

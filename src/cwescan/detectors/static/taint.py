@@ -49,14 +49,14 @@ import ast
 from dataclasses import dataclass, field, replace
 
 from cwescan.core.handoffs import Handoff
-from cwescan.detectors.static.callers import bind, call_sites, handed_flow, parameters, returns
+from cwescan.detectors.static.callers import bind, call_sites, handed_flow, returns
 from cwescan.detectors.static.flow import (
     CONST, CONSTANT, DATABASE, NAMED_UNKNOWN, PURE, REMOTE_SOURCES, TAINTED, UNKNOWN, UNKNOWN_FLOW, Flow,
     argv_flow, environment_flow, join, request_flow, sanitizer_kinds)
 from cwescan.detectors.static.folding import NOT_LITERAL, decide, literal_names
 from cwescan.detectors.static.patterns import (
     EVERY_KIND, NORMALISERS, assigned_names, checked_exprs, check_credit, database_read, dotted, escapes_quote,
-    exit_checked, is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call,
+    exit_checked, is_route_decorator, is_validator, last_name, leaves, needs_normalised, operand_call, parameters,
     positive_comparison, positive_operands, validation_calls, validation_test)
 from cwescan.detectors.static.sources import (
     REQUEST_CONSUMERS, handler_field, handler_methods, is_request, lambda_handler, request_field)
@@ -174,8 +174,7 @@ class Analyzer:
         # the parameters after ``info`` are the arguments of the client's query
         graphql = (getattr(func, "name", "").startswith("resolve_") or getattr(func, "name", "") == "mutate") \
             and "info" in [p.arg for p in a.args[:2]]
-        params = [*a.posonlyargs, *a.args, *a.kwonlyargs]
-        params += [p for p in (a.vararg, a.kwarg) if p is not None]
+        params = parameters(func)
         # pytest hands a test or fixture its fixtures and parametrized values: data the test's
         # author chose, not outside input
         test_data = self.test_file and (getattr(func, "name", "").startswith("test") or any(
@@ -487,7 +486,7 @@ class Analyzer:
         if rets is not None:
             scope = self.scope_of([func])
             flow = join(CONST if r.value is None else self._eval(r.value, scope, r.lineno, d) for r in rets)
-            own = not (flow.chain & parameters(func))
+            own = not (flow.chain & {p.arg for p in parameters(func)})
             out = flow if own or (flow.level == TAINTED and flow.safe_for) else None
         self._returned[id(func)] = out
         return out
