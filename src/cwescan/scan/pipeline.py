@@ -125,7 +125,9 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         try:
             with time_limit(budget.left()) as alarm:
                 if isinstance(det, ProjectDetector):
-                    check = det.check_file(src, passed)
+                    # a file checked again with what others hand it: what it hands on is not
+                    # followed a second step, so it is not listed again
+                    check = det.check_file(src, passed, handoffs=passed is None)
                     found = sorted(check.findings, key=Finding.sort_key)
                     result.handoffs.extend(check.handoffs)
                 else:
