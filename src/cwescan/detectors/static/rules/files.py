@@ -35,6 +35,10 @@ _PROBES = {"os.path.exists": 0, "os.path.isfile": 0, "os.path.isdir": 0, "os.pat
            "os.path.lexists": 0, "os.stat": 0, "os.path.getmtime": 0}
 _PROBE_METHODS = {"exists", "is_file", "is_dir", "stat"}
 PROBE_SHARE = 0.7
+# constructors of in-memory or temporary file objects: ``send_file(buf)`` sends the object's
+# content, whatever was written into it, and names no path
+_FILE_OBJECTS = frozenset({"BytesIO", "StringIO", "TemporaryFile", "NamedTemporaryFile",
+                           "SpooledTemporaryFile"})
 # read from the request itself: a routed view's parameter is also what a method taking a
 # ``request`` argument is assumed to have, too weak a guess for a mere probe
 _PROBE_SOURCES = frozenset({"request", "upload", "upload-name", "input", "network"})
@@ -71,7 +75,8 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     a source here: a command-line tool opens the files its user names. A path that is only
     probed (``os.path.exists``/``isfile``/``getsize``, ``Path.exists()``/``stat()``) tells the
     client which files exist: 0.7 of the confidence, one severity lower, and only when a request
-    field or ``input()`` chooses it (tools probe the paths their environment names).
+    field or ``input()`` chooses it (tools probe the paths their environment names). A file
+    object (``buf = io.BytesIO()``; ``buf.write(data)``; ``send_file(buf)``) names no path.
 
     **Example.**
 
@@ -102,7 +107,7 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         sink = f"{ast.unparse(call.func)}()"
     else:
         return
-    if path is None:
+    if path is None or _file_object(path, ctx):
         return
     flow = ctx.flow(path, "path")
     if flow.level != TAINTED:
@@ -119,6 +124,12 @@ def path_traversal(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         yield ctx.hit(call, flow, flow.explain(sink), flow.confidence * PROBE_SHARE, lower_severity=True)
     else:
         yield ctx.hit(call, flow, flow.explain(sink))
+
+
+def _file_object(path: ast.AST, ctx: Context) -> bool:
+    """``path`` is a variable last assigned an in-memory or temporary file object."""
+    value = ctx.assigned_value(path)
+    return isinstance(value, ast.Call) and (ctx.qualname(value) or "").rsplit(".", 1)[-1] in _FILE_OBJECTS
 
 
 def _checked_before(call: ast.Call, ctx: Context) -> bool:
