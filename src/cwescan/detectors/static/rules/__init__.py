@@ -3,8 +3,10 @@
 from cwescan.detectors.static.rules import (  # noqa: F401
     cookies,
     crypto,
+    csrf,
     debug,
     deserialization,
+    exposure,
     files,
     injection,
     orm,

@@ -2,7 +2,7 @@
 
 Our own rule. Bandit's B312/B321/B401/B402 flag every ``telnetlib``/``ftplib`` import and call;
 CWS319 flags the connections (an import alone sends nothing), mail logins without STARTTLS, and
-requests to fixed ``http://`` URLs of other hosts.
+requests to fixed ``http://`` or ``ftp://`` URLs of other hosts.
 """
 
 from __future__ import annotations
@@ -18,31 +18,38 @@ from cwescan.detectors.static.registry import Hit, rule
 _CLEARTEXT_CLIENTS = {"telnetlib.Telnet": "Telnet", "ftplib.FTP": "FTP"}
 _HTTP_CLIENTS = ("requests.", "httpx.", "urllib.request.urlopen", "urllib.request.Request",
                  "urllib.request.urlretrieve", "urllib2.urlopen", "urllib2.Request", "urllib3.request",
-                 "xmlrpc.client.ServerProxy", "xmlrpclib.ServerProxy")
+                 "urllib.urlopen", "urllib.urlretrieve", "xmlrpc.client.ServerProxy", "xmlrpclib.ServerProxy")
 _HTTP_CALLS = {"get", "post", "put", "patch", "delete", "head", "options", "request", "urlopen",
                "Request", "urlretrieve", "ServerProxy"}
-# hosts where a cleartext request stays on this machine or is a documentation placeholder
-_LOCAL_OR_EXAMPLE = re.compile(r"(?i)^http://(localhost|127(\.\d+){3}|\[::1\]|0\.0\.0\.0|"
-                               r"169\.254\.169\.254|[^/:]*\.(local|localhost|test|invalid)|"
-                               r"([^/:]*\.)?example\.(com|org|net))([:/?#]|$)")
+# urllib's legacy opener classes (Python 2's ``urllib``, kept in ``urllib.request``): their
+# ``open``/``retrieve`` fetch http:// and ftp:// URLs; a snippet may use them without the import
+_URL_OPENERS = {"urllib.request.URLopener", "urllib.request.FancyURLopener", "urllib.URLopener",
+                "urllib.FancyURLopener", "URLopener", "FancyURLopener"}
+_OPENER_CALLS = {"open", "retrieve"}
+# hosts where a cleartext request stays on this machine
+_LOCAL = re.compile(r"(?i)^[a-z]+://(localhost|127(\.\d+){3}|\[::1\]|0\.0\.0\.0|"
+                    r"169\.254\.169\.254|[^/:]*\.(local|localhost|test|invalid))([:/?#]|$)")
+_CLEARTEXT_SCHEMES = ("http://", "ftp://")
 
 
 @rule("CWS319", cwe="CWE-319", title="Cleartext protocol", severity="medium",
-      calls={"Telnet", "FTP", "login", *_HTTP_CALLS})
+      calls={"Telnet", "FTP", "login", *_HTTP_CALLS, *_OPENER_CALLS}, minor_calls={"retrieve"})
 def cleartext_transport(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """Data or a password crosses the network unencrypted.
 
     **What.** A ``telnetlib.Telnet`` or ``ftplib.FTP`` connection (not ``FTP_TLS``); an
     ``smtplib.SMTP`` connection that logs in without ``starttls()`` in the same function; a
-    request (``requests``, ``httpx``, ``urllib``, ``xmlrpc``) to a constant ``http://`` URL of
-    another host (localhost, link-local metadata, ``*.local``/``*.test`` and ``example.com``
-    are not flagged, nor are test files).
+    request (``requests``, ``httpx``, ``urllib`` and its ``URLopener``, ``xmlrpc``) to a fixed
+    ``http://`` or ``ftp://`` URL of another host: a literal, a variable assigned one, or a
+    parameter's default (localhost, link-local metadata and ``*.local``/``*.test`` hosts are
+    not flagged, nor are test files). A placeholder host such as ``example.com`` is flagged:
+    whoever fills in the real host keeps the scheme.
 
     **Why.** Anyone on the path (Wi-Fi, a proxy, the hosting network) reads the credentials and
     data and can change the responses (CWE-319).
 
     **Confidence.** 0.75 for Telnet/FTP connections and mail logins; 0.45, one severity lower,
-    for a fixed ``http://`` URL (it may carry nothing sensitive).
+    for a fixed cleartext URL (it may carry nothing sensitive).
 
     **Example.**
 
@@ -59,13 +66,47 @@ def cleartext_transport(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         if client is not None and not _calls_starttls(call.func.value, ctx):
             yield Hit(call, f"{ast.unparse(call.func)}() sends the password over a connection "
                             f"({client}) that never called starttls()", 0.75)
-    elif qual.startswith(_HTTP_CLIENTS) and not is_test_path(ctx.path):
+    elif not is_test_path(ctx.path):
+        url = _request_url(call, qual, ctx)
+        fixed = _fixed_text(url, ctx)
+        if fixed is not None and fixed.lower().startswith(_CLEARTEXT_SCHEMES) and not _LOCAL.match(fixed):
+            scheme = fixed.split(":", 1)[0].upper()
+            yield Hit(call, f"{ast.unparse(call.func)}() talks to {fixed[:60]!r} over cleartext {scheme}",
+                      0.45, lower_severity=True)
+
+
+def _request_url(call: ast.Call, qual: str, ctx: Context) -> ast.AST | None:
+    """The URL argument of an HTTP client call or of a URLopener's ``open``/``retrieve``."""
+    if qual.startswith(_HTTP_CLIENTS):
         takes_method = qual.rsplit(".", 1)[-1] == "request" and not qual.startswith("urllib3")
-        url = arg(call, 1, "url") if takes_method else arg(call, 0, "url") or arg(call, 0, "uri")
-        if (isinstance(url, ast.Constant) and isinstance(url.value, str)
-                and url.value.lower().startswith("http://") and not _LOCAL_OR_EXAMPLE.match(url.value)):
-            yield Hit(call, f"{qual}() talks to {url.value[:60]!r} over cleartext HTTP", 0.45,
-                      lower_severity=True)
+        return arg(call, 1, "url") if takes_method else arg(call, 0, "url") or arg(call, 0, "uri")
+    if isinstance(call.func, ast.Attribute) and call.func.attr in _OPENER_CALLS:
+        receiver = call.func.value
+        opener = receiver if isinstance(receiver, ast.Call) else ctx.assigned_value(receiver)
+        if isinstance(opener, ast.Call) and ctx.qualname(opener) in _URL_OPENERS:
+            return arg(call, 0, "fullurl") or arg(call, 0, "url")
+    return None
+
+
+def _fixed_text(expr: ast.AST | None, ctx: Context) -> str | None:
+    """The string ``expr`` always holds here: a literal, a variable of the enclosing function
+    last assigned one, or a parameter whose default is one (what a call without it sends)."""
+    if isinstance(expr, ast.Name):
+        assigned = ctx.assigned_value(expr)
+        expr = assigned if assigned is not None else _parameter_default(expr.id, ctx.func)
+    if isinstance(expr, ast.Constant) and isinstance(expr.value, str):
+        return expr.value
+    return None
+
+
+def _parameter_default(name: str, func: ast.AST | None) -> ast.AST | None:
+    if not isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return None
+    args = func.args
+    positional = [*args.posonlyargs, *args.args]
+    pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults),
+             *zip(args.kwonlyargs, args.kw_defaults)]
+    return next((default for a, default in pairs if a.arg == name), None)
 
 
 def _smtp_client(receiver: ast.AST, ctx: Context) -> str | None:

@@ -1,7 +1,7 @@
-"""Web: XSS (CWE-79), open redirect (CWE-601), SSRF (CWE-918), CSRF (CWE-352).
+"""Web: XSS (CWE-79), open redirect (CWE-601), SSRF (CWE-918).
 
 Our own rules except CWS079C, which calls Bandit's B701 (jinja2 ``Environment`` autoescape) as
-is and adds ``aiohttp_jinja2.setup``: Bandit has no taint-aware XSS, redirect, SSRF or CSRF
+is and adds ``aiohttp_jinja2.setup``: Bandit has no taint-aware XSS, redirect or SSRF
 check, and no check of ``jinja2.Template`` (CWS079D).
 """
 
@@ -502,67 +502,3 @@ def _configured_host(url: ast.AST, ctx: Context) -> bool:
 def _url_value(url: ast.AST, ctx: Context) -> ast.AST:
     """The expression a URL variable was last assigned before its use, else ``url`` itself."""
     return ctx.assigned_value(url) or url
-
-
-@rule("CWS352", cwe="CWE-352", title="CSRF protection disabled for a view", severity="high",
-      node=(ast.FunctionDef, ast.AsyncFunctionDef))
-def csrf_exempt(func: ast.FunctionDef, ctx: Context) -> Iterator[Hit]:
-    """A view exempted from CSRF protection.
-
-    **What.** Django ``@csrf_exempt`` or Flask-WTF ``@csrf.exempt`` on a view.
-
-    **Why.** Another site can make a logged-in user's browser submit this request (change a
-    password, transfer money) with the user's cookies (CWE-352).
-
-    **Example.**
-
-        @csrf_exempt
-        def transfer(request): ...
-
-    **Fix.** Remove the exemption and send the CSRF token with the form or the ``X-CSRFToken``
-    header; exempt only endpoints that authenticate without cookies (API tokens).
-    """
-    for dec in func.decorator_list:
-        target = dec.func if isinstance(dec, ast.Call) else dec
-        name = ast.unparse(target)
-        if name.endswith("csrf_exempt") or name.endswith("csrf.exempt"):
-            yield Hit(dec, f"view `{func.name}` is exempt from CSRF protection ({name})", 0.7)
-
-
-_CSRF_SETTINGS = {"WTF_CSRF_ENABLED", "CSRF_ENABLED", "WTF_CSRF_CHECK_DEFAULT"}
-
-
-@rule("CWS352B", cwe="CWE-352", title="CSRF protection switched off", severity="high",
-      node=ast.Assign)
-def csrf_disabled(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
-    """CSRF protection switched off in settings or a form.
-
-    **What.** ``WTF_CSRF_ENABLED = False`` (module setting, ``app.config[...]`` or
-    ``app.config.update``), ``csrf = False`` in a WTForms ``class Meta``.
-
-    **Why.** Forms then accept cross-site submissions (CWE-352).
-
-    **Example.**
-
-        app.config["WTF_CSRF_ENABLED"] = False
-
-    **Fix.** Keep CSRF on outside tests (set it in the test configuration only).
-    """
-    if not is_const(node.value, False):
-        return
-    for t in node.targets:
-        if isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant):
-            name = str(t.slice.value)
-        elif isinstance(t, (ast.Name, ast.Attribute)):
-            name = t.id if isinstance(t, ast.Name) else t.attr
-        else:
-            continue
-        if name in _CSRF_SETTINGS or name == "csrf" and _in_meta(node, ctx):
-            yield Hit(node, f"`{name}` set to False disables CSRF protection", 0.75)
-
-
-def _in_meta(node: ast.AST, ctx: Context) -> bool:
-    for cls in ast.walk(ctx.tree):
-        if isinstance(cls, ast.ClassDef) and cls.name == "Meta" and node in cls.body:
-            return True
-    return False
