@@ -21,11 +21,16 @@ _HTTP_CLIENTS = ("requests.", "httpx.", "urllib.request.urlopen", "urllib.reques
                  "urllib.urlopen", "urllib.urlretrieve", "xmlrpc.client.ServerProxy", "xmlrpclib.ServerProxy")
 _HTTP_CALLS = {"get", "post", "put", "patch", "delete", "head", "options", "request", "urlopen",
                "Request", "urlretrieve", "ServerProxy"}
-# urllib's legacy opener classes (Python 2's ``urllib``, kept in ``urllib.request``): their
-# ``open``/``retrieve`` fetch http:// and ftp:// URLs; a snippet may use them without the import
+# urllib's functions as a snippet calls them with its imports cut off
+_BARE_URLLIB = {"urlopen", "urlretrieve", "Request"}
+# objects whose ``open``/``retrieve`` fetch http:// and ftp:// URLs: urllib's openers (Python 2's
+# legacy ``URLopener`` classes too; a snippet may use them without the import)
 _URL_OPENERS = {"urllib.request.URLopener", "urllib.request.FancyURLopener", "urllib.URLopener",
-                "urllib.FancyURLopener", "URLopener", "FancyURLopener"}
+                "urllib.FancyURLopener", "URLopener", "FancyURLopener", "urllib.request.OpenerDirector",
+                "urllib.request.build_opener", "urllib2.build_opener", "OpenerDirector", "build_opener"}
 _OPENER_CALLS = {"open", "retrieve"}
+# HTTP sessions and clients: their verbs take the URL like the module-level functions
+_HTTP_SESSIONS = {"requests.Session", "requests.session", "httpx.Client", "httpx.AsyncClient"}
 # hosts where a cleartext request stays on this machine
 _LOCAL = re.compile(r"(?i)^[a-z]+://(localhost|127(\.\d+){3}|\[::1\]|0\.0\.0\.0|"
                     r"169\.254\.169\.254|[^/:]*\.(local|localhost|test|invalid))([:/?#]|$)")
@@ -39,9 +44,9 @@ def cleartext_transport(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **What.** A ``telnetlib.Telnet`` or ``ftplib.FTP`` connection (not ``FTP_TLS``); an
     ``smtplib.SMTP`` connection that logs in without ``starttls()`` in the same function; a
-    request (``requests``, ``httpx``, ``urllib`` and its ``URLopener``, ``xmlrpc``) to a fixed
-    ``http://`` or ``ftp://`` URL of another host: a literal, a variable assigned one, or a
-    parameter's default (localhost, link-local metadata and ``*.local``/``*.test`` hosts are
+    request (``requests`` and its sessions, ``httpx`` and its clients, ``urllib`` and its
+    openers, ``xmlrpc``) to a fixed ``http://`` or ``ftp://`` URL of another host: a literal, a
+    variable assigned one, or a parameter's default (localhost, link-local metadata and ``*.local``/``*.test`` hosts are
     not flagged, nor are test files). A placeholder host such as ``example.com`` is flagged:
     whoever fills in the real host keeps the scheme.
 
@@ -76,15 +81,19 @@ def cleartext_transport(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
 
 def _request_url(call: ast.Call, qual: str, ctx: Context) -> ast.AST | None:
-    """The URL argument of an HTTP client call or of a URLopener's ``open``/``retrieve``."""
-    if qual.startswith(_HTTP_CLIENTS):
-        takes_method = qual.rsplit(".", 1)[-1] == "request" and not qual.startswith("urllib3")
+    """The URL argument of an HTTP client call (a module's function, a session's verb) or of
+    an opener's ``open``/``retrieve``."""
+    made_by = ""
+    if isinstance(call.func, ast.Attribute):
+        maker = _constructor(call.func.value, ctx)
+        made_by = (ctx.qualname(maker) or "") if maker is not None else ""
+    if made_by in _URL_OPENERS and call.func.attr in _OPENER_CALLS:
+        return arg(call, 0, "fullurl") or arg(call, 0, "url")
+    if qual.startswith(_HTTP_CLIENTS) or qual in _BARE_URLLIB or (
+            made_by in _HTTP_SESSIONS and call.func.attr in _HTTP_CALLS):
+        verb = qual.rsplit(".", 1)[-1]
+        takes_method = (verb == "request" and not qual.startswith("urllib3")) or qual == "requests.Request"
         return arg(call, 1, "url") if takes_method else arg(call, 0, "url") or arg(call, 0, "uri")
-    if isinstance(call.func, ast.Attribute) and call.func.attr in _OPENER_CALLS:
-        receiver = call.func.value
-        opener = receiver if isinstance(receiver, ast.Call) else ctx.assigned_value(receiver)
-        if isinstance(opener, ast.Call) and ctx.qualname(opener) in _URL_OPENERS:
-            return arg(call, 0, "fullurl") or arg(call, 0, "url")
     return None
 
 
@@ -109,18 +118,26 @@ def _parameter_default(name: str, func: ast.AST | None) -> ast.AST | None:
     return next((default for a, default in pairs if a.arg == name), None)
 
 
-def _smtp_client(receiver: ast.AST, ctx: Context) -> str | None:
-    """``smtplib.SMTP(...)`` when ``receiver`` is that call or a variable assigned from it
-    in the enclosing function (``SMTP_SSL`` is encrypted from the start)."""
+def _constructor(receiver: ast.AST, ctx: Context) -> ast.Call | None:
+    """The call that made the object ``receiver`` names: the receiver itself when it is a call,
+    else the call last assigned to the variable in the enclosing function or bound to it by
+    ``with call as name:``."""
     value = receiver if isinstance(receiver, ast.Call) else ctx.assigned_value(receiver)
     if value is None and isinstance(receiver, ast.Name) and ctx.func is not None:
-        for node in ast.walk(ctx.func):  # with smtplib.SMTP(host) as server:
+        for node in ast.walk(ctx.func):
             if isinstance(node, (ast.With, ast.AsyncWith)):
                 for item in node.items:
                     var = item.optional_vars
                     if isinstance(var, ast.Name) and var.id == receiver.id:
                         value = item.context_expr
-    if isinstance(value, ast.Call) and (ctx.qualname(value) or "") == "smtplib.SMTP":
+    return value if isinstance(value, ast.Call) else None
+
+
+def _smtp_client(receiver: ast.AST, ctx: Context) -> str | None:
+    """``smtplib.SMTP(...)`` when ``receiver`` is made by that call (``SMTP_SSL`` is encrypted
+    from the start)."""
+    value = _constructor(receiver, ctx)
+    if value is not None and (ctx.qualname(value) or "") == "smtplib.SMTP":
         return "smtplib.SMTP"
     return None
 
