@@ -332,3 +332,14 @@ def test_a_path_on_a_configured_server_is_partial_ssrf():
     lines = [n for n, t in enumerate(text.split("\n"), 1) if "self.endpoint}/api" in t or 'CONFIG["base"]' in t]
     found = {f.start_line: f.confidence for f in scan("CWS918.py", text, select=["CWS918"])}
     assert [found.get(n) for n in lines] == [0.45, 0.45]
+
+
+def test_flask_view_cut_out_of_its_file_serves_html():
+    """A snippet whose imports were cut off: Flask's global request fields say who serves it;
+    a file importing another framework (FastAPI's Response is not HTML by default) keeps its own."""
+    body = ("def greet():\n    name = request.args.get('name')\n"
+            "    return make_response('Hello {}'.format(name))\n")
+    assert _confidence(body, "CWS079B") > 0
+    assert _confidence("from fastapi import Response, Request\n" + body, "CWS079B") == 0.0
+    # without Flask's request fields nothing says the function is a view
+    assert _confidence(body.replace("request.args.get('name')", "load_name()"), "CWS079B") == 0.0

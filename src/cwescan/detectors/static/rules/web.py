@@ -17,6 +17,7 @@ from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.rules.injection import leading_text
 from cwescan.detectors.static.patterns import dotted, is_route_decorator, last_name, walk_local
 from cwescan.detectors.static.flow import TAINTED, Flow
+from cwescan.detectors.static.sources import WEB_FRAMEWORKS
 from cwescan.core.testcode import is_test_path
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*[^<>]*>|<\s*[a-zA-Z]+\b")
@@ -66,6 +67,8 @@ def _string_building(node: ast.AST) -> bool:
         and not isinstance(node.args[1], ast.Constant))
 
 
+# fields of Flask's global ``request`` that no other framework's request has under that name
+_FLASK_FIELDS = frozenset({"args", "form", "values", "files"})
 # Django's response classes whose body goes out as text/html unless a content type is given
 _DJANGO_HTML_RESPONSES = frozenset({"HttpResponse", "HttpResponseBadRequest", "HttpResponseNotFound",
                                     "HttpResponseForbidden", "HttpResponseGone", "HttpResponseServerError"})
@@ -163,8 +166,16 @@ def _served_text(node: ast.AST, ctx: Context) -> ast.AST | None:
 
 
 def _flask_like(ctx: Context) -> bool:
-    return any(ctx.imported(m) for m in ("flask", "quart", "bottle")) and not any(
-        ctx.imported(m) for m in ("fastapi", "starlette"))
+    """Flask, Quart or Bottle serve this file's views: it imports one of them (and not FastAPI or
+    Starlette, whose ``Response`` is not HTML by default), or it is a snippet whose imports were
+    cut off and the function reads Flask's global ``request.args``/``form``/``values``/``files``."""
+    if any(ctx.imported(m) for m in ("fastapi", "starlette")):
+        return False
+    if any(ctx.imported(m) for m in ("flask", "quart", "bottle")):
+        return True
+    return ctx.func is not None and not any(ctx.imported(m) for m in WEB_FRAMEWORKS) and any(
+        isinstance(n, ast.Attribute) and n.attr in _FLASK_FIELDS and isinstance(n.value, ast.Name)
+        and n.value.id == "request" for n in ast.walk(ctx.func))
 
 
 def _view_serves_html(ctx: Context) -> bool:
