@@ -269,13 +269,18 @@ def command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         yield hit
 
 
+_EVALUATORS = frozenset({"eval", "exec", "compile", "execfile", "builtins.eval", "builtins.exec",
+                         "PIL.ImageMath.eval", "PIL.ImageMath.unsafe_eval"})
+
+
 @rule("CWS094", cwe="CWE-95", title="Code evaluated from untrusted data", severity="critical",
-      calls={"eval", "exec", "compile", "execfile"})
+      calls={"eval", "exec", "compile", "execfile", "unsafe_eval"})
 def code_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """``eval``/``exec``/``compile`` of a value that is not a constant.
 
     **What.** The builtins ``eval``, ``exec``, ``compile`` (and Python 2 ``execfile``) called on
-    code that is not a literal string.
+    code that is not a literal string; Pillow's ``ImageMath.eval``/``unsafe_eval``, which
+    evaluate their expression as Python (CVE-2023-50447).
 
     **Why.** Whoever controls the value runs arbitrary Python in the process (CWE-94/95).
 
@@ -292,9 +297,9 @@ def code_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     parser); never evaluate it.
     """
     qual = ctx.qualname(call)
-    if qual not in ("eval", "exec", "compile", "execfile", "builtins.eval", "builtins.exec"):
+    if qual not in _EVALUATORS:
         return
-    code = arg(call, 0, "source") or arg(call, 0, "object")
+    code = arg(call, 0, "source") or arg(call, 0, "object") or arg(call, 0, "expression")
     hit = ctx.sink(call, code, "code", f"{qual}()", what="code evaluated from a non-constant value")
     if hit:
         if qual.endswith("exec") or qual == "compile":
