@@ -16,15 +16,27 @@ from collections.abc import Iterator
 from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.registry import Hit, rule
 
-_SECRET_NAME = re.compile(r"(?i)(passw(or)?d|passwd|passphrase|(^|_)pwd$|(^|_)pass$|secret|token|api_?key|"
-                          r"apikey|access_?key|private_?key|signing_?key|encryption_?key|auth_?key|"
-                          r"credentials?$|client_secret)")
+# what a name holding a credential says; "token" alone also names lexer, NLP and pagination
+# tokens, so a name that says only that needs a value shaped like a credential (_TOKEN_SHAPE)
+_CREDENTIAL_WORDS = (r"passw(or)?d|passwd|passphrase|(^|_)pwd$|(^|_)pass$|secret|api_?key|apikey|access_?key|"
+                     r"private_?key|signing_?key|encryption_?key|auth_?key|credentials?$|client_secret")
+_SECRET_NAME = re.compile(rf"(?i)({_CREDENTIAL_WORDS}|token)")
+_NOT_ONLY_TOKEN = re.compile(rf"(?i)({_CREDENTIAL_WORDS})")
+_TOKEN_SHAPE = re.compile(r"^(?=.*\d)[^\s<>\[\]|{}]{12,}$")
 _ABOUT_A_SECRET = re.compile(r"(?i)(_|^)(field|label|name|names|url|uri|file|path|dir|type|types|len|"
                              r"length|prompt|header|param|regex|pattern|re|env|var|key_name|endpoint|"
                              r"format|fmt|template|policy|hint|help|msg|message|error|required|"
                              r"expires?|expiry|ttl|timeout|count|max|min|id|column|attr|kind|mode|"
                              r"char|chars|hash|hasher|algorithm|algo|validator|reset|changed|check|"
                              r"prefix|suffix|sep|separator|placeholder|widget|style|class|cls)$")
+# last words of a camelCase or dotted name about a secret (``AccessKeyId``, ``SecretArn``,
+# ``HttpTokens``): the snake_case forms are in _ABOUT_A_SECRET
+_ABOUT_WORDS = frozenset({"id", "ids", "arn", "name", "names", "type", "types", "url", "uri", "file", "path",
+                          "field", "header", "param", "env", "var", "len", "length", "count", "kind", "mode",
+                          "tokens", "keys", "secrets", "passwords", "prefix", "suffix", "policy", "format"})
+# words that say a label names a credential rather than holding one (``"AWS_SESSION_TOKEN"``)
+_SECRET_WORDS = frozenset({"password", "passwd", "pwd", "passphrase", "secret", "token", "key", "apikey",
+                           "credential", "credentials", "auth", "authorization"})
 _PLACEHOLDER = re.compile(r"(?i)^(none|null|nil|true|false|changeme|change_?me|password|passwd|secret|"
                           r"token|your[_\- ].*|my[_\- ].*|example.*|dummy|placeholder|todo|fixme|tbd|"
                           r"redacted|hidden|\**|x+|\.+|-+|test|foo|bar|abc|123|1234|12345|"
@@ -69,7 +81,41 @@ def _confidence(name: str, text: str) -> float:
 
 def _suspicious(name: str) -> bool:
     last = name.rsplit(".", 1)[-1]
-    return bool(_SECRET_NAME.search(last)) and not _ABOUT_A_SECRET.search(last)
+    if "::" in last:  # a type name (``AWS::ApiGateway::ApiKey``), not a field
+        return False
+    words = _words(last)
+    return (bool(_SECRET_NAME.search(last)) and not _ABOUT_A_SECRET.search(last)
+            and not (words and words[-1] in _ABOUT_WORDS))
+
+
+def _credential(name: str, text: str) -> bool:
+    """``text`` under ``name`` may be a credential: the name says so, and a name saying only
+    "token" (``next_token_``, ``IMAGE_TOKEN``, ``pad_token``) holds a value shaped like one."""
+    if not _suspicious(name):
+        return False
+    return bool(_NOT_ONLY_TOKEN.search(name.rsplit(".", 1)[-1])) or bool(_TOKEN_SHAPE.match(text))
+
+
+def _words(name: str) -> list[str]:
+    """The lower-case words of a snake_case, kebab-case, camelCase or UPPER_CASE name."""
+    return [w.lower() for part in re.split(r"[^A-Za-z0-9]+", name)
+            for w in re.findall(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+", part)]
+
+
+def _label(text: str, name: str) -> bool:
+    """``text`` names a credential instead of holding one: an environment variable or constant
+    name (``"AWS_SESSION_TOKEN"``), a field name (``"allowCredentials"``, ``"aws_access_key_id"``),
+    a header (``"Access-Control-Allow-Credentials"``),
+    or the variable's own name in other words (``API_KEY = "api_key"``)."""
+    words = _words(text)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_.:-]*", text) or not set(words) & _SECRET_WORDS:
+        return False
+    squeeze = re.sub(r"[^a-z0-9]", "", text.lower())
+    return (re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+", text) is not None  # AWS_SESSION_TOKEN
+            or re.fullmatch(r"[a-zA-Z][a-z]*([A-Z][a-z]+)+", text) is not None  # allowCredentials
+            or re.fullmatch(r"[A-Z][a-z]*(-[A-Z][a-z]*)+", text) is not None  # an HTTP header's name
+            or words[-1] in _ABOUT_WORDS
+            or len(words) > 1 and squeeze == re.sub(r"[^a-z0-9]", "", name.rsplit(".", 1)[-1].lower()))
 
 
 def _assign_pairs(node: ast.AST):
@@ -90,7 +136,12 @@ def hardcoded_secret(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
     string in a well-known token format (AWS ``AKIA...``, GitHub ``ghp_...``, Slack ``xox...``,
     Stripe ``sk_live_...``, a PEM private key) whatever the name. Empty values, placeholders
     (``"changeme"``, ``"<password>"``, ``"xxx"``), prompts and templates are skipped, and so are
-    names about a secret rather than holding one (``PASSWORD_FIELD``, ``token_url``).
+    names about a secret rather than holding one (``PASSWORD_FIELD``, ``token_url``,
+    ``AccessKeyId``, ``AWS::ApiGateway::ApiKey``) and values that name one (an environment
+    variable ``"AWS_SESSION_TOKEN"``, a field ``"allowCredentials"``). A name that says only
+    "token" also names lexer, language-model and pagination tokens (``next_token``,
+    ``IMAGE_TOKEN``, ``pad_token``): it needs a value shaped like a credential (12 or more
+    characters with a digit, no markup).
 
     **Why.** Everyone with the code (or the package, or the repository history) has the
     credential, and it cannot be rotated without a release (CWE-798/259).
@@ -112,7 +163,7 @@ def hardcoded_secret(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
         text = _secret_value(value)
         if text is None:
             continue
-        if _suspicious(name) or _KNOWN_TOKENS.search(text):
+        if _KNOWN_TOKENS.search(text) or (_credential(name, text) and not _label(text, name)):
             yield Hit(node, f"`{name}` holds a hard-coded credential", _confidence(name, text))
             return
 
@@ -140,7 +191,7 @@ def hardcoded_secret_argument(node: ast.AST, ctx: Context) -> Iterator[Hit]:
                  if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     for name, value in pairs:
         text = _secret_value(value, used=isinstance(node, ast.keyword))
-        if text is not None and (_suspicious(name) or _KNOWN_TOKENS.search(text)):
+        if text is not None and (_KNOWN_TOKENS.search(text) or (_credential(name, text) and not _label(text, name))):
             # a placeholder word ("password", "test") passed to a call: real but likely a demo value
             conf = 0.4 if _PLACEHOLDER.match(text) else _confidence(name, text)
             yield Hit(value, f"`{name}` is given a hard-coded credential", conf)
@@ -169,7 +220,8 @@ def hardcoded_secret_check(node: ast.Compare, ctx: Context) -> Iterator[Hit]:
     for named, literal in ((left, right), (right, left)):
         if isinstance(named, (ast.Name, ast.Attribute)) and _suspicious(ast.unparse(named)):
             text = _secret_value(literal, used=True)
-            if text is not None and text.lower() not in ("none", "null", "true", "false"):
+            if (text is not None and text.lower() not in ("none", "null", "true", "false")
+                    and _credential(ast.unparse(named), text) and not _label(text, ast.unparse(named))):
                 yield Hit(node, f"`{ast.unparse(named)}` is checked against a hard-coded value",
                           _confidence("", text))
                 return
