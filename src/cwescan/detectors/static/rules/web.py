@@ -354,7 +354,9 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     severity lower) when the URL starts with a
     constant ``scheme://host/``, or with an untainted base such as ``self.endpoint`` followed by a
     constant ``/``: the data then only picks a path on a fixed server ("partial SSRF", still able
-    to reach other endpoints of that server). A host allow-list
+    to reach other endpoints of that server); only outside data counts there, not a plain
+    function parameter (an API client building its server's paths from its arguments). A host
+    allow-list
     check that rejects other URLs (``if urlparse(url).hostname not in ALLOWED: raise``) clears
     the taint.
 
@@ -397,6 +399,8 @@ def ssrf(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if is_test_path(ctx.path) and _LOOPBACK_URL.match(leading_text(_url_value(url, ctx))):
         return  # a test talking to the server it started
     if _fixed_host(url, ctx) or _configured_host(url, ctx):  # partial SSRF: a path on a fixed server
+        if flow.source == "parameter":
+            return  # an API client putting its caller's argument in a path of its own server
         yield Hit(call, flow.explain(f"the path of a fixed-host URL in {ast.unparse(func)}()"),
                   0.45, lower_severity=True)
     else:
