@@ -345,3 +345,18 @@ def test_flask_view_cut_out_of_its_file_serves_html():
     assert _confidence("from fastapi import Response, Request\n" + body, "CWS079B") == 0.0
     # without Flask's request fields nothing says the function is a view
     assert _confidence(body.replace("request.args.get('name')", "load_name()"), "CWS079B") == 0.0
+
+
+def test_plain_parameter_paths_and_patterns_sit_under_the_display():
+    """A library joining its caller's name into a path, or compiling its caller's pattern, is
+    reported under the default display confidence; request data in the same place is shown."""
+    from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
+
+    head = "import os, re\nfrom flask import request\n"
+    path_param = _confidence(head + "def f(name):\n    return open(os.path.join('/srv', name))\n", "CWS022")
+    path_request = _confidence(head + "def f():\n    return open(os.path.join('/srv', request.args['n']))\n",
+                               "CWS022")
+    pattern_param = _confidence(head + "def f(p, s):\n    return re.search(p, s)\n", "CWS400")
+    pattern_request = _confidence(head + "def f(s):\n    return re.search(request.args['p'], s)\n", "CWS400")
+    assert 0 < path_param < DEFAULT_MIN_CONFIDENCE <= path_request
+    assert 0 < pattern_param < DEFAULT_MIN_CONFIDENCE <= pattern_request
