@@ -10,6 +10,7 @@ from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.registry import Hit
 from cwescan.detectors.static.patterns import dotted
 from cwescan.detectors.static.flow import CONSTANT, TAINTED, UNKNOWN, Flow
+from cwescan.detectors.static.sources import WEB_FRAMEWORKS
 from cwescan.detectors.static.taint import Analyzer
 
 
@@ -43,6 +44,10 @@ class Context:
 
     def imported(self, prefix: str) -> bool:
         return any(m == prefix or m.startswith(prefix + ".") for m in self.imports)
+
+    def imports_web_framework(self) -> bool:
+        """The file imports a web framework or server (``sources.WEB_FRAMEWORKS``)."""
+        return any(self.imported(m) for m in WEB_FRAMEWORKS)
 
     def qualname(self, call: ast.Call) -> str | None:
         """``hashlib.md5`` for ``from hashlib import md5; md5(...)``; None when not a dotted name."""

@@ -21,7 +21,7 @@ from cwescan.core.handoffs import Handoff
 from cwescan.detectors.static.context import Context
 from cwescan.detectors.static.flow import REMOTE_SOURCES, TAINTED, Flow
 from cwescan.detectors.static.patterns import dotted
-from cwescan.detectors.static.sources import WEB_FRAMEWORKS, lambda_handler
+from cwescan.detectors.static.sources import lambda_handler
 
 _FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
 
@@ -51,7 +51,7 @@ def _may_be_scanned(ctx: Context, head: str, callee: str) -> bool:
 def handoffs_of(ctx: Context) -> list[Handoff]:
     """Every argument of a call to an imported function that carries outside data. Call after
     the rules' walk, which records the file's imports in ``ctx``."""
-    web = any(ctx.imported(m) for m in WEB_FRAMEWORKS)
+    web = ctx.imports_web_framework()
     if not (web or ctx.imported("socket") or any(lambda_handler(n) for n in ctx.tree.body)):
         return []  # what the flow would find here is no remote client's (see _remote)
     out: list[Handoff] = []

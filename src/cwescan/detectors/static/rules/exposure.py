@@ -10,9 +10,8 @@ import re
 from collections.abc import Iterator
 
 from cwescan.detectors.static.context import Context, arg
-from cwescan.detectors.static.patterns import is_route_decorator, last_name
+from cwescan.detectors.static.patterns import is_route_decorator, last_name, positional_names
 from cwescan.detectors.static.registry import Hit, rule
-from cwescan.detectors.static.sources import WEB_FRAMEWORKS
 
 _TRACE_TEXT = frozenset({"format_exc", "format_exception", "format_tb", "format_stack"})
 # calls whose arguments become the body of an HTTP response
@@ -82,9 +81,7 @@ def _is_view(ctx: Context) -> bool:
     for func in ctx.funcs:
         if any(is_route_decorator(d) for d in getattr(func, "decorator_list", ())):
             return True
-    args = getattr(ctx.func, "args", None)
-    names = [a.arg for a in (args.posonlyargs + args.args)] if args is not None else []
-    return any(n in ("request", "req") for n in names[:2]) and any(ctx.imported(m) for m in WEB_FRAMEWORKS)
+    return any(n in ("request", "req") for n in positional_names(ctx.func)[:2]) and ctx.imports_web_framework()
 
 
 def _under_debug_test(node: ast.AST, func: ast.AST) -> bool:

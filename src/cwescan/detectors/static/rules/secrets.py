@@ -89,11 +89,13 @@ def _suspicious(name: str) -> bool:
 
 
 def _credential(name: str, text: str) -> bool:
-    """``text`` under ``name`` may be a credential: the name says so, and a name saying only
-    "token" (``next_token_``, ``IMAGE_TOKEN``, ``pad_token``) holds a value shaped like one."""
+    """``text`` under ``name`` may be a credential: the name says so, a name saying only
+    "token" (``next_token_``, ``IMAGE_TOKEN``, ``pad_token``) holds a value shaped like one, and
+    the value does not merely name a credential (``_label``)."""
     if not _suspicious(name):
         return False
-    return bool(_NOT_ONLY_TOKEN.search(name.rsplit(".", 1)[-1])) or bool(_TOKEN_SHAPE.match(text))
+    shaped = bool(_NOT_ONLY_TOKEN.search(name.rsplit(".", 1)[-1])) or bool(_TOKEN_SHAPE.match(text))
+    return shaped and not _label(text, name)
 
 
 def _words(name: str) -> list[str]:
@@ -163,7 +165,7 @@ def hardcoded_secret(node: ast.Assign, ctx: Context) -> Iterator[Hit]:
         text = _secret_value(value)
         if text is None:
             continue
-        if _KNOWN_TOKENS.search(text) or (_credential(name, text) and not _label(text, name)):
+        if _KNOWN_TOKENS.search(text) or _credential(name, text):
             yield Hit(node, f"`{name}` holds a hard-coded credential", _confidence(name, text))
             return
 
@@ -191,7 +193,7 @@ def hardcoded_secret_argument(node: ast.AST, ctx: Context) -> Iterator[Hit]:
                  if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     for name, value in pairs:
         text = _secret_value(value, used=isinstance(node, ast.keyword))
-        if text is not None and (_KNOWN_TOKENS.search(text) or (_credential(name, text) and not _label(text, name))):
+        if text is not None and (_KNOWN_TOKENS.search(text) or _credential(name, text)):
             # a placeholder word ("password", "test") passed to a call: real but likely a demo value
             conf = 0.4 if _PLACEHOLDER.match(text) else _confidence(name, text)
             yield Hit(value, f"`{name}` is given a hard-coded credential", conf)
@@ -218,10 +220,10 @@ def hardcoded_secret_check(node: ast.Compare, ctx: Context) -> Iterator[Hit]:
         return
     left, right = node.left, node.comparators[0]
     for named, literal in ((left, right), (right, left)):
-        if isinstance(named, (ast.Name, ast.Attribute)) and _suspicious(ast.unparse(named)):
-            text = _secret_value(literal, used=True)
-            if (text is not None and text.lower() not in ("none", "null", "true", "false")
-                    and _credential(ast.unparse(named), text) and not _label(text, ast.unparse(named))):
-                yield Hit(node, f"`{ast.unparse(named)}` is checked against a hard-coded value",
-                          _confidence("", text))
-                return
+        if not isinstance(named, (ast.Name, ast.Attribute)):
+            continue
+        name = ast.unparse(named)
+        text = _secret_value(literal, used=True)
+        if text is not None and text.lower() not in ("none", "null", "true", "false") and _credential(name, text):
+            yield Hit(node, f"`{name}` is checked against a hard-coded value", _confidence("", text))
+            return

@@ -17,7 +17,6 @@ from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.rules.injection import leading_text
 from cwescan.detectors.static.patterns import dotted, is_route_decorator, last_name, walk_local
 from cwescan.detectors.static.flow import TAINTED, Flow
-from cwescan.detectors.static.sources import WEB_FRAMEWORKS
 from cwescan.core.testcode import is_test_path
 
 _HTML = re.compile(r"<\s*/?\s*[a-zA-Z][a-zA-Z0-9]*[^<>]*>|<\s*[a-zA-Z]+\b")
@@ -173,7 +172,7 @@ def _flask_like(ctx: Context) -> bool:
         return False
     if any(ctx.imported(m) for m in ("flask", "quart", "bottle")):
         return True
-    return ctx.func is not None and not any(ctx.imported(m) for m in WEB_FRAMEWORKS) and any(
+    return ctx.func is not None and not ctx.imports_web_framework() and any(
         isinstance(n, ast.Attribute) and n.attr in _FLASK_FIELDS and isinstance(n.value, ast.Name)
         and n.value.id == "request" for n in ast.walk(ctx.func))
 
