@@ -81,11 +81,10 @@ def _confidence(name: str, text: str) -> float:
 
 def _suspicious(name: str) -> bool:
     last = name.rsplit(".", 1)[-1]
-    if "::" in last:  # a type name (``AWS::ApiGateway::ApiKey``), not a field
-        return False
+    if "::" in last or not _SECRET_NAME.search(last) or _ABOUT_A_SECRET.search(last):
+        return False  # ``::``: a type name (``AWS::ApiGateway::ApiKey``), not a field
     words = _words(last)
-    return (bool(_SECRET_NAME.search(last)) and not _ABOUT_A_SECRET.search(last)
-            and not (words and words[-1] in _ABOUT_WORDS))
+    return not (words and words[-1] in _ABOUT_WORDS)
 
 
 def _credential(name: str, text: str) -> bool:
