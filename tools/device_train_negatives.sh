@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
-# Build the realistic-negatives corpus from the lent GPU machine's own site-packages, train the
-# SmolLM2 adapters with it (two negatives ratios, each twice), and score every adapter (and the
-# shipped one) on the realistic mix, all on the device (the `device` tool).
+# Build the realistic-negatives corpus from the lent GPU machine's own site-packages, train SLM
+# adapters with it, and score every adapter on the realistic mix, all on the device (the `device`
+# tool). BASE picks the base model (the same for every stage, here and on the device):
+#   BASE=smol (default): SmolLM2-135M, two negatives ratios, each twice, and the shipped adapter;
+#   BASE=qwen: Qwen2.5-Coder-0.5B at ratio 1.0, LoRA twice (the second run checks reproduction)
+#              and QLoRA once (bitsandbytes carried as a wheel).
 #
-# A call ships the repository's tree (~46 MiB) plus carried paths (at most 64 MiB together); a
-# warm device keeps /root/stash between calls (~30 s idle), so the code, the labelled data and
-# the base model's GGUF travel as ~15 MiB pieces over consecutive calls while the corpus is
-# built in the background:
+# A call ships the repository's tree plus carried paths (at most 64 MiB together); a warm device
+# keeps /root/stash between calls (~30 s idle), so the code, the labelled data and the base
+# model's GGUF travel as pieces over consecutive calls while the corpus is built in the
+# background. Qwen's GGUF is 491 MB: with the shipped weights in the tree (~45 MiB) that is ~33
+# calls, so for BASE=qwen untrack them for the transfer (`git rm --cached` them and list them in
+# .git/info/exclude; `git reset` them afterwards) and carry 52 MiB pieces (10 calls):
 #
 #   here:    tools/device_train_negatives.sh prepare      # -> .carry/model/c01 ... cNN
 #   device:  bash .carry/model/c01/device_train_negatives.sh stash c01   # carry=[".carry/model/c01"]: code, data,
@@ -17,16 +22,31 @@
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh poll 540
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh collect     # -> $OUT
 #
-# Jobs: `cwescan train slm` with recipes/slm-smollm2-neg050.yaml and -neg100.yaml, runs a and b
-# of each (b checks reproduction), then `cwescan eval-mix` on the adapter;
-# and mix_scores on the shipped adapter (the baseline). What comes back: adapters (fp16
-# safetensors), cards, training logs, score files and the corpus manifest.
+# Each job runs `cwescan train slm` with its recipe, then `cwescan eval-mix` on the adapter.
+# What comes back: adapters (fp16 safetensors), cards, training logs, score files and the corpus
+# manifest.
 set -euo pipefail
 . "$(dirname "$0")/device_jobs.sh"
 STASH=/root/stash/model
-PIECE=${PIECE:-15M}
-GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
-GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+BASE=${BASE:-smol}
+case $BASE in
+smol)
+    BASE_MODEL=smollm2-135m
+    GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
+    GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+    EXTRA_WHEELS=()
+    PIECE=${PIECE:-15M}
+    RIDE_WITH_CODE=1 ;;  # the GGUF's last (small) piece travels with the code in c01
+qwen)
+    BASE_MODEL=qwen2.5-coder-0.5b
+    GGUF=qwen2.5-coder-0.5b-instruct-q4_k_m.gguf
+    GGUF_SHA=1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32
+    EXTRA_WHEELS=(bitsandbytes==0.50.2)  # 41 MiB: fills c01 with the code and data
+    PIECE=${PIECE:-52M}
+    RIDE_WITH_CODE=0 ;;
+*)
+    echo "BASE must be smol or qwen" >&2; exit 2 ;;
+esac
 stage=${1:?usage: device_train_negatives.sh prepare|stash DIR|launch|poll SECONDS|collect}
 
 envs() {  # the environment of every job
@@ -39,9 +59,9 @@ case "$stage" in
 prepare)  # here, from the worktree; the pieces go to the folder the device tool carries from
     dest=${DEST:?set DEST to the .carry/model folder of the checkout the device tool ships}
     rm -rf "$dest" && mkdir -p "$dest/tmp"
-    gguf=$(device_smollm2_gguf)
+    gguf=$(python3 -c 'import sys; from cwescan.ml.slm.base import locate_gguf; print(locate_gguf(sys.argv[1]))' "$BASE_MODEL")
     device_wheels "$dest/tmp/wheels" gguf==0.19.0 bandit=="$(device_installed_version bandit)" \
-        stevedore=="$(device_installed_version stevedore)"
+        stevedore=="$(device_installed_version stevedore)" "${EXTRA_WHEELS[@]}"
     git ls-files src recipes data tools | grep -v '^src/cwescan/models/' | tar -cf "$dest/tmp/code.tar" -T -
     tar -C "$(python3 -c 'from cwescan.data.records import default_data_dir; print(default_data_dir())')" \
         -cf "$dest/tmp/datasets.tar" .
@@ -50,9 +70,10 @@ prepare)  # here, from the worktree; the pieces go to the folder the device tool
         tools/device_jobs.sh "$dest/c01/"
     (cd "$dest/tmp" && split -b "$PIECE" -d -a 2 "$gguf" "$GGUF.part")
     n=1
-    # the last (small) piece rides with the code in c01, the others get a call each
-    last=$(ls "$dest/tmp" | grep "^$GGUF.part" | tail -1)
-    mv "$dest/tmp/$last" "$dest/c01/"
+    if [ "$RIDE_WITH_CODE" = 1 ]; then
+        last=$(ls "$dest/tmp" | grep "^$GGUF.part" | tail -1)
+        mv "$dest/tmp/$last" "$dest/c01/"
+    fi
     for p in $(ls "$dest/tmp" | grep "^$GGUF.part"); do
         n=$((n + 1)); d="$dest/c$(printf %02d $n)"; mkdir -p "$d"; mv "$dest/tmp/$p" "$d/"
     done
@@ -87,22 +108,33 @@ launch)
     done
     tail -8 "$STASH/negatives.log"
     cd "$STASH/code"
-    env $(envs) python3 -c "from cwescan.ml.slm.base import converted_dir; print(converted_dir('smollm2-135m'))" 2>&1 | tail -1
+    env $(envs) python3 -c "import sys; from cwescan.ml.slm.base import converted_dir; print(converted_dir(sys.argv[1]))" \
+        "$BASE_MODEL" 2>&1 | tail -1
     mkdir -p "$STASH/runs"
     ngpu=$(nvidia-smi -L | wc -l)
-    job() {  # name recipe gpu: train, then score on the realistic mix
+    job() {  # name recipe gpu [eval-mix options]: train, then score on the realistic mix
         local run=$STASH/runs/$1
         device_job "$run" "$(envs) CUDA_VISIBLE_DEVICES=$3" "python3 -m cwescan train slm --recipe $2 --out $run/adapter --device cuda &&
-            python3 -m cwescan eval-mix --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json"
+            python3 -m cwescan eval-mix --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json ${4:-}"
     }
     g1=$((ngpu > 1 ? 1 : 0))
-    job neg100-a recipes/slm-smollm2-neg100.yaml 0
-    job neg050-a recipes/slm-smollm2-neg050.yaml 0
-    job neg100-b recipes/slm-smollm2-neg100.yaml $g1
-    job neg050-b recipes/slm-smollm2-neg050.yaml $g1
-    device_job "$STASH/runs/shipped" "$(envs) CUDA_VISIBLE_DEVICES=$g1" \
-        "python3 -m cwescan eval-mix --negatives $STASH/negatives --device cuda --out $STASH/runs/shipped/scores.json"
-    echo "started 5 jobs on $ngpu GPU(s)"
+    case $BASE in
+    smol)
+        job neg100-a recipes/slm-smollm2-neg100.yaml 0
+        job neg050-a recipes/slm-smollm2-neg050.yaml 0
+        job neg100-b recipes/slm-smollm2-neg100.yaml $g1
+        job neg050-b recipes/slm-smollm2-neg050.yaml $g1
+        device_job "$STASH/runs/shipped" "$(envs) CUDA_VISIBLE_DEVICES=$g1" \
+            "python3 -m cwescan eval-mix --negatives $STASH/negatives --device cuda --out $STASH/runs/shipped/scores.json" ;;
+    qwen)
+        # run a is the candidate: both mix parts (the pair is fitted on validation) and its line
+        # answers on the labelled parts; the repeat and QLoRA are compared on the test part
+        job qwen-lora-a recipes/slm-qwen-coder-neg100.yaml 0 "&& python3 -m cwescan eval-mix --model $STASH/runs/qwen-lora-a/adapter \
+            --negatives $STASH/negatives --device cuda --labelled-only --out $STASH/runs/qwen-lora-a/lines.json"
+        job qwen-lora-b recipes/slm-qwen-coder-neg100.yaml $g1 "--part test"
+        job qwen-qlora-a recipes/slm-qwen-coder-qlora-neg100.yaml $g1 "--part test" ;;
+    esac
+    echo "started jobs on $ngpu GPU(s): $(ls "$STASH/runs" | tr '\n' ' ')"
     ;;
 poll)
     device_poll "$STASH/runs" "${2:-60}" 3
