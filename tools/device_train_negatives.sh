@@ -4,7 +4,7 @@
 # tool). BASE picks the base model (the same for every stage, here and on the device):
 #   BASE=smol (default): SmolLM2-135M, two negatives ratios, each twice, and the shipped adapter;
 #   BASE=qwen: Qwen2.5-Coder-0.5B at ratio 1.0, LoRA twice (the second run checks reproduction)
-#              and QLoRA once (bitsandbytes carried as a wheel).
+#              (`launch`) and QLoRA once (`launch qlora`; bitsandbytes carried as a wheel).
 #
 # A call ships the repository's tree plus carried paths (at most 64 MiB together); a warm device
 # keeps /root/stash between calls (~30 s idle), so the code, the labelled data and the base
@@ -47,7 +47,7 @@ qwen)
 *)
     echo "BASE must be smol or qwen" >&2; exit 2 ;;
 esac
-stage=${1:?usage: device_train_negatives.sh prepare|stash DIR|launch|poll SECONDS|collect}
+stage=${1:?usage: device_train_negatives.sh prepare|stash DIR|launch [qlora]|poll SECONDS|collect}
 
 envs() {  # the environment of every job
     echo "PYTHONPATH=$STASH/code/src:/tmp/site PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \
@@ -118,7 +118,7 @@ launch)
             python3 -m cwescan eval-mix --model $run/adapter --negatives $STASH/negatives --device cuda --out $run/scores.json ${4:-}"
     }
     g1=$((ngpu > 1 ? 1 : 0))
-    case $BASE in
+    case $BASE${2:+-$2} in
     smol)
         job neg100-a recipes/slm-smollm2-neg100.yaml 0
         job neg050-a recipes/slm-smollm2-neg050.yaml 0
@@ -131,8 +131,11 @@ launch)
         # answers on the labelled parts; the repeat and QLoRA are compared on the test part
         job qwen-lora-a recipes/slm-qwen-coder-neg100.yaml 0 "&& python3 -m cwescan eval-mix --model $STASH/runs/qwen-lora-a/adapter \
             --negatives $STASH/negatives --device cuda --labelled-only --out $STASH/runs/qwen-lora-a/lines.json"
-        job qwen-lora-b recipes/slm-qwen-coder-neg100.yaml $g1 "--part test"
-        job qwen-qlora-a recipes/slm-qwen-coder-qlora-neg100.yaml $g1 "--part test" ;;
+        job qwen-lora-b recipes/slm-qwen-coder-neg100.yaml $g1 "--part test" ;;
+    qwen-qlora)  # ~0.8 s a step on a shared H200: its own lease, or after the LoRA pair
+        job qwen-qlora-a recipes/slm-qwen-coder-qlora-neg100.yaml 0 "--part test" ;;
+    *)
+        echo "no jobs for BASE=$BASE ${2:-}" >&2; exit 2 ;;
     esac
     echo "started jobs on $ngpu GPU(s): $(ls "$STASH/runs" | tr '\n' ' ')"
     ;;
