@@ -52,3 +52,19 @@ def test_a_model_only_finding_under_the_display_confidence_is_not_shown():
                             calibration=Isotonic([0.0, 0.5, 0.9], [0.0, 0.1, 0.8]))
     view = pipeline_view(records, {"v1": 0.6, "v2": 0.95}, policy)
     assert view["model_only_flags"] == 1 and view["scan"]["tp"] == 1
+
+
+# a parameter joined into a path: a rule lead under the display confidence (0.25 < 0.3)
+LEAD = "import os\n\ndef read(name):\n    with open(os.path.join('/srv/data', name)) as f:\n        return f.read()\n"
+
+
+def test_a_lead_under_the_display_gets_the_second_opinion_not_a_model_only_finding():
+    records = [Record("v1", "t", LEAD, True), Record("s1", "t", LEAD, False)]
+    policy = DecisionPolicy(model_only=0.9, safe=0.05, vulnerable=0.5)
+    view = pipeline_view(records, {"v1": 0.95, "s1": 0.6}, policy)
+    assert view["static"]["tp"] == 0 and view["static"]["fp"] == 0  # the rules alone show neither
+    # the model's confident "vulnerable" raises both leads into view, as a scan's second opinion
+    # does; neither is a model-only finding, since a rule found something in the unit
+    assert (view["scan"]["tp"], view["scan"]["fp"]) == (1, 1) and view["model_only_flags"] == 0
+    below = pipeline_view(records, {"v1": 0.4, "s1": 0.4}, policy)  # an unsure model leaves them hidden
+    assert below["scan"]["tp"] == 0 and below["scan"]["fp"] == 0

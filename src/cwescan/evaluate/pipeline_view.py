@@ -41,12 +41,15 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy:
         every = static.detect(units)
         findings = [f for f in every if f.confidence >= display]
         p = scores[r.id]
-        shown = [second_opinion(f, p, None, policy) for f in findings]
+        # as in a scan, every rule finding gets the second opinion, also one under the display
+        # confidence (a parameter-only lead), which a confident "vulnerable" can raise into view
+        shown = [second_opinion(f, p, None, policy) for f in every]
         shown_static = any(f.confidence >= display for f in shown)
         reviewed = any(v.review for v in triage(units, by_path(every)))  # else the scan never asks the model
         # a model-only finding is withheld under the policy's threshold (raw score) and hidden
-        # under the display confidence (its calibrated probability), as a scan does
-        model_only = (not findings and p >= policy.model_only and policy.probability(p) >= display
+        # under the display confidence (its calibrated probability), as a scan does; where a rule
+        # found anything, at any confidence, the model's verdict is that finding's second opinion
+        model_only = (not every and p >= policy.model_only and policy.probability(p) >= display
                       and r.id not in gated and reviewed)
         out["static"].append(bool(findings))
         out["scan"].append(shown_static or model_only)
