@@ -10,6 +10,7 @@ from cwescan.detectors.static.rules import (  # noqa: F401
     files,
     injection,
     orm,
+    remote,
     resources,
     secrets,
     transport,
