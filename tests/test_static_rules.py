@@ -218,6 +218,16 @@ def test_works_on_snippets_and_only_reports_the_units_asked_for():
     assert all(f.path == "record-17" for f in det.detect(src.units))
 
 
+
+def test_a_snippet_cut_from_its_imports_is_judged_as_its_module_calls_read():
+    # Bandit decides B506 from the file's imports; a function cut out of its file has none, and
+    # yaml.load(f) there is the same unsafe call as with ``import yaml`` above it
+    code = "def read(path):\n    with open(path) as f:\n        return yaml.load(f)\n"
+    assert [f.rule_id for f in scan("t.py", code, select=["CWS502B"])] == ["CWS502B"]
+    assert [f.rule_id for f in scan("t.py", "import yaml\n" + code, select=["CWS502B"])] == ["CWS502B"]
+    safe = code.replace("yaml.load(f)", "yaml.load(f, Loader=yaml.SafeLoader)")
+    assert scan("t.py", safe, select=["CWS502B"]) == []
+
 ODD_CODE = [
     "x = (lambda: (yield))\n",
     "async def f(a, /, b=1, *c, d, **e):\n    async with a as (p, q):\n        await eval(p)\n",

@@ -119,7 +119,23 @@ class Context:
     # -- Bandit ------------------------------------------------------------------------------
 
     def bandit(self, test_id: str, call: ast.Call):
-        return bandit_bridge.run_test(test_id, call, self.imports, self.aliases, self.path)
+        # Bandit asks the file's imports which module a call belongs to. A name the function
+        # assigns is a local object even where a module of that name is imported
+        # (``yaml = YAML(typ="safe")``); a snippet cut out of its file has lost its imports, while
+        # ``qualname`` reads ``yaml.load`` as yaml's all the same, so Bandit is shown that module.
+        head = (dotted(call.func) or "").partition(".")[0]
+        if head and self.func is not None and _binds(self.func, head):
+            return None
+        imports = self.imports
+        if head and head not in self.aliases and not _binds(self.tree, head):
+            imports = imports | {head}
+        return bandit_bridge.run_test(test_id, call, imports, self.aliases, self.path)
+
+
+def _binds(scope: ast.AST, name: str) -> bool:
+    """``scope`` assigns ``name`` or takes it as a parameter."""
+    return any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
+               or isinstance(n, ast.arg) and n.arg == name for n in ast.walk(scope))
 
 
 def kwarg(call: ast.Call, name: str) -> ast.AST | None:

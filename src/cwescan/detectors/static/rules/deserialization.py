@@ -8,6 +8,7 @@ Bandit's B301/B313-B320 flag every call whatever the data, including constants.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
@@ -84,6 +85,11 @@ def unsafe_deserialization(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         yield Hit(call, f"{qual}() can run code while loading{where}", 0.5, lower_severity=True)
 
 
+# loaders that build no Python objects: SafeLoader/CSafeLoader (and subclasses named for them)
+# and BaseLoader (strings, lists and dicts only)
+_SAFE_LOADER = re.compile(r"(Safe|Base)Loader\b")
+
+
 @rule("CWS502B", cwe="CWE-502", title="YAML loaded with an unsafe loader", severity="high",
       calls={"load", "load_all", "unsafe_load", "full_load", "unsafe_load_all"}, bandit=("B506",))
 def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
@@ -91,7 +97,8 @@ def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **What.** ``yaml.load`` without ``SafeLoader``/``CSafeLoader`` (Bandit's B506 decides this),
     plus ``yaml.unsafe_load``/``unsafe_load_all`` and ``yaml.load_all`` with an unsafe or no
-    loader.
+    loader. ``BaseLoader`` is safe too (it builds strings, lists and dicts only), which B506 does
+    not know. A snippet without its imports is judged as if it imported ``yaml``.
 
     **Why.** Tags such as ``!!python/object/apply:os.system`` run code while loading (CWE-502).
 
@@ -109,6 +116,9 @@ def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if "yaml" not in qual.split("."):
         return
     name = qual.rsplit(".", 1)[-1]
+    loader = arg(call, 1, "Loader")
+    if loader is not None and _SAFE_LOADER.search(ast.unparse(loader)):
+        return
     if name == "load":
         issue = ctx.bandit("B506", call)
         if issue is None:
@@ -117,9 +127,6 @@ def yaml_unsafe_load(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     elif name in ("unsafe_load", "unsafe_load_all"):
         base, text = 0.8, ""
     elif name in ("load_all", "full_load"):
-        loader = arg(call, 1, "Loader")
-        if loader is not None and "Safe" in ast.unparse(loader):
-            return
         if name == "full_load" or loader is None:
             base, text = 0.6, ""
         else:
