@@ -344,6 +344,7 @@ def interpreter_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         yield hit
 
 
+_VARARG_EXECS = ("os.execl", "os.spawnl")  # execl*(path, arg0, ...), spawnl*(mode, path, arg0, ...)
 _SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "/bin/sh", "/bin/bash", "cmd", "cmd.exe", "powershell"}
 
 
@@ -358,7 +359,9 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
     first = args[0] if args else kwarg(call, "args")
     if first is None or isinstance(first, ast.Starred):
         return
-    listed = _argument_list(first, ctx)
+    varargs = qual.startswith(_VARARG_EXECS)
+    # execl(path, arg0, arg1, ...): the program's argv is the arguments after its path
+    listed = ast.List(elts=list(args[1:])) if varargs else _argument_list(first, ctx)
     target = None
     script = False
     if listed is not None:
@@ -371,7 +374,7 @@ def _no_shell(call: ast.Call, qual: str, ctx: Context) -> Iterator[Hit]:
             target = next((e for e in elts[shell + 2:] if not isinstance(e, ast.Constant)), None)
             script = True
         else:
-            target = elts[0]  # the program; the other items are plain arguments
+            target = first if varargs else elts[0]  # the program; the other items are plain arguments
     elif qual.startswith(_NO_SHELL) or not isinstance(first, ast.Name) or ctx.flow(first).built:
         target = first
     if target is None or isinstance(target, (ast.Constant, ast.Starred)):
