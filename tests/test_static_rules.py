@@ -227,6 +227,10 @@ def test_a_snippet_cut_from_its_imports_is_judged_as_its_module_calls_read():
     assert [f.rule_id for f in scan("t.py", "import yaml\n" + code, select=["CWS502B"])] == ["CWS502B"]
     safe = code.replace("yaml.load(f)", "yaml.load(f, Loader=yaml.SafeLoader)")
     assert scan("t.py", safe, select=["CWS502B"]) == []
+    cipher = "def seal(key, iv):\n    return DES3.new(key, DES3.MODE_CFB, iv)\n"
+    assert [f.rule_id for f in scan("t.py", cipher, select=["CWS327"])] == ["CWS327"]
+    own = "DES3 = Registry()\n" + cipher  # a name the file defines is not the module
+    assert scan("t.py", own, select=["CWS327"]) == []
 
 ODD_CODE = [
     "x = (lambda: (yield))\n",

@@ -126,10 +126,13 @@ class Context:
         head = (dotted(call.func) or "").partition(".")[0]
         if head and self.func is not None and _binds(self.func, head):
             return None
-        imports = self.imports
-        if head and head not in self.aliases and not _binds(self.tree, head):
-            imports = imports | {head}
+        imports = self.imports | {head} if self.lost_import(head) else self.imports
         return bandit_bridge.run_test(test_id, call, imports, self.aliases, self.path)
+
+    def lost_import(self, name: str) -> bool:
+        """The file uses ``name`` but neither imports nor assigns it: a snippet cut out of its
+        file, where ``DES3.new(...)`` is most likely the module it is called like."""
+        return bool(name) and name not in self.aliases and name not in self.imports and not _binds(self.tree, name)
 
 
 def _binds(scope: ast.AST, name: str) -> bool:

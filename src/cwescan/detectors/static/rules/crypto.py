@@ -78,7 +78,8 @@ def weak_cipher(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
     **What.** PyCryptodome/PyCrypto ``DES``/``DES3``/``ARC4``/``ARC2``/``Blowfish``/``XOR``
     ``.new()``, any ``.new(key, X.MODE_ECB)``, ``cryptography``'s ``algorithms.ARC4``/
-    ``TripleDES``/``Blowfish``/``IDEA``/``CAST5``/``SEED`` and ``modes.ECB()``.
+    ``TripleDES``/``Blowfish``/``IDEA``/``CAST5``/``SEED`` and ``modes.ECB()``. In a snippet cut
+    out of its file (no import of ``DES3`` left), ``DES3.new()`` counts as PyCryptodome's.
 
     **Why.** These ciphers have small keys or blocks or known biases; ECB encrypts equal blocks
     to equal output and leaks patterns (CWE-327).
@@ -92,7 +93,8 @@ def weak_cipher(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     qual = ctx.qualname(call) or ""
     parts = qual.split(".")
     last = parts[-1]
-    if last == "new" and len(parts) >= 2 and parts[-2] in _WEAK_CIPHERS and "Cipher" in qual:
+    if last == "new" and len(parts) >= 2 and parts[-2] in _WEAK_CIPHERS \
+            and ("Cipher" in qual or ctx.lost_import(parts[0])):
         yield Hit(call, f"{parts[-2]} is a broken cipher ({qual}())", 0.8)
         return
     if last == "new" and any(isinstance(a, ast.Attribute) and a.attr == "MODE_ECB"
