@@ -33,15 +33,14 @@ def remote_command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     in the value run further commands on that machine, often a storage array or a server the
     program administers with high rights (CWE-78).
 
-    Not flagged either: a value whose fixed text has no space, which names a host or a program
-    rather than a command line (``exec_ssh(f"{user}@{host}")``), and a function of an imported module
-    that happens to be called ``exec_command`` (``numpy.distutils.exec_command``).
-
     **Confidence.** As for a local shell command: high when a request field, ``input()``, the
     command line or a socket's data is formatted in; lower, and one severity lower, when only a
-    function parameter or an untraced value is. A constant command, a value that went through
-    ``shlex.quote``/``int()``, a command passed on unchanged (its caller builds it) and an
-    argument list (which the helper can quote item by item) are not flagged.
+    function parameter or an untraced value is. Not flagged: a constant command, a value that
+    went through ``shlex.quote``/``int()``, a command passed on unchanged (its caller builds
+    it), an argument list (which the helper can quote item by item), a value whose fixed text
+    has no space (a destination such as ``exec_ssh(f"{user}@{host}")``, not a command line) and
+    a function of an imported module that happens to be called ``exec_command``
+    (``numpy.distutils.exec_command``).
 
     **Example.**
 
