@@ -54,8 +54,10 @@ def remote_command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     if not (_SSH_RUNNER.search(name) and not _module_function(call, ctx) or (ctx.qualname(call) or "") in _FABRIC):
         return
     command = arg(call, 0, "command") or arg(call, 0, "cmd")
-    if command is None or isinstance(command, ast.Constant) or _is_list(command, ctx) \
-            or _destination(_text(command, ctx)):
+    if command is None or isinstance(command, ast.Constant):
+        return
+    built = ctx.assigned_value(command) or command  # what the variable holds, as last assigned
+    if _is_list(built) or _destination(_text(built)):
         return
     hit = ctx.sink(call, command, "command", f"{name}()", need_built=True,
                    what="command line for a remote shell (SSH) from a non-constant value")
@@ -63,10 +65,9 @@ def remote_command_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
         yield hit
 
 
-def _is_list(expr: ast.AST, ctx: Context) -> bool:
-    """``expr`` holds an argument list: a list literal, or a sum with one in it (``cmd + ["-v"]``
-    is a list whatever ``cmd`` is), as it is or as last assigned in the function."""
-    expr = ctx.assigned_value(expr) or expr
+def _is_list(expr: ast.AST) -> bool:
+    """``expr`` is an argument list: a list literal, or a sum with one in it (``cmd + ["-v"]``
+    is a list whatever ``cmd`` is)."""
     operands = [expr]
     while operands:
         e = operands.pop()
@@ -89,7 +90,6 @@ def _destination(text: str) -> bool:
     return bool(text.strip()) and " " not in text
 
 
-def _text(expr: ast.AST, ctx: Context) -> str:
-    """The constant text of the string ``expr`` builds (as last assigned in the function)."""
-    expr = ctx.assigned_value(expr) or expr
+def _text(expr: ast.AST) -> str:
+    """The constant text of the string ``expr`` builds."""
     return "".join(n.value for n in ast.walk(expr) if isinstance(n, ast.Constant) and isinstance(n.value, str))
