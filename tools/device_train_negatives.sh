@@ -128,10 +128,11 @@ launch)
             "python3 -m cwescan eval-mix --negatives $STASH/negatives --device cuda --out $STASH/runs/shipped/scores.json" ;;
     qwen)
         # run a is the candidate: both mix parts (the pair is fitted on validation) and its line
-        # answers on the labelled parts; the repeat and QLoRA are compared on the test part
+        # answers on the labelled parts; the repeat gets both mix parts too, because its
+        # reproduction is read at its own thresholds (`cwescan train calibrate --repeat-scores`)
         job qwen-lora-a recipes/slm-qwen-coder-neg100.yaml 0 "&& python3 -m cwescan eval-mix --model $STASH/runs/qwen-lora-a/adapter \
             --negatives $STASH/negatives --device cuda --labelled-only --out $STASH/runs/qwen-lora-a/lines.json"
-        job qwen-lora-b recipes/slm-qwen-coder-neg100.yaml $g1 "--part test" ;;
+        job qwen-lora-b recipes/slm-qwen-coder-neg100.yaml $g1 ;;
     qwen-qlora)  # ~0.8 s a step on a shared H200: its own lease, or after the LoRA pair
         job qwen-qlora-a recipes/slm-qwen-coder-qlora-neg100.yaml 0 "--part test" ;;
     *)
