@@ -14,6 +14,8 @@
 # .git/info/exclude; `git reset` them afterwards) and carry 52 MiB pieces (10 calls):
 #
 #   here:    tools/device_train_negatives.sh prepare      # -> .carry/model/c01 ... cNN
+# Issue the c01 call alone (the start of a machine may be refused) and the others back to back once
+# it has one: the machine goes back after ~30 s without a call, with the jobs on it.
 #   device:  bash .carry/model/c01/device_train_negatives.sh stash c01   # carry=[".carry/model/c01"]: code, data,
 #                                                          # wheels (gguf; bandit and stevedore, which the rules import);
 #                                                          # starts `cwescan data negatives` in the background
@@ -133,8 +135,9 @@ launch)
         job qwen-lora-a recipes/slm-qwen-coder-neg100.yaml 0 "&& python3 -m cwescan eval-mix --model $STASH/runs/qwen-lora-a/adapter \
             --negatives $STASH/negatives --device cuda --labelled-only --out $STASH/runs/qwen-lora-a/lines.json"
         job qwen-lora-b recipes/slm-qwen-coder-neg100.yaml $g1 ;;
-    qwen-qlora)  # ~0.8 s a step on a shared H200: its own lease, or after the LoRA pair
-        job qwen-qlora-a recipes/slm-qwen-coder-qlora-neg100.yaml 0 "--part test" ;;
+    qwen-qlora)  # its own lease: ~0.8 s a step with the LoRA pair beside it, 0.33 s for LoRA with one
+        # neighbour; both mix parts, so `cwescan train calibrate` reads it at its own thresholds
+        job qwen-qlora-a recipes/slm-qwen-coder-qlora-neg100.yaml 0 ;;
     *)
         echo "no jobs for BASE=$BASE ${2:-}" >&2; exit 2 ;;
     esac
