@@ -118,20 +118,23 @@ def _only(code: str, rule_id: str, path: str = "t.py"):
 
 @pytest.mark.parametrize("source, kind, severity", [
     ("request.args['h']", "request data (request.args)", "critical"),
-    ("sys.argv[1]", "command-line argument (sys.argv)", "critical"),
-    ("os.environ['HOST']", "environment variable `HOST`", "critical"),
-    ("input()", "user input (input())", "critical"),
+    ("os.environ['QUERY_STRING']", "request data (the CGI variable `QUERY_STRING`)", "critical"),
+    ("sys.argv[1]", "command-line argument (sys.argv)", "high"),
+    ("os.environ['HOST']", "environment variable `HOST`", "high"),
+    ("input()", "user input (input())", "high"),
     ("host", "parameter `host` (caller-supplied, not known to be user input)", "high"),
 ])
 def test_parameter_only_evidence_ranks_below_request_argv_and_env(source, kind, severity):
     """A parameter of a library function is not untrusted input: below every real source in
-    confidence and one severity lower; the explanation names the source kind."""
+    confidence and one severity lower. What whoever runs the program sets (the command line,
+    the environment, input()) keeps its confidence but is one severity lower than what a remote
+    client sends (CGI's request variables are the request). The explanation names the source."""
     head = "import os, sys\nfrom flask import request\n"
     f = _only(head + f"def ping(host):\n    os.system('ping ' + {source})\n", "CWS078")
     assert f.message.startswith(f"shell command from a non-constant value: {kind} reaches os.system()")
     assert f.severity == severity
     param = _only(head + "def ping(host):\n    os.system('ping ' + host)\n", "CWS078")
-    if severity == "critical":
+    if source != "host":
         assert f.confidence > param.confidence
 
 

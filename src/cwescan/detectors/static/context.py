@@ -78,9 +78,10 @@ class Context:
     def hit(self, node: ast.AST, flow: Flow, message: str, confidence: float | None = None, *,
             lower_severity: bool = False) -> Hit:
         """A hit whose evidence is ``flow``: the source's confidence unless given, and one
-        severity lower when the flow is weak evidence (untraced, or only a plain parameter)."""
+        severity lower when the flow is weak evidence (untraced, or only a plain parameter) or
+        comes from whoever runs the program (``Flow.local``)."""
         return Hit(node, message, flow.confidence if confidence is None else confidence,
-                   lower_severity=lower_severity or flow.weak,
+                   lower_severity=lower_severity or flow.weak or flow.local,
                    related=tuple((path or self.path, line) for path, line in flow.entered))
 
     def sink(self, node: ast.AST, expr: ast.AST | None, kind: str, sink: str, *,

@@ -34,6 +34,18 @@ WEAK_SOURCES = frozenset({"parameter"})
 # Source kinds a remote client controls (not whoever runs the program: the command line,
 # input(), the environment).
 REMOTE_SOURCES = frozenset({"request", "route-param", "upload", "upload-name", "network"})
+# Source kinds set by whoever runs the program. The labelled data counts their flows into a
+# sink as weaknesses (and so do we: same confidence), but the person who can set them can
+# usually run code already, so a finding resting on one alone is reported one severity lower
+# than one a remote client can reach (CodeQL keeps such "local" sources out of its default
+# queries; Flask's shell evaluating the file $PYTHONSTARTUP names is the typical case).
+LOCAL_SOURCES = frozenset({"environment", "argv", "input"})
+# CGI hands the request to the program in its environment (RFC 3875 meta-variables; a WSGI
+# `environ` holds the same keys): these variables are request data, not configuration. Only
+# names no program uses for its own settings: HTTP_HOST or HTTP_PORT, say, often are.
+CGI_REQUEST_VARIABLES = frozenset({
+    "QUERY_STRING", "PATH_INFO", "PATH_TRANSLATED", "REQUEST_URI", "CONTENT_TYPE", "REMOTE_USER",
+    "HTTP_COOKIE", "HTTP_REFERER", "HTTP_USER_AGENT", "HTTP_AUTHORIZATION", "HTTP_X_FORWARDED_FOR"})
 UNKNOWN_CONFIDENCE = 0.5
 DATABASE = "database"  # the source label of unknown values read back from a database
 # unknown values whose origin is known and worth naming in an explanation
@@ -136,6 +148,12 @@ class Flow:
         return self.level != TAINTED or self.source in WEAK_SOURCES
 
     @property
+    def local(self) -> bool:
+        """Set by whoever runs the program (the environment, the command line, input()), not by
+        a remote client: reported one severity lower (``LOCAL_SOURCES``)."""
+        return self.level == TAINTED and self.source in LOCAL_SOURCES
+
+    @property
     def caller_chosen(self) -> bool:
         """A plain parameter handed on as it came, not built into a larger value: a sink that
         takes a whole path, URL, target or query from it does what its caller asked (a helper),
@@ -211,5 +229,7 @@ def request_flow(field_name: str) -> Flow:
 
 
 def environment_flow(key: ast.AST | None) -> Flow:
-    named = f" `{key.value}`" if isinstance(key, ast.Constant) and isinstance(key.value, str) else ""
-    return Flow(TAINTED, "environment", f"environment variable{named}")
+    name = key.value if isinstance(key, ast.Constant) and isinstance(key.value, str) else ""
+    if name in CGI_REQUEST_VARIABLES:
+        return Flow(TAINTED, "request", f"request data (the CGI variable `{name}`)")
+    return Flow(TAINTED, "environment", f"environment variable `{name}`" if name else "environment variable")
