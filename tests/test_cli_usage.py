@@ -80,7 +80,7 @@ def test_version_and_singular_wording(tmp_path):
     assert r.exit_code == 0 and r.stdout.strip() == f"cwescan {__version__}"
     (tmp_path / "one.py").write_text(VULN)
     r = cwescan("scan", "one.py", "-d", "static", "--fail-on", "none", cwd=tmp_path)
-    assert "1 finding (1 critical) in 1 file scanned (2 units)" in r.stdout
+    assert "1 finding (1 high) in 1 file scanned (2 units)" in r.stdout  # input(): one below critical
     assert "cwescan: 1 finding, 0 at or above --fail-on none; 1 file in" in r.stderr
 
 
