@@ -22,7 +22,9 @@
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh stash cNN   # the GGUF pieces
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh launch      # jobs, one GPU each pair
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh poll 540
-#   device:  bash /root/stash/model/code/tools/device_train_negatives.sh collect     # -> $OUT
+#   device:  bash /root/stash/model/code/tools/device_train_negatives.sh finish 540  # poll, then collect -> $OUT
+# Collect in the call whose poll sees the jobs end (`finish` does both): a pause of ~30 s between
+# calls gives the machine back with the runs on it.
 #
 # Each job runs `cwescan train slm` with its recipe, then `cwescan eval-mix` on the adapter.
 # What comes back: adapters (fp16 safetensors), cards, training logs, score files and the corpus
@@ -49,7 +51,7 @@ qwen)
 *)
     echo "BASE must be smol or qwen" >&2; exit 2 ;;
 esac
-stage=${1:?usage: device_train_negatives.sh prepare|stash DIR|launch [qlora]|poll SECONDS|collect}
+stage=${1:?usage: device_train_negatives.sh prepare|stash DIR|launch [qlora]|poll SECONDS|finish SECONDS|collect}
 
 envs() {  # the environment of every job
     echo "PYTHONPATH=$STASH/code/src:/tmp/site PYTHONUNBUFFERED=1 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \
@@ -146,6 +148,10 @@ launch)
 poll)
     device_poll "$STASH/runs" "${2:-60}" 3
     nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader
+    ;;
+finish)  # poll, then collect whatever the runs have (partial runs too)
+    device_poll "$STASH/runs" "${2:-60}" 3
+    OUT=${OUT:-$STASH/out} bash "$0" collect
     ;;
 collect)
     out=${OUT:-$STASH/out}
