@@ -24,7 +24,8 @@
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh poll 540
 #   device:  bash /root/stash/model/code/tools/device_train_negatives.sh finish 540  # poll, then collect -> $OUT
 # Collect in the call whose poll sees the jobs end (`finish` does both): a pause of ~30 s between
-# calls gives the machine back with the runs on it.
+# calls gives the machine back with the runs on it. The device runs the tools from c01's code
+# archive: run `prepare` again after changing them.
 #
 # Each job runs `cwescan train slm` with its recipe, then `cwescan eval-mix` on the adapter.
 # What comes back: adapters (fp16 safetensors), cards, training logs, score files and the corpus
