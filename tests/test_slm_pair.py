@@ -114,3 +114,42 @@ def test_the_pair_gate_is_the_first_stage_when_the_encoder_card_has_none(tmp_pat
     # what the gate cleared had no rule finding: the units the SLM read are exactly those with one
     stage = report.stats["model_stage"]
     assert stage["reviewed"] == stage["reasons"]["static-finding"] > 0
+
+
+def test_rule_findings_the_partner_settles_are_not_read_by_the_slm(tmp_path):
+    adapter = tiny_slm_artifact(tmp_path / "slm", threshold=1.0)
+    encoder_dir = tiny_artifact(tmp_path / "encoder")
+    card = read_card(adapter)
+    # the pair's "safe" is 0: no SLM answer at or above the floor can lower a rule finding, so a
+    # unit whose rule findings are all shown is settled by whatever the encoder says
+    card["pair"] = {"partner": "encoder", "weight": 0.5,
+                    "partner_files": model_files(EncoderDetector(model_path=encoder_dir).card["files"]),
+                    "policy": {"model_only": 1.0, "safe": 0.0, "vulnerable": 0.001, "cwe_head": 0.0, "line": 0.0},
+                    "gate": {"threshold": 0.0, "slm_ceiling": 0.99}, "settle": {"slm_floor": 0.01}}
+    write_card(adapter, card)
+    units = _units()
+    rules = [f for f in StaticDetector().detect(units) if f.confidence >= 0.3]
+    ruled = {u.qualname for u in units if any(f.start_line in range(u.start_line, u.end_line + 1) for f in rules)}
+    assert ruled and ruled != {u.qualname for u in units}
+    paired = SLMDetector(model=adapter, partner=EncoderDetector(model_path=encoder_dir))
+    found = paired.detect(units, hints={"app.py": rules})
+    assert paired.stats["settled_units"] == len(ruled)
+    assert paired.stats["units"] == len(units) - len(ruled)  # the SLM read the others only
+    settled = [f for f in found if f.extra.get("slm_second_opinion", {}).get("verdict") == "settled"]
+    assert len(settled) == len(rules)
+    for f, rule in zip(sorted(settled, key=lambda f: f.start_line), sorted(rules, key=lambda f: f.start_line)):
+        assert (f.confidence, f.severity, f.cwe) == (rule.confidence, rule.severity, rule.cwe)
+        assert 0.0 <= f.extra["slm_second_opinion"]["partner_score"] <= 1.0
+    # a finding the scan hides could be raised into view by a confident "vulnerable": read
+    paired.set_display(max(f.confidence for f in rules) + 0.01)
+    paired.stats["settled_units"] = 0
+    paired.detect(units, hints={"app.py": rules})
+    assert paired.stats["settled_units"] == 0
+    # and the benchmark's switch reads every unit
+    paired.set_display(0.0)
+    paired.set_settle(False)
+    identity = paired.cache_identity()
+    paired.detect(units, hints={"app.py": rules})
+    assert paired.stats["settled_units"] == 0
+    paired.set_settle(True)
+    assert paired.cache_identity() != identity  # a settled answer is not the SLM's: cached apart

@@ -77,6 +77,8 @@ class ScanRun:
     first_stage_cleared: int = 0  # units the first stage cleared before the SLM
     first_stage_s: float = 0.0  # of the model stage: the first stage's (wall, from the progress reports)
     focus: bool = True  # the models read long units only in the windows around their sinks and sources
+    settle: bool = True  # units whose rule findings the encoder settles are not read by the SLM
+    settled_units: int = 0  # of them, in this run
     # resident MB now / peak so far, at the model stage's start (files parsed and triaged), after
     # the first stage, after the SLM's first batch (its model loaded) and at the end: where the
     # peak RSS is reached
@@ -120,7 +122,7 @@ def _cpu_seconds() -> float:
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
-             focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE) -> ScanRun:
+             focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE, settle: bool = True) -> ScanRun:
     from cwescan.core.pair import partner_name
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
@@ -170,6 +172,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     for d in detectors:
         if isinstance(d, ModelDetector):
             d.set_focus(focus)
+            d.set_settle(settle)
     t1 = time.perf_counter()
     # the display confidence (a user's scan: 0.3) decides the pair's gate too
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
@@ -181,7 +184,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     remember("end")
     stage = report.stats.get("model_stage") or {}
     counted = {k: sum(d.stats.get(k, 0) for d in slm)
-               for k in ("windows", "scored_windows", "tokens", "prefix_tokens")}
+               for k in ("windows", "scored_windows", "tokens", "prefix_tokens", "settled_units")}
     model_start = marks.get("model", t2)
     return ScanRun(
         name=name, wall_s=round(t2 - t0, 2), files=report.stats["files_scanned"],
@@ -193,14 +196,15 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
         model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
         first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0),
-        first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, memory=memory, **counted)
+        first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, settle=settle, memory=memory,
+        **counted)
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
                precision: str | None = None, review: str = "triage", jobs: int = 0,
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
                first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
-               compare_gate: bool = False) -> dict:
+               compare_gate: bool = False, compare_settle: bool = False) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
@@ -217,6 +221,11 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
     if compare_first_stage:  # the same cold scan with every triaged unit read by the SLM
         runs.append(run_scan("cold, no first stage", tree, out / "cache-compare", detector_names, precision,
                              review, jobs, device, first_stage="none", pair=pair, focus=focus))
+        shutil.rmtree(out / "cache-compare", ignore_errors=True)
+    if compare_settle:  # the same cold scan with the SLM reading every unit that holds a rule finding
+        runs.append(run_scan("cold, every rule finding read", tree, out / "cache-compare", detector_names,
+                             precision, review, jobs, device, first_stage=first_stage, pair=pair, focus=focus,
+                             settle=False))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     if compare_gate:  # the same cold scan showing every model-only finding past the raw threshold:
         # the pair's gate then sits at that threshold (the card's), not at the display
@@ -256,7 +265,7 @@ def _torch_threads() -> int | None:
 def scan_table(result: dict) -> str:
     """The result as a Markdown table."""
     head = ("| run | detectors | files | wall s | files/s | units | model reviewed | triage cleared "
-            "| first stage cleared | from cache | findings | create s | static stage s | model stage s (first stage) | model units/s "
+            "| first stage cleared | settled | from cache | findings | create s | static stage s | model stage s (first stage) | model units/s "
             "| CPU s | model CPU s | model units per CPU-s | windows (scored) | tokens a unit (+ prefix cache) "
             "| peak RSS MB |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -267,7 +276,7 @@ def scan_table(result: dict) -> str:
                f"{r['tokens_per_unit']:.0f} (+{r['prefix_tokens'] / r['reviewed']:.0f})")
         rows.append(f"| {r['name']} | {'+'.join(r['detectors'])} | {r['files']} | {r['wall_s']:.1f} | "
                     f"{r['files_per_s']:.1f} | {r['units']:,} | {r['reviewed']:,} | {r['cleared']:,} | "
-                    f"{r.get('first_stage_cleared', 0):,} | "
+                    f"{r.get('first_stage_cleared', 0):,} | {r.get('settled_units', 0):,} | "
                     f"{r['cached']:,} | {r['findings']} | {r['create_s']:.1f} | {r['static_s']:.1f} | "
                     f"{r['model_s']:.1f} ({r.get('first_stage_s', 0.0):.1f}) | {ups} | {r['cpu_s']:.1f} | {r['model_cpu_s']:.1f} | {upc} | "
                     f"{r['windows']:,} ({r['scored_windows']:,}) | {tpu} | {r['peak_rss_mb'] or 0:,.0f} |")
@@ -382,6 +391,9 @@ def scan_command(
     focus: bool = typer.Option(True, "--focus/--no-focus",
                                help="The SLM reads a long unit only in the windows around its sinks, sources "
                                     "and rule findings (the scan's default), or all of it."),
+    compare_settle: bool = typer.Option(False, "--compare-settle",
+                                        help="Also a cold scan in which the SLM reads every unit with a rule finding, "
+                                             "also those whose second opinion the encoder settles."),
     cluster: str = typer.Option(None, "--cluster",
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
@@ -409,7 +421,7 @@ def scan_command(
         return
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
-                        first_stage, pair, focus=focus, compare_gate=compare_gate)
+                        first_stage, pair, focus=focus, compare_gate=compare_gate, compare_settle=compare_settle)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -195,7 +195,7 @@ def eval_pipeline_cmd(
     from cwescan.evaluate.pipeline_view import pipeline_table, pipeline_view
     from cwescan.ml.artifacts import model_dir, verify
     from cwescan.train.calibrate import read_scores
-    from cwescan.train.pair import fuse_scores, gated_ids
+    from cwescan.train.pair import fuse_scores, gated_ids, settled_by
 
     card = verify(Path(slm_model) if slm_model and Path(slm_model).is_dir() else model_dir(
         {"qwen": "slm-qwen", "encoder": "encoder"}.get(slm_model or "", "slm")))
@@ -209,13 +209,14 @@ def eval_pipeline_cmd(
         doc, policy = fuse_scores(doc, theirs, pairing.weight), pairing.policy
         # the scan's first stage clears what falls under the pair's gate before the SLM reads it
         gated = gated_ids(theirs, part, pairing.gate_at(policy.display))
+        settled = settled_by(pairing, theirs, part)  # rule findings the scan does not give the SLM
     else:
-        gated = set()
+        gated, settled = set(), None
     by_id = {row["id"]: row["score"] for row in doc["labelled"].get(part, [])}
     records = [r for r in load_part(part) if r.id in by_id]
     if not records:
         _fail(f"{scores} holds no scores of the {part} part")
-    view = pipeline_view(records, by_id, policy, gated)
+    view = pipeline_view(records, by_id, policy, gated, settled)
     typer.echo(pipeline_table(view))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

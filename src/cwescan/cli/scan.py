@@ -291,6 +291,7 @@ def model_stage_line(m: dict) -> str:
             + (f", {first['detector']} cleared {first['cleared']:,}" if first else "")
             + (" (pair gate)" if first and first.get("chosen_by") == "pair gate" else "")
             + f", from cache {m['cached']:,}"
+            + (f"; {m['settled']:,} rule findings settled by the pair's partner" if m.get("settled") else "")
             + (" (--review all)" if m.get("review") == "all" else ""))
 
 

@@ -133,10 +133,10 @@ class RayExecutor(StageExecutor):
 
     # --- model stage ----------------------------------------------------------------------
 
-    def _actors_for(self, name: str, verbose: bool) -> list:
+    def _actors_for(self, name: str, verbose: bool, display: float = 0.0) -> list:
         if name in self._actors:
             return self._actors[name]
-        spec = DetectorSpec(name, self.precision, self.slm_model, self.device, self.slm_partner)
+        spec = DetectorSpec(name, self.precision, self.slm_model, self.device, self.slm_partner, display)
         if self.device == "cuda":
             n = self.workers or int(ray.cluster_resources().get("GPU", 0))
             if n < 1:
@@ -168,7 +168,7 @@ class RayExecutor(StageExecutor):
     def run_model(self, detector: Detector, batches: Sequence[Sequence[Unit]],
                   hints: dict[str, list[Finding]], verbose: bool,
                   batch_done: BatchDone) -> list[list[Finding] | Exception]:
-        actors = list(self._actors_for(detector.name, verbose))
+        actors = list(self._actors_for(detector.name, verbose, detector.display))
         # built as they are dispatched, so the first actors start while later batches are packed
         payloads: dict[int, object] = {}
         answers: list[list[Finding] | Exception | None] = [None] * len(batches)

@@ -30,6 +30,7 @@ class DetectorSpec:
     slm_model: str | None = None
     device: str | None = None
     slm_partner: str | None = None
+    display: float = 0.0  # the scan's --min-confidence (ModelDetector.set_display)
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ModelWorker:
             with third_party_quiet(enabled=not self.verbose):
                 det = create_detectors([self.spec.name], self.spec.precision, self.spec.slm_model,
                                        self.spec.device, self.spec.slm_partner)[0]
+                det.set_display(self.spec.display)
                 det.load()
             self.detector = det
         return self.detector

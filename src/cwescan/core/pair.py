@@ -12,6 +12,7 @@ partner model makes the thresholds meaningless, so it is refused rather than use
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cwescan.core.policy import DecisionPolicy
@@ -72,6 +73,9 @@ class Pairing:
     # card's ``gate`` section; 0: every unit is read), at the model-only threshold
     gate: float = 0.0
     slm_ceiling: float = 0.0  # the SLM score the gate assumes at most (0: unknown)
+    # the SLM score a settled second opinion assumes at least (the card's ``settle`` section; 0:
+    # unknown, so every unit with a rule finding is read)
+    slm_floor: float = 0.0
 
     @property
     def threshold(self) -> float:
@@ -84,8 +88,10 @@ class Pairing:
             return None
         policy = DecisionPolicy.from_card({"policy": section["policy"], "calibration": section.get("calibration")})
         gated = section.get("gate") or {}
+        settle = section.get("settle") or {}
         return cls(section["partner"], float(section["weight"]), dict(section["partner_files"]), policy,
-                   float(gated.get("threshold", 0.0)), float(gated.get("slm_ceiling", 0.0)))
+                   float(gated.get("threshold", 0.0)), float(gated.get("slm_ceiling", 0.0)),
+                   float(settle.get("slm_floor", 0.0)))
 
     def gate_at(self, min_confidence: float) -> float:
         """The gate when findings under ``min_confidence`` are hidden: a model-only finding is
@@ -95,6 +101,21 @@ class Pairing:
         if self.slm_ceiling <= 0:
             return self.gate
         return max(self.gate, gate(self.policy.shown_from(min_confidence), self.slm_ceiling, self.weight))
+
+    def settles(self, p_partner: float, rule_confidences: Sequence[float], display: float) -> bool:
+        """Whether the partner's score alone decides what a scan shows of a unit's rule findings
+        (their confidences), so the SLM need not read the unit: even at the SLM's floor the pair
+        stays above its confident "safe" (no finding would be lowered), and no finding hidden
+        under ``display`` could be raised into view, because even at the SLM's ceiling the pair
+        stays under its confident "vulnerable" (or no finding is hidden). A "vulnerable" on a
+        finding already shown would only raise its confidence, never its severity."""
+        if self.slm_floor <= 0 or self.slm_ceiling <= 0 or not rule_confidences:
+            return False
+        if fuse(self.slm_floor, p_partner, self.weight) <= self.policy.safe:
+            return False  # the SLM could still call it safe
+        if any(c < display for c in rule_confidences):
+            return fuse(self.slm_ceiling, p_partner, self.weight) < self.policy.vulnerable
+        return True
 
     def accepts(self, partner_card: dict) -> bool:
         """Whether ``partner_card`` is the model the pair's thresholds were fitted with (same

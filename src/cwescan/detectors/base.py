@@ -112,6 +112,7 @@ class ModelDetector(Detector):
     prefix_cache: bool = False
     policy: DecisionPolicy = DecisionPolicy()  # how its opinion becomes what a scan shows (from its card)
     model = None  # the loaded torch module (None before load()); the benchmark swaps in converted ones
+    display: float = 0.0  # the scan hides findings under this confidence (set_display)
 
     def set_batch(self, sequences: int) -> None:
         """Batch ``sequences`` windows per forward pass (benchmarks sweep it)."""
@@ -123,6 +124,15 @@ class ModelDetector(Detector):
         """Read a unit longer than one window only around its sinks, sources and rule findings
         (``cwescan.ml.focus``; the default) or, with ``on=False``, every window of it
         (benchmarks and evaluations compare the two). Models without windows ignore it."""
+
+    def set_display(self, min_confidence: float) -> None:
+        """The scan hides findings under ``min_confidence``: a detector may skip work whose answer
+        could not change what is shown (the SLM's settled second opinions)."""
+        self.display = min_confidence
+
+    def set_settle(self, on: bool) -> None:
+        """Skip (the default) or do the work ``set_display`` lets a detector skip (benchmarks and
+        evaluations compare the two). Models without such work ignore it."""
 
     def pair_with(self, partner: ModelDetector) -> None:
         """Decide together with ``partner`` from now on (the SLM and the encoder,

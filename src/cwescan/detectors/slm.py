@@ -44,7 +44,7 @@ from cwescan.ml.slm import prompt as P
 from cwescan.core.pair import Pairing, PairUnavailable, fuse, slm_needed
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span
-from cwescan.scan.combine import review_unit
+from cwescan.scan.combine import review_unit, settled
 from cwescan.scan.triage import focus_lines, unit_surface
 from cwescan.core.units import Unit
 
@@ -110,13 +110,19 @@ class SLMDetector(ModelDetector):
             strip_comments=prompt_cfg.get("strip_comments", False),  # adapters from before the option read comments
             focus=focus,
         )
+        # rule findings whose second opinion the partner settles are not read (core.pair.settles);
+        # display: the confidence under which the scan hides a finding (at least the policy's)
+        self.settle = True
+        self.display = self.policy.display
         self._model = None
         self._cache: dict[str, float] = {}
         self.stats = {"units": 0, "windows": 0, "windowed_units": 0, "truncated_windows": 0,
                       "with_callers": 0, "hinted_windows": 0, "answers": 0, "parsed": 0,
                       # windows the model ran on (a window already scored in this process --
                       # an identical unit elsewhere -- is answered from memory) and their tokens
-                      "scored_windows": 0, "tokens": 0, "padded_tokens": 0, "prefix_tokens": 0}
+                      "scored_windows": 0, "tokens": 0, "padded_tokens": 0, "prefix_tokens": 0,
+                      # units with rule findings left unread: the partner settled their second opinion
+                      "settled_units": 0}
 
     def pair_with(self, partner: ModelDetector) -> None:
         pairing = Pairing.from_card(self.card)
@@ -129,6 +135,7 @@ class SLMDetector(ModelDetector):
         if self.mode != "score":
             raise ValueError("a pair decides on scores: mode must be 'score'")
         self.partner, self.pairing, self.policy = partner, pairing, pairing.policy
+        self.display = max(self.display, pairing.policy.display)
         given = self._threshold_given
         self.threshold = float(given if given is not None else pairing.threshold)
 
@@ -153,7 +160,8 @@ class SLMDetector(ModelDetector):
         partner = self.partner.cache_identity() if self.partner is not None else None
         return {"detector": self.name, "card": self.card, "precision": self.precision,
                 "device": str(self.device), "threshold": self.threshold, "mode": self.mode,
-                "hints_in_prompt": self.hints_in_prompt, "options": repr(self.options), "partner": partner}
+                "hints_in_prompt": self.hints_in_prompt, "options": repr(self.options), "partner": partner,
+                "settle": self.display if self.settle and self.pairing is not None else None}
 
     @property
     def model(self):
@@ -173,6 +181,15 @@ class SLMDetector(ModelDetector):
         self.options.focus = on
         if self.partner is not None:
             self.partner.set_focus(on)
+
+    def set_display(self, min_confidence: float) -> None:
+        """Findings under ``min_confidence`` are hidden; a second opinion is settled only when it
+        could not change what the default display shows either (so a scan with
+        ``--min-confidence 0`` shows a superset of the default scan's findings)."""
+        self.display = max(min_confidence, self.policy.display)
+
+    def set_settle(self, on: bool) -> None:
+        self.settle = on
 
     def clear_cache(self) -> None:
         """Forget what earlier calls memoised (scores by prompt, the prompt builder's token
@@ -307,6 +324,20 @@ class SLMDetector(ModelDetector):
         theirs = self.partner.score_around(units, focus)  # each long unit read where the SLM reads it
         return [fuse(p, q, self.pairing.weight) for p, q in zip(own, theirs, strict=True)]
 
+    def _settle(self, units: Sequence[Unit], focus: list, partner: list, hint_map: dict[str, list[Finding]]):
+        """(units, focus, partner scores) the SLM must still read, and the rule findings of the
+        units whose second opinion the partner's score settles (``Pairing.settles``)."""
+        keep: list[int] = []
+        done: list[Finding] = []
+        for i, (u, q) in enumerate(zip(units, partner, strict=True)):
+            rules = [f for f in hint_map.get(u.path, ()) if in_unit(f, u, nested=False)]
+            if self.pairing.settles(q, [f.confidence for f in rules], self.display):
+                done += [settled(f, q, self.partner.name, self.name) for f in rules]
+                self.stats["settled_units"] += 1
+            else:
+                keep.append(i)
+        return ([units[i] for i in keep], [focus[i] for i in keep], [partner[i] for i in keep], done)
+
     def _hint_map(self, hints: dict[str, list[Finding]] | None) -> dict[str, list[Finding]]:
         merged: dict[str, list[Finding]] = {}
         for f in self.static_findings:
@@ -360,14 +391,16 @@ class SLMDetector(ModelDetector):
         self._load()
         hint_map = self._hint_map(hints)
         focus = [self._focus(u, hint_map) for u in units]
-        windows = self._windows(units, hint_map, focus)
         cut = 0.5 if self.mode == "generate" else self.threshold
         # the partner reads each long unit where the SLM reads it (its focus lines)
         partner = self.partner.score_around(units, focus) if self.pairing is not None else [None] * len(units)
+        findings: list[Finding] = []
+        if self.settle and self.pairing is not None:
+            units, focus, partner, findings = self._settle(units, focus, partner, hint_map)
+        windows = self._windows(units, hint_map, focus)
         # with a partner, a unit's window needs its CWE and line only where the pair can flag it
         cuts = [cut if q is None else slm_needed(cut, q, self.pairing.weight) for q in partner]
         scores = self._score_windows(windows, cuts)
-        findings: list[Finding] = []
         for i, (u, ws, ss, q) in enumerate(zip(units, windows, scores, partner, strict=True)):
             self._count(ws)
             k = max(range(len(ss)), key=lambda j: ss[j][0])

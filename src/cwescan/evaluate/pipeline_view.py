@@ -14,7 +14,7 @@ finding of the record; for single-function records (most of the split) it is exa
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from cwescan.core.findings import by_path
 from cwescan.core.policy import DecisionPolicy
@@ -24,18 +24,23 @@ from cwescan.evaluate.metrics import binary_metrics
 from cwescan.scan.combine import second_opinion
 
 
+Settles = Callable[[str, list[float]], bool]  # (record id, rule confidences) -> settled by the partner
+
+
 def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy,
-                    gated: Collection[str] = ()) -> dict[str, list[bool]]:
+                    gated: Collection[str] = (), settled: Settles | None = None) -> dict[str, list[bool]]:
     """Per record: flagged by the rules alone, by the scan (rules after the second opinion, or
     a model-only finding), and whether a rule finding was hidden by the model's 'safe'.
     ``gated``: ids of records the scan clears before the SLM reads them (the pair's gate), so
-    they get no model-only finding."""
+    they get no model-only finding. ``settled``: whether the partner's score settles a record's
+    rule findings (``cwescan.core.pair.Pairing.settles``): the scan then gives them no second
+    opinion."""
     from cwescan.detectors.static import StaticDetector
     from cwescan.scan.triage import triage
 
     static = StaticDetector()
     display = policy.display  # what a scan shows by default
-    out: dict[str, list[bool]] = {"static": [], "scan": [], "hidden_by_model": [], "model_only": []}
+    out: dict[str, list[bool]] = {"static": [], "scan": [], "hidden_by_model": [], "model_only": [], "settled": []}
     for r in records:
         units = parse_source(f"{r.id}.py", r.code).units
         every = static.detect(units)
@@ -43,7 +48,12 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy:
         p = scores[r.id]
         # as in a scan, every rule finding gets the second opinion, also one under the display
         # confidence (a parameter-only lead), which a confident "vulnerable" can raise into view
-        shown = [second_opinion(f, p, None, policy) for f in every]
+        settle = settled is not None and bool(every) and settled(r.id, [f.confidence for f in every])
+        out["settled"].append(settle)
+        if settle:
+            shown = every
+        else:
+            shown = [second_opinion(f, p, None, policy) for f in every]
         shown_static = any(f.confidence >= display for f in shown)
         reviewed = any(v.review for v in triage(units, by_path(every)))  # else the scan never asks the model
         # a model-only finding is withheld under the policy's threshold (raw score) and hidden
@@ -59,9 +69,9 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy:
 
 
 def pipeline_view(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy,
-                  gated: Collection[str] = ()) -> dict:
+                  gated: Collection[str] = (), settled: Settles | None = None) -> dict:
     """Binary metrics of the rules alone and of the scan, and what the second opinion cost."""
-    v = record_verdicts(records, scores, policy, gated)
+    v = record_verdicts(records, scores, policy, gated, settled)
     truth = [r.vulnerable for r in records]
     static_tp = sum(t and s for t, s in zip(truth, v["static"]))
     lost = sum(t and h for t, h in zip(truth, v["hidden_by_model"]))
@@ -72,6 +82,7 @@ def pipeline_view(records: Sequence[Record], scores: dict[str, float], policy: D
         "static": binary_metrics(truth, v["static"]),
         "scan": binary_metrics(truth, v["scan"]),
         "model_only_flags": sum(v["model_only"]),
+        "settled_records": sum(v["settled"]),  # rule findings the SLM did not read (the partner settled them)
         "second_opinion": {
             "static_true_positives": static_tp,
             "true_positives_hidden": lost,

@@ -71,6 +71,22 @@ def review_unit(unit, hints: dict[str, list[Finding]], p_model: float, model_cwe
             for f in hints.get(unit.path, ()) if in_unit(f, unit, nested=False)]
 
 
+def settled(static: Finding, p_partner: float, partner: str, model: str = "slm") -> Finding:
+    """A rule finding whose second opinion the partner's score settled
+    (``cwescan.core.pair.Pairing.settles``): the SLM did not read its unit, because no answer
+    it gives ordinary code could change whether or how severely the finding is shown. Its
+    confidence and severity stay the rule's."""
+    extra = dict(static.extra)
+    extra[SECOND_OPINION] = {"model": model, "verdict": "settled", "partner": partner,
+                             "partner_score": round(p_partner, 4), "static_confidence": round(static.confidence, 4)}
+    return dataclasses.replace(static, extra=extra)
+
+
+def is_settled(f: Finding) -> bool:
+    """Whether ``f`` is a rule finding whose second opinion its SLM's partner settled."""
+    return (f.extra.get(SECOND_OPINION) or {}).get("verdict") == "settled"
+
+
 def raw_score(f: Finding) -> float:
     """A model finding's raw score (what policy thresholds read); its confidence otherwise."""
     return f.extra.get("score", f.confidence)

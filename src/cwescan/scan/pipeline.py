@@ -26,7 +26,7 @@ from cwescan import detectors as detector_registry
 from cwescan.scan import first_stage as first_stage_mod
 from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
-from cwescan.scan.combine import apply_policy, merge, replace_reviewed
+from cwescan.scan.combine import apply_policy, is_settled, merge, replace_reviewed
 from cwescan.scan.limits import Alarm, FileTimeout, fewer_gc_passes, time_limit
 from cwescan.scan.quiet import third_party_quiet
 from cwescan.scan.cache import model_key as cache_model_key
@@ -296,6 +296,8 @@ def _with_model_opinions(raw: list[Finding], results: list[FileResult], models: 
     opinion folded into its confidence (cwescan.scan.combine.second_opinion) and replaces the
     plain static finding, so a disagreeing model ranks it lower."""
     hints = by_path(raw)
+    for d in models:  # what the scan hides decides which model answers could change the report
+        d.set_display(options.min_confidence)
     model_findings, model_stats = _run_model_stage(results, models, notices, progress, hints,
                                                    review=options.review, cache=options.cache,
                                                    verbose=options.verbose, executor=executor,
@@ -303,6 +305,7 @@ def _with_model_opinions(raw: list[Finding], results: list[FileResult], models: 
     pairs = {d.name: c.name for d in models for c in d.companions()}
     if pairs:
         model_stats["pair"] = pairs
+    model_stats["settled"] = sum(1 for f in model_findings if is_settled(f))
     raw = replace_reviewed(raw, model_findings)
     raw, model_stats["model_only_withheld"] = apply_policy(raw, {d.name: d.policy for d in models})
     return raw, model_stats

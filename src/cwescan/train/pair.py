@@ -24,7 +24,7 @@ from pathlib import Path
 
 import math
 
-from cwescan.core.pair import fuse, gate, model_files
+from cwescan.core.pair import Pairing, fuse, gate, model_files
 from cwescan.evaluate import prevalence as PV
 from cwescan.evaluate.prevalence import SAFE_RECALL_LOSS
 from cwescan.train import calibrate as C
@@ -41,6 +41,11 @@ SAFE_LOSS = SAFE_RECALL_LOSS
 # not read by the SLM (it could only make a finding there with an answer it gives 1 % of real
 # weaknesses).
 GATE_QUANTILE = 0.99
+# A settled second opinion assumes the SLM says at least this quantile of its scores on realistic
+# validation negatives: where the partner's score keeps the pair above its confident "safe" even
+# then, the SLM is not read for a unit's rule findings (it could lower one only with an answer it
+# gives 1 % of ordinary code).
+FLOOR_QUANTILE = 0.01
 # Weights whose validation-mix ROC-AUC is within this of the best are taken as equal: two training
 # runs of one recipe differ by more (the encoder's validation-mix AUC 0.924 and 0.928 on seeds 0
 # and 1). Among equals the lowest SLM weight wins: the partner then decides more of the pair's
@@ -102,6 +107,29 @@ def gate_section(slm: dict, partner: dict, weight: float, model_only: float) -> 
     return out
 
 
+def settle_section(slm: dict, partner: dict, weight: float, safe: float) -> dict:
+    """The SLM's floor for settled second opinions (``Pairing.settles``), and on each part the
+    share of realistic negatives and vulnerable records whose partner score settles a shown rule
+    finding, with the confident "safe" answers of the SLM that settling forgoes (a rule false
+    alarm on a negative that stays in view; on a vulnerable record, a real weakness that does)."""
+    negatives = sorted(r["score"] for r in slm["negatives"]["validation"])
+    floor = negatives[int(FLOOR_QUANTILE * len(negatives))]
+    out = {"slm_floor": floor, "floor_quantile": FLOOR_QUANTILE,
+           "chosen": f"a unit with rule findings is not read by the SLM when the pair stays above its "
+                     f"confident 'safe' even if the SLM says {floor:.6f}, the {FLOOR_QUANTILE:.0%} quantile of "
+                     "its scores on realistic validation negatives, and no hidden finding could be raised into view"}
+    for part in ("validation", "test"):
+        for section, key in (("negatives", "negatives"), ("labelled", "vulnerable")):
+            theirs = {r["id"]: r["score"] for r in partner[section][part]}
+            rows = [(theirs[r["id"]], r["score"]) for r in slm[section][part]
+                    if r["id"] in theirs and (section == "negatives" or r["vulnerable"])]
+            settled = [(q, p) for q, p in rows if fuse(floor, q, weight) > safe]
+            out.setdefault(part, {}).update({
+                key: len(rows), f"{key}_settled": len(settled) / len(rows),
+                f"{key}_safe_forgone": sum(fuse(p, q, weight) <= safe for q, p in settled)})
+    return out
+
+
 def gated_ids(partner: dict, part: str, threshold: float) -> set[str]:
     """Ids of the labelled records of ``part`` the partner scores under the gate ``threshold``:
     the scan's first stage clears those before the SLM reads them."""
@@ -158,12 +186,24 @@ def fit(slm: dict, partner: dict, manifest: dict, prevalence: float, safe_loss: 
     policy = DecisionPolicy(**{k: section[k] for k in ("model_only", "safe", "vulnerable", "cwe_head")},
                             calibration=Isotonic.from_dict(main["calibration"]))
     gated = gate_section(slm, partner, weight, section["model_only"])
+    settle = settle_section(slm, partner, weight, section["safe"])
+    pairing = Pairing(partner.get("detector", "encoder"), weight, {}, policy, gated["threshold"],
+                      gated["slm_ceiling"], settle["slm_floor"])
     test = {r["id"]: r["score"] for r in pair["labelled"]["test"]}
     below = gated_ids(partner, "test", gated["threshold"])
     records = [r for r in load_part("test") if r.id in test]
     return {"weight": weight, "validation_auc_by_weight": aucs, "analysis": main, "policy": section,
-            "gate": gated, "pipeline_test": pipeline_view(records, test, policy, below),
+            "gate": gated, "settle": settle,
+            "pipeline_test": pipeline_view(records, test, policy, below, settled_by(pairing, partner, "test")),
             "pipeline_test_ungated": pipeline_view(records, test, policy), **({"line": line} if line else {})}
+
+
+def settled_by(pairing: Pairing, partner: dict, part: str):
+    """For the pipeline view: whether a labelled record's rule findings (their confidences) are
+    settled by the partner's score, as a scan decides it (``Pairing.settles``)."""
+    theirs = {r["id"]: r["score"] for r in partner["labelled"].get(part, [])}
+    return lambda rid, confidences: rid in theirs and pairing.settles(theirs[rid], confidences,
+                                                                      pairing.policy.display)
 
 
 def _line(name: str, f: dict) -> str:
@@ -196,6 +236,10 @@ def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path 
     print(f"gate {g['threshold']:.5f} (SLM ceiling {g['slm_ceiling']:.5f}): " + "; ".join(
         f"{part}: {g[part]['negatives_cleared']:.1%} of negatives cleared, {g[part]['pair_flags_lost']} of "
         f"{g[part]['pair_flags']} pair flags lost" for part in ("validation", "test")))
+    st = result["main"]["settle"]
+    print(f"settle (SLM floor {st['slm_floor']:.6f}): " + "; ".join(
+        f"{part}: {st[part]['negatives_settled']:.1%} of negatives ({st[part]['negatives_safe_forgone']} 'safe' "
+        f"forgone), {st[part]['vulnerable_settled']:.1%} of vulnerable records" for part in ("validation", "test")))
     if "line" in result["main"]:
         lv = result["main"]["line"]
         print(f"line threshold {result['main']['policy']['line']}: validation {lv['validation']}; test {lv['test']}")
@@ -237,6 +281,7 @@ def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path 
             "evaluation_realistic": {k: v for k, v in main["analysis"].items()
                                      if k not in ("thresholds", "thresholds_how", "calibration")},
             "gate": main["gate"],
+            "settle": main["settle"],
             "pipeline_test": main["pipeline_test"],
             **({"line": main["line"]} if "line" in main else {}),
             **({"reproduction": {"scan_f1_delta_points": result["reproduction_scan_f1_delta_points"],
@@ -245,7 +290,9 @@ def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path 
                                  "pipeline_test": result["repeat"]["pipeline_test"],
                                  "test_mix": result["repeat"]["analysis"]["test_mix"],
                                  "held_out_model_only": result["repeat"]["analysis"]["held_out_model_only"]}}
-               if "repeat" in result else {}),
+               if "repeat" in result
+               # a reproduction measured before (other runs, other commands) stays with the card
+               else {"reproduction": card["pair"]["reproduction"]} if "reproduction" in card.get("pair", {}) else {}),
             "command": shlex.join(command + ["--write"]),
         }
         write_card(card_dir, card)
