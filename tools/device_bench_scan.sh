@@ -16,7 +16,10 @@
 #              where the SLM stage's resident set grows: as is, with oneDNN's primitive cache
 #              (one compiled kernel per new matrix shape, 1,024 kept by default) capped at 16
 #              and at 0 (off), and with glibc's malloc arenas capped at 2
-#   cores 4-15 GPU=scan (default): the default scan with the models on the GPU, then `cwescan
+#   cores 4-5  THIRD_PRECISIONS (unset: none): `cwescan bench models` of the SLM at those
+#              precisions (e.g. fp32,bf16,bf16-compiled) on 2 cores; the GPU runs then get 6-15
+#   cores 4-15 GPU=bench: the default scan with the models on the GPU, and nothing else (no
+#              negatives corpus is built); GPU=scan (default): the same, then `cwescan
 #              eval-mix` of MIX_DETECTOR (default slm) on the GPU with and without focus (labelled
 #              parts and the negatives corpus, rebuilt on the device from its own site-packages
 #              while the pieces travel); GPU=train-slm: two runs (a, b) of `cwescan train slm
@@ -95,8 +98,12 @@ stash)
         site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         code_copy
         # the negatives corpus for eval-mix, built now: the timed runs must have their cores to themselves
-        device_job "$STASH/corpus" "$(envs)" "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 14"
-        echo "tree: $(find "$STASH/src/tree" -name '*.py' | wc -l) files; negatives corpus build started"
+        if [ "$GPU" = bench ]; then
+            device_job "$STASH/corpus" "" "true"
+        else
+            device_job "$STASH/corpus" "$(envs)" "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 14"
+        fi
+        echo "tree: $(find "$STASH/src/tree" -name '*.py' | wc -l) files; negatives corpus build started (GPU=$GPU)"
     fi
     cp "$src"/*.gguf.part* "$STASH/pieces/" 2>/dev/null || true
     ls "$STASH/pieces" | tr '\n' ' '; echo
@@ -139,20 +146,31 @@ launch)
         device_job "$STASH/runs/cpu2-baseline" "$(envs) OMP_NUM_THREADS=2" \
             "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
     fi
-    if [ "$GPU" = train-slm ]; then
+    gpu_cores=4-15
+    if [ -n "${THIRD_PRECISIONS:-}" ]; then
+        gpu_cores=6-15
+        device_job "$STASH/runs/cpu2-third" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 4,5 python3 -m cwescan bench models --models slm --precisions $THIRD_PRECISIONS --device cpu \
+             --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
+             --out $STASH/runs/cpu2-third"
+    fi
+    if [ "$GPU" = bench ]; then
+        device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
+            "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8"
+    elif [ "$GPU" = train-slm ]; then
         for run in slm-a slm-b; do  # the same command twice: GPU kernels are not bitwise deterministic
             device_job "$STASH/runs/$run" "$(envs) OMP_NUM_THREADS=6 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \
-                "cd $STASH/code && taskset -c 4-15 python3 -m cwescan train slm --recipe $SLM_RECIPE \
+                "cd $STASH/code && taskset -c $gpu_cores python3 -m cwescan train slm --recipe $SLM_RECIPE \
                    --out $STASH/runs/$run/adapter --device cuda &&
-                 taskset -c 4-15 python3 -m cwescan eval-mix --model $STASH/runs/$run/adapter \
+                 taskset -c $gpu_cores python3 -m cwescan eval-mix --model $STASH/runs/$run/adapter \
                    --negatives $STASH/negatives --device cuda --out $STASH/runs/$run/scores.json"
         done
     else
         mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
-            "taskset -c 4-15 $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
-             taskset -c 4-15 $mix --out $STASH/runs/gpu/mix-focus.json &&
-             taskset -c 4-15 $mix --no-focus --out $STASH/runs/gpu/mix-whole.json"
+            "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
+             taskset -c $gpu_cores $mix --out $STASH/runs/gpu/mix-focus.json &&
+             taskset -c $gpu_cores $mix --no-focus --out $STASH/runs/gpu/mix-whole.json"
     fi
     echo "started the jobs"
     ;;
@@ -168,6 +186,7 @@ collect)
     gzip -c "$STASH/runs/gpu/mix-focus.json" > "$OUT/$MIX_DETECTOR-focus.json.gz" 2>/dev/null || true
     gzip -c "$STASH/runs/gpu/mix-whole.json" > "$OUT/$MIX_DETECTOR-whole.json.gz" 2>/dev/null || true
     cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
+    cp "$STASH/runs/cpu2-third/bench.md" "$OUT/cpu2-third.md" 2>/dev/null || true
     cp "$STASH/negatives/MANIFEST.json" "$OUT/NEGATIVES-MANIFEST.json" 2>/dev/null || true
     for run in slm-a slm-b; do  # adapter, card and realistic-mix scores of each training run
         [ -d "$STASH/runs/$run/adapter" ] || continue

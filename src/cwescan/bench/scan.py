@@ -204,7 +204,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
                precision: str | None = None, review: str = "triage", jobs: int = 0,
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
                first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
-               compare_gate: bool = False, compare_settle: bool = False) -> dict:
+               compare_gate: bool = False, settle: bool = True) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
@@ -212,29 +212,25 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
     runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device,
-                     first_stage=first_stage, pair=pair, focus=focus)]
+                     first_stage=first_stage, pair=pair, focus=focus, settle=settle)]
     if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
         # first run of a process also pays imports and the first model load from disk
         runs.append(run_scan("cold, no prefix cache", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, prefix_cache=False, first_stage=first_stage, pair=pair, focus=focus))
+                             review, jobs, device, prefix_cache=False, first_stage=first_stage, pair=pair, focus=focus,
+                             settle=settle))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     if compare_first_stage:  # the same cold scan with every triaged unit read by the SLM
         runs.append(run_scan("cold, no first stage", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, first_stage="none", pair=pair, focus=focus))
-        shutil.rmtree(out / "cache-compare", ignore_errors=True)
-    if compare_settle:  # the same cold scan with the SLM reading every unit that holds a rule finding
-        runs.append(run_scan("cold, every rule finding read", tree, out / "cache-compare", detector_names,
-                             precision, review, jobs, device, first_stage=first_stage, pair=pair, focus=focus,
-                             settle=False))
+                             review, jobs, device, first_stage="none", pair=pair, focus=focus, settle=settle))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     if compare_gate:  # the same cold scan showing every model-only finding past the raw threshold:
         # the pair's gate then sits at that threshold (the card's), not at the display
         runs.append(run_scan("cold, gate at the threshold", tree, out / "cache-compare", detector_names, precision,
                              review, jobs, device, first_stage=first_stage, pair=pair, focus=focus,
-                             min_confidence=0.0))
+                             min_confidence=0.0, settle=settle))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device,
-                         first_stage=first_stage, pair=pair, focus=focus))
+                         first_stage=first_stage, pair=pair, focus=focus, settle=settle))
     return {
         "source": str(source),
         "files_requested": files,
@@ -244,6 +240,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
         "first_stage": first_stage,
         "pair": pair,
         "focus": focus,
+        "settle": settle,
         "device": device or "cpu",
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": _torch_threads(),
@@ -391,9 +388,9 @@ def scan_command(
     focus: bool = typer.Option(True, "--focus/--no-focus",
                                help="The SLM reads a long unit only in the windows around its sinks, sources "
                                     "and rule findings (the scan's default), or all of it."),
-    compare_settle: bool = typer.Option(False, "--compare-settle",
-                                        help="Also a cold scan in which the SLM reads every unit with a rule finding, "
-                                             "also those whose second opinion the encoder settles."),
+    settle: bool = typer.Option(True, "--settle/--no-settle",
+                                help="Units whose rule findings the encoder settles are not read by the SLM (the "
+                                     "scan's default), or the SLM reads every unit with a rule finding."),
     cluster: str = typer.Option(None, "--cluster",
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
@@ -421,7 +418,7 @@ def scan_command(
         return
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
-                        first_stage, pair, focus=focus, compare_gate=compare_gate, compare_settle=compare_settle)
+                        first_stage, pair, focus=focus, compare_gate=compare_gate, settle=settle)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")
