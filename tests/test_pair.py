@@ -170,34 +170,43 @@ def test_the_gate_follows_what_the_scan_shows():
        st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=4))
 def test_a_settled_second_opinion_is_one_no_slm_answer_in_its_range_could_change(partner, floor, ceiling, w,
                                                                                   confidences):
+    from cwescan.core.pair import SETTLED_KEPT, SETTLED_SAFE
     from cwescan.core.policy import DecisionPolicy
 
     policy = DecisionPolicy(model_only=0.6, safe=0.01, vulnerable=0.5)
-    pairing = Pairing("encoder", w, {}, policy, slm_ceiling=ceiling, slm_floor=floor)
-    if not pairing.settles(partner, confidences, display=0.3):
-        return
-    for slm in (floor, (floor + ceiling) / 2, ceiling):  # the pair is monotone in the SLM's score
-        p = fuse(slm, partner, w)
-        assert p > policy.safe  # no finding would be lowered
-        if any(c < 0.3 for c in confidences):
-            assert p < policy.vulnerable  # and no hidden one raised into view
+    ordinary = (floor + ceiling) / 4
+    pairing = Pairing("encoder", w, {}, policy, slm_ceiling=ceiling, slm_floor=floor, slm_ordinary=ordinary)
+    verdict = pairing.settle(partner, confidences, display=0.3)
+    if verdict == SETTLED_SAFE:  # the pair says "safe" unless the SLM says more than ordinary code
+        assert fuse(ordinary, partner, w) <= policy.safe
+        assert fuse(floor, partner, w) <= policy.safe
+    elif verdict == SETTLED_KEPT:
+        for slm in (floor, (floor + ceiling) / 2, ceiling):  # the pair is monotone in the SLM's score
+            p = fuse(slm, partner, w)
+            assert p > policy.safe  # no finding would be lowered
+            if any(c < 0.3 for c in confidences):
+                assert p < policy.vulnerable  # and no hidden one raised into view
+    else:
+        assert verdict is None
 
 
-def test_without_a_floor_or_rule_findings_nothing_is_settled():
+def test_without_bounds_or_rule_findings_nothing_is_settled():
+    from cwescan.core.pair import SETTLED_KEPT, SETTLED_SAFE
     from cwescan.core.policy import DecisionPolicy
 
     policy = DecisionPolicy(model_only=0.6, safe=0.01, vulnerable=0.5)
-    assert not Pairing("encoder", 0.4, {}, policy, slm_ceiling=0.99).settles(0.9, [0.8], 0.3)
-    known = Pairing("encoder", 0.4, {}, policy, slm_ceiling=0.99, slm_floor=0.001)
-    assert not known.settles(0.9, [], 0.3)
-    assert known.settles(0.9, [0.8], 0.3)  # a suspicious unit: the SLM could not call it safe
-    assert not known.settles(1e-4, [0.8], 0.3)  # an ordinary one: it could
-    assert not known.settles(0.9, [0.8, 0.27], 0.3)  # and a hidden finding could be raised into view
-    assert known.settles(0.9, [0.8, 0.27], 0.25)  # unless the scan shows it anyway
+    assert Pairing("encoder", 0.4, {}, policy, slm_ceiling=0.99).settle(0.9, [0.8], 0.3) is None
+    known = Pairing("encoder", 0.4, {}, policy, slm_ceiling=0.99, slm_floor=0.001, slm_ordinary=0.2)
+    assert known.settle(0.9, [], 0.3) is None
+    assert known.settle(0.9, [0.8], 0.3) == SETTLED_KEPT  # a suspicious unit: the SLM could not call it safe
+    assert known.settle(1e-5, [0.8], 0.3) == SETTLED_SAFE  # the pair calls it safe unless the SLM objects
+    assert known.settle(0.01, [0.8], 0.3) is None  # in between: the SLM decides
+    assert known.settle(0.9, [0.8, 0.27], 0.3) is None  # and a hidden finding could be raised into view
+    assert known.settle(0.9, [0.8, 0.27], 0.25) == SETTLED_KEPT  # unless the scan shows it anyway
 
 
 def test_the_settle_floor_is_a_quantile_of_the_negatives_and_its_cost_is_counted():
-    from cwescan.train.pair import FLOOR_QUANTILE, settle_section
+    from cwescan.train.pair import FLOOR_QUANTILE, ORDINARY_QUANTILE, settle_section
 
     # the SLM scores 100 negatives 0.0001 .. 0.0100 and vulnerable records 0.9; the encoder 0.5
     # on negatives but the first (whose SLM score is the lowest) and 0.9 on vulnerable records
@@ -207,6 +216,7 @@ def test_the_settle_floor_is_a_quantile_of_the_negatives_and_its_cost_is_counted
         doc["labelled"]["test"], doc["negatives"]["test"] = doc["labelled"]["validation"], doc["negatives"]["validation"]
     section = settle_section(slm, enc, 0.4, safe=0.01)
     assert section["slm_floor"] == neg[int(FLOOR_QUANTILE * 100)]
+    assert section["slm_ordinary"] == neg[int(ORDINARY_QUANTILE * 100)]
     v = section["validation"]
     assert v["vulnerable_settled"] == 1.0 and v["vulnerable_safe_forgone"] == 0
     settled = [(p, q) for p, q in zip(neg, [0.001] + [0.5] * 99) if fuse(section["slm_floor"], q, 0.4) > 0.01]

@@ -17,7 +17,10 @@ from dataclasses import dataclass
 
 from cwescan.core.policy import DecisionPolicy
 
-CHOICES = ("encoder", "none")  # the scan's --pair: a partner model, or the SLM alone
+CHOICES = ("encoder", "none")
+# How the partner settled a unit's rule findings without the SLM (``Pairing.settle``)
+SETTLED_KEPT = "settled"  # no SLM answer could change what is shown
+SETTLED_SAFE = "settled-safe"  # only an answer the SLM rarely gives ordinary code could keep them  # the scan's --pair: a partner model, or the SLM alone
 EPS = 1e-6  # probabilities are clipped here: a saturated model must not decide alone
 
 
@@ -73,9 +76,10 @@ class Pairing:
     # card's ``gate`` section; 0: every unit is read), at the model-only threshold
     gate: float = 0.0
     slm_ceiling: float = 0.0  # the SLM score the gate assumes at most (0: unknown)
-    # the SLM score a settled second opinion assumes at least (the card's ``settle`` section; 0:
-    # unknown, so every unit with a rule finding is read)
+    # the SLM scores a settled second opinion assumes it stays between on ordinary code (the
+    # card's ``settle`` section; 0: unknown, so every unit with a rule finding is read)
     slm_floor: float = 0.0
+    slm_ordinary: float = 0.0
 
     @property
     def threshold(self) -> float:
@@ -91,7 +95,7 @@ class Pairing:
         settle = section.get("settle") or {}
         return cls(section["partner"], float(section["weight"]), dict(section["partner_files"]), policy,
                    float(gated.get("threshold", 0.0)), float(gated.get("slm_ceiling", 0.0)),
-                   float(settle.get("slm_floor", 0.0)))
+                   float(settle.get("slm_floor", 0.0)), float(settle.get("slm_ordinary", 0.0)))
 
     def gate_at(self, min_confidence: float) -> float:
         """The gate when findings under ``min_confidence`` are hidden: a model-only finding is
@@ -102,20 +106,30 @@ class Pairing:
             return self.gate
         return max(self.gate, gate(self.policy.shown_from(min_confidence), self.slm_ceiling, self.weight))
 
-    def settles(self, p_partner: float, rule_confidences: Sequence[float], display: float) -> bool:
-        """Whether the partner's score alone decides what a scan shows of a unit's rule findings
-        (their confidences), so the SLM need not read the unit: even at the SLM's floor the pair
-        stays above its confident "safe" (no finding would be lowered), and no finding hidden
-        under ``display`` could be raised into view, because even at the SLM's ceiling the pair
-        stays under its confident "vulnerable" (or no finding is hidden). A "vulnerable" on a
-        finding already shown would only raise its confidence, never its severity."""
-        if self.slm_floor <= 0 or self.slm_ceiling <= 0 or not rule_confidences:
-            return False
+    def settle(self, p_partner: float, rule_confidences: Sequence[float], display: float) -> str | None:
+        """Whether the partner's score alone decides the second opinion on a unit's rule findings
+        (their confidences), so the SLM need not read the unit:
+
+        - ``SETTLED_SAFE``: even with the SLM at ``slm_ordinary`` (a score it exceeds on 5 % of
+          ordinary code) the pair is at or under its confident "safe": the findings are lowered
+          as the pair would lower them, unless the SLM had said something it rarely says;
+        - ``SETTLED_KEPT``: even at the SLM's floor the pair stays above "safe" (no finding would
+          be lowered), and no finding hidden under ``display`` could be raised into view, because
+          even at the SLM's ceiling the pair stays under its confident "vulnerable" (or none is
+          hidden). A "vulnerable" on a finding already shown would only raise its confidence;
+        - None: the SLM's answer could change what is shown; it reads the unit."""
+        if not rule_confidences:
+            return None
+        if self.slm_ordinary > 0 and fuse(self.slm_ordinary, p_partner, self.weight) <= self.policy.safe:
+            return SETTLED_SAFE
+        if self.slm_floor <= 0 or self.slm_ceiling <= 0:
+            return None
         if fuse(self.slm_floor, p_partner, self.weight) <= self.policy.safe:
-            return False  # the SLM could still call it safe
-        if any(c < display for c in rule_confidences):
-            return fuse(self.slm_ceiling, p_partner, self.weight) < self.policy.vulnerable
-        return True
+            return None  # the SLM could still call it safe
+        hidden = any(c < display for c in rule_confidences)
+        if hidden and fuse(self.slm_ceiling, p_partner, self.weight) >= self.policy.vulnerable:
+            return None  # and raise a hidden finding into view
+        return SETTLED_KEPT
 
     def accepts(self, partner_card: dict) -> bool:
         """Whether ``partner_card`` is the model the pair's thresholds were fitted with (same

@@ -110,7 +110,7 @@ class SLMDetector(ModelDetector):
             strip_comments=prompt_cfg.get("strip_comments", False),  # adapters from before the option read comments
             focus=focus,
         )
-        # rule findings whose second opinion the partner settles are not read (core.pair.settles);
+        # rule findings whose second opinion the partner settles are not read (core.pair.settle);
         # display: the confidence under which the scan hides a finding (at least the policy's)
         self.settle = True
         self.display = self.policy.display
@@ -326,13 +326,14 @@ class SLMDetector(ModelDetector):
 
     def _settle(self, units: Sequence[Unit], focus: list, partner: list, hint_map: dict[str, list[Finding]]):
         """(units, focus, partner scores) the SLM must still read, and the rule findings of the
-        units whose second opinion the partner's score settles (``Pairing.settles``)."""
+        units whose second opinion the partner's score settles (``Pairing.settle``)."""
         keep: list[int] = []
         done: list[Finding] = []
         for i, (u, q) in enumerate(zip(units, partner, strict=True)):
             rules = [f for f in hint_map.get(u.path, ()) if in_unit(f, u, nested=False)]
-            if self.pairing.settles(q, [f.confidence for f in rules], self.display):
-                done += [settled(f, q, self.partner.name, self.name) for f in rules]
+            verdict = self.pairing.settle(q, [f.confidence for f in rules], self.display)
+            if verdict is not None:
+                done += [settled(f, verdict, q, self.partner.name, self.policy, self.name) for f in rules]
                 self.stats["settled_units"] += 1
             else:
                 keep.append(i)

@@ -21,10 +21,11 @@ from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import parse_source
 from cwescan.data.records import Record
 from cwescan.evaluate.metrics import binary_metrics
-from cwescan.scan.combine import second_opinion
+from cwescan.scan.combine import second_opinion, settled as settled_finding
 
 
-Settles = Callable[[str, list[float]], bool]  # (record id, rule confidences) -> settled by the partner
+# (record id, rule confidences) -> how the partner settled them (``Pairing.settle``) and its score
+Settles = Callable[[str, list[float]], tuple[str | None, float]]
 
 
 def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy: DecisionPolicy,
@@ -32,9 +33,9 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy:
     """Per record: flagged by the rules alone, by the scan (rules after the second opinion, or
     a model-only finding), and whether a rule finding was hidden by the model's 'safe'.
     ``gated``: ids of records the scan clears before the SLM reads them (the pair's gate), so
-    they get no model-only finding. ``settled``: whether the partner's score settles a record's
-    rule findings (``cwescan.core.pair.Pairing.settles``): the scan then gives them no second
-    opinion."""
+    they get no model-only finding. ``settled``: how the partner's score settles a record's
+    rule findings (``cwescan.core.pair.Pairing.settle``), if it does: the scan then gives them
+    no second opinion of the SLM."""
     from cwescan.detectors.static import StaticDetector
     from cwescan.scan.triage import triage
 
@@ -48,10 +49,10 @@ def record_verdicts(records: Sequence[Record], scores: dict[str, float], policy:
         p = scores[r.id]
         # as in a scan, every rule finding gets the second opinion, also one under the display
         # confidence (a parameter-only lead), which a confident "vulnerable" can raise into view
-        settle = settled is not None and bool(every) and settled(r.id, [f.confidence for f in every])
-        out["settled"].append(settle)
-        if settle:
-            shown = every
+        verdict, q = settled(r.id, [f.confidence for f in every]) if settled is not None else (None, 0.0)
+        out["settled"].append(verdict is not None)
+        if verdict is not None:
+            shown = [settled_finding(f, verdict, q, "partner", policy) for f in every]
         else:
             shown = [second_opinion(f, p, None, policy) for f in every]
         shown_static = any(f.confidence >= display for f in shown)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.findings import SEVERITIES, Finding, in_unit, severity_rank
+from cwescan.core.pair import SETTLED_KEPT, SETTLED_SAFE
 from cwescan.core.policy import MODEL_ONLY_MAX_SEVERITY, DecisionPolicy
 
 SECOND_OPINION = "slm_second_opinion"  # extra key of a static finding a model has reviewed
@@ -71,20 +72,30 @@ def review_unit(unit, hints: dict[str, list[Finding]], p_model: float, model_cwe
             for f in hints.get(unit.path, ()) if in_unit(f, unit, nested=False)]
 
 
-def settled(static: Finding, p_partner: float, partner: str, model: str = "slm") -> Finding:
-    """A rule finding whose second opinion the partner's score settled
-    (``cwescan.core.pair.Pairing.settles``): the SLM did not read its unit, because no answer
-    it gives ordinary code could change whether or how severely the finding is shown. Its
-    confidence and severity stay the rule's."""
+def settled(static: Finding, verdict: str, p_partner: float, partner: str, policy: DecisionPolicy,
+            model: str = "slm") -> Finding:
+    """A rule finding whose second opinion the partner's score settled without the SLM
+    (``cwescan.core.pair.Pairing.settle``): with ``SETTLED_KEPT`` the rule's confidence and
+    severity stay; with ``SETTLED_SAFE`` it is lowered as a confident "safe" lowers it, and the
+    explanation says who judged."""
+    confidence, severity, message = static.confidence, static.severity, static.message
+    if verdict == SETTLED_SAFE:
+        confidence = min(confidence, round(policy.display * 0.9, 4))
+        severity = _lower(static.severity)
+        message += (f" The {partner} judges this code safe (score {p_partner:.4f}), beyond what the language "
+                    f"model says of ordinary code, so this is shown only with --min-confidence {confidence:g} "
+                    "or lower.")
+    elif verdict != SETTLED_KEPT:
+        raise ValueError(f"not a settled verdict: {verdict!r}")
     extra = dict(static.extra)
-    extra[SECOND_OPINION] = {"model": model, "verdict": "settled", "partner": partner,
-                             "partner_score": round(p_partner, 4), "static_confidence": round(static.confidence, 4)}
-    return dataclasses.replace(static, extra=extra)
+    extra[SECOND_OPINION] = {"model": model, "verdict": verdict, "partner": partner,
+                             "partner_score": round(p_partner, 6), "static_confidence": round(static.confidence, 4)}
+    return dataclasses.replace(static, confidence=confidence, severity=severity, message=message, extra=extra)
 
 
 def is_settled(f: Finding) -> bool:
     """Whether ``f`` is a rule finding whose second opinion its SLM's partner settled."""
-    return (f.extra.get(SECOND_OPINION) or {}).get("verdict") == "settled"
+    return (f.extra.get(SECOND_OPINION) or {}).get("verdict") in (SETTLED_KEPT, SETTLED_SAFE)
 
 
 def raw_score(f: Finding) -> float:

@@ -46,6 +46,12 @@ GATE_QUANTILE = 0.99
 # then, the SLM is not read for a unit's rule findings (it could lower one only with an answer it
 # gives 1 % of ordinary code).
 FLOOR_QUANTILE = 0.01
+# The other way round, a unit's rule findings are lowered without the SLM when the pair is at or
+# under its confident "safe" even if the SLM says this quantile of its scores on realistic
+# validation negatives: only an answer it gives 5 % of ordinary code could keep them in view.
+# (At 0.90 the same held out 2 rule true positives of validation and 5 of test; at 0.95, 0 and 1;
+# on the 1,000-file benchmark tree 0.95 settles 43 of 296 units with a rule finding, 0.99 none.)
+ORDINARY_QUANTILE = 0.95
 # Weights whose validation-mix ROC-AUC is within this of the best are taken as equal: two training
 # runs of one recipe differ by more (the encoder's validation-mix AUC 0.924 and 0.928 on seeds 0
 # and 1). Among equals the lowest SLM weight wins: the partner then decides more of the pair's
@@ -108,25 +114,33 @@ def gate_section(slm: dict, partner: dict, weight: float, model_only: float) -> 
 
 
 def settle_section(slm: dict, partner: dict, weight: float, safe: float) -> dict:
-    """The SLM's floor for settled second opinions (``Pairing.settles``), and on each part the
+    """The SLM's floor for settled second opinions (``Pairing.settle``), and on each part the
     share of realistic negatives and vulnerable records whose partner score settles a shown rule
     finding, with the confident "safe" answers of the SLM that settling forgoes (a rule false
     alarm on a negative that stays in view; on a vulnerable record, a real weakness that does)."""
     negatives = sorted(r["score"] for r in slm["negatives"]["validation"])
     floor = negatives[int(FLOOR_QUANTILE * len(negatives))]
+    ordinary = negatives[int(ORDINARY_QUANTILE * len(negatives))]
     out = {"slm_floor": floor, "floor_quantile": FLOOR_QUANTILE,
+           "slm_ordinary": ordinary, "ordinary_quantile": ORDINARY_QUANTILE,
            "chosen": f"a unit with rule findings is not read by the SLM when the pair stays above its "
                      f"confident 'safe' even if the SLM says {floor:.6f}, the {FLOOR_QUANTILE:.0%} quantile of "
-                     "its scores on realistic validation negatives, and no hidden finding could be raised into view"}
+                     "its scores on realistic validation negatives, and no hidden finding could be raised into "
+                     f"view (kept); or when the pair is at or under 'safe' even if the SLM says {ordinary:.6f}, "
+                     f"their {ORDINARY_QUANTILE:.0%} quantile (lowered)"}
     for part in ("validation", "test"):
         for section, key in (("negatives", "negatives"), ("labelled", "vulnerable")):
             theirs = {r["id"]: r["score"] for r in partner[section][part]}
             rows = [(theirs[r["id"]], r["score"]) for r in slm[section][part]
                     if r["id"] in theirs and (section == "negatives" or r["vulnerable"])]
             settled = [(q, p) for q, p in rows if fuse(floor, q, weight) > safe]
+            lowered = [(q, p) for q, p in rows if fuse(ordinary, q, weight) <= safe]
             out.setdefault(part, {}).update({
                 key: len(rows), f"{key}_settled": len(settled) / len(rows),
-                f"{key}_safe_forgone": sum(fuse(p, q, weight) <= safe for q, p in settled)})
+                f"{key}_safe_forgone": sum(fuse(p, q, weight) <= safe for q, p in settled),
+                f"{key}_settled_safe": len(lowered) / len(rows),
+                # lowered without the SLM where the pair with its answer would not have lowered them
+                f"{key}_lowered_against_the_slm": sum(fuse(p, q, weight) > safe for q, p in lowered)})
     return out
 
 
@@ -188,7 +202,7 @@ def fit(slm: dict, partner: dict, manifest: dict, prevalence: float, safe_loss: 
     gated = gate_section(slm, partner, weight, section["model_only"])
     settle = settle_section(slm, partner, weight, section["safe"])
     pairing = Pairing(partner.get("detector", "encoder"), weight, {}, policy, gated["threshold"],
-                      gated["slm_ceiling"], settle["slm_floor"])
+                      gated["slm_ceiling"], settle["slm_floor"], settle["slm_ordinary"])
     test = {r["id"]: r["score"] for r in pair["labelled"]["test"]}
     below = gated_ids(partner, "test", gated["threshold"])
     records = [r for r in load_part("test") if r.id in test]
@@ -200,10 +214,14 @@ def fit(slm: dict, partner: dict, manifest: dict, prevalence: float, safe_loss: 
 
 def settled_by(pairing: Pairing, partner: dict, part: str):
     """For the pipeline view: whether a labelled record's rule findings (their confidences) are
-    settled by the partner's score, as a scan decides it (``Pairing.settles``)."""
+    settled by the partner's score, as a scan decides it (``Pairing.settle``)."""
     theirs = {r["id"]: r["score"] for r in partner["labelled"].get(part, [])}
-    return lambda rid, confidences: rid in theirs and pairing.settles(theirs[rid], confidences,
-                                                                      pairing.policy.display)
+    def settle(rid: str, confidences: list[float]) -> tuple[str | None, float]:
+        if rid not in theirs:
+            return None, 0.0
+        return pairing.settle(theirs[rid], confidences, pairing.policy.display), theirs[rid]
+
+    return settle
 
 
 def _line(name: str, f: dict) -> str:
@@ -219,6 +237,26 @@ def _line(name: str, f: dict) -> str:
             f"{100 * so['share_of_true_positives_lost']:.1f} %")
 
 
+def _print_fit(main: dict) -> None:
+    """What ``cwescan train pair`` prints of one fit: the pair, its gate, settled second opinions
+    and the line threshold."""
+    print(_line("pair", main))
+    g = main["gate"]
+    print(f"gate {g['threshold']:.5f} (SLM ceiling {g['slm_ceiling']:.5f}): " + "; ".join(
+        f"{part}: {g[part]['negatives_cleared']:.1%} of negatives cleared, {g[part]['pair_flags_lost']} of "
+        f"{g[part]['pair_flags']} pair flags lost" for part in ("validation", "test")))
+    st = main["settle"]
+    print(f"settle (SLM floor {st['slm_floor']:.6f}, ordinary {st['slm_ordinary']:.6f}): " + "; ".join(
+        f"{part}: kept {st[part]['negatives_settled']:.1%} of negatives ({st[part]['negatives_safe_forgone']} 'safe' "
+        f"forgone), {st[part]['vulnerable_settled']:.1%} of vulnerable records; lowered "
+        f"{st[part]['negatives_settled_safe']:.1%} of negatives, {st[part]['vulnerable_settled_safe']:.1%} of "
+        f"vulnerable records ({st[part]['vulnerable_lowered_against_the_slm']} against the SLM)"
+        for part in ("validation", "test")))
+    if "line" in main:
+        lv = main["line"]
+        print(f"line threshold {main['policy']['line']}: validation {lv['validation']}; test {lv['test']}")
+
+
 def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path | None = None,
         partner_dir: Path | None = None, repeat_scores: Path | None = None,
         partner_repeat_scores: Path | None = None, prevalence: float = PV.DEFAULT_PREVALENCE,
@@ -231,18 +269,7 @@ def run(scores: Path, partner_scores: Path, manifest_path: Path, card_dir: Path 
     lines = C.read_scores(line_scores) if line_scores else None
     result = {"main": fit(slm, partner, manifest, prevalence, lines=lines),
               "slm_alone": C.analyse(slm, manifest, prevalence)}
-    print(_line("pair", result["main"]))
-    g = result["main"]["gate"]
-    print(f"gate {g['threshold']:.5f} (SLM ceiling {g['slm_ceiling']:.5f}): " + "; ".join(
-        f"{part}: {g[part]['negatives_cleared']:.1%} of negatives cleared, {g[part]['pair_flags_lost']} of "
-        f"{g[part]['pair_flags']} pair flags lost" for part in ("validation", "test")))
-    st = result["main"]["settle"]
-    print(f"settle (SLM floor {st['slm_floor']:.6f}): " + "; ".join(
-        f"{part}: {st[part]['negatives_settled']:.1%} of negatives ({st[part]['negatives_safe_forgone']} 'safe' "
-        f"forgone), {st[part]['vulnerable_settled']:.1%} of vulnerable records" for part in ("validation", "test")))
-    if "line" in result["main"]:
-        lv = result["main"]["line"]
-        print(f"line threshold {result['main']['policy']['line']}: validation {lv['validation']}; test {lv['test']}")
+    _print_fit(result["main"])
     if repeat_scores and partner_repeat_scores:
         result["repeat"] = fit(C.read_scores(repeat_scores), C.read_scores(partner_repeat_scores), manifest, prevalence)
         print(_line("repeat", result["repeat"]))

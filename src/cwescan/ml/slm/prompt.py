@@ -91,6 +91,10 @@ class PromptOptions:
     # sink, reads a source or a rule fired (its *focus*; see ``PromptBuilder.windows``). Not stored
     # in cards: it is how the scan reads a unit, not what the adapter learned.
     focus: bool = True
+    # With focus, a long unit's windows are cut around its focus lines, each centred on one and at
+    # most this many tokens (the prompt with its overhead), instead of the fixed overlapping
+    # windows that hold one (None). Not stored in cards either.
+    focus_tokens: int | None = None
 
 
 @dataclass
@@ -193,7 +197,54 @@ class PromptBuilder:
         """Prompts covering every line of ``code`` (unit-relative numbering); when it takes more
         than one window and ``focus`` (unit-relative lines) is given, only the windows that hold
         a focus line (all of them when none does)."""
+        if focus and self.opt.focus_tokens:
+            centred = self._focus_windows(code, hints, focus)
+            if centred is not None:
+                return centred
         return focused(self._all_windows(code, hints, callers), focus)
+
+    def _focus_windows(self, code: str, hints: Sequence[Hint], focus: Collection[int]) -> list[Window] | None:
+        """Windows of at most ``focus_tokens`` centred on the focus lines of a unit longer than
+        one window (None when it fits one: it is read whole, with its callers): each window
+        grows line by line on both sides of the first focus line not yet covered, so a sink is
+        read with the code just before and after it."""
+        lines = split_lines(code) or [""]
+        rows = numbered(lines, 1)
+        costs = self.counts([r + "\n" for r in rows])
+        if sum(costs) <= max(16, self.opt.max_tokens - self.overhead):
+            return None
+        budget = max(16, min(self.opt.max_tokens, self.opt.focus_tokens) - self.overhead)
+        out: list[Window] = []
+        covered = 0  # focus lines up to here are in a window
+        for line in sorted(x for x in focus if 1 <= x <= len(rows)):
+            if line <= covered:
+                continue
+            start = end = line - 1  # 0-based, inclusive
+            used = costs[start]
+            if used > budget:  # one line longer than the whole budget: cut it
+                ids = self.tok.encode(rows[start], add_special_tokens=False)[: budget - 2]
+                out.append(Window(self._prompt([self.tok.decode(ids)], "", ""), line, line, True))
+                covered = line
+                continue
+            grew = True
+            while grew:
+                grew = False
+                if end + 1 < len(rows) and used + costs[end + 1] <= budget:
+                    end += 1
+                    used += costs[end]
+                    grew = True
+                if start > 0 and used + costs[start - 1] <= budget:
+                    start -= 1
+                    used += costs[start]
+                    grew = True
+            in_window = [h for h in hints if start < h.line <= end + 1]
+            hint_block = hint_text(in_window)
+            if self.count(hint_block) + used > budget:
+                hint_block, in_window = "", []
+            out.append(Window(self._prompt(rows[start:end + 1], "", hint_block), start + 1, end + 1,
+                              hints=len(in_window)))
+            covered = end + 1
+        return out or None
 
     def _all_windows(self, code: str, hints: Sequence[Hint], callers: Sequence[str]) -> list[Window]:
         lines = split_lines(code) or [""]
