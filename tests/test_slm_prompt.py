@@ -67,6 +67,26 @@ def test_focus_keeps_only_the_windows_that_hold_a_focus_line(tok):
     assert len(b.windows("x = eval(y)\n", focus={7})) == 1
 
 
+def test_focus_windows_are_centred_on_the_focus_lines_and_within_their_budget(tok):
+    code = "\n".join(f"value_{i} = compute('{'x' * (i % 17)}', {i})" for i in range(1, 401))
+    b = P.PromptBuilder(tok, P.PromptOptions(max_tokens=512, overlap_lines=3, focus_tokens=240))
+    ws = b.windows(code, focus={350, 352, 40})
+    assert len(ws) == 2  # 350 and 352 share one window
+    for w, line in zip(ws, (40, 350)):
+        lines = shown_lines(w.prompt)
+        assert lines == list(range(w.first_line, w.last_line + 1))
+        assert len(tok.encode(w.prompt, add_special_tokens=False)) <= 240
+        assert w.first_line < line < w.last_line  # code on both sides of the sink
+        assert abs((line - w.first_line) - (w.last_line - line)) <= 2  # centred
+    assert all(w.first_line <= 352 <= w.last_line for w in ws[1:])
+    # smaller than the fixed windows that hold the same lines
+    fixed = P.PromptBuilder(tok, P.PromptOptions(max_tokens=512, overlap_lines=3)).windows(code, focus={350, 352, 40})
+    assert sum(len(tok.encode(w.prompt)) for w in ws) < sum(len(tok.encode(w.prompt)) for w in fixed)
+    # a unit of one window is read whole, as without the option
+    short = "def f(x):\n    return eval(x)\n"
+    assert b.windows(short, focus={2}) == P.PromptBuilder(tok).windows(short, focus={2})
+
+
 def test_overlong_single_line_is_cut_and_counted(tok):
     code = "a = 1\n" + "b = '" + "z y " * 2000 + "'\nc = 3\n"
     ws = P.PromptBuilder(tok, P.PromptOptions(max_tokens=200)).windows(code)

@@ -122,7 +122,8 @@ def _cpu_seconds() -> float:
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
-             focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE, settle: bool = True) -> ScanRun:
+             focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE, settle: bool = True,
+             focus_tokens: int | None = None) -> ScanRun:
     from cwescan.core.pair import partner_name
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
@@ -171,7 +172,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         d.prefix_cache = prefix_cache
     for d in detectors:
         if isinstance(d, ModelDetector):
-            d.set_focus(focus)
+            d.set_focus(focus, focus_tokens)
             d.set_settle(settle)
     t1 = time.perf_counter()
     # the display confidence (a user's scan: 0.3) decides the pair's gate too
@@ -204,33 +205,30 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
                precision: str | None = None, review: str = "triage", jobs: int = 0,
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
                first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
-               compare_gate: bool = False, settle: bool = True) -> dict:
+               compare_gate: bool = False, settle: bool = True, focus_tokens: int | None = None) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
     cache_dir = out / "cache"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device,
-                     first_stage=first_stage, pair=pair, focus=focus, settle=settle)]
+    same = {"first_stage": first_stage, "pair": pair, "focus": focus, "settle": settle, "focus_tokens": focus_tokens}
+    runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device, **same)]
     if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
         # first run of a process also pays imports and the first model load from disk
         runs.append(run_scan("cold, no prefix cache", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, prefix_cache=False, first_stage=first_stage, pair=pair, focus=focus,
-                             settle=settle))
+                             review, jobs, device, prefix_cache=False, **same))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     if compare_first_stage:  # the same cold scan with every triaged unit read by the SLM
         runs.append(run_scan("cold, no first stage", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, first_stage="none", pair=pair, focus=focus, settle=settle))
+                             review, jobs, device, **{**same, "first_stage": "none"}))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
     if compare_gate:  # the same cold scan showing every model-only finding past the raw threshold:
         # the pair's gate then sits at that threshold (the card's), not at the display
         runs.append(run_scan("cold, gate at the threshold", tree, out / "cache-compare", detector_names, precision,
-                             review, jobs, device, first_stage=first_stage, pair=pair, focus=focus,
-                             min_confidence=0.0, settle=settle))
+                             review, jobs, device, min_confidence=0.0, **same))
         shutil.rmtree(out / "cache-compare", ignore_errors=True)
-    runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device,
-                         first_stage=first_stage, pair=pair, focus=focus, settle=settle))
+    runs.append(run_scan("warm cache", tree, cache_dir, detector_names, precision, review, jobs, device, **same))
     return {
         "source": str(source),
         "files_requested": files,
@@ -241,6 +239,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
         "pair": pair,
         "focus": focus,
         "settle": settle,
+        "focus_tokens": focus_tokens,
         "device": device or "cpu",
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": _torch_threads(),
@@ -388,6 +387,10 @@ def scan_command(
     focus: bool = typer.Option(True, "--focus/--no-focus",
                                help="The SLM reads a long unit only in the windows around its sinks, sources "
                                     "and rule findings (the scan's default), or all of it."),
+    focus_tokens: int = typer.Option(None, "--focus-tokens", min=0,
+                                     help="The SLM reads a long unit in windows of at most this many tokens centred "
+                                          "on its sinks, sources and rule findings (0: the fixed windows that hold "
+                                          "one; default: the detector's)."),
     settle: bool = typer.Option(True, "--settle/--no-settle",
                                 help="Units whose rule findings the encoder settles are not read by the SLM (the "
                                      "scan's default), or the SLM reads every unit with a rule finding."),
@@ -418,7 +421,8 @@ def scan_command(
         return
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
-                        first_stage, pair, focus=focus, compare_gate=compare_gate, settle=settle)
+                        first_stage, pair, focus=focus, compare_gate=compare_gate, settle=settle,
+                        focus_tokens=focus_tokens)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -162,6 +162,10 @@ def eval_mix_cmd(
     focus: bool = typer.Option(True, "--focus/--no-focus",
                                help="Read a long unit only in the windows around its sinks and sources, "
                                     "as the scan does (default), or all of it."),
+    focus_tokens: int = typer.Option(None, "--focus-tokens", min=0,
+                                     help="The SLM reads a long unit in windows of at most this many tokens "
+                                          "centred on those lines (0: the fixed windows that hold one; "
+                                          "default: the detector's)."),
 ) -> None:
     """Score a model (the SLM by default) on the realistic mix (labelled parts + negatives corpus
     parts) into one file, the input of `cwescan train calibrate` and of the first-stage choice."""
@@ -170,9 +174,10 @@ def eval_mix_cmd(
     command = shlex.join(["cwescan", "eval-mix", "--detector", detector, "--negatives", str(negatives),
                           "--out", str(out), *(["--model", model] if model else []),
                           *[a for p in part for a in ("--part", p)], "--device", device, "--precision", precision,
-                          *(["--labelled-only"] if labelled_only else []), *([] if focus else ["--no-focus"])])
+                          *(["--labelled-only"] if labelled_only else []), *([] if focus else ["--no-focus"]),
+                          *([] if focus_tokens is None else ["--focus-tokens", str(focus_tokens)])])
     score_mix(negatives, model, part, device, precision, batch_size, out, command, detector, labelled_only,
-              focus=focus)
+              focus=focus, focus_tokens=focus_tokens)
 
 
 def eval_pipeline_cmd(

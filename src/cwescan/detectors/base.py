@@ -120,10 +120,12 @@ class ModelDetector(Detector):
     def clear_cache(self) -> None:
         """Forget memoised results, so the next call computes everything (benchmarks)."""
 
-    def set_focus(self, on: bool) -> None:
+    def set_focus(self, on: bool, tokens: int | None = None) -> None:
         """Read a unit longer than one window only around its sinks, sources and rule findings
         (``cwescan.ml.focus``; the default) or, with ``on=False``, every window of it
-        (benchmarks and evaluations compare the two). Models without windows ignore it."""
+        (benchmarks and evaluations compare the two); ``tokens``: windows of at most that many
+        tokens centred on those lines (the SLM's ``PromptOptions.focus_tokens``; None: the
+        model's default). Models without windows ignore it."""
 
     def set_display(self, min_confidence: float) -> None:
         """The scan hides findings under ``min_confidence``: a detector may skip work whose answer

@@ -85,8 +85,8 @@ class EncoderDetector(ModelDetector):
     def clear_cache(self) -> None:
         self._memo.clear()
 
-    def set_focus(self, on: bool) -> None:
-        self.focus = on
+    def set_focus(self, on: bool, tokens: int | None = None) -> None:
+        self.focus = on  # its windows are its own: ``tokens`` is the SLM's
 
     def cache_identity(self) -> dict | None:
         if not self.card.get("files"):

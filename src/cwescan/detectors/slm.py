@@ -176,9 +176,11 @@ class SLMDetector(ModelDetector):
     def set_batch(self, sequences: int) -> None:
         self.batch_size = sequences
 
-    def set_focus(self, on: bool) -> None:
+    def set_focus(self, on: bool, tokens: int | None = None) -> None:
         """The SLM's own windows and its partner's (the two read a unit alike)."""
         self.options.focus = on
+        if tokens is not None:
+            self.options.focus_tokens = tokens or None  # 0: the fixed windows that hold a focus line
         if self.partner is not None:
             self.partner.set_focus(on)
 
