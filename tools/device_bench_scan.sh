@@ -17,10 +17,12 @@
 #              (one compiled kernel per new matrix shape, 1,024 kept by default) capped at 16
 #              and at 0 (off), and with glibc's malloc arenas capped at 2
 #   cores 4-5  THIRD_PRECISIONS (unset: none): `cwescan bench models` of the SLM at those
-#              precisions (e.g. fp32,bf16,bf16-compiled) on 2 cores; the GPU runs then get 6-15
+#              precisions (e.g. fp32,bf16,bf16-compiled) on 2 cores; or THIRD_SCAN_ARGS: the
+#              default scan with those arguments (e.g. --focus-tokens 512); the GPU runs then get 6-15
 #   cores 4-15 GPU=bench: the default scan with the models on the GPU, and nothing else (no
 #              negatives corpus is built); GPU=scan (default): the same, then `cwescan
-#              eval-mix` of MIX_DETECTOR (default slm) on the GPU with and without focus (labelled
+#              eval-mix` of MIX_DETECTOR (default slm) on the GPU with focus and with MIX_SECOND_ARGS
+#              (default --no-focus; its file is MIX_SECOND_NAME, default whole) (labelled
 #              parts and the negatives corpus, rebuilt on the device from its own site-packages
 #              while the pieces travel); GPU=train-slm: two runs (a, b) of `cwescan train slm
 #              --recipe $SLM_RECIPE` side by side on the GPU, each followed by `cwescan eval-mix`
@@ -43,6 +45,8 @@ GGUF_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 BASELINE_ARGS=${BASELINE_ARGS:---no-focus}
 SECOND=${SECOND:-baseline}
 MIX_DETECTOR=${MIX_DETECTOR:-slm}
+MIX_SECOND_ARGS=${MIX_SECOND_ARGS:---no-focus}
+MIX_SECOND_NAME=${MIX_SECOND_NAME:-whole}
 GPU=${GPU:-scan}
 SLM_RECIPE=${SLM_RECIPE:-recipes/slm-smollm2-neg100.yaml}
 NOAO=/tmp/venv-without-torchao
@@ -153,6 +157,10 @@ launch)
             "taskset -c 4,5 python3 -m cwescan bench models --models slm --precisions $THIRD_PRECISIONS --device cpu \
              --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
              --out $STASH/runs/cpu2-third"
+    elif [ -n "${THIRD_SCAN_ARGS:-}" ]; then
+        gpu_cores=6-15
+        device_job "$STASH/runs/cpu2-third" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 4,5 $bench --out $STASH/runs/cpu2-third --device cpu --jobs 2 $THIRD_SCAN_ARGS"
     fi
     if [ "$GPU" = bench ]; then
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
@@ -170,7 +178,7 @@ launch)
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
              taskset -c $gpu_cores $mix --out $STASH/runs/gpu/mix-focus.json &&
-             taskset -c $gpu_cores $mix --no-focus --out $STASH/runs/gpu/mix-whole.json"
+             taskset -c $gpu_cores $mix $MIX_SECOND_ARGS --out $STASH/runs/gpu/mix-$MIX_SECOND_NAME.json"
     fi
     echo "started the jobs"
     ;;
@@ -184,7 +192,7 @@ collect)
         { echo "== $name"; tail -30 "$run/log.txt"; } >> "$OUT/logs.txt" || true
     done
     gzip -c "$STASH/runs/gpu/mix-focus.json" > "$OUT/$MIX_DETECTOR-focus.json.gz" 2>/dev/null || true
-    gzip -c "$STASH/runs/gpu/mix-whole.json" > "$OUT/$MIX_DETECTOR-whole.json.gz" 2>/dev/null || true
+    gzip -c "$STASH/runs/gpu/mix-$MIX_SECOND_NAME.json" > "$OUT/$MIX_DETECTOR-$MIX_SECOND_NAME.json.gz" 2>/dev/null || true
     cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-third/bench.md" "$OUT/cpu2-third.md" 2>/dev/null || true
     cp "$STASH/negatives/MANIFEST.json" "$OUT/NEGATIVES-MANIFEST.json" 2>/dev/null || true
