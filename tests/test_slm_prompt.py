@@ -104,6 +104,20 @@ def test_callers_are_added_as_context_when_the_unit_fits(tok):
     assert w2.callers == 0 and "handler" not in w2.prompt
 
 
+def test_callers_can_be_limited_to_those_that_read_an_untrusted_source(tok):
+    from cwescan.scan.triage import reads_source
+
+    src = ("from flask import request\n\ndef run(q):\n    return db.execute(q)\n\n"
+           "def handler():\n    return run(request.args['q'])\n\n"
+           "def nightly():\n    return run('VACUUM')\n")
+    run_unit = next(u for u in parse_source("app.py", src).units if u.qualname == "run")
+    [every] = P.PromptBuilder(tok, None, reads_source).unit_windows(run_unit)
+    assert every.callers == 2 and "def nightly" in every.prompt
+    only = P.PromptBuilder(tok, P.PromptOptions(callers_reading_sources=True), reads_source)
+    [w] = only.unit_windows(run_unit)
+    assert w.callers == 1 and "def handler" in w.prompt and "nightly" not in w.prompt
+
+
 def test_hints_name_the_line_and_cwe(tok):
     [w] = P.PromptBuilder(tok).windows("x = 1\ny = eval(x)\n", hints=[P.Hint(2, "CWE-95", "eval")])
     assert "static analysis flagged line 2: CWE-95 eval" in w.prompt and w.hints == 1

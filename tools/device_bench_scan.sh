@@ -19,7 +19,8 @@
 #   cores 4-5  THIRD_PRECISIONS (unset: none): `cwescan bench models` of the SLM at those
 #              precisions (e.g. fp32,bf16,bf16-compiled) on 2 cores; or THIRD_SCAN_ARGS: the
 #              default scan with those arguments (e.g. --focus-tokens 512); the GPU runs then get 6-15
-#   cores 4-15 GPU=bench: the default scan with the models on the GPU, and nothing else (no
+#   CPU=none skips every CPU run above (GPU work alone)
+#   cores 4-15 GPU=mix: the second `cwescan eval-mix` run below alone; GPU=bench: the default scan with the models on the GPU, and nothing else (no
 #              negatives corpus is built); GPU=scan (default): the same, then `cwescan
 #              eval-mix` of MIX_DETECTOR (default slm) on the GPU with focus and with MIX_SECOND_ARGS
 #              (default --no-focus; its file is MIX_SECOND_NAME, default whole) (labelled
@@ -102,7 +103,11 @@ stash)
         site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         code_copy
         # the negatives corpus for eval-mix, built now: the timed runs must have their cores to themselves
-        if [ "$GPU" = bench ]; then
+        mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
+    if [ "$GPU" = mix ]; then  # the default's scores come from an earlier run on the same corpus
+        device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
+            "taskset -c $gpu_cores $mix $MIX_SECOND_ARGS --out $STASH/runs/gpu/mix-$MIX_SECOND_NAME.json"
+    elif [ "$GPU" = bench ]; then
             device_job "$STASH/corpus" "" "true"
         else
             device_job "$STASH/corpus" "$(envs)" "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 14"
@@ -133,8 +138,12 @@ launch)
         echo "started the memory runs"
         exit 0
     fi
-    device_job "$STASH/runs/cpu2-default" "$(envs) OMP_NUM_THREADS=2" \
-        "taskset -c 0,1 $bench --out $STASH/runs/cpu2-default --device cpu --jobs 2"
+    if [ "${CPU:-scan}" = none ]; then
+        SECOND=none
+    else
+        device_job "$STASH/runs/cpu2-default" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 0,1 $bench --out $STASH/runs/cpu2-default --device cpu --jobs 2"
+    fi
     python3 -c 'import importlib.util as u; print("torchao on the device:", u.find_spec("torchao") is not None)'
     if [ "$SECOND" = without-torchao ]; then
         venv_without_torchao || { echo "no environment without torchao: the second run is skipped"; }
@@ -146,7 +155,7 @@ launch)
             "taskset -c 2,3 python3 -m cwescan bench models --models slm --precisions fp32,bf16 --device cpu \
              --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
              --out $STASH/runs/cpu2-precisions"
-    else
+    elif [ "$SECOND" != none ]; then
         device_job "$STASH/runs/cpu2-baseline" "$(envs) OMP_NUM_THREADS=2" \
             "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
     fi
@@ -162,7 +171,11 @@ launch)
         device_job "$STASH/runs/cpu2-third" "$(envs) OMP_NUM_THREADS=2" \
             "taskset -c 4,5 $bench --out $STASH/runs/cpu2-third --device cpu --jobs 2 $THIRD_SCAN_ARGS"
     fi
-    if [ "$GPU" = bench ]; then
+    mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
+    if [ "$GPU" = mix ]; then  # the default's scores come from an earlier run on the same corpus
+        device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
+            "taskset -c $gpu_cores $mix $MIX_SECOND_ARGS --out $STASH/runs/gpu/mix-$MIX_SECOND_NAME.json"
+    elif [ "$GPU" = bench ]; then
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8"
     elif [ "$GPU" = train-slm ]; then
@@ -174,7 +187,6 @@ launch)
                    --negatives $STASH/negatives --device cuda --out $STASH/runs/$run/scores.json"
         done
     else
-        mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
              taskset -c $gpu_cores $mix --out $STASH/runs/gpu/mix-focus.json &&

@@ -166,6 +166,9 @@ def eval_mix_cmd(
                                      help="The SLM reads a long unit in windows of at most this many tokens "
                                           "centred on those lines (0: the fixed windows that hold one; "
                                           "default: the detector's)."),
+    callers_reading_sources: bool = typer.Option(False, "--callers-reading-sources",
+                                                 help="The SLM's prompts show only callers that read an "
+                                                      "untrusted source (default: every caller that fits)."),
 ) -> None:
     """Score a model (the SLM by default) on the realistic mix (labelled parts + negatives corpus
     parts) into one file, the input of `cwescan train calibrate` and of the first-stage choice."""
@@ -175,9 +178,10 @@ def eval_mix_cmd(
                           "--out", str(out), *(["--model", model] if model else []),
                           *[a for p in part for a in ("--part", p)], "--device", device, "--precision", precision,
                           *(["--labelled-only"] if labelled_only else []), *([] if focus else ["--no-focus"]),
-                          *([] if focus_tokens is None else ["--focus-tokens", str(focus_tokens)])])
+                          *([] if focus_tokens is None else ["--focus-tokens", str(focus_tokens)]),
+                          *(["--callers-reading-sources"] if callers_reading_sources else [])])
     score_mix(negatives, model, part, device, precision, batch_size, out, command, detector, labelled_only,
-              focus=focus, focus_tokens=focus_tokens)
+              focus=focus, focus_tokens=focus_tokens, callers_reading_sources=callers_reading_sources)
 
 
 def eval_pipeline_cmd(

@@ -45,7 +45,7 @@ from cwescan.core.pair import Pairing, PairUnavailable, fuse, slm_needed
 from cwescan.core.policy import DecisionPolicy
 from cwescan.core.units import body_lines, code_span
 from cwescan.scan.combine import review_unit, settled
-from cwescan.scan.triage import focus_lines, unit_surface
+from cwescan.scan.triage import focus_lines, reads_source, unit_surface
 from cwescan.core.units import Unit
 
 PREP_POOL_MIN_UNITS = 256  # fewer units cost less to strip here than to send to workers
@@ -220,7 +220,7 @@ class SLMDetector(ModelDetector):
         if self.device != "cpu":
             model = model.to(self.device)
         self._model, self.tokenizer = model, tok
-        self.builder = P.PromptBuilder(tok, self.options)
+        self.builder = P.PromptBuilder(tok, self.options, reads_source)
         pool = self._prep_pool(PREP_POOL_MIN_UNITS)
         if pool is not None:  # start the workers now (load time), not inside the first scan call
             try:

@@ -67,13 +67,14 @@ def score_negatives(det, records) -> list[dict]:
 def score_mix(negatives: Path, model: str | None = None, parts=("validation", "test"), device: str = "cpu",
               precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "",
               detector: str = "slm", labelled_only: bool = False, focus: bool = True,
-              focus_tokens: int | None = None) -> dict:
+              focus_tokens: int | None = None, callers_reading_sources: bool = False) -> dict:
     """Score the labelled parts and the corpus parts with one model (``detector``: slm or
     encoder; ``model``: its folder, default the shipped one); write JSON to ``out``.
     ``labelled_only``: the labelled parts alone (their CWE and line answers, e.g. on a CPU).
     ``focus``: the model reads long units only around their sinks and sources, as a scan does
     (``focus_tokens``: in windows of at most that many tokens centred on them; 0: the fixed
-    windows that hold one; None: the model's default)."""
+    windows that hold one; None: the model's default); ``callers_reading_sources``: the SLM's
+    prompts show only callers that read an untrusted source."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -84,6 +85,7 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
         det = SLMDetector(precision=precision, device=device, model=model, threshold=0.0,
                           batch_size=batch_size or (16 if device == "cpu" else 128), focus=focus)
         folder = det.adapter_dir
+        det.options.callers_reading_sources = callers_reading_sources
     elif detector == "encoder":
         from cwescan.detectors.encoder import EncoderDetector
 
@@ -98,6 +100,7 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
     result = {"command": command, "detector": detector, "adapter": str(folder), "adapter_files": det.card.get("files"),
               "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
               "precision": precision, "device": device, "focus": focus, "focus_tokens": focus_tokens,
+              "callers_reading_sources": callers_reading_sources,
               "labelled": {}, "negatives": {}, "seconds": {}}
     for part in parts:
         t0 = time.perf_counter()

@@ -201,6 +201,13 @@ def surface(unit: Unit, imports: dict[str, str],
     return next(surfaces(unit, imports, bound), None)
 
 
+def reads_source(unit: Unit) -> bool:
+    """Whether ``unit`` reads an untrusted source (a request field, ``input()``, the environment...)."""
+    if unit.file.tree is None or unit.node is None:
+        return False
+    return any(s.kind == "source" for s in surfaces(unit, *file_names(unit.file)))
+
+
 def surface_lines(unit: Unit) -> frozenset[int]:
     """File lines of every sink call and source read in ``unit`` (empty without an AST)."""
     if unit.file.tree is None or unit.node is None:

@@ -34,7 +34,7 @@ were most of the model's tokens in a scan (``docs/SCANNING.md``).
 from __future__ import annotations
 
 import ast
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from cwescan.core import cwe as cwe_catalog
@@ -95,6 +95,10 @@ class PromptOptions:
     # most this many tokens (the prompt with its overhead), instead of the fixed overlapping
     # windows that hold one (None). Not stored in cards either.
     focus_tokens: int | None = None
+    # Callers only when they read an untrusted source themselves (what they hand the unit may be
+    # tainted); others are left out of the prompt. Needs the builder's ``keep_caller``. Not stored
+    # in cards: the adapters were trained with every caller that fits.
+    callers_reading_sources: bool = False
 
 
 @dataclass
@@ -162,9 +166,11 @@ MEMO_MAX_TEXTS = 200_000  # token counts remembered per builder
 
 
 class PromptBuilder:
-    def __init__(self, tokenizer, options: PromptOptions | None = None) -> None:
+    def __init__(self, tokenizer, options: PromptOptions | None = None,
+                 reads_source: Callable[[Unit], bool] | None = None) -> None:
         self.tok = tokenizer
         self.opt = options or PromptOptions()
+        self.reads_source = reads_source  # for ``callers_reading_sources`` (the scan's triage knows)
         self._counts: dict[str, int] = {}
         self.overhead = self.count(USER_START + INSTRUCTION + "\nCode:\n" + ASSISTANT_START) + self.opt.answer_reserve
 
@@ -308,7 +314,12 @@ class PromptBuilder:
         return self._prepare(self._raw_text(unit))
 
     def _raw_text(self, unit: Unit) -> tuple[str, list[str]]:
-        return model_code(unit), [model_code(c) for c in callers_of(unit)] if self.opt.callers else []
+        if not self.opt.callers:
+            return model_code(unit), []
+        callers = callers_of(unit)
+        if self.opt.callers_reading_sources and self.reads_source is not None:
+            callers = [c for c in callers if self.reads_source(c)]
+        return model_code(unit), [model_code(c) for c in callers]
 
     def _prepare(self, text: tuple[str, list[str]]) -> tuple[str, list[str]]:
         return strip_text(text) if self.opt.strip_comments else text
