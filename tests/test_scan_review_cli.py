@@ -51,7 +51,7 @@ def test_summary_counts_and_cache_through_the_cli(tmp_path, adapter, monkeypatch
     assert "units: 3; model reviewed 1, triage cleared 2, encoder cleared 0, from cache 0" in cold.stderr
     stage = json.loads(cold.stdout)["stats"]["model_stage"]
     assert stage == {"review": "triage", "units": 3, "reviewed": 1, "cleared": 2, "cached": 0,
-                     "reasons": {"no-surface": 2, "static-finding": 1}, "model_only_withheld": 0,
+                     "reasons": {"no-surface": 2, "static-finding": 1}, "model_only_withheld": 0, "settled": 0,
                      "first_stage": {"detector": "encoder", "threshold": stage["first_stage"]["threshold"],
                                      "chosen_by": "first stage", "scored": 0, "cleared": 0, "from_cache": 0}}
 

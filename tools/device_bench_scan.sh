@@ -103,11 +103,7 @@ stash)
         site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         code_copy
         # the negatives corpus for eval-mix, built now: the timed runs must have their cores to themselves
-        mix="python3 -m cwescan eval-mix --detector $MIX_DETECTOR --negatives $STASH/negatives --device cuda"
-    if [ "$GPU" = mix ]; then  # the default's scores come from an earlier run on the same corpus
-        device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
-            "taskset -c $gpu_cores $mix $MIX_SECOND_ARGS --out $STASH/runs/gpu/mix-$MIX_SECOND_NAME.json"
-    elif [ "$GPU" = bench ]; then
+        if [ "$GPU" = bench ]; then
             device_job "$STASH/corpus" "" "true"
         else
             device_job "$STASH/corpus" "$(envs)" "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 14"
