@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from cwescan.core.policy import DecisionPolicy
 
-CHOICES = ("encoder", "none")
+CHOICES = ("encoder", "none")  # the scan's --pair: a partner model, or the SLM alone
 # How the partner settled a unit's rule findings without the SLM (``Pairing.settle``)
 SETTLED_KEPT = "settled"  # no SLM answer could change what is shown
-SETTLED_SAFE = "settled-safe"  # only an answer the SLM rarely gives ordinary code could keep them  # the scan's --pair: a partner model, or the SLM alone
+SETTLED_SAFE = "settled-safe"  # only an answer the SLM rarely gives ordinary code could keep them
 EPS = 1e-6  # probabilities are clipped here: a saturated model must not decide alone
 
 
