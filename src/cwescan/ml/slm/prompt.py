@@ -96,7 +96,7 @@ class PromptOptions:
     # windows that hold one (None). Not stored in cards either.
     focus_tokens: int | None = None
     # Callers only when they read an untrusted source themselves (what they hand the unit may be
-    # tainted); others are left out of the prompt. Needs the builder's ``keep_caller``. Not stored
+    # tainted); others are left out of the prompt. Needs the builder's ``reads_source``. Not stored
     # in cards: the adapters were trained with every caller that fits.
     callers_reading_sources: bool = False
 
@@ -203,22 +203,57 @@ class PromptBuilder:
         """Prompts covering every line of ``code`` (unit-relative numbering); when it takes more
         than one window and ``focus`` (unit-relative lines) is given, only the windows that hold
         a focus line (all of them when none does)."""
-        if focus and self.opt.focus_tokens:
-            centred = self._focus_windows(code, hints, focus)
-            if centred is not None:
-                return centred
-        return focused(self._all_windows(code, hints, callers), focus)
-
-    def _focus_windows(self, code: str, hints: Sequence[Hint], focus: Collection[int]) -> list[Window] | None:
-        """Windows of at most ``focus_tokens`` centred on the focus lines of a unit longer than
-        one window (None when it fits one: it is read whole, with its callers): each window
-        grows line by line on both sides of the first focus line not yet covered, so a sink is
-        read with the code just before and after it."""
-        lines = split_lines(code) or [""]
-        rows = numbered(lines, 1)
+        rows = numbered(split_lines(code) or [""], 1)
         costs = self.counts([r + "\n" for r in rows])
-        if sum(costs) <= max(16, self.opt.max_tokens - self.overhead):
-            return None
+        budget = max(16, self.opt.max_tokens - self.overhead)
+        if sum(costs) <= budget:
+            return [self._whole_window(rows, sum(costs), budget, hints, callers)]
+        if focus and self.opt.focus_tokens:
+            centred = self._focus_windows(rows, costs, hints, focus)
+            if centred:
+                return centred
+        return focused(self._tiled_windows(rows, costs, budget, hints), focus)
+
+    def _whole_window(self, rows: list[str], total: int, budget: int, hints: Sequence[Hint],
+                      callers: Sequence[str]) -> Window:
+        """The one window of a unit that fits, with its hints and as many callers as fit."""
+        hint_block = hint_text(hints)
+        room = budget - total - self.count(hint_block)
+        if room < 0:
+            hint_block, room = "", budget - total
+        context, used = "", 0
+        if self.opt.callers and callers:
+            parts = []
+            for c in callers:
+                n = self.count(c + "\n")
+                if used + n > min(room, self.opt.caller_tokens):
+                    continue
+                parts.append(c)
+                used += n
+            if parts:
+                context = "Callers of this function (context only, not judged):\n" + "\n".join(parts) + "\n"
+        return Window(self._prompt(rows, context, hint_block), 1, len(rows),
+                      callers=len(parts) if context else 0, hints=len(hints) if hint_block else 0)
+
+    def _cut_row(self, row: str, budget: int) -> str:
+        """A line longer than a whole window's budget, cut to fit it (counted as a truncation)."""
+        return self.tok.decode(self.tok.encode(row, add_special_tokens=False)[: budget - 2])
+
+    def _part_window(self, window_rows: list[str], first: int, last: int, used: int, budget: int,
+                     hints: Sequence[Hint], truncated: bool = False) -> Window:
+        """A window of lines ``first``..``last`` (1-based) of a longer unit, ``used`` tokens of
+        code, with the hints on its lines when they fit too."""
+        in_window = [h for h in hints if first <= h.line <= last]
+        hint_block = hint_text(in_window)
+        if self.count(hint_block) + used > budget:
+            hint_block, in_window = "", []
+        return Window(self._prompt(window_rows, "", hint_block), first, last, truncated, hints=len(in_window))
+
+    def _focus_windows(self, rows: list[str], costs: list[int], hints: Sequence[Hint],
+                       focus: Collection[int]) -> list[Window]:
+        """Windows of at most ``focus_tokens`` centred on the focus lines of a unit longer than
+        one window: each window grows line by line on both sides of the first focus line not yet
+        covered, so a sink is read with the code just before and after it."""
         budget = max(16, min(self.opt.max_tokens, self.opt.focus_tokens) - self.overhead)
         out: list[Window] = []
         covered = 0  # focus lines up to here are in a window
@@ -228,8 +263,7 @@ class PromptBuilder:
             start = end = line - 1  # 0-based, inclusive
             used = costs[start]
             if used > budget:  # one line longer than the whole budget: cut it
-                ids = self.tok.encode(rows[start], add_special_tokens=False)[: budget - 2]
-                out.append(Window(self._prompt([self.tok.decode(ids)], "", ""), line, line, True))
+                out.append(self._part_window([self._cut_row(rows[start], budget)], line, line, 0, budget, (), True))
                 covered = line
                 continue
             grew = True
@@ -243,47 +277,12 @@ class PromptBuilder:
                     start -= 1
                     used += costs[start]
                     grew = True
-            in_window = [h for h in hints if start < h.line <= end + 1]
-            hint_block = hint_text(in_window)
-            if self.count(hint_block) + used > budget:
-                hint_block, in_window = "", []
-            out.append(Window(self._prompt(rows[start:end + 1], "", hint_block), start + 1, end + 1,
-                              hints=len(in_window)))
+            out.append(self._part_window(rows[start:end + 1], start + 1, end + 1, used, budget, hints))
             covered = end + 1
-        return out or None
+        return out
 
-    def _all_windows(self, code: str, hints: Sequence[Hint], callers: Sequence[str]) -> list[Window]:
-        lines = split_lines(code) or [""]
-        rows = numbered(lines, 1)
-        budget = max(16, self.opt.max_tokens - self.overhead)
-        costs = self.counts([r + "\n" for r in rows])
-        total = sum(costs)
-        if total <= budget:
-            hint_block = hint_text(hints)
-            room = budget - total - self.count(hint_block)
-            if room < 0:
-                hint_block, room = "", budget - total
-            context, used = "", 0
-            if self.opt.callers and callers:
-                parts = []
-                for c in callers:
-                    n = self.count(c + "\n")
-                    if used + n > min(room, self.opt.caller_tokens):
-                        continue
-                    parts.append(c)
-                    used += n
-                if parts:
-                    context = "Callers of this function (context only, not judged):\n" + "\n".join(parts) + "\n"
-            return [
-                Window(
-                    self._prompt(rows, context, hint_block),
-                    1,
-                    len(rows),
-                    callers=len(parts) if context else 0,
-                    hints=len(hints) if hint_block else 0,
-                )
-            ]
-        # overlapping windows of whole lines
+    def _tiled_windows(self, rows: list[str], costs: list[int], budget: int, hints: Sequence[Hint]) -> list[Window]:
+        """Overlapping windows of whole lines covering a unit longer than one window."""
         out: list[Window] = []
         start = 0
         while start < len(rows):
@@ -292,18 +291,11 @@ class PromptBuilder:
                 used += costs[end]
                 end += 1
             if end == start:  # one line longer than the whole budget: cut it
-                ids = self.tok.encode(rows[start], add_special_tokens=False)[: budget - 2]
-                window_rows = [self.tok.decode(ids)]
+                window_rows = [self._cut_row(rows[start], budget)]
                 end, truncated = start + 1, True
             else:
                 window_rows = rows[start:end]
-            in_window = [h for h in hints if start < h.line <= end]
-            hint_block = hint_text(in_window)
-            if self.count(hint_block) + used > budget:
-                hint_block, in_window = "", []
-            out.append(
-                Window(self._prompt(window_rows, "", hint_block), start + 1, end, truncated, hints=len(in_window))
-            )
+            out.append(self._part_window(window_rows, start + 1, end, used, budget, hints, truncated))
             if end >= len(rows):
                 break
             start = max(start + 1, end - self.opt.overlap_lines)
