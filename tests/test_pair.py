@@ -206,7 +206,8 @@ def test_without_bounds_or_rule_findings_nothing_is_settled():
 
 
 def test_the_settle_floor_is_a_quantile_of_the_negatives_and_its_cost_is_counted():
-    from cwescan.train.pair import FLOOR_QUANTILE, ORDINARY_QUANTILE, settle_section
+    from cwescan.core.policy import DecisionPolicy
+    from cwescan.train.pair import FLOOR_QUANTILE, ORDINARY_QUANTILE, settle_bounds, settle_section
 
     # the SLM scores 100 negatives 0.0001 .. 0.0100 and vulnerable records 0.9; the encoder 0.5
     # on negatives but the first (whose SLM score is the lowest) and 0.9 on vulnerable records
@@ -214,7 +215,10 @@ def test_the_settle_floor_is_a_quantile_of_the_negatives_and_its_cost_is_counted
     slm, enc = _scores([0.9] * 10, neg, [0.9] * 10, [0.001] + [0.5] * 99)
     for doc in (slm, enc):
         doc["labelled"]["test"], doc["negatives"]["test"] = doc["labelled"]["validation"], doc["negatives"]["validation"]
-    section = settle_section(slm, enc, 0.4, safe=0.01)
+    floor, ordinary = settle_bounds(slm)
+    pairing = Pairing("encoder", 0.4, {}, DecisionPolicy(safe=0.01), slm_ceiling=0.99, slm_floor=floor,
+                      slm_ordinary=ordinary)
+    section = settle_section(slm, enc, pairing)
     assert section["slm_floor"] == neg[int(FLOOR_QUANTILE * 100)]
     assert section["slm_ordinary"] == neg[int(ORDINARY_QUANTILE * 100)]
     v = section["validation"]

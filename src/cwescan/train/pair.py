@@ -24,7 +24,7 @@ from pathlib import Path
 
 import math
 
-from cwescan.core.pair import Pairing, fuse, gate, model_files
+from cwescan.core.pair import SETTLED_KEPT, SETTLED_SAFE, Pairing, fuse, gate, model_files
 from cwescan.evaluate import prevalence as PV
 from cwescan.evaluate.prevalence import SAFE_RECALL_LOSS
 from cwescan.train import calibrate as C
@@ -113,14 +113,20 @@ def gate_section(slm: dict, partner: dict, weight: float, model_only: float) -> 
     return out
 
 
-def settle_section(slm: dict, partner: dict, weight: float, safe: float) -> dict:
-    """The SLM's floor for settled second opinions (``Pairing.settle``), and on each part the
-    share of realistic negatives and vulnerable records whose partner score settles a shown rule
-    finding, with the confident "safe" answers of the SLM that settling forgoes (a rule false
-    alarm on a negative that stays in view; on a vulnerable record, a real weakness that does)."""
+def settle_bounds(slm: dict) -> tuple[float, float]:
+    """The SLM scores a settled second opinion assumes (``Pairing.slm_floor`` and
+    ``slm_ordinary``): quantiles of its scores on realistic validation negatives."""
     negatives = sorted(r["score"] for r in slm["negatives"]["validation"])
-    floor = negatives[int(FLOOR_QUANTILE * len(negatives))]
-    ordinary = negatives[int(ORDINARY_QUANTILE * len(negatives))]
+    return negatives[int(FLOOR_QUANTILE * len(negatives))], negatives[int(ORDINARY_QUANTILE * len(negatives))]
+
+
+def settle_section(slm: dict, partner: dict, pairing: Pairing) -> dict:
+    """The bounds of settled second opinions and, on each part, the share of realistic negatives
+    and vulnerable records whose partner score settles a shown rule finding (``Pairing.settle``)
+    either way, with what settling forgoes: the SLM's confident "safe" answers on the kept ones
+    (a rule false alarm on a negative stays in view), and on the lowered ones the answers with
+    which the pair would have kept them (on a vulnerable record, a real weakness hidden)."""
+    floor, ordinary, weight, safe = pairing.slm_floor, pairing.slm_ordinary, pairing.weight, pairing.policy.safe
     out = {"slm_floor": floor, "floor_quantile": FLOOR_QUANTILE,
            "slm_ordinary": ordinary, "ordinary_quantile": ORDINARY_QUANTILE,
            "chosen": f"a unit with rule findings is not read by the SLM when the pair stays above its "
@@ -133,8 +139,10 @@ def settle_section(slm: dict, partner: dict, weight: float, safe: float) -> dict
             theirs = {r["id"]: r["score"] for r in partner[section][part]}
             rows = [(theirs[r["id"]], r["score"]) for r in slm[section][part]
                     if r["id"] in theirs and (section == "negatives" or r["vulnerable"])]
-            settled = [(q, p) for q, p in rows if fuse(floor, q, weight) > safe]
-            lowered = [(q, p) for q, p in rows if fuse(ordinary, q, weight) <= safe]
+            # a shown rule finding: only a confident "safe" could change it
+            verdicts = [(pairing.settle(q, (1.0,), display=0.0), q, p) for q, p in rows]
+            settled = [(q, p) for v, q, p in verdicts if v == SETTLED_KEPT]
+            lowered = [(q, p) for v, q, p in verdicts if v == SETTLED_SAFE]
             out.setdefault(part, {}).update({
                 key: len(rows), f"{key}_settled": len(settled) / len(rows),
                 f"{key}_safe_forgone": sum(fuse(p, q, weight) <= safe for q, p in settled),
@@ -200,9 +208,9 @@ def fit(slm: dict, partner: dict, manifest: dict, prevalence: float, safe_loss: 
     policy = DecisionPolicy(**{k: section[k] for k in ("model_only", "safe", "vulnerable", "cwe_head")},
                             calibration=Isotonic.from_dict(main["calibration"]))
     gated = gate_section(slm, partner, weight, section["model_only"])
-    settle = settle_section(slm, partner, weight, section["safe"])
     pairing = Pairing(partner.get("detector", "encoder"), weight, {}, policy, gated["threshold"],
-                      gated["slm_ceiling"], settle["slm_floor"], settle["slm_ordinary"])
+                      gated["slm_ceiling"], *settle_bounds(slm))
+    settle = settle_section(slm, partner, pairing)
     test = {r["id"]: r["score"] for r in pair["labelled"]["test"]}
     below = gated_ids(partner, "test", gated["threshold"])
     records = [r for r in load_part("test") if r.id in test]
@@ -216,6 +224,7 @@ def settled_by(pairing: Pairing, partner: dict, part: str):
     """For the pipeline view: whether a labelled record's rule findings (their confidences) are
     settled by the partner's score, as a scan decides it (``Pairing.settle``)."""
     theirs = {r["id"]: r["score"] for r in partner["labelled"].get(part, [])}
+
     def settle(rid: str, confidences: list[float]) -> tuple[str | None, float]:
         if rid not in theirs:
             return None, 0.0
