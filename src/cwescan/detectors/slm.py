@@ -110,10 +110,8 @@ class SLMDetector(ModelDetector):
             strip_comments=prompt_cfg.get("strip_comments", False),  # adapters from before the option read comments
             focus=focus,
         )
-        # rule findings whose second opinion the partner settles are not read (core.pair.settle);
-        # display: the confidence under which the scan hides a finding (at least the policy's)
+        # rule findings whose second opinion the partner settles are not read (core.pair.settle)
         self.settle = True
-        self.display = self.policy.display
         self._model = None
         self._cache: dict[str, float] = {}
         self.stats = {"units": 0, "windows": 0, "windowed_units": 0, "truncated_windows": 0,
@@ -135,7 +133,6 @@ class SLMDetector(ModelDetector):
         if self.mode != "score":
             raise ValueError("a pair decides on scores: mode must be 'score'")
         self.partner, self.pairing, self.policy = partner, pairing, pairing.policy
-        self.display = max(self.display, pairing.policy.display)
         given = self._threshold_given
         self.threshold = float(given if given is not None else pairing.threshold)
 
@@ -161,7 +158,7 @@ class SLMDetector(ModelDetector):
         return {"detector": self.name, "card": self.card, "precision": self.precision,
                 "device": str(self.device), "threshold": self.threshold, "mode": self.mode,
                 "hints_in_prompt": self.hints_in_prompt, "options": repr(self.options), "partner": partner,
-                "settle": self.display if self.settle and self.pairing is not None else None}
+                "settle": self._hidden_under() if self.settle and self.pairing is not None else None}
 
     @property
     def model(self):
@@ -184,11 +181,11 @@ class SLMDetector(ModelDetector):
         if self.partner is not None:
             self.partner.set_focus(on)
 
-    def set_display(self, min_confidence: float) -> None:
-        """Findings under ``min_confidence`` are hidden; a second opinion is settled only when it
-        could not change what the default display shows either (so a scan with
-        ``--min-confidence 0`` shows a superset of the default scan's findings)."""
-        self.display = max(min_confidence, self.policy.display)
+    def _hidden_under(self) -> float:
+        """The confidence under which a settled second opinion takes a finding as hidden: the
+        scan's (``set_display``) or the policy's default display, whichever is higher, so that
+        a scan with ``--min-confidence 0`` shows a superset of the default scan's findings."""
+        return max(self.display, self.policy.display)
 
     def set_settle(self, on: bool) -> None:
         self.settle = on
@@ -333,7 +330,7 @@ class SLMDetector(ModelDetector):
         done: list[Finding] = []
         for i, (u, q) in enumerate(zip(units, partner, strict=True)):
             rules = [f for f in hint_map.get(u.path, ()) if in_unit(f, u, nested=False)]
-            verdict = self.pairing.settle(q, [f.confidence for f in rules], self.display)
+            verdict = self.pairing.settle(q, [f.confidence for f in rules], self._hidden_under())
             if verdict is not None:
                 done += [settled(f, verdict, q, self.partner.name, self.policy, self.name) for f in rules]
                 self.stats["settled_units"] += 1
