@@ -73,8 +73,8 @@ def weights_bytes(module) -> int:
             if type(t) not in (torch.Tensor, torch.nn.Parameter) and hasattr(t, "__tensor_flatten__"):
                 names, _ = t.__tensor_flatten__()  # torchao quantized tensors: their inner tensors
                 return sum(size(getattr(t, n)) for n in names)
-            try:  # by address: tied weights once, views into one fused matrix each
-                key = t.data_ptr() if not t.is_quantized else id(t)
+            try:
+                key = t.untyped_storage().data_ptr() if not t.is_quantized else id(t)
             except (RuntimeError, NotImplementedError):
                 key = id(t)
             if key in seen and key != 0:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cwescan.bench.convert import bench_convert, compile_called_part
-from cwescan.bench.meter import Meter, linear_flops_per_token, weights_bytes
+from cwescan.bench.meter import Meter, weights_bytes
 from cwescan.bench.models_report import render_markdown, write_outputs  # noqa: F401 - part of this benchmark's API
 from cwescan.core.precisions import SCAN_PRECISIONS  # noqa: F401 - rows `cwescan scan` can run
 from cwescan.core.process import peak_rss_mb
@@ -46,10 +46,8 @@ DEFAULT_PRICE_GPU_HOUR = 2.50
 
 # precisions a detector takes natively (``precision=``) on CPU: what `cwescan scan` can run
 CPU_ROWS = ("fp32", "bf16", "int8", "int4", "onnx-int8")
-# the SLM's float rows through transformers' modules instead of its fused CPU forward pass
-UNFUSED_ROWS = ("fp32-unfused", "bf16-unfused")
 GPU_ROWS = ("fp32", "fp16", "bf16", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4", "ao-fp8")
-BENCH_ONLY = ("onnx-int8", "onnx-fp32", "bf16-compiled", *UNFUSED_ROWS, "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4",
+BENCH_ONLY = ("onnx-int8", "onnx-fp32", "bf16-compiled", "bnb-int8", "bnb-nf4", "ao-int8", "ao-int8dyn", "ao-int4",
               "ao-fp8")
 F1_TOLERANCE = 0.01  # "loses at most one F1 point"
 
@@ -158,9 +156,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     # batches, time batch 1, score accuracy) whose steps share the meter and module state.
     import torch
 
-    from cwescan.detectors.slm import SLMDetector
     from cwescan.evaluate import metrics as M
-    from cwescan.ml.slm.fused import fuse
 
     torch.set_num_threads(config.threads)
     out: dict = {"model": spec.model, "precision": spec.precision, "device": spec.device}
@@ -174,21 +170,12 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     t0 = time.perf_counter()
     # precisions `cwescan scan` offers load natively; every other row loads fp32 and is
     # converted here (GPU backends, ONNX)
-    unfused = spec.precision in UNFUSED_ROWS
-    precision = spec.precision.removesuffix("-unfused")
-    native = spec.device == "cpu" and precision in SCAN_PRECISIONS
+    native = spec.device == "cpu" and spec.precision in SCAN_PRECISIONS
     scorer = spec.factory(
-        precision if native else "fp32", "cpu" if spec.precision.startswith("onnx") else spec.device
+        spec.precision if native else "fp32", "cpu" if spec.precision.startswith("onnx") else spec.device
     )
     module = _loaded_module(scorer)
     meter = Meter()
-    fused = False
-    if isinstance(scorer, SLMDetector):
-        # converted rows (ONNX, GPU backends, compiled) swap in their own decoder: not fused
-        scorer.fused = native and not unfused
-        fused = scorer.fused and fuse(module.get_decoder()) is not None
-        if fused:  # its products bypass the Linear modules: count their FLOPs per token
-            meter.extra_flops_per_token = linear_flops_per_token(module.get_decoder())
     extra: dict = {}
     token_module = None
     if spec.precision.startswith("onnx"):
@@ -221,7 +208,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
             warm.set_batch(b)
             warm.score(sample[: max(2, min(b, len(sample)))])
         _sync(spec.device)
-    elif not native and precision != "fp32":
+    elif not native and spec.precision != "fp32":
         module = bench_convert(module, spec.precision, spec.device)
         scorer.model = module
     out["load_s"] = time.perf_counter() - t0
@@ -229,8 +216,7 @@ def measure_row(spec: RowSpec, records: Sequence, config: BenchConfig) -> dict:
     out["weights_bytes"] = extra.get("onnx_bytes") or weights_bytes(module)
     out.update({k: v for k, v in extra.items() if k != "onnx_bytes"})
     # hooks inside a compiled graph would run once, at tracing: count tokens where they enter
-    meter.attach(module, token_module, linears=not (fused or spec.precision.endswith("-compiled")))
-    out["fused"] = fused
+    meter.attach(module, token_module, linears=not spec.precision.endswith("-compiled"))
     row = _Row(scorer, meter, module)
     threshold = float(scorer.threshold)
 

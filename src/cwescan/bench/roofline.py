@@ -30,8 +30,6 @@ ROOFLINE_DTYPE = {
     "ao-int4": "bf16",
     "ao-fp8": "fp8",
     "bf16-compiled": "bf16",
-    "fp32-unfused": "fp32",
-    "bf16-unfused": "bf16",
 }
 
 

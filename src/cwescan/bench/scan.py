@@ -73,7 +73,6 @@ class ScanRun:
     tokens: int = 0  # prompt tokens the model read (after the prefix cache)
     prefix_tokens: int = 0  # prompt tokens served from the prefix cache instead
     prefix_cache: bool = True
-    fused: bool = True  # the SLM's CPU forward pass with fused products (ml/slm/fused.py)
     first_stage: str = "encoder"  # the scan's --first-stage
     first_stage_cleared: int = 0  # units the first stage cleared before the SLM
     first_stage_s: float = 0.0  # of the model stage: the first stage's (wall, from the progress reports)
@@ -124,7 +123,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
              focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE, settle: bool = True,
-             focus_tokens: int | None = None, fused: bool = True) -> ScanRun:
+             focus_tokens: int | None = None) -> ScanRun:
     from cwescan.core.pair import partner_name
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import create_detectors, default_detectors
@@ -171,7 +170,6 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     slm = [d for d in detectors if isinstance(d, SLMDetector)]
     for d in slm:
         d.prefix_cache = prefix_cache
-        d.fused = fused
     for d in detectors:
         if isinstance(d, ModelDetector):
             d.set_focus(focus, focus_tokens)
@@ -199,7 +197,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
         model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
         first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0),
-        first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, settle=settle, memory=memory, fused=fused,
+        first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, settle=settle, memory=memory,
         **counted)
 
 
@@ -207,16 +205,14 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
                precision: str | None = None, review: str = "triage", jobs: int = 0,
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
                first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
-               compare_gate: bool = False, settle: bool = True, focus_tokens: int | None = None,
-               fused: bool = True) -> dict:
+               compare_gate: bool = False, settle: bool = True, focus_tokens: int | None = None) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
     cache_dir = out / "cache"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    same = {"first_stage": first_stage, "pair": pair, "focus": focus, "settle": settle, "focus_tokens": focus_tokens,
-            "fused": fused}
+    same = {"first_stage": first_stage, "pair": pair, "focus": focus, "settle": settle, "focus_tokens": focus_tokens}
     runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device, **same)]
     if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
         # first run of a process also pays imports and the first model load from disk
@@ -244,7 +240,6 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
         "focus": focus,
         "settle": settle,
         "focus_tokens": focus_tokens,
-        "fused": fused,
         "device": device or "cpu",
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": _torch_threads(),
@@ -399,9 +394,6 @@ def scan_command(
     settle: bool = typer.Option(True, "--settle/--no-settle",
                                 help="Units whose rule findings the encoder settles are not read by the SLM (the "
                                      "scan's default), or the SLM reads every unit with a rule finding."),
-    fused: bool = typer.Option(True, "--fused/--no-fused",
-                               help="On the CPU the SLM scores with its fused forward pass (the scan's default), "
-                                    "or with transformers' modules."),
     cluster: str = typer.Option(None, "--cluster",
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
@@ -430,7 +422,7 @@ def scan_command(
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
                         first_stage, pair, focus=focus, compare_gate=compare_gate, settle=settle,
-                        focus_tokens=focus_tokens, fused=fused)
+                        focus_tokens=focus_tokens)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -118,7 +118,7 @@ def models_command(
     rows = _csv(precisions) if precisions else list(
         ("fp32", "bf16", "int8") if quick else (B.CPU_ROWS if device == "cpu" else B.GPU_ROWS)
     )
-    known = set(B.CPU_ROWS) | set(B.GPU_ROWS) | set(B.UNFUSED_ROWS) | {"onnx-fp32"}
+    known = set(B.CPU_ROWS) | set(B.GPU_ROWS) | {"onnx-fp32"}
     bad = [p for p in rows if p not in known]
     if bad:
         raise typer.BadParameter(f"unknown precision(s) {bad}; known: {sorted(known)}", param_hint="--precisions")

@@ -83,7 +83,6 @@ class SLMDetector(ModelDetector):
         self.precision, self.device, self.mode = precision, device, mode
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache  # the instruction's keys and values computed once (ml/slm/prefix.py)
-        self.fused = True  # on the CPU, the forward pass with fused products (ml/slm/fused.py)
         # processes that strip comments while building prompts: worth it only where the model
         # is fast (a GPU); on a CPU the cores belong to the model
         if prep_workers is None:
@@ -300,7 +299,7 @@ class SLMDetector(ModelDetector):
             lines = [range(todo[q].first_line, todo[q].last_line + 1) for q in prompts]
             res = score_and_decode(self._model, self.tokenizer, prompts, [cuts[q] for q in prompts],
                                    self.cwe_vocab, lines,
-                                   self.batch_size, self.device, prefix_cache=self.prefix_cache, fused=self.fused,
+                                   self.batch_size, self.device, prefix_cache=self.prefix_cache,
                                    counts=self.stats)
             self.stats["scored_windows"] += len(prompts)
             if self.device == "cpu":  # the call's activations back to the OS: bounded RSS

@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cwescan.ml.attention import no_plan_attention
-from cwescan.ml.slm.fused import fuse
 from cwescan.ml.slm import prompt as P
 
 
@@ -207,7 +206,6 @@ def score_and_decode(
     device: str = "cpu",
     prefix_cache: bool = True,
     counts: dict | None = None,
-    fused: bool = True,
 ) -> list[tuple[float, dict | None]]:
     """(P(vulnerable), details) per prompt. Prompts whose P reaches ``cut`` (one value, or one
     per prompt) are continued from
@@ -227,8 +225,7 @@ def score_and_decode(
     ``prefix_cache``: the instruction every prompt starts with is computed once per model and
     each batch continues from its keys and values (``cwescan.ml.slm.prefix``). ``counts`` (a dict)
     gets ``tokens`` (prompt tokens the model read), ``padded_tokens`` (with batch padding) and
-    ``prefix_tokens`` (tokens served from the prefix cache) added. ``fused``: on the CPU, score
-    with ``cwescan.ml.slm.fused`` (the same model in fewer kernels) where the model qualifies."""
+    ``prefix_tokens`` (tokens served from the prefix cache) added."""
     # Long because scoring, the prefix continuation and the decode of flagged prompts share one
     # batch loop over the same tensors; split, each piece would re-pack the batch.
     import torch
@@ -246,7 +243,6 @@ def score_and_decode(
     if prefix is not None:  # feed only what follows the cached instruction
         seqs = [s[prefix.length:] for s in seqs]
     packed = Packed(seqs, pad, device)
-    fused = fuse(split[0]) if fused and split is not None and str(device) == "cpu" else None
     cuts = [float(cut)] * len(seqs) if isinstance(cut, (int, float)) else [float(c) for c in cut]
     if len(cuts) != len(seqs):
         raise ValueError(f"{len(cuts)} cuts for {len(seqs)} prompts")
@@ -263,9 +259,20 @@ def score_and_decode(
         for s, e in spans:
             idx = packed.order[s:e]
             x, lens, m = packed.batch(s, e)
-            two, kv = _verdict_logits(model, split, fused, prefix, x, lens, ids, decode)
-            if prefix is not None and decode:  # the continuation's mask covers the cached prefix too
-                m = torch.cat([m.new_ones(e - s, prefix.length), m], -1)
+            last = (torch.arange(e - s, device=device), lens - 1)  # each row's answer slot
+            if prefix is not None:
+                width = x.shape[1]
+                pos = torch.arange(prefix.length, prefix.length + width, device=device)[None].expand(e - s, -1)
+                res = split[0](input_ids=x, position_ids=pos, use_cache=True, **with_cache(prefix.cache(e - s)))
+                two = res.last_hidden_state[last].float() @ split[1].T
+                if decode:  # the continuation's mask covers the cached prefix too
+                    m = torch.cat([m.new_ones(e - s, prefix.length), m], -1)
+            elif split is not None:
+                res = split[0](input_ids=x, use_cache=decode)
+                two = res.last_hidden_state[last].float() @ split[1].T
+            else:  # a model that only gives logits (all positions': slow, but exact)
+                res = model(input_ids=x, use_cache=decode)
+                two = res.logits[last][:, [ids.true, ids.false]].float()
             p = torch.softmax(two, -1)[:, 0]
             if on_cpu:  # freed activations back to the OS once the heap passes the bound
                 release_free_memory(HEAP_BOUND_MB)
@@ -276,7 +283,7 @@ def score_and_decode(
             flagged = [r for r in range(len(idx)) if p[r] >= cuts[idx[r]]]
             details: dict[int, dict] = {}
             if flagged:
-                cache = kv
+                cache = res.past_key_values
                 if len(flagged) < len(idx):
                     cache.batch_select_indices(torch.tensor(flagged, device=device))
                 found = _decode_slots(model, tokenizer, ids, cache, m[flagged], cwe_vocab,
@@ -288,37 +295,6 @@ def score_and_decode(
         for i, p in zip(packed.order, torch.cat(pending).tolist(), strict=True):
             out[i] = (p, None)
     return out
-
-
-def _verdict_logits(model, split, fused, prefix, x, lens, ids: TokenIds, keep: bool):
-    """(rows, 2) float32 logits of `` true`` / `` false`` at each row's last real token, and the
-    batch's KV cache (with the prefix's, when one is given) when ``keep`` or a prefix asks for
-    one (else None). ``fused``: the decoder's ``FusedDecoder`` (CPU), else transformers' forward."""
-    import torch
-
-    rows, last = x.shape[0], (torch.arange(x.shape[0], device=x.device), lens - 1)
-    pos = None
-    if prefix is not None:
-        pos = torch.arange(prefix.length, prefix.length + x.shape[1], device=x.device)[None].expand(rows, -1)
-    if fused is not None:
-        cache = prefix.cache(rows) if prefix is not None else (empty_cache(split[0]) if keep else None)
-        return fused(x, lens, pos, cache).float() @ split[1].T, cache
-    if prefix is not None:
-        res = split[0](input_ids=x, position_ids=pos, use_cache=True, **with_cache(prefix.cache(rows)))
-    elif split is not None:
-        res = split[0](input_ids=x, use_cache=keep)
-    else:  # a model that only gives logits (all positions': slow, but exact)
-        res = model(input_ids=x, use_cache=keep)
-        return res.logits[last][:, [ids.true, ids.false]].float(), res.past_key_values
-    return res.last_hidden_state[last].float() @ split[1].T, res.past_key_values
-
-
-def empty_cache(decoder):
-    """An empty transformers ``DynamicCache`` for ``decoder``."""
-    from transformers import DynamicCache
-
-    config = getattr(decoder, "config", None)
-    return DynamicCache(config=config) if config is not None else DynamicCache()
 
 
 def _shared_prefix(model, split, tokenizer, seqs, device):
