@@ -97,6 +97,10 @@ THIRD_PARTY_PRIVATE = {
     # torch: the fused CPU flash attention that also returns the log-sum-exp, which merging the
     # cached prefix's attention with the prompt's needs (ml/slm/prefix.py); SDPA hides it
     "_scaled_dot_product_flash_attention_for_cpu",
+    # ast: a node class's child field names, documented as public (``ast.AST._fields``); read
+    # directly by the hot AST loops (core/astwalk.py, the engine's folding) instead of
+    # through the slower ast.iter_fields generator
+    "_fields",
 }
 
 

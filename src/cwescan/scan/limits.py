@@ -17,8 +17,11 @@ class FileTimeout(BaseException):
 def fewer_gc_passes():
     """Parsing allocates millions of AST nodes that die with their file; with the default
     thresholds the cyclic GC runs thousands of times and walks every live object (detector
-    tables, results) each time. Freeze what exists and collect less often, as mypy does."""
+    tables, results) each time. Freeze what exists and collect less often, as mypy does; what
+    is garbage already (an earlier scan's trees, in a process that scans twice) is collected
+    first, else it would be frozen with the rest and outlive the block."""
     old = gc.get_threshold()
+    gc.collect()
     gc.freeze()
     gc.set_threshold(200_000, 20, 20)
     try:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 from cwescan import detectors as detector_registry
 from cwescan.scan import first_stage as first_stage_mod
-from cwescan.scan import triage as triage_mod
 from cwescan.scan.cache import ResultCache
 from cwescan.scan.combine import apply_policy, is_settled, merge, replace_reviewed
 from cwescan.scan.limits import Alarm, FileTimeout, fewer_gc_passes, time_limit
@@ -37,12 +36,12 @@ from cwescan.core.findings import Finding, by_path, in_unit
 from cwescan.core.handoffs import Handoff
 from cwescan.scan.across_files import recheck_handed
 from cwescan.scan.parse_notices import lowered_notice, parse_notice
+from cwescan.scan.review import FileTriage, parse_for_review, triage_in_worker, units_to_review
 from cwescan.core.pair import partner_name
 from cwescan.core.report import Report, Reported
 from cwescan.scan.executor import BatchDone, StageExecutor
 from cwescan.scan.file_budget import FileBudget
 from cwescan.core.repositories import find_repositories, repository_of
-from cwescan.scan.model_budget import budget_notice, within_budget
 from cwescan.scan.parse_guard import parse_finishes, parse_may_stall, parse_timeout_message
 from cwescan.core.testcode import TestCodePolicy
 from cwescan.scan.suppress import FileSuppressions, apply_baseline, content_hash, fingerprint
@@ -75,6 +74,7 @@ class FileResult:
     source: SourceFile | None = None  # kept in-process only, for the model detectors
     function_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each function unit
     handoffs: list[Handoff] = field(default_factory=list)  # outside data it hands other files' functions
+    triage: FileTriage | None = None  # worked out in a worker: the parent need not parse it again
 
 
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
@@ -87,9 +87,10 @@ def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout:
 
 def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout: float,
               keep_source: bool, keep_text: bool = True,
-              passed: dict[str, list[Handoff]] | None = None) -> FileResult:
+              passed: dict[str, list[Handoff]] | None = None, triage: bool = False) -> FileResult:
     """Parse and run the fast detectors on one file already read (here or on another machine);
-    ``passed``: what the scan's other files hand its functions (``scan/across_files.py``).
+    ``passed``: what the scan's other files hand its functions (``scan/across_files.py``);
+    ``triage``: also triage its units for the model stage (``scan/review.py``).
     Never raises (but KeyboardInterrupt)."""
     result = FileResult(relpath, read.text, scanned=read.text is not None)
     if read.notice is not None:
@@ -119,6 +120,7 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         result.notices.append(lowered_notice(relpath, src.lowered))
     result.n_units = len(src.units)
     result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
+    finish_triage = triage_in_worker(src) if triage else None  # on the tree before the rules fold it
     # Static detectors need the AST; a file beyond repair is left to the models.
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
@@ -136,6 +138,8 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         except (Exception, FileTimeout) as e:  # one detector's failure must not lose the scan
             result.notices.append(_failure(relpath, det.name, e, alarm.fired, timeout))
     result.suppressions = _suppressions(relpath, read.text, src.tree)
+    if finish_triage is not None:
+        result.triage = finish_triage(result.findings)
     if keep_source:
         result.source = src
     if not keep_text and not result.findings:
@@ -168,9 +172,11 @@ def _suppressions(relpath: str, text: str, tree) -> FileSuppressions:
 _WORKER: dict = {}
 
 
-def _init_worker(targets: list[str], max_size: int, timeout: float, keep_text: bool) -> None:
+def _init_worker(targets: list[str], max_size: int, timeout: float, keep_text: bool,
+                 triage: bool = False) -> None:
     """Build the fast detectors in a worker from their registry targets ("module:callable"),
-    resolved in the parent so detectors registered at run time work too."""
+    resolved in the parent so detectors registered at run time work too; ``triage``: triage
+    each file's units there too (``scan/review.py``)."""
     import importlib
 
     fast = []
@@ -180,12 +186,13 @@ def _init_worker(targets: list[str], max_size: int, timeout: float, keep_text: b
     _WORKER["fast"] = fast
     gc.freeze()
     gc.set_threshold(200_000, 20, 20)  # see fewer_gc_passes
-    _WORKER["args"] = (max_size, timeout, keep_text)
+    _WORKER["args"] = (max_size, timeout, keep_text, triage)
 
 
 def _scan_in_worker(cand: Candidate) -> FileResult:
-    max_size, timeout, keep_text = _WORKER["args"][:3]
-    return scan_file(cand, _WORKER["fast"], max_size, timeout, keep_source=False, keep_text=keep_text)
+    max_size, timeout, keep_text, triage = _WORKER["args"][:4]
+    return scan_read(cand.relpath, read_source(cand.abspath, cand.relpath, max_size), _WORKER["fast"],
+                     timeout, keep_source=False, keep_text=keep_text, triage=triage)
 
 
 # --- merging and the report ---------------------------------------------------------------
@@ -375,8 +382,9 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
         with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
                                  initializer=_init_worker,
                                  initargs=(targets, options.max_file_size, options.file_timeout,
-                                           keep_source)) as pool:
+                                           keep_source, keep_source and options.review == "triage")) as pool:
             for r in pool.map(_scan_in_worker, candidates, chunksize=4):
+                parse_for_review(r)
                 results.append(r)
                 if progress:
                     progress("files", len(results), total)
@@ -390,42 +398,6 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
         if progress:
             progress("files", len(results), total)
     return results
-
-
-def _units_to_review(results: list[FileResult], hints: dict[str, list[Finding]],
-                     review: str, notices: list[Notice]) -> tuple[list[Unit], Counter, int, int, set[int]]:
-    """The units a model must look at (triage, or all with ``review="all"``), the triage
-    reasons counted, the number of units seen, the number left out by the per-file model
-    budget (each such file gets a notice in ``notices``) and the ids of the units a first stage
-    may clear (triage's ``FIRST_STAGE_KINDS``). Triage goes file by file, keeping only the
-    units to review: the trees of files with nothing to review are freed at once (1,000 stdlib
-    files held every tree: 5 GB)."""
-    todo: list[Unit] = []
-    reasons: Counter = Counter()
-    n_units = 0
-    over_budget = 0  # units left out by the per-file model budget
-    first_stage_ids: set[int] = set()
-    for r in results:
-        if r.text is None:
-            continue
-        src = r.source or parse_source(r.relpath, r.text)
-        r.source = None
-        if not r.n_units:
-            r.n_units = len(src.units)
-        units = [u for u in src.units if u.code.strip()]
-        units, left_out = within_budget(units)
-        if left_out:
-            over_budget += left_out
-            notices.append(budget_notice(r.relpath, len(units), len(units) + left_out))
-        if review == "all":
-            verdicts = [triage_mod.Verdict(True, "forced")] * len(units)
-        else:
-            verdicts = triage_mod.triage(units, hints)
-        n_units += len(units)
-        reasons.update(v.kind for v in verdicts)
-        todo.extend(u for u, v in zip(units, verdicts) if v.review)
-        first_stage_ids.update(id(u) for u, v in zip(units, verdicts) if v.kind in triage_mod.FIRST_STAGE_KINDS)
-    return todo, reasons, n_units, over_budget, first_stage_ids
 
 
 def _run_model_stage(results: list[FileResult], models: list[ModelDetector], notices: list[Notice],
@@ -442,7 +414,7 @@ def _run_model_stage(results: list[FileResult], models: list[ModelDetector], not
     the model, in batches."""
     hints = hints or {}
     executor = executor or LocalExecutor()
-    todo, reasons, n_units, over_budget, first_stage_ids = _units_to_review(results, hints, review, notices)
+    todo, reasons, n_units, over_budget, first_stage_ids = units_to_review(results, hints, review, notices)
     out: list[Finding] = []
     ran: set[int] = set()  # units some model actually ran on
     cached: dict[int, int] = {}  # unit -> models that answered it from the cache

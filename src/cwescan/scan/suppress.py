@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cwescan.core import cwe as cwe_catalog
+from cwescan.core.astwalk import walk
 from cwescan.core.findings import Finding
 
 _CWESCAN_RE = re.compile(r"#\s*cwescan\s*:\s*ignore\b(?:\[([^\]]*)\])?", re.IGNORECASE)
@@ -101,7 +102,7 @@ def statement_lines(tree: ast.AST | None, n_lines: int) -> list[tuple[int, int]]
     if tree is None:
         return spans
     best = [n_lines + 2] * (n_lines + 2)  # size of the span currently assigned
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if not isinstance(node, ast.stmt):
             continue
         start = node.lineno

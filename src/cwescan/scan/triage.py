@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.patterns import dotted
 from cwescan.detectors.static.sources import REQUEST_CONSUMERS, is_request, request_field
 from cwescan.core.findings import Finding, in_unit
@@ -113,7 +114,7 @@ def file_imports(tree: ast.AST | None) -> dict[str, str]:
     out: dict[str, str] = {}
     if tree is None:
         return out
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 out[a.asname or a.name.split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
@@ -130,7 +131,7 @@ def file_bindings(tree: ast.AST | None) -> frozenset[str]:
     out: set[str] = set()
     if tree is None:
         return frozenset()
-    for node in ast.walk(tree):
+    for node in walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
             out.add(node.id)
         elif isinstance(node, ast.arg):
@@ -152,7 +153,7 @@ def _unit_nodes(unit: Unit) -> Iterator[ast.AST]:
     if unit.node is None:
         return
     if unit.kind != "module":
-        yield from ast.walk(unit.node)
+        yield from walk(unit.node)
         return
     stack = [unit.node]
     while stack:
@@ -291,16 +292,20 @@ def triage(units: Sequence[Unit], hints: dict[str, list[Finding]] | None = None)
     files whose repairs left lines out doubled the model-only findings on a Python 2 project
     (docs/SCANNING.md)."""
     hints = hints or {}
-    out = []
-    for u in units:
-        flagged = [f for f in hints.get(u.path, ()) if in_unit(f, u, nested=False)]
-        if flagged:
-            out.append(Verdict(True, "static-finding", flagged[0].rule_id))
-            continue
-        if u.file.tree is None or u.node is None:
-            out.append(Verdict(True, "unparsed"))
-            continue
-        why = surface(u, *file_names(u.file))
-        out.append(Verdict(True, why.kind, why.what) if why else Verdict(False, "no-surface"))
-    return out
+    return [flagged_verdict(u, hints.get(u.path, ())) or surface_verdict(u) for u in units]
 
+
+def flagged_verdict(unit: Unit, findings: Sequence[Finding]) -> Verdict | None:
+    """``triage``'s verdict for a unit that one of ``findings`` (its file's static findings)
+    lies in; None when none does."""
+    flagged = [f for f in findings if in_unit(f, unit, nested=False)]
+    return Verdict(True, "static-finding", flagged[0].rule_id) if flagged else None
+
+
+def surface_verdict(unit: Unit) -> Verdict:
+    """``triage``'s verdict for a unit no static finding lies in: from its AST alone, so it may
+    be worked out before the rules run (they fold string constants in the tree)."""
+    if unit.file.tree is None or unit.node is None:
+        return Verdict(True, "unparsed")
+    why = surface(unit, *file_names(unit.file))
+    return Verdict(True, why.kind, why.what) if why else Verdict(False, "no-surface")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 
+from cwescan.core.astwalk import walk
 from cwescan.core.handoffs import Handoff
 from cwescan.detectors.static import bandit_bridge
 from cwescan.core.testcode import is_test_path
@@ -110,7 +111,7 @@ class Context:
         if not isinstance(name, ast.Name) or self.func is None:
             return None
         found = None
-        for node in ast.walk(self.func):
+        for node in walk(self.func):
             if (isinstance(node, ast.Assign) and node.lineno < name.lineno
                     and any(isinstance(t, ast.Name) and t.id == name.id for t in node.targets)
                     and (found is None or node.lineno > found.lineno)):
@@ -139,7 +140,7 @@ class Context:
 def _binds(scope: ast.AST, name: str) -> bool:
     """``scope`` assigns ``name`` or takes it as a parameter."""
     return any(isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store)
-               or isinstance(n, ast.arg) and n.arg == name for n in ast.walk(scope))
+               or isinstance(n, ast.arg) and n.arg == name for n in walk(scope))
 
 
 def kwarg(call: ast.Call, name: str) -> ast.AST | None:

@@ -11,6 +11,7 @@ import ast
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from cwescan.core.astwalk import walk
 from cwescan.core.handoffs import Handoff
 from cwescan.detectors.base import FileCheck, ProjectDetector
 from cwescan.detectors.static import rules as _rules  # noqa: F401  (registers the rules)
@@ -36,14 +37,16 @@ def fold_string_concatenation(tree: ast.AST) -> None:
     the literal (measured: docs/ROBUSTNESS.md, ``string_split``). The fold keeps what the code
     does and its locations. It visits nodes children-first without recursion, so a long chain of
     ``+`` cannot exhaust the stack."""
-    for parent in reversed(list(ast.walk(tree))):  # breadth-first reversed: children first
-        for field_name, value in ast.iter_fields(parent):
+    for parent in reversed(list(walk(tree))):  # breadth-first reversed: children first
+        for field_name in parent._fields:
+            value = getattr(parent, field_name, None)
             if isinstance(value, list):
                 for i, child in enumerate(value):
-                    folded = _folded(child)
-                    if folded is not None:
-                        value[i] = folded
-            else:
+                    if type(child) is ast.BinOp:  # only a BinOp folds: skip the call for the rest
+                        folded = _folded(child)
+                        if folded is not None:
+                            value[i] = folded
+            elif type(value) is ast.BinOp:
                 folded = _folded(value)
                 if folded is not None:
                     setattr(parent, field_name, folded)

@@ -12,6 +12,8 @@ import ast
 import re
 from collections.abc import Iterable, Iterator
 
+from cwescan.core.astwalk import walk
+
 
 def dotted(node: ast.AST) -> str | None:
     """``a.b.c`` for a Name/Attribute chain, else None."""
@@ -158,16 +160,16 @@ def check_credit(call: ast.Call | None, normalised: bool = True) -> frozenset[st
 
 def validation_calls(test: ast.AST) -> list[ast.Call | None]:
     """The checks in an ``if`` test: its validator calls, and None for each comparison."""
-    calls = [n for n in ast.walk(test) if is_validator(n)]
+    calls = [n for n in walk(test) if is_validator(n)]
     # a comparison of a validator's result (``re.match(r, x) is not None``) is that validator
-    plain = [n for n in ast.walk(test) if isinstance(n, ast.Compare)
-             and not any(is_validator(m) for m in ast.walk(n))]
+    plain = [n for n in walk(test) if isinstance(n, ast.Compare)
+             and not any(is_validator(m) for m in walk(n))]
     return [*calls, *[None] * len(plain)]
 
 
 def validation_test(test: ast.AST) -> bool:
     """Does ``test`` compare or validate something anywhere (for early-exit guards)?"""
-    for n in ast.walk(test):
+    for n in walk(test):
         if isinstance(n, ast.Compare):
             for op, right in zip(n.ops, n.comparators):
                 if isinstance(op, (ast.In, ast.NotIn)):
@@ -195,7 +197,7 @@ def exit_checked(test: ast.AST) -> list[ast.AST]:
     if isinstance(test, ast.UnaryOp) and isinstance(test.op, ast.Not):
         return [test.operand]
     if isinstance(test, ast.Compare):
-        if any(is_validator(n) for n in ast.walk(test)):
+        if any(is_validator(n) for n in walk(test)):
             return [test]  # a validator's result compared (``re.match(r, x) is None``)
         if len(test.ops) != 1:
             return []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.patterns import dotted, parameters
 
 REQUEST_FIELDS = {
@@ -63,7 +64,7 @@ HANDLER_FIELDS = frozenset({"path", "headers", "rfile", "requestline", "raw_requ
 def handler_methods(tree: ast.AST) -> set[int]:
     """``id()`` of every method of a class deriving (directly, or through a class of the same
     file) from one of the standard library's request handlers."""
-    classes = [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]
+    classes = [n for n in walk(tree) if isinstance(n, ast.ClassDef)]
     handlers: set[str] = set()
     grew = True
     while grew:  # a handler's subclass in the same file is a handler too

@@ -48,6 +48,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field, replace
 
+from cwescan.core.astwalk import walk
 from cwescan.core.handoffs import Handoff
 from cwescan.detectors.static.callers import bind, call_sites, handed_flow, returns
 from cwescan.detectors.static.flow import (
@@ -122,7 +123,7 @@ class Analyzer:
         self.top_level = {id(s) for s in tree.body if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef))}
         self.module = Scope(literals=literal_names(tree.body))
         # a module name some function rebinds (``global``) is not the literal it starts as
-        self.module.literals.update({n: NOT_LITERAL for node in ast.walk(tree) if isinstance(node, ast.Global)
+        self.module.literals.update({n: NOT_LITERAL for node in walk(tree) if isinstance(node, ast.Global)
                                      for n in node.names})
         self.scopes: dict[int, Scope] = {}
         self.routes: set[int] = set()
@@ -407,7 +408,7 @@ class Analyzer:
     def _tainted_names(self, expr: ast.AST, scope: Scope, line: int) -> set[str]:
         """The tainted names ``expr`` reads, and the names their values went through."""
         out: set[str] = set()
-        for n in ast.walk(expr):
+        for n in walk(expr):
             if isinstance(n, ast.Name):
                 f = scope.lookup(n.id, line)
                 if f is not None and f.level == TAINTED:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from cwescan.core import cwe as cwe_catalog
+from cwescan.core.astwalk import walk
 from cwescan.ml.codeprep import strip_comments
 from cwescan.ml.focus import focused
 from cwescan.core.units import Unit, model_code, split_lines
@@ -147,7 +148,7 @@ def _callers_by_name(file) -> dict[str, list[Unit]]:
         for other in file.units:
             if other.kind != "function" or other.node is None:
                 continue
-            called = {_called_name(n) for n in ast.walk(other.node) if isinstance(n, ast.Call)}
+            called = {_called_name(n) for n in walk(other.node) if isinstance(n, ast.Call)}
             for name in called - {None}:
                 index.setdefault(name, []).append(other)
         file.__dict__["_callers_by_name"] = index

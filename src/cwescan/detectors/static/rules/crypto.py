@@ -14,6 +14,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.patterns import dotted, last_name
@@ -61,7 +62,7 @@ def weak_hash(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     else:
         return
     data = arg(call, 1, "data") if parts[-1] == "new" else arg(call, 0, "data")
-    names = " ".join(n.id for n in ast.walk(data) if isinstance(n, ast.Name)) if data is not None else ""
+    names = " ".join(n.id for n in walk(data) if isinstance(n, ast.Name)) if data is not None else ""
     if _SECRETISH.search(names) or (ctx.func is not None and "passw" in getattr(ctx.func, "name", "").lower()):
         conf, text = 0.9, f"a password or secret is hashed with a fast, weak hash: {text}"
     yield Hit(call, text, conf)
@@ -160,8 +161,8 @@ def _trusted_later(names: set[str], func: ast.AST) -> str:
     """How the function hands one of ``names`` to the client as something it will trust back:
     stored in the session, or set as a cookie ("" when neither)."""
     def reads(expr: ast.AST | None) -> bool:
-        return expr is not None and any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(expr))
-    for node in ast.walk(func):
+        return expr is not None and any(isinstance(n, ast.Name) and n.id in names for n in walk(expr))
+    for node in walk(func):
         if isinstance(node, ast.Assign) and reads(node.value) and any(
                 isinstance(t, ast.Subscript) and "session" in (dotted(t.value) or "").lower() for t in node.targets):
             return "stored in the session"

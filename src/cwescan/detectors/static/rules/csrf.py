@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.context import Context, is_const, kwarg
 from cwescan.detectors.static.patterns import last_name
 from cwescan.detectors.static.registry import Hit, rule
@@ -101,7 +102,7 @@ def _disabled_by_call(call: ast.Call) -> Iterator[Hit]:
 
 
 def _in_meta(node: ast.AST, ctx: Context) -> bool:
-    for cls in ast.walk(ctx.tree):
+    for cls in walk(ctx.tree):
         if isinstance(cls, ast.ClassDef) and cls.name == "Meta" and node in cls.body:
             return True
     return False

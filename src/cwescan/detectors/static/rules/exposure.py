@@ -9,6 +9,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.context import Context, arg
 from cwescan.detectors.static.patterns import is_route_decorator, last_name, positional_names
 from cwescan.detectors.static.registry import Hit, rule
@@ -53,7 +54,7 @@ def stack_trace_exposure(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     reaches = _in_response(call, ctx.stmt) or (isinstance(ctx.stmt, ast.Return) and _is_view(ctx))
     if not reaches and isinstance(ctx.stmt, ast.Assign):
         names = {t.id for t in ctx.stmt.targets if isinstance(t, ast.Name)}
-        reaches = any(_sends(stmt, names, ctx) for stmt in ast.walk(ctx.func)
+        reaches = any(_sends(stmt, names, ctx) for stmt in walk(ctx.func)
                       if isinstance(stmt, (ast.Return, ast.Expr, ast.Assign)) and stmt.lineno > ctx.stmt.lineno)
     if reaches:
         yield Hit(call, f"{ast.unparse(call.func)}() sends the exception's stack trace to the client", 0.7)
@@ -62,13 +63,13 @@ def stack_trace_exposure(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 def _in_response(node: ast.AST, stmt: ast.stmt) -> bool:
     """``node`` is (inside) an argument of a response call in ``stmt``."""
     return any(isinstance(c, ast.Call) and last_name(c.func) in _RESPONSES
-               and any(node in ast.walk(a) for a in [*c.args, *(k.value for k in c.keywords)])
-               for c in ast.walk(stmt))
+               and any(node in walk(a) for a in [*c.args, *(k.value for k in c.keywords)])
+               for c in walk(stmt))
 
 
 def _sends(stmt: ast.stmt, names: set[str], ctx: Context) -> bool:
     """``stmt`` returns (from a view) or passes to a response one of the variables ``names``."""
-    uses = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id in names]
+    uses = [n for n in walk(stmt) if isinstance(n, ast.Name) and n.id in names]
     if not uses:
         return False
     if isinstance(stmt, ast.Return) and _is_view(ctx):
@@ -87,7 +88,7 @@ def _is_view(ctx: Context) -> bool:
 def _under_debug_test(node: ast.AST, func: ast.AST) -> bool:
     """``node`` runs only when an ``if`` testing a debug setting holds (``if app.debug:``)."""
     return any(isinstance(n, ast.If) and _DEBUG_ONLY.search(ast.unparse(n.test))
-               and any(node in ast.walk(s) for s in n.body) for n in ast.walk(func))
+               and any(node in walk(s) for s in n.body) for n in walk(func))
 
 
 # keys of a token payload that hold a credential or payment data

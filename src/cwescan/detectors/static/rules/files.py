@@ -14,6 +14,7 @@ import re
 import stat
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.context import Context, arg, kwarg
 from cwescan.detectors.static.registry import Hit, rule
@@ -143,13 +144,13 @@ def _checked_before(call: ast.Call, ctx: Context) -> bool:
     operand of an ``and`` whose earlier operand validates the path, so it runs only once that
     check passed."""
     test = getattr(ctx.stmt, "test", None)
-    for node in ast.walk(test) if test is not None else ():
+    for node in walk(test) if test is not None else ():
         if not (isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And)):
             continue
         for operand in node.values:
-            if any(n is call for n in ast.walk(operand)):
+            if any(n is call for n in walk(operand)):
                 break
-            if any(is_validator(n) for n in ast.walk(operand)):
+            if any(is_validator(n) for n in walk(operand)):
                 return True
     return False
 

@@ -12,6 +12,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.flow import TAINTED
@@ -28,14 +29,14 @@ _BOUND_PARAMS = re.compile(r"=\s*(\?|\$\d+|:[A-Za-z_]\w*|%\([A-Za-z_]\w*\)s)|\bI
 
 
 def _strings_in(node: ast.AST) -> str:
-    return " ".join(n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return " ".join(n.value for n in walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str))
 
 
 def _sql_text(expr: ast.AST, ctx: Context) -> str:
     """The literal text of ``expr``, following one variable assignment back."""
     text = _strings_in(expr)
     if isinstance(expr, ast.Name) and ctx.func is not None:
-        for node in ast.walk(ctx.func):
+        for node in walk(ctx.func):
             if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == expr.id for t in node.targets):
                 text += " " + _strings_in(node.value)
             elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == expr.id:
@@ -181,7 +182,7 @@ def _reaches_execute(node: ast.AST, ctx: Context) -> bool:
     names = set()
     if isinstance(stmt, ast.Assign):
         names = {t.id for t in stmt.targets if isinstance(t, ast.Name)}
-    for n in ast.walk(scope) if scope is not None else ():
+    for n in walk(scope) if scope is not None else ():
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _EXECUTORS \
                 or isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _EXECUTORS:
             first = n.args[0] if n.args else None
@@ -407,7 +408,7 @@ def _appended(name: ast.AST, ctx: Context) -> list[ast.AST]:
     value = ctx.assigned_value(name)
     if not isinstance(name, ast.Name) or value is None or ctx.func is None:
         return []
-    calls = sorted((n for n in ast.walk(ctx.func) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    calls = sorted((n for n in walk(ctx.func) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
                     and isinstance(n.func.value, ast.Name) and n.func.value.id == name.id
                     and value.lineno <= n.lineno < name.lineno and len(n.args) == 1),
                    key=lambda n: (n.lineno, n.col_offset))

@@ -10,6 +10,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.context import Context, arg
 from cwescan.detectors.static.patterns import dotted, last_name
 from cwescan.detectors.static.registry import Hit, rule
@@ -92,4 +93,4 @@ def _destination(text: str) -> bool:
 
 def _text(expr: ast.AST) -> str:
     """The constant text of the string ``expr`` builds."""
-    return "".join(n.value for n in ast.walk(expr) if isinstance(n, ast.Constant) and isinstance(n.value, str))
+    return "".join(n.value for n in walk(expr) if isinstance(n, ast.Constant) and isinstance(n.value, str))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.context import Context, arg
 from cwescan.detectors.static.registry import Hit, rule
 from cwescan.detectors.static.sources import request_field
@@ -64,7 +65,7 @@ def _escaped(pattern: ast.AST, ctx: Context) -> bool:
     """re.escape applied to the pattern's variable somewhere in the function."""
     if not isinstance(pattern, ast.Name) or ctx.func is None:
         return False
-    for node in ast.walk(ctx.func):
+    for node in walk(ctx.func):
         if (isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
                 and getattr(node.value.func, "attr", "") == "escape"
                 and any(isinstance(t, ast.Name) and t.id == pattern.id for t in node.targets)):

@@ -11,6 +11,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.core.testcode import is_test_path
 from cwescan.detectors.static.context import Context, arg
 from cwescan.detectors.static.registry import Hit, rule
@@ -124,7 +125,7 @@ def _constructor(receiver: ast.AST, ctx: Context) -> ast.Call | None:
     ``with call as name:``."""
     value = receiver if isinstance(receiver, ast.Call) else ctx.assigned_value(receiver)
     if value is None and isinstance(receiver, ast.Name) and ctx.func is not None:
-        for node in ast.walk(ctx.func):
+        for node in walk(ctx.func):
             if isinstance(node, (ast.With, ast.AsyncWith)):
                 for item in node.items:
                     var = item.optional_vars
@@ -146,4 +147,4 @@ def _calls_starttls(receiver: ast.AST, ctx: Context) -> bool:
     scope = ctx.func if ctx.func is not None else ctx.tree
     text = ast.unparse(receiver)
     return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "starttls"
-               and ast.unparse(n.func.value) == text for n in ast.walk(scope))
+               and ast.unparse(n.func.value) == text for n in walk(scope))

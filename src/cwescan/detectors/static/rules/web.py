@@ -11,6 +11,7 @@ import ast
 import re
 from collections.abc import Iterator
 
+from cwescan.core.astwalk import walk
 from cwescan.detectors.static.bandit_bridge import CONFIDENCE
 from cwescan.detectors.static.context import Context, arg, is_const, kwarg
 from cwescan.detectors.static.registry import Hit, rule
@@ -54,7 +55,7 @@ def markup_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
 def _html_literal(node: ast.AST) -> bool:
     return any(isinstance(n, ast.Constant) and isinstance(n.value, str) and _HTML.search(n.value)
-               for n in ast.walk(node))
+               for n in walk(node))
 
 
 def _string_building(node: ast.AST) -> bool:
@@ -116,7 +117,7 @@ def html_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
         if not isinstance(value, ast.Name):
             return  # string building in the return value is checked on its own node
         flow = ctx.flow(value, "html")
-        if not flow.built or not any(_html_literal(n.value) for n in ast.walk(ctx.func)
+        if not flow.built or not any(_html_literal(n.value) for n in walk(ctx.func)
                                      if isinstance(n, (ast.Assign, ast.AugAssign)) and _targets(n, value.id)):
             return
         where = "an HTML response"
@@ -140,7 +141,7 @@ def _text_built(expr: ast.AST, ctx: Context) -> bool:
         return True
     if not isinstance(expr, ast.Name):
         return False
-    last = max((n for n in ast.walk(ctx.func) if isinstance(n, (ast.Assign, ast.AugAssign))
+    last = max((n for n in walk(ctx.func) if isinstance(n, (ast.Assign, ast.AugAssign))
                 and _targets(n, expr.id) and n.lineno < expr.lineno), key=lambda n: n.lineno, default=None)
     return isinstance(last, ast.AugAssign) or last is not None and _string_building(last.value)
 
@@ -174,7 +175,7 @@ def _flask_like(ctx: Context) -> bool:
         return True
     return ctx.func is not None and not ctx.imports_web_framework() and any(
         isinstance(n, ast.Attribute) and n.attr in _FLASK_FIELDS and isinstance(n.value, ast.Name)
-        and n.value.id == "request" for n in ast.walk(ctx.func))
+        and n.value.id == "request" for n in walk(ctx.func))
 
 
 def _view_serves_html(ctx: Context) -> bool:
@@ -189,7 +190,7 @@ def _html_names(node: ast.AST, ctx: Context) -> bool:
     if not isinstance(left, ast.Name):
         return False
     scope = ctx.func if ctx.func is not None else ctx.tree
-    return any(_html_literal(n.value) for n in ast.walk(scope)
+    return any(_html_literal(n.value) for n in walk(scope)
                if isinstance(n, ast.Assign) and _targets(n, left.id))
 
 
@@ -278,7 +279,7 @@ def jinja_template_autoescape(call: ast.Call, ctx: Context) -> Iterator[Hit]:
 
 def _html_assigned(name: str, ctx: Context) -> bool:
     scope = ctx.func if ctx.func is not None else ctx.tree
-    return any(_html_literal(n.value) for n in ast.walk(scope)
+    return any(_html_literal(n.value) for n in walk(scope)
                if isinstance(n, ast.Assign) and _targets(n, name))
 
 
@@ -474,7 +475,7 @@ def _bound_values(scope: ast.AST, name: str) -> Iterator[ast.AST]:
 
 def _walk_scope(scope: ast.AST, into_functions: bool) -> Iterator[ast.AST]:
     children = ast.iter_child_nodes(scope)
-    return (n for c in children for n in ast.walk(c)) if into_functions else walk_local(children)
+    return (n for c in children for n in walk(c)) if into_functions else walk_local(children)
 
 
 def _enclosing_class(ctx: Context) -> ast.ClassDef | None:
@@ -482,7 +483,7 @@ def _enclosing_class(ctx: Context) -> ast.ClassDef | None:
     if not ctx.funcs:
         return None
     method = ctx.funcs[0]
-    for cls in ast.walk(ctx.tree):
+    for cls in walk(ctx.tree):
         if isinstance(cls, ast.ClassDef) and method in cls.body:
             return cls
     return None
