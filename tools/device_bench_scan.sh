@@ -58,8 +58,21 @@ envs() {  # jobs import from a copy of the code: each call re-syncs the checkout
          "CWESCAN_DATA=$STASH/datasets CWESCAN_SPLITS=$STASH/code/data/splits CWESCAN_NEGATIVES=$STASH/negatives"
 }
 
-code_copy() {
+overlay() {  # overlay FOLDER DEST: FOLDER's files laid over the copy DEST (a commit's versions of
+    # files the checkout has changed since), and FOLDER/remove.txt: paths to leave out of it
+    (cd "$1" && find . -type f ! -name remove.txt -exec cp --parents {} "$2/" \;)
+    [ -f "$1/remove.txt" ] && (cd "$2" && xargs -r rm -f < "$1/remove.txt")
+    echo "overlay on $(basename "$2"): $(find "$1" -type f | wc -l) files"
+}
+
+code_copy() {  # OVERLAY: laid over the code every run imports; BASE_OVERLAY: over a second copy,
+    # code-base, that the SECOND=baseline run imports instead (before/after code in one run)
     rm -rf "$STASH/code" && mkdir -p "$STASH/code" && cp -r src data recipes "$STASH/code/"
+    if [ -n "${OVERLAY:-}" ]; then overlay "$OVERLAY" "$STASH/code"; fi
+    if [ -n "${BASE_OVERLAY:-}" ]; then
+        rm -rf "$STASH/code-base" && cp -r "$STASH/code" "$STASH/code-base"
+        overlay "$BASE_OVERLAY" "$STASH/code-base"
+    fi
 }
 
 venv_without_torchao() {  # the device's packages, torchao left out, as a virtual environment
@@ -152,12 +165,16 @@ launch)
              --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
              --out $STASH/runs/cpu2-precisions"
     elif [ "$SECOND" != none ]; then
-        device_job "$STASH/runs/cpu2-baseline" "$(envs) OMP_NUM_THREADS=2" \
+        device_job "$STASH/runs/cpu2-baseline" "$(envs | sed "s#$STASH/code/#$STASH/code-${BASE_OVERLAY:+base}/#g; s#code-/#code/#g") OMP_NUM_THREADS=2" \
             "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
     fi
     gpu_cores=4-15
+    if [ -n "${PROFILE:-}" ]; then  # cores 6-7: the SLM's score path under torch.profiler (tools/slm_profile.py)
+        device_job "$STASH/runs/cpu2-profile" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 6,7 python3 tools/slm_profile.py --precision $PROFILE --threads 2 --out $STASH/runs/cpu2-profile/profile.txt"
+    fi
     if [ -n "${THIRD_PRECISIONS:-}" ]; then
-        gpu_cores=6-15
+        gpu_cores=$([ -n "${PROFILE:-}" ] && echo 8-15 || echo 6-15)
         device_job "$STASH/runs/cpu2-third" "$(envs) OMP_NUM_THREADS=2" \
             "taskset -c 4,5 python3 -m cwescan bench models --models slm --precisions $THIRD_PRECISIONS --device cpu \
              --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
@@ -203,6 +220,7 @@ collect)
     gzip -c "$STASH/runs/gpu/mix-$MIX_SECOND_NAME.json" > "$OUT/$MIX_DETECTOR-$MIX_SECOND_NAME.json.gz" 2>/dev/null || true
     cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-third/bench.md" "$OUT/cpu2-third.md" 2>/dev/null || true
+    cp "$STASH/runs/cpu2-profile/profile.txt" "$OUT/cpu2-profile.txt" 2>/dev/null || true
     cp "$STASH/negatives/MANIFEST.json" "$OUT/NEGATIVES-MANIFEST.json" 2>/dev/null || true
     for run in slm-a slm-b; do  # adapter, card and realistic-mix scores of each training run
         [ -d "$STASH/runs/$run/adapter" ] || continue
