@@ -36,7 +36,7 @@ from cwescan.core.findings import Finding, by_path, in_unit
 from cwescan.core.handoffs import Handoff
 from cwescan.scan.across_files import recheck_handed
 from cwescan.scan.parse_notices import lowered_notice, parse_notice
-from cwescan.scan.review import FileTriage, parse_for_review, triage_in_worker, units_to_review
+from cwescan.scan.review import FileTriage, parse_for_review, start_triage, units_to_review
 from cwescan.core.pair import partner_name
 from cwescan.core.report import Report, Reported
 from cwescan.scan.executor import BatchDone, StageExecutor
@@ -79,10 +79,11 @@ class FileResult:
 
 def scan_file(cand: Candidate, fast: Sequence[Detector], max_size: int, timeout: float,
               keep_source: bool, keep_text: bool = True,
-              passed: dict[str, list[Handoff]] | None = None) -> FileResult:
-    """Read, parse and run the fast detectors on one file. Never raises (but KeyboardInterrupt)."""
+              passed: dict[str, list[Handoff]] | None = None, triage: bool = False) -> FileResult:
+    """Read, parse and run the fast detectors on one file (``triage``: see ``scan_read``). Never
+    raises (but KeyboardInterrupt)."""
     return scan_read(cand.relpath, read_source(cand.abspath, cand.relpath, max_size), fast,
-                     timeout, keep_source, keep_text, passed)
+                     timeout, keep_source, keep_text, passed, triage)
 
 
 def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout: float,
@@ -120,7 +121,7 @@ def scan_read(relpath: str, read: ReadResult, fast: Sequence[Detector], timeout:
         result.notices.append(lowered_notice(relpath, src.lowered))
     result.n_units = len(src.units)
     result.function_spans = [(u.start_line, u.end_line) for u in src.units if u.kind == "function"]
-    finish_triage = triage_in_worker(src) if triage else None  # on the tree before the rules fold it
+    finish_triage = start_triage(src) if triage else None  # on the tree before the rules fold it
     # Static detectors need the AST; a file beyond repair is left to the models.
     for det in (fast if src.tree is not None else ()):
         alarm = Alarm()
@@ -247,7 +248,8 @@ def scan(paths: Sequence[Path], options: ScanOptions,
                                      progress=progress)
         # files whose functions other files hand outside data: checked again with it
         recheck_handed(results, candidates, lambda cand, passed: scan_file(
-            cand, fast, options.max_file_size, options.file_timeout, bool(models), bool(models), passed))
+            cand, fast, options.max_file_size, options.file_timeout, bool(models), bool(models), passed,
+            triage=bool(models) and options.review == "triage"))
     notices = list(notices)
     raw: list[Finding] = []
     model_stats: dict = {}
@@ -369,10 +371,12 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     if not fast or not all(d.name in detector_registry.REGISTRY for d in fast):
         jobs = 1
     results: list[FileResult] = []
+    # triage where each file is scanned, on its tree as parsed (scan/review.py), in a worker or here
+    triage = keep_source and options.review == "triage"
     if jobs <= 1 or total < 2:
         for i, cand in enumerate(candidates):
             results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
-                                     keep_source, keep_text=keep_source))
+                                     keep_source, keep_text=keep_source, triage=triage))
             if progress:
                 progress("files", i + 1, total)
         return results
@@ -382,7 +386,7 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
         with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=get_context("spawn"),
                                  initializer=_init_worker,
                                  initargs=(targets, options.max_file_size, options.file_timeout,
-                                           keep_source, keep_source and options.review == "triage")) as pool:
+                                           keep_source, triage)) as pool:
             for r in pool.map(_scan_in_worker, candidates, chunksize=4):
                 parse_for_review(r)
                 results.append(r)
@@ -394,7 +398,7 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
         pass
     for cand in candidates[len(results):]:
         results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
-                                 keep_source, keep_text=keep_source))
+                                 keep_source, keep_text=keep_source, triage=triage))
         if progress:
             progress("files", len(results), total)
     return results

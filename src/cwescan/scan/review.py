@@ -1,16 +1,16 @@
 """Which units of the scanned files the model stage reads (``cwescan.scan.triage`` per unit).
 
-Triage needs each file's units and its static findings. A file scanned in a worker process is
-triaged there, while its tree is at hand (:func:`triage_in_worker`), and only the verdicts
-come back: the parent then parses again just the files with a unit to review, instead of
-parsing and triaging every file alone while the other cores idle. A file whose result carries
-no verdicts (scanned in this process, on a cluster, or with ``--review all``) is parsed and
-triaged here as before.
+Triage needs each file's units and its static findings. A file is triaged where it is scanned,
+while its tree is at hand (:func:`start_triage`); from a worker process only the verdicts come
+back, and the parent parses again just the files with a unit to review, instead of parsing and
+triaging every file alone while the other cores idle. A file whose result carries no verdicts
+(scanned on a cluster, or with ``--review all``) is parsed and triaged here.
 
-The verdicts are the same wherever they are worked out: a unit's surface is judged on the tree
-as parsed, before the rules fold string constants in it (``surface_verdict``), and its
-static-finding verdict on the findings of its own file, which are all of the scan's findings
-for that path (:func:`units_to_review` checks that, else triages every file here).
+The verdicts are the same wherever they are worked out (a worker, this process with ``--jobs
+1``, the across-file recheck): a unit's surface is judged on the tree as parsed, before the
+rules fold string constants in it (``surface_verdict``), and its static-finding verdict on the
+findings of its own file, which are all of the scan's findings for that path
+(:func:`units_to_review` checks that, else triages every file here).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def reviewable(src: SourceFile) -> tuple[list[Unit], int]:
     return within_budget([u for u in src.units if u.code.strip()])
 
 
-def triage_in_worker(src: SourceFile) -> Callable[[list[Finding]], FileTriage | None]:
+def start_triage(src: SourceFile) -> Callable[[list[Finding]], FileTriage | None]:
     """Start triaging ``src`` before the rules run on it (its units' surfaces, from the tree
     as parsed); the returned function finishes it with the file's static findings. It gives
     None when the surfaces could not be worked out (the parent then triages the file itself)."""
