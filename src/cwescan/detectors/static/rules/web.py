@@ -199,6 +199,69 @@ def _targets(node, name: str) -> bool:
     return any(isinstance(t, ast.Name) and t.id == name for t in targets)
 
 
+# Markdown renderers that pass raw HTML in their input through to the page by default
+# (Python-Markdown 3 dropped ``safe_mode``; markdown2's ``safe_mode`` and commonmark.py's
+# ``safe`` are off unless set). cmark-based renderers (cmarkgfm) drop raw HTML by default.
+_MARKDOWN_RENDERERS = frozenset({"markdown.markdown", "markdown2.markdown", "commonmark.commonmark"})
+
+
+def _markdown_render(expr: ast.AST | None, ctx: Context) -> ast.Call | None:
+    """The Markdown rendering call ``expr`` is, or the one the variable ``expr`` was last
+    assigned from: ``markdown.markdown(text)``, ``markdown2.markdown(text)``,
+    ``commonmark.commonmark(text)`` or ``markdown.Markdown(...).convert(text)`` (also through a
+    variable holding the ``Markdown`` instance)."""
+    if isinstance(expr, ast.Name):
+        expr = ctx.assigned_value(expr)
+    if not isinstance(expr, ast.Call):
+        return None
+    if ctx.qualname(expr) in _MARKDOWN_RENDERERS:
+        return expr
+    if isinstance(expr.func, ast.Attribute) and expr.func.attr == "convert":
+        maker = expr.func.value
+        maker = ctx.assigned_value(maker) if isinstance(maker, ast.Name) else maker
+        if isinstance(maker, ast.Call) and ctx.qualname(maker) == "markdown.Markdown":
+            return expr
+    return None
+
+
+@rule("CWS079E", cwe="CWE-79", title="Request data rendered as Markdown into a page", severity="high",
+      node=(ast.Return, ast.Call), calls={"make_response", "Response", *_DJANGO_HTML_RESPONSES})
+def markdown_from_request(node: ast.AST, ctx: Context) -> Iterator[Hit]:
+    """Request data rendered as Markdown and sent as the page.
+
+    **What.** A Flask, Quart or Bottle view returns ``markdown.markdown(text)`` (or
+    ``markdown2.markdown``, ``commonmark.commonmark``, ``markdown.Markdown(...).convert``), or
+    sends it with ``make_response``/``Response`` or Django's ``HttpResponse`` without a non-HTML
+    content type, directly or through a variable, where ``text`` holds request data, a routed
+    view's URL parameter or ``input()``.
+
+    **Why.** Markdown allows raw HTML, and these renderers pass it through: ``<script>`` or
+    ``<img src=x onerror=...>`` in the text runs in the page (CWE-79). Rendering what a user
+    wrote as Markdown is a common way to build a page, so the HTML looks intended.
+
+    **Confidence.** 0.9 of the source's; request data only. ``escape()`` on the text, or a
+    sanitiser (``bleach.clean``, ``nh3.clean``) around the rendered HTML, clears it.
+
+    **Example.**
+
+        @app.route("/preview", methods=["POST"])
+        def preview():
+            return markdown.markdown(request.form["body"])
+
+    **Fix.** Sanitise the rendered HTML with an allow-list (``nh3.clean(html)`` or
+    ``bleach.clean(html, tags=...)``), or use a renderer that drops raw HTML (cmarkgfm,
+    markdown-it-py with ``html=False``).
+    """
+    if ctx.func is None:
+        return
+    render = _markdown_render(_served_text(node, ctx), ctx)
+    if render is None:
+        return
+    flow = ctx.flow(arg(render, 0, "text") or arg(render, 0, "source"), "html")
+    if flow.level == TAINTED and flow.source in _WEB_SOURCES:
+        yield ctx.hit(node, flow, flow.explain("a page rendered from Markdown"), flow.confidence * 0.9)
+
+
 @rule("CWS079C", cwe="CWE-79", title="Jinja2 autoescape disabled", severity="high",
       calls={"Environment", "setup"}, bandit=("B701",))
 def jinja_autoescape(call: ast.Call, ctx: Context) -> Iterator[Hit]:
