@@ -30,7 +30,9 @@ def markup_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
     """Non-constant text declared safe HTML, or rendered as a template.
 
     **What.** ``markupsafe.Markup(x)``, Django ``mark_safe(x)``/``SafeString(x)`` and Flask
-    ``render_template_string(x)`` where ``x`` is not a constant.
+    ``render_template_string(x)`` where ``x`` is not a constant; and a constant template
+    string that prints a variable with ``|safe`` (``{{ body|safe }}``) rendered with request
+    data for it.
 
     **Why.** Marking text safe turns off auto-escaping: a ``<script>`` in it runs in the
     victim's browser (CWE-79). A template string from user data is also template injection.
@@ -51,6 +53,21 @@ def markup_injection(call: ast.Call, ctx: Context) -> Iterator[Hit]:
                    what="text marked safe HTML from a non-constant value")
     if hit:
         yield hit
+    elif last_name(call.func) == "render_template_string" and isinstance(value, ast.Constant):
+        yield from _unescaped_variables(call, str(value.value), ctx)
+
+
+_UNESCAPED = re.compile(r"{{-?\s*([A-Za-z_][A-Za-z0-9_]*)\s*\|\s*safe\b")
+
+
+def _unescaped_variables(call: ast.Call, template: str, ctx: Context) -> Iterator[Hit]:
+    """A constant template that prints a variable with ``|safe`` (no escaping), rendered with
+    request data for that variable: ``render_template_string("{{ body|safe }}", body=text)``."""
+    for name in dict.fromkeys(_UNESCAPED.findall(template)):
+        flow = ctx.flow(kwarg(call, name), "html")
+        if flow.level == TAINTED and flow.source in _WEB_SOURCES:
+            yield ctx.hit(call, flow, flow.explain(f"a template variable printed with |safe ({name})"))
+            return
 
 
 def _html_literal(node: ast.AST) -> bool:
