@@ -19,6 +19,11 @@
 #   cores 4-5  THIRD_PRECISIONS (unset: none): `cwescan bench models` of the SLM at those
 #              precisions (e.g. fp32,bf16,bf16-compiled) on 2 cores; or THIRD_SCAN_ARGS: the
 #              default scan with those arguments (e.g. --focus-tokens 512); the GPU runs then get 6-15
+#   PROFILE=bf16 (unset: none): tools/slm_profile.py on cores 6-7 (the GPU runs then get 8-15)
+#   OVERLAY=DIR: a carried folder of files laid over the code every run imports (a commit's
+#              versions of files the checkout has changed since; DIR/remove.txt: paths to drop);
+#              BASE_OVERLAY=DIR: the same over a second copy that only the SECOND=baseline run
+#              imports, so the code before and after a change run side by side
 #   CPU=none skips every CPU run above (GPU work alone)
 #   cores 4-15 GPU=mix: the second `cwescan eval-mix` run below alone; GPU=bench: the default scan with the models on the GPU, and nothing else (no
 #              negatives corpus is built); GPU=scan (default): the same, then `cwescan
