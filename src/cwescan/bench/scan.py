@@ -33,6 +33,7 @@ from pathlib import Path
 
 import typer
 
+from cwescan.cli.options import focus_option, focus_tokens_option
 from cwescan.bench.static import collect, stdlib_path
 from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
 from cwescan.core.process import peak_rss_mb, rss_mb
@@ -384,13 +385,8 @@ def scan_command(
     compare_gate: bool = typer.Option(False, "--compare-gate",
                                       help="Also a cold scan at --min-confidence 0, where the pair's gate sits at the "
                                            "model-only threshold instead of the display confidence."),
-    focus: bool = typer.Option(True, "--focus/--no-focus",
-                               help="The SLM reads a long unit only in the windows around its sinks, sources "
-                                    "and rule findings (the scan's default), or all of it."),
-    focus_tokens: int = typer.Option(None, "--focus-tokens", min=0,
-                                     help="The SLM reads a long unit in windows of at most this many tokens centred "
-                                          "on its sinks, sources and rule findings (0: the fixed windows that hold "
-                                          "one; default: the detector's)."),
+    focus: bool = focus_option(),
+    focus_tokens: int = focus_tokens_option(),
     settle: bool = typer.Option(True, "--settle/--no-settle",
                                 help="Units whose rule findings the encoder settles are not read by the SLM (the "
                                      "scan's default), or the SLM reads every unit with a rule finding."),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from cwescan.cli.options import focus_option, focus_tokens_option
 from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
 
 
@@ -159,13 +160,8 @@ def eval_mix_cmd(
     batch_size: int = typer.Option(0, help="Windows per forward pass (default 16 on CPU, 128 on a GPU)."),
     labelled_only: bool = typer.Option(False, "--labelled-only",
                                        help="Score the labelled parts only (their CWE and line answers), not the corpus."),
-    focus: bool = typer.Option(True, "--focus/--no-focus",
-                               help="Read a long unit only in the windows around its sinks and sources, "
-                                    "as the scan does (default), or all of it."),
-    focus_tokens: int = typer.Option(None, "--focus-tokens", min=0,
-                                     help="The SLM reads a long unit in windows of at most this many tokens "
-                                          "centred on those lines (0: the fixed windows that hold one; "
-                                          "default: the detector's)."),
+    focus: bool = focus_option(),
+    focus_tokens: int = focus_tokens_option(),
     callers_reading_sources: bool = typer.Option(False, "--callers-reading-sources",
                                                  help="The SLM's prompts show only callers that read an "
                                                       "untrusted source (default: every caller that fits)."),

@@ -191,9 +191,9 @@ def _init_worker(targets: list[str], max_size: int, timeout: float, keep_text: b
 
 
 def _scan_in_worker(cand: Candidate) -> FileResult:
-    max_size, timeout, keep_text, triage = _WORKER["args"][:4]
-    return scan_read(cand.relpath, read_source(cand.abspath, cand.relpath, max_size), _WORKER["fast"],
-                     timeout, keep_source=False, keep_text=keep_text, triage=triage)
+    max_size, timeout, keep_text, triage = _WORKER["args"]
+    return scan_file(cand, _WORKER["fast"], max_size, timeout, keep_source=False, keep_text=keep_text,
+                     triage=triage)
 
 
 # --- merging and the report ---------------------------------------------------------------

@@ -1,0 +1,20 @@
+"""Command-line options that several commands declare alike (one definition, one help text)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def focus_option():
+    """``--focus/--no-focus``: how the models read a unit longer than one window."""
+    return typer.Option(True, "--focus/--no-focus",
+                        help="The models read a long unit only in the windows around its sinks, sources "
+                             "and rule findings, as the scan does (default), or all of it.")
+
+
+def focus_tokens_option():
+    """``--focus-tokens N``: the SLM's focus windows at most N tokens, centred on those lines."""
+    return typer.Option(None, "--focus-tokens", min=0,
+                        help="The SLM reads a long unit in windows of at most this many tokens centred "
+                             "on its sinks, sources and rule findings (0: the fixed windows that hold "
+                             "one; default: the detector's).")
