@@ -4,6 +4,7 @@ Bandit, no reaching into other modules' private names, no probing of detectors."
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -158,6 +159,25 @@ def test_every_command_is_under_the_cwescan_app():
     out = CliRunner().invoke(app, ["--help"]).output
     for command in ("scan", "eval", "eval-slm", "rules", "fuzz", "data", "train", "bench"):
         assert f" {command} " in out, command
+
+
+def test_only_the_cli_declares_commands():
+    """Library modules neither import typer nor the CLI package: importing ``cwescan.cli`` runs
+    every command module's registration, so a library module that imported a CLI helper could
+    not be imported first (``import cwescan.bench.scan`` once failed on a circular import)."""
+    leaks = []
+    for name, path in MODULES.items():
+        if name.startswith("cwescan.cli") or name == "cwescan.__main__":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                       else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            leaks += [f"{name}: {t}" for t in targets if t == "typer" or t.startswith(("typer.", "cwescan.cli"))]
+    assert not leaks, leaks
+    for name in ("cwescan.bench.scan", "cwescan.scan.pipeline", "cwescan.evaluate.mix_scores"):
+        r = subprocess.run([sys.executable, "-c", f"import {name}"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(PACKAGE.parent)})
+        assert r.returncode == 0, r.stderr
 
 
 MODEL_STACK = ("torch", "transformers", "peft", "tokenizers", "gguf", "accelerate", "safetensors")

@@ -173,7 +173,7 @@ def models_command(
 bench_app.command("models")(models_command)
 
 # `cwescan bench scan` / `bench triage`: end-to-end scan speed and triage's cost (scan engineer)
-from cwescan.bench.scan import scan_command, triage_command  # noqa: E402
+from cwescan.cli.bench_scan import scan_command, triage_command  # noqa: E402
 
 bench_app.command("scan")(scan_command)
 bench_app.command("triage")(triage_command)
