@@ -168,7 +168,11 @@ def test_unit_prompts_hide_comments_but_keep_line_numbers(tok):
     [unit] = [u for u in parse_source("m.py", code).units if u.kind == "function"]
     [w] = P.PromptBuilder(tok).unit_windows(unit)
     assert "validated" not in w.prompt and "reviewed" not in w.prompt and "trusted" not in w.prompt
-    assert "   4|     return eval(x)" + P.ASSISTANT_START in w.prompt and shown_lines(w.prompt) == [1, 2, 3, 4]
+    # line 3 was only a comment: left out, and line 4 keeps its number
+    assert "   4|     return eval(x)" + P.ASSISTANT_START in w.prompt and shown_lines(w.prompt) == [1, 2, 4]
+    assert (w.first_line, w.last_line) == (1, 4)
+    [kept] = P.PromptBuilder(tok, P.PromptOptions(blank_lines=True)).unit_windows(unit)
+    assert shown_lines(kept.prompt) == [1, 2, 3, 4]
     [raw] = P.PromptBuilder(tok, P.PromptOptions(strip_comments=False)).unit_windows(unit)
     assert "# trusted input" in raw.prompt  # adapters trained before the option read comments
 
@@ -195,3 +199,38 @@ def test_count_memo_stays_bounded_and_correct(tok, monkeypatch):
     texts = [f"line {i}\n" for i in range(8)]
     first = b.counts(texts)
     assert b.counts(texts[:3] + ["new text\n"]) == first[:3] + [len(tok.encode("new text\n", add_special_tokens=False))]
+
+
+def test_blank_lines_are_left_out_but_every_code_line_is_in_a_window_with_its_number(tok):
+    """Blank lines (and those a stripped docstring leaves) cost tokens and say nothing: the model
+    reads the other lines under their own numbers, in as many windows as before or fewer, and a
+    long unit's focus still picks the window that holds its sink."""
+    body = [f"    y{i} = x + {i}\n\n" if i % 3 else f'    """Step {i}.\n\n    More.\n    """\n' for i in range(300)]
+    code = "def f(x):\n" + "".join(body) + "    return eval(y299)\n"
+    last = code.count("\n")
+    options = P.PromptOptions(max_tokens=256, overlap_lines=3)
+    sparse = P.PromptBuilder(tok, options).windows(code)
+    dense = P.PromptBuilder(tok, P.PromptOptions(max_tokens=256, overlap_lines=3, blank_lines=True)).windows(code)
+    assert len(sparse) < len(dense)
+    shown = sorted({n for w in sparse for n in shown_lines(w.prompt)})
+    lines = code.split("\n")
+    assert shown == [n for n in range(1, last + 1) if lines[n - 1].strip()]
+    for w in sparse:
+        rows = shown_lines(w.prompt)
+        assert (w.first_line, w.last_line) == (rows[0], rows[-1])
+        assert all(f"{n:>4}| {lines[n - 1]}" in w.prompt for n in rows)
+    [window] = P.PromptBuilder(tok, options).windows(code, focus={last})
+    assert last in shown_lines(window.prompt)
+    centred = P.PromptBuilder(tok, P.PromptOptions(max_tokens=256, focus_tokens=160)).windows(code, focus={2, last})
+    assert [2 in shown_lines(centred[0].prompt), last in shown_lines(centred[-1].prompt)] == [True, True]
+    blank_focus = P.PromptBuilder(tok, P.PromptOptions(max_tokens=256, focus_tokens=160)).windows(code, focus={3})
+    assert shown_lines(blank_focus[0].prompt)[0] <= 4 <= shown_lines(blank_focus[0].prompt)[-1]
+
+
+def test_callers_are_shown_without_their_blank_lines(tok):
+    code = ('import os\n\ndef run(cmd):\n    os.system(cmd)\n\n'
+            'def handler(req):\n    """Runs it.\n\n    Twice.\n    """\n\n    return run(req.args["q"])\n')
+    run_unit = next(u for u in parse_source("m.py", code).units if u.qualname == "run")
+    [w] = P.PromptBuilder(tok).unit_windows(run_unit)
+    context = w.prompt.split("Callers of this function (context only, not judged):\n", 1)[1].split("Code:\n")[0]
+    assert context == 'def handler(req):\n    ""\n    return run(req.args["q"])\n'

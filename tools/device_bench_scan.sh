@@ -28,7 +28,8 @@
 #   cores 4-15 GPU=mix: the second `cwescan eval-mix` run below alone; GPU=bench: the default scan with the models on the GPU, and nothing else (no
 #              negatives corpus is built); GPU=scan (default): the same, then `cwescan
 #              eval-mix` of MIX_DETECTOR (default slm) on the GPU with focus and with MIX_SECOND_ARGS
-#              (default --no-focus; its file is MIX_SECOND_NAME, default whole) (labelled
+#              (default --no-focus; its file is MIX_SECOND_NAME, default whole), and with
+#              MIX_THIRD_ARGS when MIX_THIRD_NAME (its file) is set (labelled
 #              parts and the negatives corpus, rebuilt on the device from its own site-packages
 #              while the pieces travel); GPU=train-slm: two runs (a, b) of `cwescan train slm
 #              --recipe $SLM_RECIPE` side by side on the GPU, each followed by `cwescan eval-mix`
@@ -208,7 +209,8 @@ launch)
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
              taskset -c $gpu_cores $mix --out $STASH/runs/gpu/mix-focus.json &&
-             taskset -c $gpu_cores $mix $MIX_SECOND_ARGS --out $STASH/runs/gpu/mix-$MIX_SECOND_NAME.json"
+             taskset -c $gpu_cores $mix $MIX_SECOND_ARGS --out $STASH/runs/gpu/mix-$MIX_SECOND_NAME.json${MIX_THIRD_NAME:+ &&
+             taskset -c $gpu_cores $mix $MIX_THIRD_ARGS --out $STASH/runs/gpu/mix-$MIX_THIRD_NAME.json}"
     fi
     echo "started the jobs"
     ;;
@@ -223,6 +225,8 @@ collect)
     done
     gzip -c "$STASH/runs/gpu/mix-focus.json" > "$OUT/$MIX_DETECTOR-focus.json.gz" 2>/dev/null || true
     gzip -c "$STASH/runs/gpu/mix-$MIX_SECOND_NAME.json" > "$OUT/$MIX_DETECTOR-$MIX_SECOND_NAME.json.gz" 2>/dev/null || true
+    [ -n "${MIX_THIRD_NAME:-}" ] && { gzip -c "$STASH/runs/gpu/mix-$MIX_THIRD_NAME.json" \
+        > "$OUT/$MIX_DETECTOR-$MIX_THIRD_NAME.json.gz" 2>/dev/null || true; }
     cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-third/bench.md" "$OUT/cpu2-third.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-profile/profile.txt" "$OUT/cpu2-profile.txt" 2>/dev/null || true

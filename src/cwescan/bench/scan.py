@@ -117,14 +117,35 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _detectors(names: list[str], precision: str | None, device: str | None, pair: str, prefix_cache: bool,
+               focus: bool, focus_tokens: int | None, settle: bool, blank_lines: bool) -> tuple[list, list]:
+    """The scan's detectors, set up as the benchmark run asks, and the SLMs among them."""
+    from cwescan.core.pair import partner_name
+    from cwescan.detectors import create_detectors
+    from cwescan.detectors.base import ModelDetector
+    from cwescan.detectors.slm import SLMDetector
+    from cwescan.scan.quiet import third_party_quiet
+
+    with third_party_quiet():
+        detectors = create_detectors(names, precision, device=device, slm_partner=partner_name(pair))
+    slm = [d for d in detectors if isinstance(d, SLMDetector)]
+    for d in slm:
+        d.prefix_cache = prefix_cache
+        d.options.blank_lines = blank_lines
+    for d in detectors:
+        if isinstance(d, ModelDetector):
+            d.set_focus(focus, focus_tokens)
+            d.set_settle(settle)
+    return detectors, slm
+
+
 def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list[str] | None,
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
              focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE, settle: bool = True,
-             focus_tokens: int | None = None) -> ScanRun:
-    from cwescan.core.pair import partner_name
+             focus_tokens: int | None = None, blank_lines: bool = False) -> ScanRun:
     from cwescan.scan.cache import ResultCache
-    from cwescan.detectors import create_detectors, default_detectors
+    from cwescan.detectors import default_detectors
     from cwescan.scan.pipeline import ScanOptions, scan
 
     names = detector_names or default_detectors()[0]
@@ -157,21 +178,8 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
 
     c0 = _cpu_seconds()
     t0 = time.perf_counter()
-    from cwescan.scan.quiet import third_party_quiet
-
-    with third_party_quiet():
-        detectors = create_detectors(names, precision, device=device,
-                                     slm_partner=partner_name(pair))
-    from cwescan.detectors.base import ModelDetector
-    from cwescan.detectors.slm import SLMDetector
-
-    slm = [d for d in detectors if isinstance(d, SLMDetector)]
-    for d in slm:
-        d.prefix_cache = prefix_cache
-    for d in detectors:
-        if isinstance(d, ModelDetector):
-            d.set_focus(focus, focus_tokens)
-            d.set_settle(settle)
+    detectors, slm = _detectors(names, precision, device, pair, prefix_cache=prefix_cache, focus=focus,
+                                focus_tokens=focus_tokens, settle=settle, blank_lines=blank_lines)
     t1 = time.perf_counter()
     # the display confidence (a user's scan: 0.3) decides the pair's gate too
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
@@ -203,14 +211,16 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
                precision: str | None = None, review: str = "triage", jobs: int = 0,
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
                first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
-               compare_gate: bool = False, settle: bool = True, focus_tokens: int | None = None) -> dict:
+               compare_gate: bool = False, settle: bool = True, focus_tokens: int | None = None,
+               blank_lines: bool = False) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
     cache_dir = out / "cache"
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
-    same = {"first_stage": first_stage, "pair": pair, "focus": focus, "settle": settle, "focus_tokens": focus_tokens}
+    same = {"first_stage": first_stage, "pair": pair, "focus": focus, "settle": settle, "focus_tokens": focus_tokens,
+            "blank_lines": blank_lines}
     runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device, **same)]
     if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
         # first run of a process also pays imports and the first model load from disk
@@ -238,6 +248,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
         "focus": focus,
         "settle": settle,
         "focus_tokens": focus_tokens,
+        "blank_lines": blank_lines,
         "device": device or "cpu",
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": _torch_threads(),

@@ -10,7 +10,7 @@ import typer
 
 from cwescan.bench.scan import card_sha, scan_bench, scan_table, triage_cost
 from cwescan.bench.static import stdlib_path
-from cwescan.cli.options import focus_option, focus_tokens_option
+from cwescan.cli.options import blank_lines_option, focus_option, focus_tokens_option
 
 
 def scan_command(
@@ -34,6 +34,7 @@ def scan_command(
                                            "model-only threshold instead of the display confidence."),
     focus: bool = focus_option(),
     focus_tokens: int = focus_tokens_option(),
+    blank_lines: bool = blank_lines_option(),
     settle: bool = typer.Option(True, "--settle/--no-settle",
                                 help="Units whose rule findings the encoder settles are not read by the SLM (the "
                                      "scan's default), or the SLM reads every unit with a rule finding."),
@@ -65,7 +66,7 @@ def scan_command(
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
                         first_stage, pair, focus=focus, compare_gate=compare_gate, settle=settle,
-                        focus_tokens=focus_tokens)
+                        focus_tokens=focus_tokens, blank_lines=blank_lines)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")

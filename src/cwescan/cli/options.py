@@ -18,3 +18,11 @@ def focus_tokens_option():
                         help="The SLM reads a long unit in windows of at most this many tokens centred "
                              "on its sinks, sources and rule findings (0: the fixed windows that hold "
                              "one; default: the detector's).")
+
+
+def blank_lines_option():
+    """``--blank-lines``: the SLM reads a unit's blank lines too (the format before they were left out)."""
+    return typer.Option(False, "--blank-lines/--no-blank-lines",
+                        help="The SLM reads the blank lines of a unit's numbered code too (those a "
+                             "stripped docstring or comment leaves included), as adapters were trained "
+                             "before; default: left out, each line keeps its number.")

@@ -67,14 +67,17 @@ def score_negatives(det, records) -> list[dict]:
 def score_mix(negatives: Path, model: str | None = None, parts=("validation", "test"), device: str = "cpu",
               precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "",
               detector: str = "slm", labelled_only: bool = False, focus: bool = True,
-              focus_tokens: int | None = None, callers_reading_sources: bool = False) -> dict:
+              focus_tokens: int | None = None, callers_reading_sources: bool = False,
+              blank_lines: bool = False, number_width: int = 4) -> dict:
     """Score the labelled parts and the corpus parts with one model (``detector``: slm or
     encoder; ``model``: its folder, default the shipped one); write JSON to ``out``.
     ``labelled_only``: the labelled parts alone (their CWE and line answers, e.g. on a CPU).
     ``focus``: the model reads long units only around their sinks and sources, as a scan does
     (``focus_tokens``: in windows of at most that many tokens centred on them; 0: the fixed
     windows that hold one; None: the model's default); ``callers_reading_sources``: the SLM's
-    prompts show only callers that read an untrusted source."""
+    prompts show only callers that read an untrusted source; ``blank_lines``: they show the
+    blank lines of the numbered code too; ``number_width``: its line numbers in that many
+    characters."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -86,6 +89,8 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
                           batch_size=batch_size or (16 if device == "cpu" else 128), focus=focus)
         folder = det.adapter_dir
         det.options.callers_reading_sources = callers_reading_sources
+        det.options.blank_lines = blank_lines
+        det.options.number_width = number_width
     elif detector == "encoder":
         from cwescan.detectors.encoder import EncoderDetector
 
@@ -100,7 +105,8 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
     result = {"command": command, "detector": detector, "adapter": str(folder), "adapter_files": det.card.get("files"),
               "split_manifest_hash": manifest_hash(), "negatives_manifest_hash": manifest_digest(manifest),
               "precision": precision, "device": device, "focus": focus, "focus_tokens": focus_tokens,
-              "callers_reading_sources": callers_reading_sources,
+              "callers_reading_sources": callers_reading_sources, "blank_lines": blank_lines,
+              "number_width": number_width,
               "labelled": {}, "negatives": {}, "seconds": {}}
     for part in parts:
         t0 = time.perf_counter()

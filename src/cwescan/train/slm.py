@@ -509,7 +509,8 @@ def run(recipe_path, out="runs/slm", device: str = "auto", max_steps: int | None
         "history": history,
         "cwe_vocab": cwe_vocab,
         "prompt": {"max_tokens": recipe.max_tokens, "callers": recipe.callers, "strip_comments": recipe.strip_comments,
-                   "instruction": P.INSTRUCTION},
+                   "blank_lines": builder.opt.blank_lines,
+                   "number_width": builder.opt.number_width, "instruction": P.INSTRUCTION},
         "precision_note": "base weights are dequantized from 4-bit GGUF; 'fp32' means dequantized 4-bit held in float32",
     }
     card = write_card(out, card)

@@ -34,8 +34,10 @@ were most of the model's tokens in a scan (``docs/SCANNING.md``).
 from __future__ import annotations
 
 import ast
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cwescan.core import cwe as cwe_catalog
 from cwescan.core.astwalk import walk
@@ -96,10 +98,27 @@ class PromptOptions:
     # most this many tokens (the prompt with its overhead), instead of the fixed overlapping
     # windows that hold one (None). Not stored in cards either.
     focus_tokens: int | None = None
+    # Blank lines of the numbered code, those a stripped docstring or comment leaves among them,
+    # are shown (True) or left out (False, the default): every shown line keeps its number, so
+    # a gap says where lines were. On the 1,000-file benchmark tree they were 13 % of the SLM's
+    # tokens (docs/SCANNING.md). Not stored in cards: it is how the scan reads a unit; training
+    # builds its prompts with the same default, so new adapters learn the format the scan uses.
+    blank_lines: bool = False
+    # Line numbers are right-aligned in this many characters ("   7| x = 1"), as the adapters were
+    # trained; the padding costs the SmolLM2 tokenizer one or two tokens a line. A measurement
+    # knob (``cwescan eval-mix --number-width``): a narrower format needs an adapter trained on it.
+    number_width: int = 4
     # Callers only when they read an untrusted source themselves (what they hand the unit may be
     # tainted); others are left out of the prompt. Needs the builder's ``reads_source``. Not stored
     # in cards: the adapters were trained with every caller that fits.
     callers_reading_sources: bool = False
+
+
+class Row(NamedTuple):
+    """A line of a unit as the model reads it: its number in the unit and its numbered text."""
+
+    number: int
+    text: str
 
 
 @dataclass
@@ -118,8 +137,8 @@ class Encoded:
     meta: dict = field(default_factory=dict)
 
 
-def numbered(lines: Sequence[str], first: int) -> list[str]:
-    return [f"{first + i:>4}| {line}" for i, line in enumerate(lines)]
+def numbered(lines: Sequence[str], first: int, width: int = 4) -> list[str]:
+    return [f"{first + i:>{width}}| {line}" for i, line in enumerate(lines)]
 
 
 def hint_text(hints: Sequence[Hint]) -> str:
@@ -204,8 +223,8 @@ class PromptBuilder:
         """Prompts covering every line of ``code`` (unit-relative numbering); when it takes more
         than one window and ``focus`` (unit-relative lines) is given, only the windows that hold
         a focus line (all of them when none does)."""
-        rows = numbered(split_lines(code) or [""], 1)
-        costs = self.counts([r + "\n" for r in rows])
+        rows = self.rows(code)
+        costs = self.counts([r.text + "\n" for r in rows])
         budget = max(16, self.opt.max_tokens - self.overhead)
         if sum(costs) <= budget:
             return [self._whole_window(rows, sum(costs), budget, hints, callers)]
@@ -215,7 +234,18 @@ class PromptBuilder:
                 return centred
         return focused(self._tiled_windows(rows, costs, budget, hints), focus)
 
-    def _whole_window(self, rows: list[str], total: int, budget: int, hints: Sequence[Hint],
+    def rows(self, code: str) -> list[Row]:
+        """The numbered lines of ``code`` the model reads (blank ones only with ``blank_lines``)."""
+        lines = split_lines(code) or [""]
+        width = self.opt.number_width
+        shown = [Row(n, line) for n, line in zip(range(1, len(lines) + 1), numbered(lines, 1, width), strict=True)
+                 if self.opt.blank_lines or lines[n - 1].strip()]
+        return shown or [Row(1, numbered(lines[:1], 1, width)[0])]
+
+    def _context_code(self, caller: str) -> str:
+        return caller if self.opt.blank_lines else "\n".join(x for x in caller.split("\n") if x.strip())
+
+    def _whole_window(self, rows: list[Row], total: int, budget: int, hints: Sequence[Hint],
                       callers: Sequence[str]) -> Window:
         """The one window of a unit that fits, with its hints and as many callers as fit."""
         hint_block = hint_text(hints)
@@ -225,7 +255,7 @@ class PromptBuilder:
         context, used = "", 0
         if self.opt.callers and callers:
             parts = []
-            for c in callers:
+            for c in map(self._context_code, callers):
                 n = self.count(c + "\n")
                 if used + n > min(room, self.opt.caller_tokens):
                     continue
@@ -233,39 +263,42 @@ class PromptBuilder:
                 used += n
             if parts:
                 context = "Callers of this function (context only, not judged):\n" + "\n".join(parts) + "\n"
-        return Window(self._prompt(rows, context, hint_block), 1, len(rows),
+        return Window(self._prompt([r.text for r in rows], context, hint_block), 1, rows[-1].number,
                       callers=len(parts) if context else 0, hints=len(hints) if hint_block else 0)
 
-    def _cut_row(self, row: str, budget: int) -> str:
+    def _cut_row(self, row: Row, budget: int) -> Row:
         """A line longer than a whole window's budget, cut to fit it (counted as a truncation)."""
-        return self.tok.decode(self.tok.encode(row, add_special_tokens=False)[: budget - 2])
+        return Row(row.number, self.tok.decode(self.tok.encode(row.text, add_special_tokens=False)[: budget - 2]))
 
-    def _part_window(self, window_rows: list[str], first: int, last: int, used: int, budget: int,
-                     hints: Sequence[Hint], truncated: bool = False) -> Window:
-        """A window of lines ``first``..``last`` (1-based) of a longer unit, ``used`` tokens of
-        code, with the hints on its lines when they fit too."""
+    def _part_window(self, window_rows: list[Row], used: int, budget: int, hints: Sequence[Hint],
+                     truncated: bool = False) -> Window:
+        """A window of some rows of a longer unit, ``used`` tokens of code, with the hints on
+        its lines when they fit too."""
+        first, last = window_rows[0].number, window_rows[-1].number
         in_window = [h for h in hints if first <= h.line <= last]
         hint_block = hint_text(in_window)
         if self.count(hint_block) + used > budget:
             hint_block, in_window = "", []
-        return Window(self._prompt(window_rows, "", hint_block), first, last, truncated, hints=len(in_window))
+        return Window(self._prompt([r.text for r in window_rows], "", hint_block), first, last, truncated,
+                      hints=len(in_window))
 
-    def _focus_windows(self, rows: list[str], costs: list[int], hints: Sequence[Hint],
+    def _focus_windows(self, rows: list[Row], costs: list[int], hints: Sequence[Hint],
                        focus: Collection[int]) -> list[Window]:
         """Windows of at most ``focus_tokens`` centred on the focus lines of a unit longer than
         one window: each window grows line by line on both sides of the first focus line not yet
         covered, so a sink is read with the code just before and after it."""
         budget = max(16, min(self.opt.max_tokens, self.opt.focus_tokens) - self.overhead)
         out: list[Window] = []
+        numbers = [r.number for r in rows]
         covered = 0  # focus lines up to here are in a window
-        for line in sorted(x for x in focus if 1 <= x <= len(rows)):
+        for line in sorted(x for x in focus if 1 <= x <= numbers[-1]):
             if line <= covered:
                 continue
-            start = end = line - 1  # 0-based, inclusive
+            start = end = bisect_left(numbers, line)  # the row of the line (or the next shown one)
             used = costs[start]
             if used > budget:  # one line longer than the whole budget: cut it
-                out.append(self._part_window([self._cut_row(rows[start], budget)], line, line, 0, budget, (), True))
-                covered = line
+                out.append(self._part_window([self._cut_row(rows[start], budget)], 0, budget, (), True))
+                covered = rows[start].number
                 continue
             grew = True
             while grew:
@@ -278,11 +311,11 @@ class PromptBuilder:
                     start -= 1
                     used += costs[start]
                     grew = True
-            out.append(self._part_window(rows[start:end + 1], start + 1, end + 1, used, budget, hints))
-            covered = end + 1
+            out.append(self._part_window(rows[start:end + 1], used, budget, hints))
+            covered = rows[end].number
         return out
 
-    def _tiled_windows(self, rows: list[str], costs: list[int], budget: int, hints: Sequence[Hint]) -> list[Window]:
+    def _tiled_windows(self, rows: list[Row], costs: list[int], budget: int, hints: Sequence[Hint]) -> list[Window]:
         """Overlapping windows of whole lines covering a unit longer than one window."""
         out: list[Window] = []
         start = 0
@@ -296,7 +329,7 @@ class PromptBuilder:
                 end, truncated = start + 1, True
             else:
                 window_rows = rows[start:end]
-            out.append(self._part_window(window_rows, start + 1, end, used, budget, hints, truncated))
+            out.append(self._part_window(window_rows, used, budget, hints, truncated))
             if end >= len(rows):
                 break
             start = max(start + 1, end - self.opt.overlap_lines)
@@ -335,8 +368,8 @@ class PromptBuilder:
             texts = list(executor.map(strip_text, raw, chunksize=max(1, min(64, len(raw) // 32))))
         else:
             texts = [self._prepare(t) for t in raw]
-        self.counts([r + "\n" for code, _ in texts for r in numbered(split_lines(code) or [""], 1)]
-                    + [c + "\n" for _, callers in texts for c in callers])
+        self.counts([r.text + "\n" for code, _ in texts for r in self.rows(code)]
+                    + [self._context_code(c) + "\n" for _, callers in texts for c in callers])
         hints = hints if hints is not None else [()] * len(units)
         focus = focus if focus is not None else [()] * len(units)
         return [self.windows(code, hs, callers, fs)
