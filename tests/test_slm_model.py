@@ -251,3 +251,33 @@ def test_a_long_unit_is_read_only_where_it_touches_a_sink(trained):
     per_window = dict(zip([w.prompt for w in every], whole._score_windows([every])[0], strict=True))
     assert p_focused == pytest.approx(max(per_window[w.prompt][0] for w in near), abs=1e-6)
     assert p_focused <= p_whole + 1e-6  # fewer windows: the most suspicious one can only be milder
+
+
+def test_a_shallower_base_is_cut_alike_in_training_and_in_the_scan(tmp_path):
+    """``layers: 1`` trains on the base's first decoder layer only; the card says so, and the
+    detector (merge, cache, scoring) runs the same one-layer model, not the full base."""
+    import torch
+
+    from cwescan.detectors.slm import SLMDetector
+    from cwescan.ml.slm.base import load_base
+    from cwescan.ml.slm.merged import merge
+    from cwescan.train.slm import run
+    from slm_helpers import tiny_base
+
+    tiny_base(tmp_path / "base")
+    recipe = tmp_path / "cut.yaml"
+    recipe.write_text(f"name: cut\nbase_dir: {tmp_path / 'base'}\nlayers: 1\nlora_r: 4\nlora_alpha: 8\n"
+                      "lora_dropout: 0.0\nepochs: 1\nbatch_size: 4\nmax_tokens: 256\nseed: 0\n")
+    card = run(recipe, out=tmp_path / "adapter", device="cpu", train_records=records(), validation_records=records())
+    assert card["base_layers"] == 1
+    det = SLMDetector(model=str(tmp_path / "adapter"), precision="fp32", threshold=0.0)
+    det.load()
+    assert det.model.config.num_hidden_layers == 1 and len(det.model.model.layers) == 1
+    expected = merge(load_base(directory=tmp_path / "base", layers=1)[0], tmp_path / "adapter")
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.allclose(det.model(ids).logits, expected(ids).logits, atol=1e-5)
+        deeper = merge(load_base(directory=tmp_path / "base")[0], tmp_path / "adapter")
+        assert not torch.allclose(det.model(ids).logits, deeper(ids).logits, atol=1e-3)
+    [unit] = [u for u in parse_source("m.py", VULN[1][0]).units if u.kind == "function"]
+    assert 0.0 <= det.score([unit])[0] <= 1.0

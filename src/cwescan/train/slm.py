@@ -51,6 +51,9 @@ class SLMRecipe:
     name: str
     base_model: str = "smollm2-135m"  # key of cwescan.ml.slm.base.BASE_MODELS
     base_dir: str | None = None  # a plain transformers checkpoint instead (tests: tiny model)
+    # the first N decoder layers of the base only (0: all): a shallower model costs the scan
+    # proportionally less per token; the card's ``base_layers`` makes every load cut it alike
+    layers: int = 0
     method: str = "lora"  # "lora" or "qlora" (4-bit NF4 base via bitsandbytes, GPU only)
     lora_r: int = 16
     lora_alpha: int = 32
@@ -95,6 +98,7 @@ class SLMRecipe:
             (r.epochs > 0 and r.batch_size > 0, "epochs and batch_size must be positive"),
             (0 < r.learning_rate < 1, "learning_rate must be in (0, 1)"),
             (r.max_tokens >= 128, "max_tokens must be at least 128"),
+            (isinstance(r.layers, int) and r.layers >= 0, "layers must be 0 (all) or a positive count"),
             (r.verdict_weight > 0, "verdict_weight must be positive"),
             (r.pair_weight >= 0, "pair_weight must be non-negative"),
             (r.select_on in ("auc", "f1", "mix_auc"), "select_on must be auc, f1 or mix_auc"),
@@ -249,6 +253,9 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
         info = {"base_model": recipe.base_model, "source": src.description, "gguf_file": src.gguf_file,
                 "gguf_sha256": digest, "base_weights": src.weights}
     tokenizer = AutoTokenizer.from_pretrained(str(d))
+    depth = base.layer_override(recipe.layers)
+    if recipe.layers:
+        info["base_layers"] = recipe.layers
     if recipe.method == "qlora":
         if device != "cuda":
             raise RuntimeError("QLoRA (4-bit NF4 base via bitsandbytes) runs on a GPU only; use method: lora on CPU")
@@ -257,7 +264,7 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
         except ImportError as e:
             raise RuntimeError(f"QLoRA needs bitsandbytes: {e}") from None
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(str(d), quantization_config=q, device_map={"": 0})
+        model = AutoModelForCausalLM.from_pretrained(str(d), quantization_config=q, device_map={"": 0}, **depth)
         from peft import prepare_model_for_kbit_training
 
         # no gradient checkpointing (LoRA trains without it too): a 0.5B model's activations fit
@@ -267,7 +274,7 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
     else:
         # bf16 base on the GPU (peft keeps the adapter in fp32); fp32 on CPU
         dtype = torch.bfloat16 if device == "cuda" and recipe.bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype).to(device)
+        model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype, **depth).to(device)
     return model, tokenizer, info
 
 

@@ -174,16 +174,24 @@ def converted_dir(name: str = "smollm2-135m", gguf_path: str | os.PathLike | Non
     return out, digest
 
 
+def layer_override(layers: int | None) -> dict:
+    """``from_pretrained`` keywords that keep only the first ``layers`` decoder layers of a base
+    (none for 0 / None: all of them); the weights of the layers past them are not loaded."""
+    return {"num_hidden_layers": int(layers)} if layers else {}
+
+
 def load_base(
     name: str = "smollm2-135m",
     gguf_path: str | os.PathLike | None = None,
     dtype=None,
     directory: str | os.PathLike | None = None,
     gguf_sha256: str | None = None,
+    layers: int = 0,
 ):
     """(model, tokenizer, info) for a base model. ``directory`` loads an already plain checkpoint
     (e.g. a tiny test model) instead of a GGUF; ``gguf_sha256``: the GGUF's hash when the caller
-    has it (a 491 MB base takes seconds to hash)."""
+    has it (a 491 MB base takes seconds to hash); ``layers``: only the first that many decoder
+    layers (0: all; an adapter trained on a shallower base says so in its card's ``base_layers``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -194,7 +202,7 @@ def load_base(
         d, digest = converted_dir(name, gguf, gguf_sha256)
         gguf_name = gguf.name
     tokenizer = AutoTokenizer.from_pretrained(str(d))
-    model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype or torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype or torch.float32, **layer_override(layers))
     model.eval()
     info = {
         "base_model": name if directory is None else str(directory),

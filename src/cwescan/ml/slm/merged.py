@@ -38,9 +38,10 @@ def merge(base_model, adapter_dir: Path):
     return model
 
 
-def cache_key(gguf_sha256: str, adapter_files: dict, precision: str) -> dict:
-    return {"format": FORMAT, "gguf_sha256": gguf_sha256, "adapter_files": dict(sorted(adapter_files.items())),
-            "precision": precision}
+def cache_key(gguf_sha256: str, adapter_files: dict, precision: str, layers: int = 0) -> dict:
+    key = {"format": FORMAT, "gguf_sha256": gguf_sha256, "adapter_files": dict(sorted(adapter_files.items())),
+           "precision": precision}
+    return {**key, "layers": layers} if layers else key  # the keys of full-depth merges stay as they were
 
 
 def cache_dir(key: dict) -> Path:
@@ -93,13 +94,14 @@ def load(name: str, adapter_dir: Path, card: dict, precision: str):
         raise ArtifactError(f"base GGUF sha256 {digest[:16]}… is not the one the adapter was trained on ({want[:16]}…)")
     dtype_name = FLOAT_DTYPES.get(precision)
     files = card.get("files") or {}
+    layers = int(card.get("base_layers") or 0)
     if dtype_name is None or not files:  # quantized precisions, or an adapter without hashes: no cache
-        model, tok, _ = base.load_base(name, gguf, gguf_sha256=digest)
+        model, tok, _ = base.load_base(name, gguf, gguf_sha256=digest, layers=layers)
         return merge(model, adapter_dir), tok
-    key = cache_key(digest, files, precision)
+    key = cache_key(digest, files, precision, layers)
     out = cache_dir(key)
     if not _cached(out, key):
-        model, tok, _ = base.load_base(name, gguf, gguf_sha256=digest)
+        model, tok, _ = base.load_base(name, gguf, gguf_sha256=digest, layers=layers)
         model = merge(model, adapter_dir).to(getattr(torch, dtype_name))
         if not _store(model, tok, key, out):
             return model, tok  # not cached (a full or read-only disk, a race): use it as built
