@@ -34,7 +34,8 @@
 #              while the pieces travel); GPU=train-slm: two runs (a, b) of `cwescan train slm
 #              --recipe $SLM_RECIPE` side by side on the GPU, each followed by `cwescan eval-mix`
 #              of its adapter (a second run measures reproduction; SLM_RECIPE_B: run b trains
-#              that recipe instead, two recipes compared in one call)
+#              that recipe instead, two recipes compared in one call; TRAIN_RUNS=slm-a: one run
+#              only; TRAIN_MIX_ARGS: more eval-mix arguments, e.g. --part test)
 #
 # The SmolLM2 GGUF (98 MB) goes in pieces over consecutive calls while the machine stays warm;
 # the wheels the device image lacks, the tree and the labelled data ride in c01:
@@ -199,14 +200,14 @@ launch)
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8"
     elif [ "$GPU" = train-slm ]; then
-        for run in slm-a slm-b; do  # the same command twice: GPU kernels are not bitwise deterministic
+        for run in ${TRAIN_RUNS:-slm-a slm-b}; do  # the same command twice: GPU kernels are not bitwise deterministic
             recipe=$SLM_RECIPE
             [ "$run" = slm-b ] && recipe=${SLM_RECIPE_B:-$SLM_RECIPE}
             device_job "$STASH/runs/$run" "$(envs) OMP_NUM_THREADS=6 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \
                 "cd $STASH/code && taskset -c $gpu_cores python3 -m cwescan train slm --recipe $recipe \
                    --out $STASH/runs/$run/adapter --device cuda &&
                  taskset -c $gpu_cores python3 -m cwescan eval-mix --model $STASH/runs/$run/adapter \
-                   --negatives $STASH/negatives --device cuda --out $STASH/runs/$run/scores.json"
+                   --negatives $STASH/negatives --device cuda --out $STASH/runs/$run/scores.json ${TRAIN_MIX_ARGS:-}"
         done
     else
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
