@@ -249,7 +249,7 @@ def scan(paths: Sequence[Path], options: ScanOptions,
         # files whose functions other files hand outside data: checked again with it
         recheck_handed(results, candidates, lambda cand, passed: scan_file(
             cand, fast, options.max_file_size, options.file_timeout, bool(models), bool(models), passed,
-            triage=bool(models) and options.review == "triage"))
+            triage=_triage_where_scanned(options, bool(models))))
     notices = list(notices)
     raw: list[Finding] = []
     model_stats: dict = {}
@@ -363,6 +363,12 @@ class LocalExecutor(StageExecutor):
         return out
 
 
+def _triage_where_scanned(options: ScanOptions, with_models: bool) -> bool:
+    """Whether each file is triaged where it is scanned, on its tree as parsed, in a worker or
+    here (``scan/review.py``): when model detectors will read units that triage picks."""
+    return with_models and options.review == "triage"
+
+
 def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: ScanOptions,
                     keep_source: bool, progress: ProgressHook | None) -> list[FileResult]:
     total = len(candidates)
@@ -371,8 +377,7 @@ def _run_fast_stage(candidates: list[Candidate], fast: list[Detector], options: 
     if not fast or not all(d.name in detector_registry.REGISTRY for d in fast):
         jobs = 1
     results: list[FileResult] = []
-    # triage where each file is scanned, on its tree as parsed (scan/review.py), in a worker or here
-    triage = keep_source and options.review == "triage"
+    triage = _triage_where_scanned(options, keep_source)
     if jobs <= 1 or total < 2:
         for i, cand in enumerate(candidates):
             results.append(scan_file(cand, fast, options.max_file_size, options.file_timeout,
