@@ -101,8 +101,9 @@ class PromptOptions:
     # Blank lines of the numbered code, those a stripped docstring or comment leaves among them,
     # are shown (True) or left out (False, the default): every shown line keeps its number, so
     # a gap says where lines were. On the 1,000-file benchmark tree they were 13 % of the SLM's
-    # tokens (docs/SCANNING.md). Not stored in cards: it is how the scan reads a unit; training
-    # builds its prompts with the same default, so new adapters learn the format the scan uses.
+    # tokens (docs/SCANNING.md). Training builds its prompts with the same default and records it
+    # in the card's ``prompt``; a card without it (an adapter trained with blank lines shown) is
+    # read without them, which scored the same on the realistic mix.
     blank_lines: bool = False
     # Line numbers are right-aligned in this many characters ("   7| x = 1"), as the adapters were
     # trained; the padding costs the SmolLM2 tokenizer one or two tokens a line. A measurement
@@ -238,7 +239,7 @@ class PromptBuilder:
         """The numbered lines of ``code`` the model reads (blank ones only with ``blank_lines``)."""
         lines = split_lines(code) or [""]
         width = self.opt.number_width
-        shown = [Row(n, line) for n, line in zip(range(1, len(lines) + 1), numbered(lines, 1, width), strict=True)
+        shown = [Row(n, text) for n, text in zip(range(1, len(lines) + 1), numbered(lines, 1, width), strict=True)
                  if self.opt.blank_lines or lines[n - 1].strip()]
         return shown or [Row(1, numbered(lines[:1], 1, width)[0])]
 
