@@ -200,7 +200,7 @@ launch)
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8"
     elif [ "$GPU" = train-slm ]; then
-        for run in ${TRAIN_RUNS:-slm-a slm-b}; do  # the same command twice: GPU kernels are not bitwise deterministic
+        for run in ${TRAIN_RUNS:-slm-a slm-b}; do  # one recipe twice measures reproduction (GPU kernels are not bitwise deterministic)
             recipe=$SLM_RECIPE
             [ "$run" = slm-b ] && recipe=${SLM_RECIPE_B:-$SLM_RECIPE}
             device_job "$STASH/runs/$run" "$(envs) OMP_NUM_THREADS=6 PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True" \

@@ -211,7 +211,7 @@ class SLMDetector(ModelDetector):
         base_dir = self.card.get("base_dir")
         if base_dir:  # a plain checkpoint (tests' tiny models); relative to the adapter folder
             d = (self.adapter_dir / base_dir).resolve()
-            model, tok, _ = base.load_base(directory=d, layers=int(self.card.get("base_layers") or 0))
+            model, tok, _ = base.load_base(directory=d, layers=base.card_layers(self.card))
             model = merged.merge(model, self.adapter_dir)
         else:  # merged once per base, adapter and precision, then read from the cache
             model, tok = merged.load(self.card.get("base_model", "smollm2-135m"), self.adapter_dir, self.card,

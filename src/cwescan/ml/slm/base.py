@@ -174,6 +174,12 @@ def converted_dir(name: str = "smollm2-135m", gguf_path: str | os.PathLike | Non
     return out, digest
 
 
+def card_layers(card: dict) -> int:
+    """How many decoder layers of its base an adapter was trained on (its card's
+    ``base_layers``; 0: all of them, as for every adapter trained before the option)."""
+    return int(card.get("base_layers") or 0)
+
+
 def layer_override(layers: int | None) -> dict:
     """``from_pretrained`` keywords that keep only the first ``layers`` decoder layers of a base
     (none for 0 / None: all of them); the weights of the layers past them are not loaded."""

@@ -94,7 +94,7 @@ def load(name: str, adapter_dir: Path, card: dict, precision: str):
         raise ArtifactError(f"base GGUF sha256 {digest[:16]}… is not the one the adapter was trained on ({want[:16]}…)")
     dtype_name = FLOAT_DTYPES.get(precision)
     files = card.get("files") or {}
-    layers = int(card.get("base_layers") or 0)
+    layers = base.card_layers(card)
     if dtype_name is None or not files:  # quantized precisions, or an adapter without hashes: no cache
         model, tok, _ = base.load_base(name, gguf, gguf_sha256=digest, layers=layers)
         return merge(model, adapter_dir), tok
