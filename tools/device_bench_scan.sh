@@ -35,7 +35,8 @@
 #              --recipe $SLM_RECIPE` side by side on the GPU, each followed by `cwescan eval-mix`
 #              of its adapter (a second run measures reproduction; SLM_RECIPE_B: run b trains
 #              that recipe instead, two recipes compared in one call; TRAIN_RUNS=slm-a: one run
-#              only; TRAIN_MIX_ARGS: more eval-mix arguments, e.g. --part test)
+#              only; TRAIN_MIX_ARGS: more eval-mix arguments, e.g. --part test; ALSO_MIX=1: also
+#              `cwescan eval-mix` of MIX_DETECTOR, e.g. encoder, on the same corpus, as in GPU=scan)
 #
 # The SmolLM2 GGUF (98 MB) goes in pieces over consecutive calls while the machine stays warm;
 # the wheels the device image lacks, the tree and the labelled data ride in c01:
@@ -209,6 +210,10 @@ launch)
                  taskset -c $gpu_cores python3 -m cwescan eval-mix --model $STASH/runs/$run/adapter \
                    --negatives $STASH/negatives --device cuda --out $STASH/runs/$run/scores.json ${TRAIN_MIX_ARGS:-}"
         done
+        if [ -n "${ALSO_MIX:-}" ]; then  # MIX_DETECTOR's scores on the same corpus (e.g. the pair partner's)
+            device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=4" \
+                "taskset -c $gpu_cores $mix --out $STASH/runs/gpu/mix-focus.json"
+        fi
     else
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8 &&
