@@ -72,6 +72,24 @@ def test_triage_cost_counts_with_a_tiny_slm(tmp_path):
     assert result["static_or_slm"]["with_triage"]["tp"] == 1
 
 
+@pytest.mark.slow  # a one-file tree through the tiny SLM
+def test_bench_scan_runs_the_adapter_it_is_given(tmp_path, monkeypatch):
+    # no shipped SLM to fall back on: only the folder given with --slm-model can score
+    monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: tmp_path / "no-such-model")
+    adapter = tiny_slm_artifact(tmp_path / "candidate")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a.py").write_text("import os\n\n\ndef run(c):\n    os.system(c)\n")
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["bench", "scan", "--files", "1", "--path", str(src), "--out", str(out),
+                                 "-d", "static,slm", "--precision", "fp32", "--slm-model", str(adapter)])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((out / "scan.json").read_text())
+    assert doc["slm_model"] == str(adapter)
+    cold = doc["runs"][0]
+    assert cold["detectors"] == ["static", "slm"] and cold["reviewed"] == 1 and cold["tokens"] > 0
+
+
 @pytest.mark.slow  # a real tree through the tiny SLM, three cold/warm runs
 def test_bench_scan_compare_reports_tokens_and_cpu(tmp_path, monkeypatch):
     adapter = tiny_slm_artifact(tmp_path / "model")

@@ -118,7 +118,8 @@ def _cpu_seconds() -> float:
 
 
 def _detectors(names: list[str], precision: str | None, device: str | None, pair: str, prefix_cache: bool,
-               focus: bool, focus_tokens: int | None, settle: bool, blank_lines: bool) -> tuple[list, list]:
+               focus: bool, focus_tokens: int | None, settle: bool, blank_lines: bool,
+               slm_model: str | None = None) -> tuple[list, list]:
     """The scan's detectors, set up as the benchmark run asks, and the SLMs among them."""
     from cwescan.core.pair import partner_name
     from cwescan.detectors import create_detectors
@@ -127,7 +128,7 @@ def _detectors(names: list[str], precision: str | None, device: str | None, pair
     from cwescan.scan.quiet import third_party_quiet
 
     with third_party_quiet():
-        detectors = create_detectors(names, precision, device=device, slm_partner=partner_name(pair))
+        detectors = create_detectors(names, precision, slm_model, device=device, slm_partner=partner_name(pair))
     slm = [d for d in detectors if isinstance(d, SLMDetector)]
     for d in slm:
         d.prefix_cache = prefix_cache
@@ -143,7 +144,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
              focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE, settle: bool = True,
-             focus_tokens: int | None = None, blank_lines: bool = False) -> ScanRun:
+             focus_tokens: int | None = None, blank_lines: bool = False, slm_model: str | None = None) -> ScanRun:
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import default_detectors
     from cwescan.scan.pipeline import ScanOptions, scan
@@ -179,7 +180,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     c0 = _cpu_seconds()
     t0 = time.perf_counter()
     detectors, slm = _detectors(names, precision, device, pair, prefix_cache=prefix_cache, focus=focus,
-                                focus_tokens=focus_tokens, settle=settle, blank_lines=blank_lines)
+                                focus_tokens=focus_tokens, settle=settle, blank_lines=blank_lines, slm_model=slm_model)
     t1 = time.perf_counter()
     # the display confidence (a user's scan: 0.3) decides the pair's gate too
     options = ScanOptions(detectors=names, precision=precision, review=review, jobs=jobs,
@@ -212,7 +213,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
                first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
                compare_gate: bool = False, settle: bool = True, focus_tokens: int | None = None,
-               blank_lines: bool = False) -> dict:
+               blank_lines: bool = False, slm_model: str | None = None) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)
@@ -220,7 +221,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
     if cache_dir.exists():
         shutil.rmtree(cache_dir)
     same = {"first_stage": first_stage, "pair": pair, "focus": focus, "settle": settle, "focus_tokens": focus_tokens,
-            "blank_lines": blank_lines}
+            "blank_lines": blank_lines, "slm_model": slm_model}
     runs = [run_scan("cold cache", tree, cache_dir, detector_names, precision, review, jobs, device, **same)]
     if compare:  # the same cold scan without the prefix cache (its own empty cache), second: the
         # first run of a process also pays imports and the first model load from disk
@@ -249,6 +250,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
         "settle": settle,
         "focus_tokens": focus_tokens,
         "blank_lines": blank_lines,
+        "slm_model": slm_model,
         "device": device or "cpu",
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "torch_threads": _torch_threads(),

@@ -42,7 +42,8 @@ def scan_command(
                                 help="Instead: scan the tree on this Ray cluster (local | auto | "
                                      "ray://HOST:PORT | HOST:PORT) with 1 and with 2 workers and print "
                                      "the ratio (default detector: static)."),
-    slm_model: str = typer.Option(None, "--slm-model", help="SLM adapter (with --cluster)."),
+    slm_model: str = typer.Option(None, "--slm-model",
+                                  help="The SLM: qwen, smollm2 or an adapter folder (default: the shipped one)."),
 ) -> None:
     """Scan a real N-file tree twice (cold, then warm result cache) and print the table."""
     root = path or stdlib_path()
@@ -66,7 +67,7 @@ def scan_command(
     out.mkdir(parents=True, exist_ok=True)
     result = scan_bench(files, root, out, names, precision, review, jobs, device, compare, compare_first_stage,
                         first_stage, pair, focus=focus, compare_gate=compare_gate, settle=settle,
-                        focus_tokens=focus_tokens, blank_lines=blank_lines)
+                        focus_tokens=focus_tokens, blank_lines=blank_lines, slm_model=slm_model)
     if result["files_copied"] < files:
         typer.echo(f"only {result['files_copied']} readable .py files under {root}")
     (out / "scan.json").write_text(json.dumps(result, indent=2) + "\n")
