@@ -43,9 +43,10 @@ def tiny_base(folder: Path):
     return base
 
 
-def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
+def tiny_slm_artifact(root: Path, threshold: float = 0.0, prompt: dict | None = None) -> Path:
     """Write base/ and adapter/ under ``root``; returns the adapter folder. ``threshold`` 0
-    makes the model flag every unit, so its findings (and their decoding) are exercised."""
+    makes the model flag every unit, so its findings (and their decoding) are exercised;
+    ``prompt``: more of the card's prompt format (e.g. ``{"blank_lines": True}``)."""
     from peft import LoraConfig, get_peft_model
 
     from cwescan.ml.artifacts import write_card
@@ -56,7 +57,7 @@ def tiny_slm_artifact(root: Path, threshold: float = 0.0) -> Path:
     peft_model.save_pretrained(adapter)
     write_card(adapter, {
         "name": "slm", "kind": "lora-adapter", "base_dir": "../base", "threshold": threshold,
-        "cwe_vocab": ["CWE-78", "CWE-89", "CWE-502"], "prompt": {"max_tokens": 256, "callers": True},
+        "cwe_vocab": ["CWE-78", "CWE-89", "CWE-502"], "prompt": {"max_tokens": 256, "callers": True, **(prompt or {})},
         # a random model: scans show what it flags, as it flags it
         "policy": {"model_only": threshold, "cwe_head": 0.0, "line": 0.0},
     })

@@ -76,7 +76,7 @@ def test_triage_cost_counts_with_a_tiny_slm(tmp_path):
 def test_bench_scan_runs_the_adapter_it_is_given(tmp_path, monkeypatch):
     # no shipped SLM to fall back on: only the folder given with --slm-model can score
     monkeypatch.setattr("cwescan.detectors.slm.model_dir", lambda name: tmp_path / "no-such-model")
-    adapter = tiny_slm_artifact(tmp_path / "candidate")
+    adapter = tiny_slm_artifact(tmp_path / "candidate", prompt={"blank_lines": True})
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.py").write_text("import os\n\n\ndef run(c):\n    os.system(c)\n")
@@ -88,6 +88,7 @@ def test_bench_scan_runs_the_adapter_it_is_given(tmp_path, monkeypatch):
     assert doc["slm_model"] == str(adapter)
     cold = doc["runs"][0]
     assert cold["detectors"] == ["static", "slm"] and cold["reviewed"] == 1 and cold["tokens"] > 0
+    assert cold["blank_lines"] is True  # the prompt format its card records, unless asked otherwise
 
 
 @pytest.mark.slow  # a real tree through the tiny SLM, three cold/warm runs

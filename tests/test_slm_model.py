@@ -281,3 +281,16 @@ def test_a_shallower_base_is_cut_alike_in_training_and_in_the_scan(tmp_path):
         assert not torch.allclose(det.model(ids).logits, deeper(ids).logits, atol=1e-3)
     [unit] = [u for u in parse_source("m.py", VULN[1][0]).units if u.kind == "function"]
     assert 0.0 <= det.score([unit])[0] <= 1.0
+
+
+def test_the_detector_reads_prompts_in_the_format_its_card_records(tmp_path):
+    from slm_helpers import tiny_slm_artifact
+
+    from cwescan.detectors.slm import SLMDetector
+    from cwescan.ml.slm.prompt import PromptOptions
+
+    recorded = SLMDetector(model=tiny_slm_artifact(tmp_path / "a", prompt={"blank_lines": True, "number_width": 2}))
+    assert (recorded.options.blank_lines, recorded.options.number_width) == (True, 2)
+    older = SLMDetector(model=tiny_slm_artifact(tmp_path / "b"))  # a card from before the fields
+    assert (older.options.blank_lines, older.options.number_width) == (PromptOptions.blank_lines,
+                                                                       PromptOptions.number_width)

@@ -77,6 +77,7 @@ class ScanRun:
     focus: bool = True  # the models read long units only in the windows around their sinks and sources
     settle: bool = True  # units whose rule findings the encoder settles are not read by the SLM
     settled_units: int = 0  # of them, in this run
+    blank_lines: bool | None = None  # the SLM's prompts showed blank lines (None: no SLM)
     # resident MB now / peak so far, at the model stage's start (files parsed and triaged), after
     # the first stage, after the SLM's first batch (its model loaded) and at the end: where the
     # peak RSS is reached
@@ -118,7 +119,7 @@ def _cpu_seconds() -> float:
 
 
 def _detectors(names: list[str], precision: str | None, device: str | None, pair: str, prefix_cache: bool,
-               focus: bool, focus_tokens: int | None, settle: bool, blank_lines: bool,
+               focus: bool, focus_tokens: int | None, settle: bool, blank_lines: bool | None,
                slm_model: str | None = None) -> tuple[list, list]:
     """The scan's detectors, set up as the benchmark run asks, and the SLMs among them."""
     from cwescan.core.pair import partner_name
@@ -132,7 +133,8 @@ def _detectors(names: list[str], precision: str | None, device: str | None, pair
     slm = [d for d in detectors if isinstance(d, SLMDetector)]
     for d in slm:
         d.prefix_cache = prefix_cache
-        d.options.blank_lines = blank_lines
+        if blank_lines is not None:  # else as the card says
+            d.options.blank_lines = blank_lines
     for d in detectors:
         if isinstance(d, ModelDetector):
             d.set_focus(focus, focus_tokens)
@@ -144,7 +146,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
              precision: str | None, review: str, jobs: int = 0, device: str | None = None,
              prefix_cache: bool = True, first_stage: str = "encoder", pair: str = "encoder",
              focus: bool = True, min_confidence: float = DEFAULT_MIN_CONFIDENCE, settle: bool = True,
-             focus_tokens: int | None = None, blank_lines: bool = False, slm_model: str | None = None) -> ScanRun:
+             focus_tokens: int | None = None, blank_lines: bool | None = None, slm_model: str | None = None) -> ScanRun:
     from cwescan.scan.cache import ResultCache
     from cwescan.detectors import default_detectors
     from cwescan.scan.pipeline import ScanOptions, scan
@@ -205,7 +207,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
         first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0),
         first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, settle=settle, memory=memory,
-        **counted)
+        blank_lines=slm[0].options.blank_lines if slm else None, **counted)
 
 
 def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[str] | None = None,
@@ -213,7 +215,7 @@ def scan_bench(files: int, source: Path | None, out: Path, detector_names: list[
                device: str | None = None, compare: bool = False, compare_first_stage: bool = False,
                first_stage: str = "encoder", pair: str = "encoder", focus: bool = True,
                compare_gate: bool = False, settle: bool = True, focus_tokens: int | None = None,
-               blank_lines: bool = False, slm_model: str | None = None) -> dict:
+               blank_lines: bool | None = None, slm_model: str | None = None) -> dict:
     source = source or stdlib_path()
     tree = out / "tree"
     chosen = build_tree(source, files, tree)

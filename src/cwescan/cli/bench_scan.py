@@ -34,7 +34,7 @@ def scan_command(
                                            "model-only threshold instead of the display confidence."),
     focus: bool = focus_option(),
     focus_tokens: int = focus_tokens_option(),
-    blank_lines: bool = blank_lines_option(),
+    blank_lines: bool | None = blank_lines_option(),
     settle: bool = typer.Option(True, "--settle/--no-settle",
                                 help="Units whose rule findings the encoder settles are not read by the SLM (the "
                                      "scan's default), or the SLM reads every unit with a rule finding."),

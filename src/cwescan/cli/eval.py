@@ -165,10 +165,11 @@ def eval_mix_cmd(
     callers_reading_sources: bool = typer.Option(False, "--callers-reading-sources",
                                                  help="The SLM's prompts show only callers that read an "
                                                       "untrusted source (default: every caller that fits)."),
-    blank_lines: bool = blank_lines_option(),
-    number_width: int = typer.Option(4, "--number-width", min=0, max=8,
-                                     help="The SLM's line numbers right-aligned in this many characters "
-                                          "(the adapters were trained with 4)."),
+    blank_lines: bool | None = blank_lines_option(),
+    number_width: int | None = typer.Option(None, "--number-width", min=0, max=8,
+                                            help="The SLM's line numbers right-aligned in this many characters "
+                                                 "(default: as its model card says; the adapters were trained "
+                                                 "with 4)."),
 ) -> None:
     """Score a model (the SLM by default) on the realistic mix (labelled parts + negatives corpus
     parts) into one file, the input of `cwescan train calibrate` and of the first-stage choice."""
@@ -180,8 +181,8 @@ def eval_mix_cmd(
                           *(["--labelled-only"] if labelled_only else []), *([] if focus else ["--no-focus"]),
                           *([] if focus_tokens is None else ["--focus-tokens", str(focus_tokens)]),
                           *(["--callers-reading-sources"] if callers_reading_sources else []),
-                          *(["--blank-lines"] if blank_lines else []),
-                          *([] if number_width == 4 else ["--number-width", str(number_width)])])
+                          *([] if blank_lines is None else ["--blank-lines" if blank_lines else "--no-blank-lines"]),
+                          *([] if number_width is None else ["--number-width", str(number_width)])])
     score_mix(negatives, model, part, device, precision, batch_size, out, command, detector, labelled_only,
               focus=focus, focus_tokens=focus_tokens, callers_reading_sources=callers_reading_sources,
               blank_lines=blank_lines, number_width=number_width)

@@ -21,8 +21,9 @@ def focus_tokens_option():
 
 
 def blank_lines_option():
-    """``--blank-lines``: the SLM reads a unit's blank lines too (the format before they were left out)."""
-    return typer.Option(False, "--blank-lines/--no-blank-lines",
+    """``--blank-lines/--no-blank-lines``: the SLM reads a unit's blank lines too, or not;
+    unset: as its card says (adapters record the format they were trained on)."""
+    return typer.Option(None, "--blank-lines/--no-blank-lines",
                         help="The SLM reads the blank lines of a unit's numbered code too (those a "
-                             "stripped docstring or comment leaves included), as adapters were trained "
-                             "before; default: left out, each line keeps its number.")
+                             "stripped docstring or comment leaves included), or leaves them out, each "
+                             "line keeping its number; default: as its model card says.")

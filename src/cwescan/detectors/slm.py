@@ -110,7 +110,8 @@ class SLMDetector(ModelDetector):
             strip_comments=prompt_cfg.get("strip_comments", False),  # adapters from before the option read comments
             # adapters trained before these were recorded saw blank rows; they score the same
             # without them (docs/SCANNING.md), so the scan leaves them out unless a card asks
-            blank_lines=prompt_cfg.get("blank_lines", False), number_width=prompt_cfg.get("number_width", 4),
+            blank_lines=prompt_cfg.get("blank_lines", P.PromptOptions.blank_lines),
+            number_width=prompt_cfg.get("number_width", P.PromptOptions.number_width),
             focus=focus,
         )
         # rule findings whose second opinion the partner settles are not read (core.pair.settle)

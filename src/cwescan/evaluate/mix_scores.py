@@ -68,7 +68,7 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
               precision: str = "bf16", batch_size: int = 0, out: Path | None = None, command: str = "",
               detector: str = "slm", labelled_only: bool = False, focus: bool = True,
               focus_tokens: int | None = None, callers_reading_sources: bool = False,
-              blank_lines: bool = False, number_width: int = 4) -> dict:
+              blank_lines: bool | None = None, number_width: int | None = None) -> dict:
     """Score the labelled parts and the corpus parts with one model (``detector``: slm or
     encoder; ``model``: its folder, default the shipped one); write JSON to ``out``.
     ``labelled_only``: the labelled parts alone (their CWE and line answers, e.g. on a CPU).
@@ -76,8 +76,8 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
     (``focus_tokens``: in windows of at most that many tokens centred on them; 0: the fixed
     windows that hold one; None: the model's default); ``callers_reading_sources``: the SLM's
     prompts show only callers that read an untrusted source; ``blank_lines``: they show the
-    blank lines of the numbered code too; ``number_width``: its line numbers in that many
-    characters."""
+    blank lines of the numbered code too (or not); ``number_width``: its line numbers in that
+    many characters (these two: None reads as the SLM's card says)."""
     from cwescan.data.negatives import manifest_digest, read_manifest
     from cwescan.data.records import load_records
     from cwescan.data.split import load_part, manifest_hash
@@ -89,8 +89,11 @@ def score_mix(negatives: Path, model: str | None = None, parts=("validation", "t
                           batch_size=batch_size or (16 if device == "cpu" else 128), focus=focus)
         folder = det.adapter_dir
         det.options.callers_reading_sources = callers_reading_sources
-        det.options.blank_lines = blank_lines
-        det.options.number_width = number_width
+        if blank_lines is not None:
+            det.options.blank_lines = blank_lines
+        if number_width is not None:
+            det.options.number_width = number_width
+        blank_lines, number_width = det.options.blank_lines, det.options.number_width  # as scored
     elif detector == "encoder":
         from cwescan.detectors.encoder import EncoderDetector
 
