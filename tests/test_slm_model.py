@@ -294,3 +294,22 @@ def test_the_detector_reads_prompts_in_the_format_its_card_records(tmp_path):
     older = SLMDetector(model=tiny_slm_artifact(tmp_path / "b"))  # a card from before the fields
     assert (older.options.blank_lines, older.options.number_width) == (PromptOptions.blank_lines,
                                                                        PromptOptions.number_width)
+
+
+def test_a_shallower_base_loads_without_a_report_and_refuses_keys_that_do_not_fit(tmp_path, capfd):
+    from safetensors.torch import load_file, save_file
+
+    from cwescan.ml.slm.base import load_base
+    from slm_helpers import tiny_base
+
+    tiny_base(tmp_path / "base")
+    capfd.readouterr()
+    model = load_base(directory=tmp_path / "base", layers=1)[0]
+    assert len(model.model.layers) == 1
+    assert "UNEXPECTED" not in "".join(capfd.readouterr())  # the cut layers are expected, not news
+    weights = next((tmp_path / "base").glob("*.safetensors"))
+    state = load_file(weights)
+    state["model.stray.weight"] = next(iter(state.values())).clone()  # a key no layer cut explains
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="do not fit"):
+        load_base(directory=tmp_path / "base", layers=1)

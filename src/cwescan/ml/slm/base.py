@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,6 +187,29 @@ def layer_override(layers: int | None) -> dict:
     return {"num_hidden_layers": int(layers)} if layers else {}
 
 
+def _load_first_layers(auto_model, directory: Path, dtype, layers: int):
+    """The checkpoint in ``directory`` with its first ``layers`` decoder layers only. The weights
+    of the layers past them are the checkpoint's only keys the model lacks: transformers would
+    print them as a table of unexpected keys on every load, so its report is held back and
+    checked here instead; anything else it would report is an error."""
+    import logging
+
+    report = logging.getLogger("transformers.modeling_utils")  # it logs the load report
+    level = report.level
+    report.setLevel(logging.ERROR)
+    try:
+        model, info = auto_model.from_pretrained(str(directory), dtype=dtype, output_loading_info=True,
+                                                 **layer_override(layers))
+    finally:
+        report.setLevel(level)
+    past = re.compile(r"model\.layers\.(\d+)\.")
+    odd = [k for k in info["unexpected_keys"] if not ((m := past.match(k)) and int(m.group(1)) >= layers)]
+    odd += [*info["missing_keys"], *info["mismatched_keys"], *info["error_msgs"]]
+    if odd:
+        raise ValueError(f"{directory}: loading its first {layers} layers left keys that do not fit: {odd[:5]}")
+    return model
+
+
 def load_base(
     name: str = "smollm2-135m",
     gguf_path: str | os.PathLike | None = None,
@@ -208,7 +232,10 @@ def load_base(
         d, digest = converted_dir(name, gguf, gguf_sha256)
         gguf_name = gguf.name
     tokenizer = AutoTokenizer.from_pretrained(str(d))
-    model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype or torch.float32, **layer_override(layers))
+    if layers:
+        model = _load_first_layers(AutoModelForCausalLM, d, dtype or torch.float32, layers)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype or torch.float32)
     model.eval()
     info = {
         "base_model": name if directory is None else str(directory),
