@@ -6,7 +6,9 @@
 # lack), and the same tree with the models on the GPU. Runs side by side, each on its own cores:
 #   cores 0-1  the default scan
 #   cores 2-3  SECOND=baseline (default): the same with BASELINE_ARGS (default: --no-focus, the
-#              models read whole units); SECOND=precisions: `cwescan bench models` of the SLM at
+#              models read whole units; a candidate SLM: --slm-model $STASH/code/data/candidates/NAME,
+#              a fitted adapter folder put there for the launch call only, since the working tree
+#              and a GGUF piece must stay under what one call carries); SECOND=precisions: `cwescan bench models` of the SLM at
 #              fp32 and bf16 (units per CPU-second of each precision on 2 cores);
 #              SECOND=without-torchao: the default scan in a virtual environment that has every
 #              package of the device's but torchao (the `models` extra a user installs has no
