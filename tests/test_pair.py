@@ -150,6 +150,32 @@ def test_the_gate_clears_negatives_and_counts_the_pair_flags_it_would_lose():
     assert v["pair_flags_lost"] == sum(q < section["threshold"] for _, q in flagged) <= 1
 
 
+def test_the_fit_shows_what_each_weight_would_leave_the_gate():
+    from cwescan.evaluate.prevalence import choose_thresholds
+    from cwescan.train.pair import WEIGHTS, gate_by_weight, slm_ceiling
+
+    # the SLM separates validation well, the encoder less so; negatives spread over both scales
+    pos = [0.5 + i * 0.49 / 99 for i in range(100)]
+    enc_pos = [0.05 + i * 0.9 / 99 for i in range(100)]
+    neg = [0.01 + i * 0.6 / 199 for i in range(200)]
+    enc_neg = [0.001 + i * 0.5 / 199 for i in range(200)]
+    slm, enc = _scores(pos, neg, enc_pos, enc_neg)
+    by_weight = gate_by_weight(slm, enc, prevalence=0.01)
+    assert list(by_weight) == [f"{w:.1f}" for w in WEIGHTS]
+    for w in WEIGHTS:
+        row = by_weight[f"{w:.1f}"]
+        fused_pos, fused_neg = (fuse_scores(slm, enc, w)["labelled"]["validation"],
+                                fuse_scores(slm, enc, w)["negatives"]["validation"])
+        model_only = choose_thresholds([r["score"] for r in fused_pos], [r["score"] for r in fused_neg], [],
+                                       0.01)[0].model_only
+        expected = gate(model_only, slm_ceiling(slm), w) if model_only is not None else 0.0
+        assert row["threshold"] == pytest.approx(expected)
+        assert row["validation_negatives_cleared"] == sum(q < expected for q in enc_neg) / len(enc_neg)
+    # the more say the partner has, the higher the gate: the cheap end clears more than the other
+    cleared = [by_weight[f"{w:.1f}"]["validation_negatives_cleared"] for w in WEIGHTS]
+    assert cleared[0] > cleared[-1]
+
+
 def test_the_gate_follows_what_the_scan_shows():
     from cwescan.core.pair import Pairing, fuse, gate
     from cwescan.core.policy import DecisionPolicy, Isotonic
