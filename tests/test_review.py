@@ -61,3 +61,31 @@ def test_walk_gives_ast_walks_nodes_in_order():
     for path in files:
         tree = ast.parse(path.read_text(encoding="utf-8", errors="replace"))
         assert [id(n) for n in walk(tree)] == [id(n) for n in ast.walk(tree)], path
+
+
+def test_the_models_read_around_lines_worked_out_with_the_workers_names(tmp_path, monkeypatch):
+    # a file the workers found something to review in comes back with its imports and bindings,
+    # so the parent's models find their focus lines without walking the whole file again
+    from cwescan.core.units import parse_source
+    from cwescan.scan import triage
+
+    for i in range(12):  # enough files for the worker pool
+        for name, text in FILES.items():
+            (tmp_path / f"{i:02d}_{name}").write_text(text)
+    walked = []
+    whole_file_walk = triage.file_imports
+    monkeypatch.setattr(triage, "file_imports", lambda tree: walked.append(tree) or whole_file_walk(tree))
+    focus: dict[tuple[str, str], frozenset[int]] = {}
+
+    class Focusing(Recording):
+        def detect(self, units, hints=None):
+            focus.update({(u.path, u.qualname): triage.focus_lines(u) for u in units})
+            return super().detect(units, hints)
+
+    scan([tmp_path], ScanOptions(detectors=["static"], jobs=2, first_stage="none", pair="none"),
+         detectors=[StaticDetector(), Focusing()])
+    assert focus and not walked
+    monkeypatch.setattr(triage, "file_imports", whole_file_walk)
+    for (path, qualname), lines in focus.items():
+        [unit] = [u for u in parse_source(path, (tmp_path / path).read_text()).units if u.qualname == qualname]
+        assert lines == triage.focus_lines(unit)
