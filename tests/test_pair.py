@@ -168,7 +168,7 @@ def test_the_fit_shows_what_each_weight_would_leave_the_gate():
                                 fuse_scores(slm, enc, w)["negatives"]["validation"])
         model_only = choose_thresholds([r["score"] for r in fused_pos], [r["score"] for r in fused_neg], [],
                                        0.01)[0].model_only
-        expected = gate(model_only, slm_ceiling(slm), w) if model_only is not None else 0.0
+        expected = gate(model_only if model_only is not None else 1.01, slm_ceiling(slm), w)
         assert row["threshold"] == pytest.approx(expected)
         assert row["validation_negatives_cleared"] == sum(q < expected for q in enc_neg) / len(enc_neg)
     # the more say the partner has, the higher the gate: the cheap end clears more than the other

@@ -130,7 +130,8 @@ def gate_by_weight(slm: dict, partner: dict, prevalence: float) -> dict[str, dic
     for w in WEIGHTS:
         pos, neg = C.split_scores(fuse_scores(slm, partner, w), "validation")
         model_only = PV.choose_thresholds(pos, neg, [], prevalence)[0].model_only
-        threshold = gate(model_only, ceiling, w) if model_only is not None else 0.0
+        # no threshold reaches the precision: the pair never makes a model-only finding (as the fit's policy)
+        threshold = gate(C.NEVER if model_only is None else model_only, ceiling, w)
         out[f"{w:.1f}"] = {"threshold": threshold,
                            "validation_negatives_cleared": sum(q < threshold for q in negatives) / len(negatives)}
     return out
