@@ -240,7 +240,7 @@ def _seed_all(seed: int) -> None:
 
 def load_model_for_training(recipe: SLMRecipe, device: str):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from cwescan.ml.slm import base
 
@@ -253,7 +253,6 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
         info = {"base_model": recipe.base_model, "source": src.description, "gguf_file": src.gguf_file,
                 "gguf_sha256": digest, "base_weights": src.weights}
     tokenizer = AutoTokenizer.from_pretrained(str(d))
-    depth = base.layer_override(recipe.layers)
     if recipe.layers:
         info["base_layers"] = recipe.layers
     if recipe.method == "qlora":
@@ -264,7 +263,7 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
         except ImportError as e:
             raise RuntimeError(f"QLoRA needs bitsandbytes: {e}") from None
         q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(str(d), quantization_config=q, device_map={"": 0}, **depth)
+        model = base.load_checkpoint(d, recipe.layers, quantization_config=q, device_map={"": 0})
         from peft import prepare_model_for_kbit_training
 
         # no gradient checkpointing (LoRA trains without it too): a 0.5B model's activations fit
@@ -274,7 +273,7 @@ def load_model_for_training(recipe: SLMRecipe, device: str):
     else:
         # bf16 base on the GPU (peft keeps the adapter in fp32); fp32 on CPU
         dtype = torch.bfloat16 if device == "cuda" and recipe.bf16 else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype, **depth).to(device)
+        model = base.load_checkpoint(d, recipe.layers, dtype=dtype).to(device)
     return model, tokenizer, info
 
 

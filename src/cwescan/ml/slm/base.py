@@ -181,25 +181,24 @@ def card_layers(card: dict) -> int:
     return int(card.get("base_layers") or 0)
 
 
-def layer_override(layers: int | None) -> dict:
-    """``from_pretrained`` keywords that keep only the first ``layers`` decoder layers of a base
-    (none for 0 / None: all of them); the weights of the layers past them are not loaded."""
-    return {"num_hidden_layers": int(layers)} if layers else {}
-
-
-def _load_first_layers(auto_model, directory: Path, dtype, layers: int):
-    """The checkpoint in ``directory`` with its first ``layers`` decoder layers only. The weights
-    of the layers past them are the checkpoint's only keys the model lacks: transformers would
-    print them as a table of unexpected keys on every load, so its report is held back and
-    checked here instead; anything else it would report is an error."""
+def load_checkpoint(directory: str | os.PathLike, layers: int = 0, **kwargs):
+    """``AutoModelForCausalLM.from_pretrained(directory, **kwargs)``, with only the first
+    ``layers`` decoder layers (0: all), for the scan and training alike. The weights of the
+    layers past them are the checkpoint's only keys the model lacks: transformers would print
+    them as a table of unexpected keys on every load, so its report is held back and checked
+    here instead; anything else it would report is an error."""
     import logging
 
+    from transformers import AutoModelForCausalLM
+
+    if not layers:
+        return AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
     report = logging.getLogger("transformers.modeling_utils")  # it logs the load report
     level = report.level
     report.setLevel(logging.ERROR)
     try:
-        model, info = auto_model.from_pretrained(str(directory), dtype=dtype, output_loading_info=True,
-                                                 **layer_override(layers))
+        model, info = AutoModelForCausalLM.from_pretrained(str(directory), num_hidden_layers=int(layers),
+                                                           output_loading_info=True, **kwargs)
     finally:
         report.setLevel(level)
     past = re.compile(r"model\.layers\.(\d+)\.")
@@ -223,7 +222,7 @@ def load_base(
     has it (a 491 MB base takes seconds to hash); ``layers``: only the first that many decoder
     layers (0: all; an adapter trained on a shallower base says so in its card's ``base_layers``)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     if directory is not None:
         d, digest, gguf_name = Path(directory), None, None
@@ -232,10 +231,7 @@ def load_base(
         d, digest = converted_dir(name, gguf, gguf_sha256)
         gguf_name = gguf.name
     tokenizer = AutoTokenizer.from_pretrained(str(d))
-    if layers:
-        model = _load_first_layers(AutoModelForCausalLM, d, dtype or torch.float32, layers)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(d), dtype=dtype or torch.float32)
+    model = load_checkpoint(d, layers, dtype=dtype or torch.float32)
     model.eval()
     info = {
         "base_model": name if directory is None else str(directory),
