@@ -176,22 +176,23 @@ class Surface(NamedTuple):
 
 
 FileNames = tuple[dict[str, str], frozenset[str]]
+_NAMES = "_surface_names"  # where a parsed file keeps its FileNames
 
 
 def file_names(file) -> FileNames:
     """(``file_imports``, ``file_bindings``) of a parsed file, worked out once per file and kept
     with it: triage, the model's focus lines and the explanations of model findings all ask for
     them, unit by unit, and each is a walk of the whole file."""
-    names = file.__dict__.get("_surface_names")
+    names = file.__dict__.get(_NAMES)
     if names is None:
-        names = file.__dict__["_surface_names"] = (file_imports(file.tree), file_bindings(file.tree))
+        names = file.__dict__[_NAMES] = (file_imports(file.tree), file_bindings(file.tree))
     return names
 
 
 def keep_file_names(file, names: FileNames) -> None:
     """Give ``file`` the ``file_names`` worked out on another parse of the same text (a worker
     process's), so that this process need not walk the whole file twice again."""
-    file.__dict__["_surface_names"] = names
+    file.__dict__[_NAMES] = names
 
 
 def unit_surface(unit: Unit) -> Surface | None:
