@@ -164,8 +164,8 @@ def test_the_fit_shows_what_each_weight_would_leave_the_gate():
     assert list(by_weight) == [f"{w:.1f}" for w in WEIGHTS]
     for w in WEIGHTS:
         row = by_weight[f"{w:.1f}"]
-        fused_pos, fused_neg = (fuse_scores(slm, enc, w)["labelled"]["validation"],
-                                fuse_scores(slm, enc, w)["negatives"]["validation"])
+        fused = fuse_scores(slm, enc, w)
+        fused_pos, fused_neg = fused["labelled"]["validation"], fused["negatives"]["validation"]
         model_only = choose_thresholds([r["score"] for r in fused_pos], [r["score"] for r in fused_neg], [],
                                        0.01)[0].model_only
         expected = gate(model_only if model_only is not None else 1.01, slm_ceiling(slm), w)
