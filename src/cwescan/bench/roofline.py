@@ -33,7 +33,7 @@ ROOFLINE_DTYPE = {
 }
 
 
-def _time_best(fn, reps: int, sync) -> float:
+def time_best(fn, reps: int, sync) -> float:
     fn()  # warm-up: first call allocates / selects kernels
     sync()
     best = float("inf")
@@ -58,14 +58,14 @@ def gemm_peak(dtype: str, device: str = "cpu", sizes=(1024, 2048), reps: int = 3
             if dtype == "int8":
                 a = torch.randint(-128, 127, (m, k), dtype=torch.int8, device=device)
                 b = torch.randint(-128, 127, (k, n), dtype=torch.int8, device=device)
-                seconds = _time_best(lambda: torch._int_mm(a, b), reps, sync)
+                seconds = time_best(lambda: torch._int_mm(a, b), reps, sync)
             elif dtype == "fp8":
                 if not device.startswith("cuda"):
                     return None
                 a = torch.randn(m, k, device=device).to(torch.float8_e4m3fn)
                 b = torch.randn(n, k, device=device).to(torch.float8_e4m3fn).t()
                 one = torch.ones((), device=device)
-                seconds = _time_best(
+                seconds = time_best(
                     lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16), reps, sync
                 )
             else:
@@ -74,19 +74,21 @@ def gemm_peak(dtype: str, device: str = "cpu", sizes=(1024, 2048), reps: int = 3
                     return None
                 a = torch.randn(m, k, device=device, dtype=dt)
                 b = torch.randn(k, n, device=device, dtype=dt)
-                seconds = _time_best(lambda: a @ b, reps, sync)
+                seconds = time_best(lambda: a @ b, reps, sync)
         except (RuntimeError, NotImplementedError, AttributeError):
             return None
         best = max(best, 2 * m * k * n / seconds)
     return best
 
 
-def measure_peaks(device: str = "cpu", quick: bool = False) -> dict[str, float | None]:
-    """GEMM peak per dtype on ``device``, FLOP/s (None: not available)."""
+def measure_peaks(device: str = "cpu", quick: bool = False, dtypes=None) -> dict[str, float | None]:
+    """GEMM peak per dtype on ``device`` (default: every dtype a row may use there), FLOP/s
+    (None: not available)."""
     # a tall product too: on this AMX CPU a bf16 8192 x 1024 x 1024 runs ~1.25x a 2048 cube, and
     # a peak below what the model's own products reach would overstate every roofline share
     sizes = (1024,) if quick else ((1024, 2048, (8192, 1024, 1024)) if device == "cpu" else (4096, 8192))
-    dtypes = ("fp32", "bf16", "int8") if device == "cpu" else ("fp32", "bf16", "fp16", "int8", "fp8")
+    if dtypes is None:
+        dtypes = ("fp32", "bf16", "int8") if device == "cpu" else ("fp32", "bf16", "fp16", "int8", "fp8")
     return {d: gemm_peak(d, device, sizes=sizes, reps=2 if quick else 3) for d in dtypes}
 
 

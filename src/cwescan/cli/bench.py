@@ -51,6 +51,50 @@ def static(
 
 
 
+@bench_app.command("shapes")
+def shapes(
+    model_names: str = typer.Option("slm,encoder", "--models", help="Comma-separated: slm, encoder."),
+    config: list[Path] = typer.Option(
+        None, "--config", help="A model's config.json, as MODEL=PATH (default: the installed model's)."),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda."),
+    dtypes: str = typer.Option(None, "--dtypes", help="Comma-separated (default: fp32,bf16; CUDA adds fp16)."),
+    tokens: str = typer.Option(None, "--tokens", help="Tokens a batch holds (default CPU 2048,8192; CUDA 16384,131072)."),
+    window: int = typer.Option(384, "--window", min=8, help="Tokens a SLM sequence holds (a scan's mean is ~380); "
+                               "the encoder uses its own window."),
+    threads: int = typer.Option(2, "--threads", min=1, help="torch threads (CPU)."),
+    out: Path = typer.Option(None, "--out", help="Folder for shapes.json and shapes.md."),
+) -> None:
+    """How fast each model's own matrix products and attention run here: the ceiling under the
+    roofline share that `bench models` reports, and the speed-up over fp32 at those shapes."""
+    import json
+
+    import torch
+
+    from cwescan.bench import shapes as bench
+
+    if device not in ("cpu", "cuda"):
+        raise typer.BadParameter("choose cpu or cuda", param_hint="--device")
+    torch.set_num_threads(threads)
+    given = dict(c.split("=", 1) for c in map(str, config or []) if "=" in c)
+    geometries = []
+    for name in _csv(model_names):
+        try:
+            path = Path(given[name]) if name in given else bench.default_config(name)
+            geometries.append(bench.Geometry.from_config(name, json.loads(path.read_text()), window))
+        except (OSError, ValueError, KeyError) as e:
+            raise typer.BadParameter(f"{name}: {e}", param_hint="--config") from e
+    chosen = _csv(dtypes) if dtypes else (["fp32", "bf16"] + (["fp16"] if device == "cuda" else []))
+    bad = [d for d in chosen if d not in bench.DTYPES]
+    if bad:
+        raise typer.BadParameter(f"unknown dtype(s) {bad}; known: {sorted(bench.DTYPES)}", param_hint="--dtypes")
+    counts = [int(t) for t in _csv(tokens)] if tokens else ([2048, 8192] if device == "cpu" else [16384, 131072])
+    result = bench.measure(geometries, device, chosen, counts, progress=typer.echo)
+    typer.echo(bench.render_markdown(result))
+    if out is not None:
+        bench.write(result, out)
+        typer.echo(f"wrote {out}/shapes.json, shapes.md")
+
+
 # `cwescan bench models`: the quantization benchmark (cwescan.bench.models)
 def _csv(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
