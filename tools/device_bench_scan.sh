@@ -13,6 +13,8 @@
 #              SECOND=without-torchao: the default scan in a virtual environment that has every
 #              package of the device's but torchao (the `models` extra a user installs has no
 #              torchao; the `bench` extra brings it, and transformers imports it when present)
+#   SECOND=alone: the baseline scan after the default one, on cores 0-1, with nothing beside
+#              either (with GPU=none: a quiet 2-core machine, measured twice in turn)
 #   SECOND=memory: instead of the above, four default scans side by side, cores 0-1 .. 6-7, with
 #              the merged model cached beforehand (a user's first scan builds it once), to find
 #              where the SLM stage's resident set grows: as is, with oneDNN's primitive cache
@@ -27,6 +29,7 @@
 #              BASE_OVERLAY=DIR: the same over a second copy that only the SECOND=baseline run
 #              imports, so the code before and after a change run side by side
 #   CPU=none skips every CPU run above (GPU work alone)
+#   GPU=none: no GPU run
 #   cores 4-15 GPU=mix: the second `cwescan eval-mix` run below alone; GPU=bench: the default scan with the models on the GPU, and nothing else (no
 #              negatives corpus is built); GPU=scan (default): the same, then `cwescan
 #              eval-mix` of MIX_DETECTOR (default slm) on the GPU with focus and with MIX_SECOND_ARGS
@@ -127,7 +130,7 @@ stash)
         site=$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
         code_copy
         # the negatives corpus for eval-mix, built now: the timed runs must have their cores to themselves
-        if [ "$GPU" = bench ]; then
+        if [ "$GPU" = bench ] || [ "$GPU" = none ]; then
             device_job "$STASH/corpus" "" "true"
         else
             device_job "$STASH/corpus" "$(envs)" "python3 -m cwescan data negatives --site-packages $site --out $STASH/negatives --workers 14"
@@ -158,6 +161,9 @@ launch)
         echo "started the memory runs"
         exit 0
     fi
+    if [ "$SECOND" = alone ]; then  # the merged model built before either timed run, as in SECOND=memory
+        env $(envs) python3 -c "from cwescan.detectors.slm import SLMDetector; SLMDetector(precision='bf16').load()" 2>&1 | tail -1
+    fi
     if [ "${CPU:-scan}" = none ]; then
         SECOND=none
     else
@@ -175,6 +181,10 @@ launch)
             "taskset -c 2,3 python3 -m cwescan bench models --models slm --precisions fp32,bf16 --device cpu \
              --threads 2 --records 30 --batches 1,8,16 --speed-units 16 --latency-units 8 --no-write-default \
              --out $STASH/runs/cpu2-precisions"
+    elif [ "$SECOND" = alone ]; then  # after the default scan, on the same cores, nothing beside it
+        device_job "$STASH/runs/cpu2-baseline" "$(envs | sed "s#$STASH/code/#$STASH/code-${BASE_OVERLAY:+base}/#g; s#code-/#code/#g") OMP_NUM_THREADS=2" \
+            "while ! grep -q -E 'JOB-DONE|JOB-FAILED' $STASH/runs/cpu2-default/log.txt 2>/dev/null; do sleep 2; done;
+             taskset -c 0,1 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
     elif [ "$SECOND" != none ]; then
         device_job "$STASH/runs/cpu2-baseline" "$(envs | sed "s#$STASH/code/#$STASH/code-${BASE_OVERLAY:+base}/#g; s#code-/#code/#g") OMP_NUM_THREADS=2" \
             "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
@@ -199,6 +209,8 @@ launch)
     if [ "$GPU" = mix ]; then  # the default's scores come from an earlier run on the same corpus
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $mix $MIX_SECOND_ARGS --out $STASH/runs/gpu/mix-$MIX_SECOND_NAME.json"
+    elif [ "$GPU" = none ]; then
+        :
     elif [ "$GPU" = bench ]; then
         device_job "$STASH/runs/gpu" "$(envs) OMP_NUM_THREADS=8" \
             "taskset -c $gpu_cores $bench --out $STASH/runs/gpu --device cuda --jobs 8"
