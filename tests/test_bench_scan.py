@@ -40,7 +40,11 @@ def test_bench_scan_cold_then_warm(tmp_path, monkeypatch):
     assert cold["model_units_per_s"] > 0 and warm["model_units_per_s"] is None
     assert cold["findings"] == warm["findings"] and cold["detectors"] == ["static", "slm"]
     md = (out / "scan.md").read_text()
-    assert md.count("\n") == 7 and "| cold cache |" in md and "| warm cache |" in md
+    assert md.count("\n") == 8 and "| cold cache |" in md and "| warm cache |" in md
+    # where the SLM's seconds went (timed on the CPU), and what its batches padded
+    assert cold["forward_s"] > 0 and cold["padded_tokens"] >= cold["tokens"] > 0
+    assert warm["forward_s"] == 0 and warm["decode_steps"] == 0
+    assert "- cold cache, the SLM's seconds: partner" in md and "- warm cache, the SLM's" not in md
     # where memory peaked: resident now / peak so far at the stage marks, peaks never fall
     assert list(cold["memory"])[0] == "model stage start" and list(cold["memory"])[-1] == "end"
     peaks = [peak for _, peak in cold["memory"].values()]

@@ -78,6 +78,14 @@ class ScanRun:
     settle: bool = True  # units whose rule findings the encoder settles are not read by the SLM
     settled_units: int = 0  # of them, in this run
     blank_lines: bool | None = None  # the SLM's prompts showed blank lines (None: no SLM)
+    # the SLM's share of the model stage, in seconds: its partner's scores, prompt building,
+    # scoring passes and decoding (the last two timed on the CPU only), and what those read
+    partner_s: float = 0.0
+    prompts_s: float = 0.0
+    forward_s: float = 0.0
+    decode_s: float = 0.0
+    decode_steps: int = 0
+    padded_tokens: int = 0  # tokens the scoring passes computed, batch padding included
     # resident MB now / peak so far, at the model stage's start (files parsed and triaged), after
     # the first stage, after the SLM's first batch (its model loaded) and at the end: where the
     # peak RSS is reached
@@ -194,7 +202,10 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     remember("end")
     stage = report.stats.get("model_stage") or {}
     counted = {k: sum(d.stats.get(k, 0) for d in slm)
-               for k in ("windows", "scored_windows", "tokens", "prefix_tokens", "settled_units")}
+               for k in ("windows", "scored_windows", "tokens", "prefix_tokens", "settled_units",
+                         "decode_steps", "padded_tokens")}
+    counted.update({k: round(sum(d.stats.get(k, 0.0) for d in slm), 2)
+                    for k in ("partner_s", "prompts_s", "forward_s", "decode_s")})
     model_start = marks.get("model", t2)
     return ScanRun(
         name=name, wall_s=round(t2 - t0, 2), files=report.stats["files_scanned"],
@@ -290,6 +301,13 @@ def scan_table(result: dict) -> str:
                     f"{r['model_s']:.1f} ({r.get('first_stage_s', 0.0):.1f}) | {ups} | {r['cpu_s']:.1f} | {r['model_cpu_s']:.1f} | {upc} | "
                     f"{r['windows']:,} ({r['scored_windows']:,}) | {tpu} | {r['peak_rss_mb'] or 0:,.0f} |")
     rows.append("")
+    for r in result["runs"]:
+        if r.get("tokens"):
+            padding = r.get("padded_tokens", 0) / r["tokens"] - 1 if r.get("padded_tokens") else None
+            rows.append(f"- {r['name']}, the SLM's seconds: partner {r.get('partner_s', 0):.1f}, prompts "
+                        f"{r.get('prompts_s', 0):.1f}, scoring passes {r.get('forward_s', 0):.1f}, decoding "
+                        f"{r.get('decode_s', 0):.1f} ({r.get('decode_steps', 0):,} steps); batch padding "
+                        + ("—" if padding is None else f"{100 * padding:.1f} %") + " of the tokens")
     for r in result["runs"]:
         if r.get("memory"):
             points = ", ".join(f"{k} {now or 0:,.0f} / {peak or 0:,.0f}" for k, (now, peak) in r["memory"].items())

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import weakref
 from collections.abc import Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -124,7 +125,10 @@ class SLMDetector(ModelDetector):
                       # an identical unit elsewhere -- is answered from memory) and their tokens
                       "scored_windows": 0, "tokens": 0, "padded_tokens": 0, "prefix_tokens": 0,
                       # units with rule findings left unread: the partner settled their second opinion
-                      "settled_units": 0}
+                      "settled_units": 0,
+                      # where detect() spends its seconds: the partner's scores, prompt building, and
+                      # (on the CPU, ml/slm/infer.py) the scoring passes and decoding of flagged windows
+                      "partner_s": 0.0, "prompts_s": 0.0, "forward_s": 0.0, "decode_s": 0.0, "decode_steps": 0}
 
     def pair_with(self, partner: ModelDetector) -> None:
         pairing = Pairing.from_card(self.card)
@@ -245,9 +249,27 @@ class SLMDetector(ModelDetector):
         the lines of rule findings in it (empty with the option off)."""
         return focus_lines(unit, hints.get(unit.path, ())) if self.options.focus else frozenset()
 
+    def _partner_scores(self, units: Sequence[Unit], focus: Sequence[frozenset[int]]) -> list[float | None]:
+        """The partner's score of each unit, read where the SLM reads it (its focus lines);
+        None each without a partner."""
+        if self.pairing is None:
+            return [None] * len(units)
+        started = time.perf_counter()
+        scores = self.partner.score_around(units, focus)
+        self.stats["partner_s"] += time.perf_counter() - started
+        return scores
+
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]],
                  focus: Sequence[frozenset[int]]) -> list[list[P.Window]]:
         """The prompt windows of each unit, read around its ``focus`` lines (``_focus``)."""
+        started = time.perf_counter()
+        try:
+            return self._build_windows(units, hints, focus)
+        finally:
+            self.stats["prompts_s"] += time.perf_counter() - started
+
+    def _build_windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]],
+                       focus: Sequence[frozenset[int]]) -> list[list[P.Window]]:
         unit_hints = [self._hints_for(u, hints) for u in units]
         pool = self._prep_pool(len(units))
         if pool is not None:
@@ -396,8 +418,7 @@ class SLMDetector(ModelDetector):
         hint_map = self._hint_map(hints)
         focus = [self._focus(u, hint_map) for u in units]
         cut = 0.5 if self.mode == "generate" else self.threshold
-        # the partner reads each long unit where the SLM reads it (its focus lines)
-        partner = self.partner.score_around(units, focus) if self.pairing is not None else [None] * len(units)
+        partner = self._partner_scores(units, focus)
         findings: list[Finding] = []
         if self.settle and self.pairing is not None:
             units, focus, partner, findings = self._settle(units, focus, partner, hint_map)

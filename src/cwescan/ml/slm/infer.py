@@ -22,6 +22,7 @@ no confidence text, see prompt.py.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -224,8 +225,10 @@ def score_and_decode(
 
     ``prefix_cache``: the instruction every prompt starts with is computed once per model and
     each batch continues from its keys and values (``cwescan.ml.slm.prefix``). ``counts`` (a dict)
-    gets ``tokens`` (prompt tokens the model read), ``padded_tokens`` (with batch padding) and
-    ``prefix_tokens`` (tokens served from the prefix cache) added."""
+    gets ``tokens`` (prompt tokens the model read), ``padded_tokens`` (with batch padding),
+    ``prefix_tokens`` (tokens served from the prefix cache) and ``decode_steps`` (forward passes
+    of one token a row) added; on the CPU also ``forward_s`` and ``decode_s``, the seconds of
+    the scoring passes and of the decoding (on a GPU those would time kernel launches only)."""
     # Long because scoring, the prefix continuation and the decode of flagged prompts share one
     # batch loop over the same tensors; split, each piece would re-pack the batch.
     import torch
@@ -255,8 +258,10 @@ def score_and_decode(
             (e - s) * packed.lengths[e - 1] for s, e in spans)
         counts["prefix_tokens"] = counts.get("prefix_tokens", 0) + (prefix.length * len(seqs) if prefix else 0)
     pending: list[torch.Tensor] = []
+    timed = counts if on_cpu and counts is not None else {}  # where the stage's seconds go
     with torch.inference_mode(), no_plan_attention(device):  # no cuDNN plan per batch width
         for s, e in spans:
+            started = time.perf_counter()
             idx = packed.order[s:e]
             x, lens, m = packed.batch(s, e)
             last = (torch.arange(e - s, device=device), lens - 1)  # each row's answer slot
@@ -276,6 +281,7 @@ def score_and_decode(
             p = torch.softmax(two, -1)[:, 0]
             if on_cpu:  # freed activations back to the OS once the heap passes the bound
                 release_free_memory(HEAP_BOUND_MB)
+            timed["forward_s"] = timed.get("forward_s", 0.0) + time.perf_counter() - started
             if not decode:
                 pending.append(p)
                 continue
@@ -283,12 +289,16 @@ def score_and_decode(
             flagged = [r for r in range(len(idx)) if p[r] >= cuts[idx[r]]]
             details: dict[int, dict] = {}
             if flagged:
+                started = time.perf_counter()
                 cache = res.past_key_values
                 if len(flagged) < len(idx):
                     cache.batch_select_indices(torch.tensor(flagged, device=device))
-                found = _decode_slots(model, tokenizer, ids, cache, m[flagged], cwe_vocab,
-                                      [list(lines[idx[r]]) if lines else [1] for r in flagged], device)
+                found, steps = _decode_slots(model, tokenizer, ids, cache, m[flagged], cwe_vocab,
+                                             [list(lines[idx[r]]) if lines else [1] for r in flagged], device)
                 details = dict(zip(flagged, found, strict=True))
+                if counts is not None:
+                    counts["decode_steps"] = counts.get("decode_steps", 0) + steps
+                timed["decode_s"] = timed.get("decode_s", 0.0) + time.perf_counter() - started
             for r, i in enumerate(idx):
                 out[i] = (p[r], details.get(r))
     if pending:  # one device-to-host copy for the whole call
@@ -322,6 +332,7 @@ class _Batch:
     def __init__(self, model, cache, mask, device):
         self.model, self.cache, self.mask, self.device = model, cache, mask, device
         self.pos = mask.long().sum(-1)  # next position id per row
+        self.steps = 0  # forward passes fed
 
     def feed(self, tokens, active):
         import torch
@@ -336,6 +347,7 @@ class _Batch:
                          use_cache=True, **with_cache(self.cache))
         self.cache = out.past_key_values
         self.pos = self.pos + act[:, 0] * t.shape[1]
+        self.steps += 1
         return out.logits[:, -1]
 
 
@@ -376,7 +388,8 @@ def _trie_step_decode(batch: _Batch, logits, candidates: list[dict[str, list[int
     return list(zip(chosen, prob, strict=True)), logits
 
 
-def _decode_slots(model, tokenizer, ids: TokenIds, cache, mask, cwe_vocab, lines, device) -> list[dict]:
+def _decode_slots(model, tokenizer, ids: TokenIds, cache, mask, cwe_vocab, lines, device) -> tuple[list[dict], int]:
+    """(CWE and line of each row, forward passes it took)."""
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     n = len(lines)
@@ -391,7 +404,7 @@ def _decode_slots(model, tokenizer, ids: TokenIds, cache, mask, cwe_vocab, lines
     return [
         {"cwe": c, "cwe_confidence": pc, "line": int(ln), "line_confidence": pl}
         for (c, pc), (ln, pl) in zip(cwes, found, strict=True)
-    ]
+    ], batch.steps
 
 
 def generate_details(
