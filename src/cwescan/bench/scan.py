@@ -204,7 +204,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
     counted = {k: sum(d.stats.get(k, 0) for d in slm)
                for k in ("windows", "scored_windows", "tokens", "prefix_tokens", "settled_units",
                          "decode_steps", "padded_tokens")}
-    counted.update({k: round(sum(d.stats.get(k, 0.0) for d in slm), 2)
+    counted.update({k: round(sum(d.stats.get(k, 0.0) for d in slm), 4)
                     for k in ("partner_s", "prompts_s", "forward_s", "decode_s")})
     model_start = marks.get("model", t2)
     return ScanRun(
