@@ -77,3 +77,5 @@ def test_command_writes_the_table(tmp_path):
     assert written["geometries"][0]["kv_heads"] == 2
     bad = runner.invoke(app, args[:6] + ["--dtypes", "fp8"])
     assert bad.exit_code == 2 and "unknown dtype" in bad.output
+    unnamed = runner.invoke(app, args[:4] + ["--config", str(config)] + args[6:])
+    assert unnamed.exit_code == 2 and "MODEL=PATH" in unnamed.output

@@ -67,19 +67,19 @@ class Geometry:
 
 
 def default_config(model: str) -> Path:
-    """The config.json the detector ``model`` runs with: the encoder artifact's, or the SLM's
-    base checkpoint's (there once the base has been converted, by a first scan or training)."""
+    """The config.json the detector ``model`` runs with: the encoder artifact's, or that of the
+    base model the shipped SLM's card names (its converted checkpoint, converted here on first
+    use as a scan would)."""
     from cwescan.ml.artifacts import model_dir
 
     if model == "encoder":
         return model_dir("encoder") / "config.json"
     if model == "slm":
-        from cwescan.ml.slm.base import cache_root
+        from cwescan.ml.slm.base import BASE_MODELS, converted_dir
 
-        found = sorted((cache_root() / "base").glob("*/config.json"))
-        if found:
-            return found[0]
-        raise FileNotFoundError("no converted SLM base checkpoint here: run a scan once, or pass --config")
+        name = json.loads((model_dir("slm") / "card.json").read_text()).get("base_model", "smollm2-135m")
+        directory, _ = converted_dir(name, gguf_sha256=BASE_MODELS[name].sha256)
+        return directory / "config.json"
     raise ValueError(f"no default config for {model!r}: pass --config")
 
 

@@ -71,17 +71,21 @@ def shapes(
     import torch
 
     from cwescan.bench import shapes as bench
+    from cwescan.ml.artifacts import ArtifactError
 
     if device not in ("cpu", "cuda"):
         raise typer.BadParameter("choose cpu or cuda", param_hint="--device")
     torch.set_num_threads(threads)
-    given = dict(c.split("=", 1) for c in map(str, config or []) if "=" in c)
+    pairs = [str(c) for c in config or []]
+    if any("=" not in c for c in pairs):
+        raise typer.BadParameter("give each config as MODEL=PATH", param_hint="--config")
+    given = dict(c.split("=", 1) for c in pairs)
     geometries = []
     for name in _csv(model_names):
         try:
             path = Path(given[name]) if name in given else bench.default_config(name)
             geometries.append(bench.Geometry.from_config(name, json.loads(path.read_text()), window))
-        except (OSError, ValueError, KeyError) as e:
+        except (OSError, ValueError, KeyError, ArtifactError) as e:
             raise typer.BadParameter(f"{name}: {e}", param_hint="--config") from e
     chosen = _csv(dtypes) if dtypes else (["fp32", "bf16"] + (["fp16"] if device == "cuda" else []))
     bad = [d for d in chosen if d not in bench.DTYPES]

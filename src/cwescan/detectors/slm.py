@@ -28,6 +28,7 @@ Static hints and second opinion: ``detect(units, hints={path: [Finding, ...]})``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -249,35 +250,35 @@ class SLMDetector(ModelDetector):
         the lines of rule findings in it (empty with the option off)."""
         return focus_lines(unit, hints.get(unit.path, ())) if self.options.focus else frozenset()
 
+    @contextlib.contextmanager
+    def _timing(self, key: str):
+        """Adds the seconds of the ``with`` block to ``stats[key]``."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stats[key] += time.perf_counter() - started
+
     def _partner_scores(self, units: Sequence[Unit], focus: Sequence[frozenset[int]]) -> list[float | None]:
         """The partner's score of each unit, read where the SLM reads it (its focus lines);
         None each without a partner."""
         if self.pairing is None:
             return [None] * len(units)
-        started = time.perf_counter()
-        scores = self.partner.score_around(units, focus)
-        self.stats["partner_s"] += time.perf_counter() - started
-        return scores
+        with self._timing("partner_s"):
+            return self.partner.score_around(units, focus)
 
     def _windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]],
                  focus: Sequence[frozenset[int]]) -> list[list[P.Window]]:
         """The prompt windows of each unit, read around its ``focus`` lines (``_focus``)."""
-        started = time.perf_counter()
-        try:
-            return self._build_windows(units, hints, focus)
-        finally:
-            self.stats["prompts_s"] += time.perf_counter() - started
-
-    def _build_windows(self, units: Sequence[Unit], hints: dict[str, list[Finding]],
-                       focus: Sequence[frozenset[int]]) -> list[list[P.Window]]:
-        unit_hints = [self._hints_for(u, hints) for u in units]
-        pool = self._prep_pool(len(units))
-        if pool is not None:
-            try:
-                return self.builder.many_unit_windows(units, unit_hints, executor=pool, focus=focus)
-            except BrokenProcessPool:  # a worker died (or cannot start): build them here
-                self._drop_pool()
-        return self.builder.many_unit_windows(units, unit_hints, focus=focus)
+        with self._timing("prompts_s"):
+            unit_hints = [self._hints_for(u, hints) for u in units]
+            pool = self._prep_pool(len(units))
+            if pool is not None:
+                try:
+                    return self.builder.many_unit_windows(units, unit_hints, executor=pool, focus=focus)
+                except BrokenProcessPool:  # a worker died (or cannot start): build them here
+                    self._drop_pool()
+            return self.builder.many_unit_windows(units, unit_hints, focus=focus)
 
     def _drop_pool(self) -> None:
         import sys
