@@ -13,10 +13,13 @@ transformers then hands SDPA an explicit causal mask (its ``is_causal`` aligns t
 the top left, which would be wrong), which takes the CPU off its fused kernel: that cost more
 than the prefix saved. So the model's attention is switched to ``PREFIX_ATTENTION``, the same as
 transformers' SDPA except that *no mask* means causal aligned to the bottom right (query i of
-q sees keys 0 .. kv - q + i). On the CPU that is computed as two fused flash-attention calls,
-the rest causally over its own keys and every query over the prefix's keys, merged by their
-log-sum-exps (exact up to rounding); elsewhere with torch's lower-right ``CausalBias``, which
-CUDA's flash kernel takes. Calls with a padding mask (the decoding continuation) get
+q sees keys 0 .. kv - q + i). On the CPU that is one fused flash-attention call whose queries
+are padded at the front to the keys' length, so that its top-left causal triangle is the
+bottom-right one, and whose outputs at the padding are dropped; elsewhere torch's lower-right
+``CausalBias``, which CUDA's flash kernel takes. (The CPU way before this was two flash calls,
+the rest over its own keys and over the prefix's, merged by their log-sum-exps: at a scan's
+batch shapes on 2 AMX cores, bf16, the single padded call took 74 ms where the two calls and
+their merge took 102, summed over six shapes; ``tools/slm_attention_probe.py``.) Calls with a padding mask (the decoding continuation) get
 transformers' own mask and SDPA unchanged.
 """
 
@@ -30,14 +33,6 @@ PREFIX_ATTENTION = "cwescan_prefix_sdpa"
 _REGISTERED = False
 # model -> {(prefix ids, device, dtype): PrefixKV}; weak, so a dropped model frees its prefix
 _STORE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _flash_cpu(q, k, v, causal: bool, scale):
-    """(output, log-sum-exp) of torch's fused CPU flash attention (what SDPA runs on the CPU)."""
-    import torch
-
-    out, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, 0.0, causal, scale=scale)[:2]
-    return out, lse
 
 
 def lower_right_attention(query, key, value, scale=None):
@@ -55,13 +50,10 @@ def lower_right_attention(query, key, value, scale=None):
 
         return F.scaled_dot_product_attention(query, key, value, attn_mask=causal_lower_right(q_len, kv_len),
                                               scale=scale)
+    # zero queries in front: each sees only keys before the real ones, and its output is dropped
     past = kv_len - q_len
-    own, own_lse = _flash_cpu(query, key[:, :, past:], value[:, :, past:], True, scale)
-    pre, pre_lse = _flash_cpu(query, key[:, :, :past], value[:, :, :past], False, scale)
-    lse = torch.logaddexp(own_lse, pre_lse)
-    w_own = torch.exp(own_lse - lse).unsqueeze(-1)
-    w_pre = torch.exp(pre_lse - lse).unsqueeze(-1)
-    return (own * w_own + pre * w_pre).to(query.dtype)
+    padded = torch.cat([query.new_zeros(*query.shape[:2], past, query.shape[3]), query], 2)
+    return F.scaled_dot_product_attention(padded, key, value, is_causal=True, scale=scale)[:, :, past:]
 
 
 def _attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
