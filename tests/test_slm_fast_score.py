@@ -144,6 +144,29 @@ def test_decoding_after_right_padded_batches_matches_one_by_one(tok, model):
         assert a["cwe_confidence"] == pytest.approx(b["cwe_confidence"], abs=1e-4)
 
 
+@pytest.mark.parametrize("prefix_cache", [False, True])
+def test_flagged_rows_of_several_batches_decode_together_as_they_would_alone(tok, model, monkeypatch, prefix_cache):
+    """The decode pool right-pads caches of different widths into one batch: every row gets
+    the CWE and line it gets when each batch decodes its own rows, in fewer steps."""
+    ps = prompts(tok)[:9]
+    assert len({len(tok.encode(p)) for p in ps}) > 2  # batches of different widths
+    lines = [range(1, 2 + i % 3) for i in range(len(ps))]
+    vocab = ["CWE-78", "CWE-89", "CWE-502"]
+    pooled: dict = {}
+    together = infer.score_and_decode(model, tok, ps, 0.0, vocab, lines, batch_size=2,
+                                      prefix_cache=prefix_cache, counts=pooled)
+    monkeypatch.setattr(infer, "DECODE_POOL_ROWS", 1)
+    per_batch: dict = {}
+    alone = infer.score_and_decode(model, tok, ps, 0.0, vocab, lines, batch_size=2,
+                                   prefix_cache=prefix_cache, counts=per_batch)
+    for (p, a), (q, b) in zip(together, alone, strict=True):
+        assert p == q
+        assert (a["cwe"], a["line"]) == (b["cwe"], b["line"])
+        assert a["cwe_confidence"] == pytest.approx(b["cwe_confidence"], abs=1e-4)
+        assert a["line_confidence"] == pytest.approx(b["line_confidence"], abs=1e-4)
+    assert pooled["decode_steps"] < per_batch["decode_steps"]
+
+
 def test_bf16_verdicts_keep_float32_resolution(tok, model, reference):
     """bf16 logits near 10 are 0.06 apart, so near-twins tied; the fp32 head rows separate them."""
     import copy
