@@ -167,8 +167,11 @@ launch)
     if [ "${CPU:-scan}" = none ]; then
         SECOND=none
     else
+        # PYPROF=1: the default scan under cProfile (where the main process's seconds go, Python and
+        # torch's operators alike; the static stage's workers are other processes)
+        prof=${PYPROF:+-m cProfile -o $STASH/runs/cpu2-default/scan.prof}
         device_job "$STASH/runs/cpu2-default" "$(envs) OMP_NUM_THREADS=2" \
-            "taskset -c 0,1 $bench --out $STASH/runs/cpu2-default --device cpu --jobs 2"
+            "taskset -c 0,1 ${bench/python3 -m cwescan/python3 $prof -m cwescan} --out $STASH/runs/cpu2-default --device cpu --jobs 2"
     fi
     python3 -c 'import importlib.util as u; print("torchao on the device:", u.find_spec("torchao") is not None)'
     if [ "$SECOND" = without-torchao ]; then
@@ -253,6 +256,11 @@ collect)
     cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-third/bench.md" "$OUT/cpu2-third.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-profile/profile.txt" "$OUT/cpu2-profile.txt" 2>/dev/null || true
+    if [ -f "$STASH/runs/cpu2-default/scan.prof" ]; then  # PYPROF=1: the raw profile and its two tables
+        cp "$STASH/runs/cpu2-default/scan.prof" "$OUT/cpu2-default.prof"
+        python3 -c "import pstats, sys; p = pstats.Stats(sys.argv[1]); p.sort_stats('tottime').print_stats(70); p.sort_stats('cumulative').print_stats(90)" \
+            "$STASH/runs/cpu2-default/scan.prof" > "$OUT/cpu2-default-prof.txt" 2>&1 || true
+    fi
     cp "$STASH/negatives/MANIFEST.json" "$OUT/NEGATIVES-MANIFEST.json" 2>/dev/null || true
     for run in slm-a slm-b; do  # adapter, card and realistic-mix scores of each training run
         [ -d "$STASH/runs/$run/adapter" ] || continue

@@ -41,10 +41,19 @@ device_split() {
 # device_join PIECES_DIR FILE SHA256: join FILE's pieces (once) and check its hash
 device_join() {
     local pieces=$1 file=$2 sha=$3
+    # a file joined from too few pieces fails its checksum: join it again from what is there now
+    # (kept, it failed every later call on the warm machine too)
+    if [ -f "$file" ] && ! echo "$sha  $file" | sha256sum -c --status -; then
+        rm -f "$file"
+    fi
     if [ ! -f "$file" ]; then
         cat "$pieces/$(basename "$file")".part* > "$file.tmp" && mv "$file.tmp" "$file"
     fi
-    echo "$sha  $file" | sha256sum -c - >&2
+    if ! echo "$sha  $file" | sha256sum -c - >&2; then
+        rm -f "$file"  # the next call joins again
+        echo "$(basename "$file"): pieces here: $(ls "$pieces" | tr '\n' ' ')" >&2
+        return 1
+    fi
 }
 
 # device_job RUN_DIR ENV COMMAND: run COMMAND (a bash string) with the environment ENV
@@ -64,6 +73,7 @@ device_poll() {
     while :; do
         running=0
         for log in "$runs"/*/log.txt; do
+            [ -f "$log" ] || continue  # no job started (the glob matched nothing): nothing to wait for
             grep -q -E 'JOB-DONE|JOB-FAILED' "$log" || running=$((running + 1))
         done
         if [ "$running" = 0 ] || [ "$SECONDS" -ge "$end" ]; then break; fi
