@@ -319,42 +319,63 @@ DECODE_POOL_ROWS = 16
 DECODE_POOL_TOKENS = 6144
 
 
+@dataclass
+class _Flagged:
+    """The flagged rows of one scoring batch: each layer's (keys, values), the attention mask
+    (1 = a real token, the cached prefix included) and the prompt index of each row."""
+
+    layers: list
+    mask: object
+    rows: list[int]
+
+    def padded(self, width: int) -> tuple[list, object]:
+        """Layers and mask right-padded to ``width`` positions (the padding masked out)."""
+        import torch.nn.functional as F
+
+        extra = width - self.mask.shape[1]
+        if not extra:
+            return self.layers, self.mask
+        layers = [(F.pad(k, (0, 0, 0, extra)), F.pad(v, (0, 0, 0, extra))) for k, v in self.layers]
+        return layers, F.pad(self.mask, (0, extra))
+
+
 class _DecodePool:
-    """KV caches of flagged rows from several scoring batches, decoded together: each cache is
-    right-padded to the longest (the padding masked out, so every row keeps its positions) and
-    the layers concatenated into one cache."""
+    """Flagged rows of several scoring batches (``_Flagged``), decoded together in one batch:
+    each batch's cache right-padded to the longest, the padding masked out, so every row keeps
+    its positions."""
 
     def __init__(self, decode, config, counts: dict | None) -> None:
         self.decode_rows, self.config, self.counts = decode, config, counts
-        self.groups: list[tuple[list, object, list[int]]] = []  # (layers' (keys, values), mask, rows)
+        self.waiting: list[_Flagged] = []
 
     def add(self, cache, mask, rows: list[int]) -> None:
-        self.groups.append(([(layer.keys, layer.values) for layer in cache.layers], mask, rows))
+        self.waiting.append(_Flagged([(layer.keys, layer.values) for layer in cache.layers], mask, rows))
 
     def full(self) -> bool:
-        rows = sum(len(g[2]) for g in self.groups)
-        tokens = sum(g[1].numel() for g in self.groups)
+        rows = sum(len(f.rows) for f in self.waiting)
+        tokens = sum(f.mask.numel() for f in self.waiting)
         return rows >= DECODE_POOL_ROWS or tokens >= DECODE_POOL_TOKENS
 
     def decode(self, out: list, timed: dict) -> None:
-        """Decode every pooled row and put its details into ``out`` (index: the prompt)."""
+        """Decode every waiting row and put its details into ``out`` (index: the prompt)."""
         import torch
-        import torch.nn.functional as F
         from transformers import DynamicCache
 
-        if not self.groups:
+        if not self.waiting:
             return
         started = time.perf_counter()
-        width = max(g[1].shape[1] for g in self.groups)
-        pad = lambda t: F.pad(t, (0, 0, 0, width - t.shape[2])) if t.shape[2] < width else t  # noqa: E731
+        width = max(f.mask.shape[1] for f in self.waiting)
+        parts = [f.padded(width) for f in self.waiting]
         cache = DynamicCache(config=self.config) if self.config is not None else DynamicCache()
-        for i in range(len(self.groups[0][0])):
-            keys = torch.cat([pad(g[0][i][0]) for g in self.groups])
-            values = torch.cat([pad(g[0][i][1]) for g in self.groups])
-            cache.update(keys, values, i)
-        mask = torch.cat([F.pad(g[1], (0, width - g[1].shape[1])) for g in self.groups])
-        rows = [r for g in self.groups for r in g[2]]
-        self.groups = []
+        for i in range(len(parts[0][0])):
+            if len(parts) == 1:
+                cache.update(*parts[0][0][i], i)
+            else:
+                cache.update(torch.cat([p[0][i][0] for p in parts]), torch.cat([p[0][i][1] for p in parts]), i)
+        mask = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts])
+        rows = [r for f in self.waiting for r in f.rows]
+        self.waiting = []
+        del parts
         found, steps = self.decode_rows(cache, mask, rows)
         for r, d in zip(rows, found, strict=True):
             out[r] = (out[r][0], d)
