@@ -107,16 +107,19 @@ def test_prefix_cache_bf16_within_rounding(tok, prompts):
         model, model.model, [1, 2, 3], "cpu")
 
 
-@pytest.mark.parametrize("q_len,kv_len", [(7, 7), (7, 12), (1, 5), (30, 95)])
-def test_lower_right_attention_is_masked_sdpa(q_len, kv_len):
+@pytest.mark.parametrize("q_len,kv_len", [(7, 7), (7, 12), (1, 5), (30, 95), (200, 259)])
+@pytest.mark.parametrize("dtype,atol", [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
+def test_lower_right_attention_is_masked_sdpa(q_len, kv_len, dtype, atol):
     import torch.nn.functional as F
 
     torch.manual_seed(1)
     q = torch.randn(3, 4, q_len, 16)
     k, v = torch.randn(3, 4, kv_len, 16), torch.randn(3, 4, kv_len, 16)
     mask = torch.ones(q_len, kv_len, dtype=torch.bool).tril(kv_len - q_len)
-    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    assert torch.allclose(prefix_mod.lower_right_attention(q, k, v), want, atol=1e-5)
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # float32 reference
+    got = prefix_mod.lower_right_attention(q.to(dtype), k.to(dtype), v.to(dtype))
+    assert got.dtype == dtype and got.shape == want.shape
+    assert torch.allclose(got.float(), want, atol=atol)
 
 
 def test_a_stand_in_decoder_is_not_continued_from_a_cache(tok, prompts):
