@@ -41,16 +41,13 @@ device_split() {
 # device_join PIECES_DIR FILE SHA256: join FILE's pieces (once) and check its hash
 device_join() {
     local pieces=$1 file=$2 sha=$3
-    # a file joined from too few pieces fails its checksum: join it again from what is there now
-    # (kept, it failed every later call on the warm machine too)
-    if [ -f "$file" ] && ! echo "$sha  $file" | sha256sum -c --status -; then
-        rm -f "$file"
-    fi
     if [ ! -f "$file" ]; then
         cat "$pieces/$(basename "$file")".part* > "$file.tmp" && mv "$file.tmp" "$file"
     fi
     if ! echo "$sha  $file" | sha256sum -c - >&2; then
-        rm -f "$file"  # the next call joins again
+        # joined from too few pieces: removed, so that the next call joins again (kept, it failed
+        # every later call on the warm machine too)
+        rm -f "$file"
         echo "$(basename "$file"): pieces here: $(ls "$pieces" | tr '\n' ' ')" >&2
         return 1
     fi

@@ -265,7 +265,7 @@ def score_and_decode(
     pool = _DecodePool(
         lambda cache, mask, rows: _decode_slots(model, tokenizer, ids, cache, mask, cwe_vocab,
                                                 [list(lines[i]) if lines else [1] for i in rows], device),
-        getattr(model, "config", None), counts)
+        getattr(model, "config", None), counts, timed)
     with torch.inference_mode(), no_plan_attention(device):  # no cuDNN plan per batch width
         for s, e in spans:
             started = time.perf_counter()
@@ -301,9 +301,9 @@ def score_and_decode(
                 if len(flagged) < len(idx):
                     cache.batch_select_indices(torch.tensor(flagged, device=device))
                 pool.add(cache, m[flagged], [idx[r] for r in flagged])
-            del res
+            del res  # the batch's activations go; its flagged rows' cache waits in the pool
             if pool.full() or (s, e) == spans[-1]:
-                pool.decode(out, timed)
+                pool.decode(out)
     if pending:  # one device-to-host copy for the whole call
         for i, p in zip(packed.order, torch.cat(pending).tolist(), strict=True):
             out[i] = (p, None)
@@ -342,10 +342,10 @@ class _Flagged:
 class _DecodePool:
     """Flagged rows of several scoring batches (``_Flagged``), decoded together in one batch:
     each batch's cache right-padded to the longest, the padding masked out, so every row keeps
-    its positions."""
+    its positions. ``counts`` gets the decoding steps, ``timed`` the decoding seconds."""
 
-    def __init__(self, decode, config, counts: dict | None) -> None:
-        self.decode_rows, self.config, self.counts = decode, config, counts
+    def __init__(self, decode, config, counts: dict | None, timed: dict) -> None:
+        self.decode_rows, self.config, self.counts, self.timed = decode, config, counts, timed
         self.waiting: list[_Flagged] = []
 
     def add(self, cache, mask, rows: list[int]) -> None:
@@ -356,7 +356,7 @@ class _DecodePool:
         tokens = sum(f.mask.numel() for f in self.waiting)
         return rows >= DECODE_POOL_ROWS or tokens >= DECODE_POOL_TOKENS
 
-    def decode(self, out: list, timed: dict) -> None:
+    def decode(self, out: list) -> None:
         """Decode every waiting row and put its details into ``out`` (index: the prompt)."""
         import torch
         from transformers import DynamicCache
@@ -364,24 +364,23 @@ class _DecodePool:
         if not self.waiting:
             return
         started = time.perf_counter()
+        joined = lambda ts: ts[0] if len(ts) == 1 else torch.cat(ts)  # noqa: E731 - one batch: no copy
         width = max(f.mask.shape[1] for f in self.waiting)
-        parts = [f.padded(width) for f in self.waiting]
+        layers, masks = zip(*(f.padded(width) for f in self.waiting))
         cache = DynamicCache(config=self.config) if self.config is not None else DynamicCache()
-        for i in range(len(parts[0][0])):
-            if len(parts) == 1:
-                cache.update(*parts[0][0][i], i)
-            else:
-                cache.update(torch.cat([p[0][i][0] for p in parts]), torch.cat([p[0][i][1] for p in parts]), i)
-        mask = parts[0][1] if len(parts) == 1 else torch.cat([p[1] for p in parts])
+        for i, per_batch in enumerate(zip(*layers)):  # layer i's (keys, values) of each batch
+            keys, values = zip(*per_batch)
+            cache.update(joined(keys), joined(values), i)
+        mask = joined(masks)
         rows = [r for f in self.waiting for r in f.rows]
         self.waiting = []
-        del parts
+        del layers, masks
         found, steps = self.decode_rows(cache, mask, rows)
         for r, d in zip(rows, found, strict=True):
             out[r] = (out[r][0], d)
         if self.counts is not None:
             self.counts["decode_steps"] = self.counts.get("decode_steps", 0) + steps
-        timed["decode_s"] = timed.get("decode_s", 0.0) + time.perf_counter() - started
+        self.timed["decode_s"] = self.timed.get("decode_s", 0.0) + time.perf_counter() - started
 
 
 def _shared_prefix(model, split, tokenizer, seqs, device):

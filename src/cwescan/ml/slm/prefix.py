@@ -16,11 +16,12 @@ transformers' SDPA except that *no mask* means causal aligned to the bottom righ
 q sees keys 0 .. kv - q + i). On the CPU that is one fused flash-attention call whose queries
 are padded at the front to the keys' length, so that its top-left causal triangle is the
 bottom-right one, and whose outputs at the padding are dropped; elsewhere torch's lower-right
-``CausalBias``, which CUDA's flash kernel takes. (The CPU way before this was two flash calls,
-the rest over its own keys and over the prefix's, merged by their log-sum-exps: at a scan's
-batch shapes on 2 AMX cores, bf16, the single padded call took 74 ms where the two calls and
-their merge took 102, summed over six shapes; ``tools/slm_attention_probe.py``.) Calls with a padding mask (the decoding continuation) get
-transformers' own mask and SDPA unchanged.
+``CausalBias``, which CUDA's flash kernel takes. Calls with a padding mask (the decoding
+continuation) get transformers' own mask and SDPA unchanged.
+
+Why one padded call on the CPU: two flash calls (the rest over its own keys, every query over
+the prefix's) merged by their log-sum-exps took 102 ms where the padded call took 74, summed
+over six of a scan's batch shapes (bf16, 2 AMX cores; ``tools/slm_attention_probe.py``).
 """
 
 from __future__ import annotations
