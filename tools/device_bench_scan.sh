@@ -23,6 +23,8 @@
 #   cores 4-5  THIRD_PRECISIONS (unset: none): `cwescan bench models` of the SLM at those
 #              precisions (e.g. fp32,bf16,bf16-compiled) on 2 cores; or THIRD_SCAN_ARGS: the
 #              default scan with those arguments (e.g. --focus-tokens 512); the GPU runs then get 6-15
+#   SCORE_PROBE=N (unset: none): tools/slm_score_path_probe.py over the windows of N units of the
+#              tree on cores 4-5 (leave THIRD_* unset)
 #   PROFILE=bf16 (unset: none): tools/slm_profile.py on cores 6-7 (the GPU runs then get 8-15)
 #   OVERLAY=DIR: a carried folder of files laid over the code every run imports (a commit's
 #              versions of files the checkout has changed since; DIR/remove.txt: paths to drop);
@@ -197,6 +199,11 @@ launch)
         device_job "$STASH/runs/cpu2-profile" "$(envs) OMP_NUM_THREADS=2" \
             "taskset -c 6,7 python3 tools/slm_profile.py --precision $PROFILE --threads 2 --out $STASH/runs/cpu2-profile/profile.txt"
     fi
+    if [ -n "${SCORE_PROBE:-}" ]; then  # cores 4-5: the scan's scoring call against the bare forward pass
+        device_job "$STASH/runs/cpu2-probe" "$(envs) OMP_NUM_THREADS=2" \
+            "taskset -c 4,5 python3 tools/slm_score_path_probe.py $STASH/src/tree --units $SCORE_PROBE --threads 2 \
+             --rounds 1 --out $STASH/runs/cpu2-probe/probe.txt"
+    fi
     if [ -n "${THIRD_PRECISIONS:-}" ]; then
         gpu_cores=$([ -n "${PROFILE:-}" ] && echo 8-15 || echo 6-15)
         device_job "$STASH/runs/cpu2-third" "$(envs) OMP_NUM_THREADS=2" \
@@ -256,6 +263,7 @@ collect)
     cp "$STASH/runs/cpu2-precisions/bench.md" "$OUT/cpu2-precisions.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-third/bench.md" "$OUT/cpu2-third.md" 2>/dev/null || true
     cp "$STASH/runs/cpu2-profile/profile.txt" "$OUT/cpu2-profile.txt" 2>/dev/null || true
+    cp "$STASH/runs/cpu2-probe/probe.txt" "$OUT/cpu2-probe.txt" 2>/dev/null || true
     if [ -f "$STASH/runs/cpu2-default/scan.prof" ]; then  # PYPROF=1: the raw profile and its two tables
         cp "$STASH/runs/cpu2-default/scan.prof" "$OUT/cpu2-default.prof"
         python3 -c "import pstats, sys; p = pstats.Stats(sys.argv[1]); p.sort_stats('tottime').print_stats(70); p.sort_stats('cumulative').print_stats(90)" \
