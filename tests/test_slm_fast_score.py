@@ -167,6 +167,20 @@ def test_flagged_rows_of_several_batches_decode_together_as_they_would_alone(tok
     assert pooled["decode_steps"] < per_batch["decode_steps"]
 
 
+def test_pooled_caches_are_right_padded_with_zeros_and_stacked_by_row():
+    """The decode pool joins each layer's keys (rows, heads, length, dim) and the masks (rows,
+    length) of batches of different widths: the same as zero-padding each to the widest and
+    concatenating, and a single batch of full width is not copied."""
+    import torch.nn.functional as F
+
+    keys = [torch.randn(r, 3, n, 4) for r, n in ((2, 5), (1, 7), (3, 6))]
+    masks = [torch.ones(r, n, dtype=torch.long) for r, n in ((2, 5), (1, 7), (3, 6))]
+    want = torch.cat([F.pad(k, (0, 0, 0, 7 - k.shape[2])) for k in keys])
+    assert torch.equal(infer._right_padded_cat(keys, 7), want)
+    assert torch.equal(infer._right_padded_cat(masks, 7), torch.cat([F.pad(m, (0, 7 - m.shape[1])) for m in masks]))
+    assert infer._right_padded_cat(keys[1:2], 7) is keys[1]
+
+
 def test_bf16_verdicts_keep_float32_resolution(tok, model, reference):
     """bf16 logits near 10 are 0.06 apart, so near-twins tied; the fp32 head rows separate them."""
     import copy
