@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 
 from cwescan.ml.attention import no_plan_attention
+from cwescan.core.process import rss_mb
+from cwescan.ml.precision import HEAP_BOUND_MB, HEAP_SLACK_MB, release_free_memory
 from cwescan.ml.focus import focused
 from cwescan.ml.encoder.model import EncoderClassifier
 from cwescan.ml.encoder.tokenizer import PAD, SPECIAL_TOKENS
@@ -55,6 +57,8 @@ def score_texts(
     order = sorted(range(len(flat)), key=lambda k: -len(flat[k][1].ids))
     out = [UnitScore(windows=len(ws)) for ws in per_text]
     best = [-1.0] * len(texts)
+    on_cpu = torch.device(device).type == "cpu"
+    bound = (rss_mb() or 0.0) + HEAP_SLACK_MB if on_cpu else None  # see ml/precision.HEAP_SLACK_MB
     k = 0
     while k < len(order):
         width = len(flat[order[k]][1].ids)
@@ -75,4 +79,7 @@ def score_texts(
                 best[i] = p
                 out[i].prob, out[i].family_probs = p, f
                 out[i].line = w.lines[t] if 0 < t < len(w.lines) - 1 else w.first_line
+        if bound is not None:
+            del o, line_logits
+            release_free_memory(min(bound, HEAP_BOUND_MB))
     return out
