@@ -25,7 +25,8 @@
 #              default scan with those arguments (e.g. --focus-tokens 512); the GPU runs then get 6-15
 #   SCORE_PROBE=N (unset: none): tools/slm_score_path_probe.py over the windows of N units of the
 #              tree on cores 4-5 (leave THIRD_* unset)
-#   PROFILE=bf16 (unset: none): tools/slm_profile.py on cores 6-7 (the GPU runs then get 8-15)
+#   PROFILE=bf16 (unset: none): tools/slm_score_path_probe.py over 48 test-part units at that
+#              precision on cores 6-7 (the GPU runs then get 8-15)
 #   OVERLAY=DIR: a carried folder of files laid over the code every run imports (a commit's
 #              versions of files the checkout has changed since; DIR/remove.txt: paths to drop);
 #              BASE_OVERLAY=DIR: the same over a second copy that only the SECOND=baseline run
@@ -201,9 +202,10 @@ launch)
             "taskset -c 2,3 $bench --out $STASH/runs/cpu2-baseline --device cpu --jobs 2 $BASELINE_ARGS"
     fi
     gpu_cores=4-15
-    if [ -n "${PROFILE:-}" ]; then  # cores 6-7: the SLM's score path under torch.profiler (tools/slm_profile.py)
+    if [ -n "${PROFILE:-}" ]; then  # cores 6-7: the SLM's score path under torch.profiler
         device_job "$STASH/runs/cpu2-profile" "$(envs) OMP_NUM_THREADS=2" \
-            "taskset -c 6,7 python3 tools/slm_profile.py --precision $PROFILE --threads 2 --out $STASH/runs/cpu2-profile/profile.txt"
+            "taskset -c 6,7 python3 tools/slm_score_path_probe.py test --units 48 --precision $PROFILE --threads 2 \
+             --out $STASH/runs/cpu2-profile/profile.txt"
     fi
     if [ -n "${SCORE_PROBE:-}" ]; then  # cores 4-5: the scan's scoring call against the bare forward pass
         device_job "$STASH/runs/cpu2-probe" "$(envs) OMP_NUM_THREADS=2" \

@@ -10,8 +10,9 @@ decoding, no prompt work: the ceiling of the scan's SLM stage, not the stage its
 """
 import json, resource, sys, time
 import torch
-from torch import nn
 from transformers import LlamaConfig, LlamaForCausalLM
+
+from slm_score_path_probe import pack_linears  # tools/ is this script's own folder on sys.path
 
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
 cfg = LlamaConfig(**json.load(open(sys.argv[1])))
@@ -19,25 +20,6 @@ cfg._attn_implementation = "sdpa"
 torch.manual_seed(0)
 FLOPS_PER_TOKEN = 2 * 106_168_320
 WIDTH = 384
-
-
-class Packed(nn.Module):
-    def __init__(self, lin, hint):
-        super().__init__()
-        self.w = torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach(), hint)
-        self.b = None if lin.bias is None else lin.bias.detach()
-    def forward(self, x):
-        s = x.shape
-        y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, s[-1]), self.w, self.b, "none", [], "")
-        return y.view(*s[:-1], y.shape[-1])
-
-
-def pack(dec, hint):
-    for layer in dec.layers:
-        for parent in (layer.self_attn, layer.mlp):
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
-                    setattr(parent, name, Packed(child, hint))
 
 
 def run(dec, tokens, reps=3):
@@ -70,7 +52,7 @@ for dtype in (torch.bfloat16, torch.float32):
     for tokens in sizes:
         ref, r = run(dec, tokens, 3 if dtype == torch.bfloat16 else 2)
         results.append({"dtype": str(dtype), "variant": "F.linear", **r}); print(results[-1], flush=True)
-    pack(dec, 2048)
+    pack_linears(dec, 2048)
     with torch.inference_mode():
         after = dec(input_ids=check, use_cache=False).last_hidden_state.float()
     print(dtype, "prepacked vs F.linear max abs diff", (after - before).abs().max().item(),

@@ -3,7 +3,8 @@
 The cold scan's scoring passes ran ~1,550 tokens a second on 2 AMX cores where the bare forward
 pass of 5 x 384 random tokens ran ~2,700-3,000. This probe times, on one set of windows (those of
 the first ``--units`` units of a source tree that triage sends to a model, read around their
-sinks and sources as the scan reads them, with the shipped SLM at ``--precision``):
+sinks and sources as the scan reads them, or of the labelled test part; the shipped SLM at
+``--precision``):
 
 - ``scan``: ``score_and_decode`` as the scan calls it (prefix cache, decoding of flagged windows);
 - ``score only``: the same without decoding (no window reaches the cut);
@@ -14,7 +15,7 @@ sinks and sources as the scan reads them, with the shipped SLM at ``--precision`
 each as tokens per CPU-second (best of ``--rounds``), then torch.profiler's operator table of
 ``score only`` and of ``no prefix``, and how far the packed scores move from the plain ones.
 
-    taskset -c 0,1 python tools/slm_score_path_probe.py TREE --units 120 --threads 2 --out probe.txt
+    taskset -c 0,1 python tools/slm_score_path_probe.py TREE|test --units 120 --threads 2 --out probe.txt
 """
 
 from __future__ import annotations
@@ -23,65 +24,64 @@ import argparse
 import time
 from pathlib import Path
 
+import torch
 
-def windows_of(tree: Path, n_units: int, det):
+
+def windows_of(source: str, n_units: int, det):
+    """(units, prompts, allowed lines) of the first ``n_units`` units of ``source``: a source
+    tree's units that triage sends to a model, read around their sinks and sources as the scan
+    reads them; or, for ``test``, the labelled test part's units, whole."""
     from cwescan.core.units import parse_source
     from cwescan.scan.triage import FIRST_STAGE_KINDS, focus_lines, triage
 
-    units = []
-    for path in sorted(tree.rglob("*.py")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        found = parse_source(str(path), text).units
-        units += [u for u, v in zip(found, triage(found), strict=True) if v.kind in FIRST_STAGE_KINDS]
-        if len(units) >= n_units:
-            break
-    units = units[:n_units]
-    windows = det.builder.many_unit_windows(units, focus=[focus_lines(u) for u in units])
-    flat = [w for ws in windows for w in ws]
+    if source == "test":
+        from cwescan.data.split import load_part
+
+        units = [u for r in load_part("test") for u in parse_source(r.id, r.code).units][:n_units]
+        focus = [()] * len(units)
+    else:
+        units = []
+        for path in sorted(Path(source).rglob("*.py")):
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (UnicodeDecodeError, OSError):
+                continue
+            found = parse_source(str(path), text).units
+            units += [u for u, v in zip(found, triage(found), strict=True) if v.kind in FIRST_STAGE_KINDS]
+            if len(units) >= n_units:
+                break
+        units = units[:n_units]
+        focus = [focus_lines(u) for u in units]
+    flat = [w for ws in det.builder.many_unit_windows(units, focus=focus) for w in ws]
     return len(units), [w.prompt for w in flat], [list(range(w.first_line, w.last_line + 1)) for w in flat]
 
 
-class PackedLinear:
+class PackedLinear(torch.nn.Module):
     """An ``nn.Linear`` whose weight oneDNN lays out once, not on every call."""
 
-    def __init__(self, lin, rows_hint: int) -> None:
-        import torch
-
+    def __init__(self, lin: torch.nn.Linear, rows_hint: int) -> None:
+        super().__init__()
         self.weight = torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach(), rows_hint)
         self.bias = None if lin.bias is None else lin.bias.detach()
 
-    def __call__(self, x):
-        import torch
-
+    def forward(self, x):
         shape = x.shape
         y = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, shape[-1]), self.weight, self.bias, "none", [], "")
         return y.view(*shape[:-1], y.shape[-1])
 
 
 def pack_linears(decoder, rows_hint: int = 2048) -> None:
-    import torch
-
-    class Module(torch.nn.Module):
-        def __init__(self, packed):
-            super().__init__()
-            self.packed = packed
-
-        def forward(self, x):
-            return self.packed(x)
-
+    """Every ``nn.Linear`` of a Llama decoder's layers replaced by a ``PackedLinear``."""
     for layer in decoder.layers:
         for parent in (layer.self_attn, layer.mlp):
             for name, child in list(parent.named_children()):
                 if isinstance(child, torch.nn.Linear):
-                    setattr(parent, name, Module(PackedLinear(child, rows_hint)))
+                    setattr(parent, name, PackedLinear(child, rows_hint))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("tree", type=Path)
+    ap.add_argument("source", help="a source tree, or test: the labelled test part")
     ap.add_argument("--units", type=int, default=120)
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--threads", type=int, default=2)
@@ -89,7 +89,6 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
 
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from cwescan.detectors.slm import SLMDetector
@@ -98,7 +97,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     det = SLMDetector(precision=args.precision)
     det.load()
-    n_units, prompts, lines = windows_of(args.tree, args.units, det)
+    n_units, prompts, lines = windows_of(args.source, args.units, det)
     report = [f"{n_units} units, {len(prompts)} windows, precision {args.precision}, {args.threads} threads, "
               f"batch {det.batch_size} rows"]
     print(report[0], flush=True)
