@@ -37,7 +37,7 @@ class EncoderDetector(ModelDetector):
         device: str = "cpu",
         threshold: float | None = None,
         model_path: str | Path | None = None,
-        batch_tokens: int = 8192,
+        batch_tokens: int | None = None,
         focus: bool = True,
     ) -> None:
         from cwescan.ml.precision import check_precision
@@ -58,7 +58,7 @@ class EncoderDetector(ModelDetector):
         self.threshold = float(threshold if threshold is not None
                                else self.card.get("threshold", config.get("threshold", 0.5)))
         self.policy = DecisionPolicy.from_card(self.card)
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = batch_tokens  # None: the device's (ml/encoder/infer.batch_tokens_for)
         # a unit longer than one window is read only around its sinks and sources (ml/focus.py)
         self.focus = focus
         self.windows_scored = 0  # total windows run through the model, for benchmarks and reports
@@ -96,7 +96,7 @@ class EncoderDetector(ModelDetector):
                 "options": {"focus": True} if self.focus else None}
 
     def _scores(self, units: Sequence[Unit], focus: Sequence[Collection[int]] | None = None):
-        from cwescan.ml.encoder.infer import score_texts
+        from cwescan.ml.encoder.infer import batch_tokens_for, score_texts
 
         self.load()
 
@@ -108,7 +108,8 @@ class EncoderDetector(ModelDetector):
         todo = sorted({k for k in keys if k not in self._memo})
         if todo:
             scores = score_texts(self.model, self.tokenizer, [t for t, _ in todo], device=self.device,
-                                 batch_tokens=self.batch_tokens, focus=[f for _, f in todo])
+                                 batch_tokens=self.batch_tokens or batch_tokens_for(self.device),
+                                 focus=[f for _, f in todo])
             self.windows_scored += sum(s.windows for s in scores)
             if str(self.device) == "cpu":
                 # the call's activations back to the OS, as the SLM does after each call: the
