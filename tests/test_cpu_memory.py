@@ -76,3 +76,32 @@ def test_cpu_models_bound_onednn_kernel_cache_unless_the_user_set_it():
     assert "cache_miss" in bounded  # evicted by the 19 shapes after it: the cache holds 16 kernels
     users = _kernels_made_again({"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "1024"})
     assert users and set(users) == {"cache_hit"}  # the user's own setting stands
+
+
+SMAPS = """\
+7f00a0000000-7f00a4000000 r-xp 00000000 08:01 123 /venv/lib/python3.12/site-packages/torch/lib/libtorch_cuda.so
+Size:              65536 kB
+Rss:               51200 kB
+Pss:               51200 kB
+7f00b0000000-7f00b1000000 r-xp 00000000 08:01 124 /venv/lib/python3.12/site-packages/nvidia/cublas/lib/libcublasLt.so.13
+Size:              16384 kB
+Rss:               10240 kB
+7f00c0000000-7f00c2000000 r-xp 00000000 08:01 125 /venv/lib/python3.12/site-packages/torch/lib/libtorch_cpu.so
+Size:              32768 kB
+Rss:               30720 kB
+7f00d0000000-7f00d0100000 rw-p 00000000 00:00 0
+Rss:                1024 kB
+7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0                          [stack]
+Rss:                  64 kB
+"""
+
+
+def test_gpu_library_rss_counts_only_the_gpu_runtime_mappings(tmp_path):
+    from cwescan.core.process import gpu_library_rss_mb
+
+    smaps = tmp_path / "smaps"
+    smaps.write_text(SMAPS)
+    assert gpu_library_rss_mb(smaps) == (51200 + 10240) / 1024  # libtorch_cuda + cuBLAS, not libtorch_cpu
+    assert gpu_library_rss_mb(tmp_path / "missing") is None
+    here = gpu_library_rss_mb()  # this process: 0 with a CPU build of torch, more with a CUDA one
+    assert here is not None and here >= 0.0

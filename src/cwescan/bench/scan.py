@@ -33,7 +33,7 @@ from pathlib import Path
 
 from cwescan.bench.static import collect, stdlib_path
 from cwescan.core.config import DEFAULT_MIN_CONFIDENCE
-from cwescan.core.process import peak_rss_mb, rss_mb
+from cwescan.core.process import gpu_library_rss_mb, peak_rss_mb, rss_mb
 
 
 def build_tree(source: Path, files: int, dest: Path) -> list[str]:
@@ -90,6 +90,9 @@ class ScanRun:
     # the first stage, after the SLM's first batch (its model loaded) and at the end: where the
     # peak RSS is reached
     memory: dict = field(default_factory=dict)
+    # of the resident set at the end, pages of GPU runtime libraries: a CUDA build of torch maps
+    # them even when every model runs on the CPU, a CPU build (what a CPU user installs) does not
+    gpu_libraries_mb: float | None = None
 
     @property
     def files_per_s(self) -> float:
@@ -214,7 +217,7 @@ def run_scan(name: str, tree: Path, cache_dir: Path | None, detector_names: list
         findings=report.stats["findings"], create_s=round(t1 - t0, 2),
         static_s=round(model_start - t1, 2), model_s=round(t2 - model_start, 2),
         detectors=[d.name for d in detectors], reasons=stage.get("reasons", {}),
-        peak_rss_mb=_rounded_peak_rss(), cpu_s=round(c2 - c0, 2),
+        peak_rss_mb=_rounded_peak_rss(), gpu_libraries_mb=_rounded(gpu_library_rss_mb()), cpu_s=round(c2 - c0, 2),
         model_cpu_s=round(p2 - marks.get("model_cpu", p2), 2), prefix_cache=prefix_cache,
         first_stage=first_stage, first_stage_cleared=(stage.get("first_stage") or {}).get("cleared", 0),
         first_stage_s=round(marks.get("first_stage_s", 0.0), 2), focus=focus, settle=settle, memory=memory,
@@ -312,6 +315,10 @@ def scan_table(result: dict) -> str:
         if r.get("memory"):
             points = ", ".join(f"{k} {now or 0:,.0f} / {peak or 0:,.0f}" for k, (now, peak) in r["memory"].items())
             rows.append(f"- {r['name']}, resident MB now / peak so far: {points}")
+    gpu_libs = max((r.get("gpu_libraries_mb") or 0.0 for r in result["runs"]), default=0.0)
+    if gpu_libs:
+        rows.append(f"- of the resident set, {gpu_libs:,.0f} MB are pages of GPU runtime libraries that this CUDA "
+                    "build of torch maps even on the CPU; a CPU build does not load them")
     return "\n".join(rows) + "\n"
 
 

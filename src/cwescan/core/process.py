@@ -32,3 +32,30 @@ def peak_rss_mb() -> float | None:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     except (ImportError, OSError):
         return None
+
+
+# Shared libraries that only a GPU build of torch loads (CUDA runtime, cuBLAS, cuDNN, NCCL, ...,
+# and torch's own CUDA parts). A CUDA build maps them at ``import torch`` even when every model
+# runs on the CPU: on the lent H200 host ``import torch`` left 492 MB resident against 218 MB for
+# the CPU build on the development machine.
+GPU_LIBRARY_MARKERS = ("cuda", "cudnn", "cublas", "cufft", "curand", "cusolver", "cusparse", "nccl",
+                       "nvrtc", "nvjitlink", "cupti", "nvshmem", "cufile", "/nvidia/")
+
+
+def gpu_library_rss_mb(smaps: str | Path = "/proc/self/smaps") -> float | None:
+    """MiB of this process's resident set that are pages of GPU runtime libraries
+    (``GPU_LIBRARY_MARKERS`` in the mapped file's path): what a peak RSS measured with a CUDA
+    build of torch holds that a CPU build does not. 0.0 with a CPU build; None without /proc."""
+    total_kb, counting = 0, False
+    try:
+        with open(smaps) as f:
+            for line in f:
+                first = line.split(maxsplit=1)[0]
+                if "-" in first and not first.endswith(":"):  # a mapping's header line
+                    path = line.split()[-1] if len(line.split()) >= 6 else ""
+                    counting = any(m in path.lower() for m in GPU_LIBRARY_MARKERS)
+                elif counting and first == "Rss:":
+                    total_kb += int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total_kb / 1024
