@@ -50,12 +50,12 @@ def gpu_library_rss_mb(smaps: str | Path = "/proc/self/smaps") -> float | None:
     try:
         with open(smaps) as f:
             for line in f:
-                first = line.split(maxsplit=1)[0]
-                if "-" in first and not first.endswith(":"):  # a mapping's header line
-                    path = line.split()[-1] if len(line.split()) >= 6 else ""
-                    counting = any(m in path.lower() for m in GPU_LIBRARY_MARKERS)
-                elif counting and first == "Rss:":
-                    total_kb += int(line.split()[1])
+                fields = line.split()
+                if "-" in fields[0] and not fields[0].endswith(":"):  # a mapping's header line
+                    path = " ".join(fields[5:]).lower()  # empty: an anonymous mapping
+                    counting = any(m in path for m in GPU_LIBRARY_MARKERS)
+                elif counting and fields[0] == "Rss:":
+                    total_kb += int(fields[1])
     except (OSError, ValueError, IndexError):
         return None
     return total_kb / 1024
